@@ -1,0 +1,37 @@
+// The Llama-family tensor list (llama, mistral, qwen2 share it; qwen2 adds q/k/v biases).
+#include "qlm/tensor_names.hpp"
+
+namespace qlm {
+
+std::string layer_tensor(std::uint32_t layer, const char* suffix) {
+  return "model.layers." + std::to_string(layer) + "." + suffix;
+}
+
+std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
+  const std::uint64_t d = c.hidden_size, ff = c.intermediate_size;
+  const std::uint64_t q = std::uint64_t{c.n_heads} * c.head_dim;
+  const std::uint64_t kv = std::uint64_t{c.n_kv_heads} * c.head_dim;
+  std::vector<ExpectedTensor> t;
+  t.push_back({"model.embed_tokens.weight", {c.vocab_size, d}, true});
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    t.push_back({layer_tensor(l, "input_layernorm.weight"), {d}, false});
+    t.push_back({layer_tensor(l, "self_attn.q_proj.weight"), {q, d}, true});
+    t.push_back({layer_tensor(l, "self_attn.k_proj.weight"), {kv, d}, true});
+    t.push_back({layer_tensor(l, "self_attn.v_proj.weight"), {kv, d}, true});
+    if (c.attention_bias) {
+      t.push_back({layer_tensor(l, "self_attn.q_proj.bias"), {q}, false});
+      t.push_back({layer_tensor(l, "self_attn.k_proj.bias"), {kv}, false});
+      t.push_back({layer_tensor(l, "self_attn.v_proj.bias"), {kv}, false});
+    }
+    t.push_back({layer_tensor(l, "self_attn.o_proj.weight"), {d, q}, true});
+    t.push_back({layer_tensor(l, "post_attention_layernorm.weight"), {d}, false});
+    t.push_back({layer_tensor(l, "mlp.gate_proj.weight"), {ff, d}, true});
+    t.push_back({layer_tensor(l, "mlp.up_proj.weight"), {ff, d}, true});
+    t.push_back({layer_tensor(l, "mlp.down_proj.weight"), {d, ff}, true});
+  }
+  t.push_back({"model.norm.weight", {d}, false});
+  if (!c.tie_word_embeddings) t.push_back({"lm_head.weight", {c.vocab_size, d}, true});
+  return t;
+}
+
+}  // namespace qlm
