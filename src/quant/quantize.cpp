@@ -71,6 +71,20 @@ void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std:
 
 void dequantize_row(DType t, std::span<const std::uint8_t> data, std::size_t rows, std::size_t k,
                     std::size_t row, std::span<float> out) {
+  if (!is_quantized(t)) {
+    const std::size_t elem = t == DType::F32 ? 4 : 2;
+    const std::uint8_t* p = data.data() + row * k * elem;
+    for (std::size_t c = 0; c < k; ++c) {
+      if (t == DType::F32) {
+        std::memcpy(&out[c], p + 4 * c, 4);
+      } else {
+        std::uint16_t h;
+        std::memcpy(&h, p + 2 * c, 2);
+        out[c] = t == DType::F16 ? detail::f16_to_f32(h) : detail::bf16_to_f32(h);
+      }
+    }
+    return;
+  }
   const TileGeometry geo(t, rows, k);
   const std::size_t g = row / kRowGroup, r = row % kRowGroup;
   for (std::size_t b = 0; b < geo.blocks; ++b) {

@@ -16,7 +16,7 @@ namespace qlm::quant {
 void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std::size_t k,
                      std::span<std::uint8_t> out);
 
-/// Dequantizes logical row `row` of a Q8/Q4 tensor into `out` (k floats).
+/// Dequantizes logical row `row` of a [rows, k] tensor of any type into `out` (k floats).
 void dequantize_row(DType t, std::span<const std::uint8_t> data, std::size_t rows, std::size_t k,
                     std::size_t row, std::span<float> out);
 
