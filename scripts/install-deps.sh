@@ -18,7 +18,7 @@ done
 packages=(
   g++ cmake make ninja-build pkg-config git ca-certificates
   libeigen3-dev libxsimd-dev libgomp1 libbenchmark-dev catch2 libfmt-dev
-  nlohmann-json3-dev libpcre2-dev libxxhash-dev libcli11-dev
+  nlohmann-json3-dev libpcre2-dev libicu-dev libxxhash-dev libcli11-dev
   clang-format
 )
 if [ "$cross" = 1 ]; then

@@ -1,0 +1,67 @@
+// generate(): the prompt -> tokens loop with streaming callbacks, stop conditions and timings.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qlm/error.hpp"
+#include "qlm/sampler.hpp"
+#include "qlm/session.hpp"
+
+namespace qlm {
+
+/// Why generation ended.
+enum class StopReason : std::uint8_t {
+  MaxTokens,        ///< produced GenerateOptions::max_tokens tokens
+  EndOfGeneration,  ///< sampled an end-of-generation token (EOS, <|im_end|>, …)
+  StopString,       ///< the text reached one of GenerateOptions::stop
+  Cancelled,        ///< on_token returned false
+  ContextFull,      ///< the session's context is full
+};
+
+/// One generated token, as handed to the callback.
+struct GeneratedToken {
+  std::int32_t id = 0;
+  std::string_view text;  ///< text released by this token (may be empty: partial UTF-8, or held
+                          ///< back because it could be the start of a stop string)
+  float logprob = 0.0f;   ///< log-probability of `id` under the model's (unmodified) distribution
+};
+
+/// Generation settings.
+struct GenerateOptions {
+  std::int32_t max_tokens = 128;   ///< upper bound on generated tokens
+  std::vector<std::string> stop;   ///< stop strings; never part of the returned text
+  bool stop_at_end_of_generation = true;
+  /// Called after each token; return false to stop (StopReason::Cancelled). Optional.
+  std::function<bool(const GeneratedToken&)> on_token;
+};
+
+/// Timings and counts of one generate() call.
+struct GenerateStats {
+  std::size_t prompt_tokens = 0;
+  double prompt_seconds = 0.0;      ///< evaluating the prompt
+  std::size_t generated_tokens = 0;
+  double generation_seconds = 0.0;  ///< after the first token
+  double time_to_first_token = 0.0;
+};
+
+/// What generate() produced.
+struct GenerateResult {
+  std::string text;                 ///< the generated text (stop string excluded)
+  std::vector<std::int32_t> tokens;  ///< generated ids
+  std::vector<float> logprobs;       ///< per generated token
+  StopReason stop = StopReason::MaxTokens;
+  GenerateStats stats;
+};
+
+/// Evaluates `prompt` (which must not be empty: pass [BOS] to start from nothing), then samples
+/// until a stop condition. The session keeps every evaluated token, so calls can be chained.
+Result<GenerateResult> generate(Session& session, Sampler& sampler,
+                                std::span<const std::int32_t> prompt,
+                                const GenerateOptions& options = {});
+
+}  // namespace qlm

@@ -1,0 +1,58 @@
+// Session: one sequence being evaluated — its KV cache, position and scratch buffers. Sessions are
+// independent: many may share one Model, each used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "qlm/error.hpp"
+#include "qlm/kv_cache.hpp"
+#include "qlm/model.hpp"
+
+namespace qlm {
+
+/// Per-session settings.
+struct SessionOptions {
+  std::uint32_t context = 0;  ///< tokens the KV cache holds; 0 = min(trained context, 4096)
+  int threads = 0;            ///< worker threads; 0 = all hardware threads
+  KvType kv_type = KvType::F32;
+  bool reference = false;  ///< run the scalar fp32 reference path (slow; for tests)
+};
+
+/// What eval() returns.
+struct EvalOptions {
+  bool all_logits = false;  ///< logits for every input token ([n][vocab]) instead of the last
+};
+
+/// One sequence's state over a shared Model.
+class Session {
+ public:
+  /// Allocates the KV cache and buffers once; `model` must not be null.
+  static Result<Session> create(std::shared_ptr<const Model> model, SessionOptions options = {});
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+  ~Session();
+
+  /// Appends `tokens` at the current position and returns logits (a view valid until the next
+  /// call). Fails without changing state on an invalid id or if the context would overflow.
+  Result<std::span<const float>> eval(std::span<const std::int32_t> tokens,
+                                      EvalOptions options = {});
+
+  /// Rolls the cache back to its first `n` tokens (n <= position()), e.g. to reuse a prefix.
+  Result<void> truncate(std::uint32_t n);
+
+  std::uint32_t position() const;      ///< tokens in the cache
+  std::uint32_t context_size() const;  ///< maximum tokens
+  std::span<const std::int32_t> tokens() const;  ///< the tokens in the cache, in order
+  const Model& model() const;
+
+  struct Impl;
+
+ private:
+  explicit Session(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qlm

@@ -1,0 +1,115 @@
+// Reference forward pass: one token at a time, every op from ops/reference_ops.hpp, fp32
+// activations, weights dequantized on the fly. Slow, simple, and the yardstick for the fast path.
+#include "arch/reference_forward.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "model_weights.hpp"
+#include "ops/reference_ops.hpp"
+#include "qlm/quant/quantize.hpp"
+
+namespace qlm::detail {
+namespace {
+
+class ReferenceForward final : public Forward {
+ public:
+  explicit ReferenceForward(const Model& model)
+      : c_(model.config()),
+        w_(model.weights()),
+        inv_freq_(ref::rope_inv_freq(c_)),
+        x_(c_.hidden_size),
+        xb_(c_.hidden_size),
+        q_(c_.n_heads * c_.head_dim),
+        k_(c_.n_kv_heads * c_.head_dim),
+        v_(c_.n_kv_heads * c_.head_dim),
+        att_out_(c_.n_heads * c_.head_dim),
+        gate_(c_.intermediate_size),
+        up_(c_.intermediate_size) {}
+
+  void run(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache,
+           std::span<float> logits, bool all_logits) override {
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      const bool want = all_logits || i + 1 == tokens.size();
+      const std::size_t row = all_logits ? i : 0;
+      token(tokens[i], start + static_cast<std::uint32_t>(i), cache,
+            want ? logits.subspan(row * c_.vocab_size, c_.vocab_size) : std::span<float>{});
+    }
+  }
+
+ private:
+  void token(std::int32_t id, std::uint32_t pos, KvCache& cache, std::span<float> logits) {
+    quant::dequantize_row(w_.embed.dtype, w_.embed.data, w_.embed.rows, w_.embed.k,
+                          static_cast<std::size_t>(id), x_);
+    for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
+      attention(l, pos, cache);
+      mlp(l);
+    }
+    if (logits.empty()) return;
+    ref::rmsnorm(xb_, x_, w_.final_norm, c_.rms_norm_eps);
+    ref::matvec(logits, w_.lm_head, xb_);
+  }
+
+  void attention(std::uint32_t l, std::uint32_t pos, KvCache& cache) {
+    const LayerWeights& lw = w_.layers[l];
+    const std::uint32_t hd = c_.head_dim;
+    ref::rmsnorm(xb_, x_, lw.attn_norm, c_.rms_norm_eps);
+    ref::matvec(q_, lw.wq, xb_, lw.bq);
+    ref::matvec(k_, lw.wk, xb_, lw.bk);
+    ref::matvec(v_, lw.wv, xb_, lw.bv);
+    for (std::uint32_t h = 0; h < c_.n_heads; ++h) ref::rope({&q_[h * hd], hd}, inv_freq_, pos);
+    for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
+      ref::rope({&k_[h * hd], hd}, inv_freq_, pos);
+      std::memcpy(&cache.keys(l, h)[pos * hd], &k_[h * hd], hd * sizeof(float));
+      std::memcpy(&cache.values(l, h)[pos * hd], &v_[h * hd], hd * sizeof(float));
+    }
+    // Mistral's sliding window: a query at `pos` sees keys in (pos - window, pos].
+    const std::uint32_t first =
+        c_.sliding_window && pos >= c_.sliding_window ? pos - c_.sliding_window + 1 : 0;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    std::vector<float> scores(pos + 1 - first);
+    for (std::uint32_t h = 0; h < c_.n_heads; ++h) {
+      const std::uint32_t kvh = h / (c_.n_heads / c_.n_kv_heads);
+      const float* q = &q_[h * hd];
+      const auto keys = cache.keys(l, kvh), values = cache.values(l, kvh);
+      for (std::uint32_t t = first; t <= pos; ++t) {
+        float dot = 0.0f;
+        for (std::uint32_t i = 0; i < hd; ++i) dot += q[i] * keys[t * hd + i];
+        scores[t - first] = dot * scale;
+      }
+      ref::softmax(scores);
+      float* out = &att_out_[h * hd];
+      std::fill(out, out + hd, 0.0f);
+      for (std::uint32_t t = first; t <= pos; ++t) {
+        for (std::uint32_t i = 0; i < hd; ++i) out[i] += scores[t - first] * values[t * hd + i];
+      }
+    }
+    ref::matvec(xb_, lw.wo, att_out_);
+    for (std::uint32_t i = 0; i < c_.hidden_size; ++i) x_[i] += xb_[i];
+  }
+
+  void mlp(std::uint32_t l) {
+    const LayerWeights& lw = w_.layers[l];
+    ref::rmsnorm(xb_, x_, lw.ffn_norm, c_.rms_norm_eps);
+    ref::matvec(gate_, lw.w_gate, xb_);
+    ref::matvec(up_, lw.w_up, xb_);
+    ref::silu_mul(gate_, up_);
+    ref::matvec(xb_, lw.w_down, gate_);
+    for (std::uint32_t i = 0; i < c_.hidden_size; ++i) x_[i] += xb_[i];
+  }
+
+  const ModelConfig& c_;
+  const ModelWeights& w_;
+  std::vector<float> inv_freq_;
+  std::vector<float> x_, xb_, q_, k_, v_, att_out_, gate_, up_;  // activations of one token
+};
+
+}  // namespace
+
+std::unique_ptr<Forward> make_reference_forward(const Model& model) {
+  return std::make_unique<ReferenceForward>(model);
+}
+
+}  // namespace qlm::detail

@@ -1,0 +1,14 @@
+// The scalar fp32 reference forward pass of the Llama family (llama, mistral, qwen2).
+#pragma once
+
+#include <memory>
+
+#include "arch/forward.hpp"
+#include "qlm/model.hpp"
+
+namespace qlm::detail {
+
+/// A token-at-a-time reference implementation; every op is the plain loop in ops/reference_ops.
+std::unique_ptr<Forward> make_reference_forward(const Model& model);
+
+}  // namespace qlm::detail

@@ -1,0 +1,98 @@
+// Model::open: map the file, read config and tokenizer, bind weight views (no copies).
+#include "qlm/model.hpp"
+
+#include "model_weights.hpp"
+#include "qlm/tensor_names.hpp"
+#include "qlm/vocabulary.hpp"
+#include "util/fail.hpp"
+
+namespace qlm {
+
+namespace detail {
+namespace {
+
+Matrix bind_matrix(const format::ModelFile& file, const std::string& name) {
+  const auto t = file.find(name);
+  if (!t) fail(ErrorCode::Format, "{}: missing tensor '{}'", file.path(), name);
+  if (t->info->shape.size() != 2) {
+    fail(ErrorCode::Format, "{}: tensor '{}' must be 2-D", file.path(), name);
+  }
+  return Matrix{t->info->dtype, static_cast<std::uint32_t>(t->info->shape[0]),
+                static_cast<std::uint32_t>(t->info->shape[1]), t->data};
+}
+
+// 1-D tensors are always f32; the mapping is page aligned and payloads 64-byte aligned, so
+// viewing them as floats is aligned.
+std::span<const float> bind_vector(const format::ModelFile& file, const std::string& name) {
+  const auto t = file.find(name);
+  if (!t) fail(ErrorCode::Format, "{}: missing tensor '{}'", file.path(), name);
+  if (t->info->dtype != DType::F32 || t->info->shape.size() != 1) {
+    fail(ErrorCode::Unsupported, "{}: tensor '{}' must be a 1-D f32 vector", file.path(), name);
+  }
+  return {reinterpret_cast<const float*>(t->data.data()), t->info->shape[0]};
+}
+
+}  // namespace
+
+ModelWeights bind_weights(const format::ModelFile& file, const ModelConfig& c) {
+  for (const auto& e : expected_tensors(c)) {  // shapes first, so views below can trust them
+    const auto t = file.find(e.name);
+    if (!t) fail(ErrorCode::Format, "{}: missing tensor '{}'", file.path(), e.name);
+    if (t->info->shape != e.shape) {
+      fail(ErrorCode::Format, "{}: tensor '{}' has shape {} but the config implies {}",
+           file.path(), e.name, fmt::join(t->info->shape, "x"), fmt::join(e.shape, "x"));
+    }
+  }
+  ModelWeights w;
+  w.embed = bind_matrix(file, "model.embed_tokens.weight");
+  w.lm_head = c.tie_word_embeddings ? w.embed : bind_matrix(file, "lm_head.weight");
+  w.final_norm = bind_vector(file, "model.norm.weight");
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    LayerWeights lw;
+    auto m = [&](const char* s) { return bind_matrix(file, layer_tensor(l, s)); };
+    auto v = [&](const char* s) { return bind_vector(file, layer_tensor(l, s)); };
+    lw.attn_norm = v("input_layernorm.weight");
+    lw.wq = m("self_attn.q_proj.weight");
+    lw.wk = m("self_attn.k_proj.weight");
+    lw.wv = m("self_attn.v_proj.weight");
+    lw.wo = m("self_attn.o_proj.weight");
+    if (c.attention_bias) {
+      lw.bq = v("self_attn.q_proj.bias");
+      lw.bk = v("self_attn.k_proj.bias");
+      lw.bv = v("self_attn.v_proj.bias");
+    }
+    lw.ffn_norm = v("post_attention_layernorm.weight");
+    lw.w_gate = m("mlp.gate_proj.weight");
+    lw.w_up = m("mlp.up_proj.weight");
+    lw.w_down = m("mlp.down_proj.weight");
+    w.layers.push_back(lw);
+  }
+  return w;
+}
+
+}  // namespace detail
+
+Model::Model(std::shared_ptr<const format::ModelFile> file, ModelConfig config, Tokenizer tokenizer)
+    : file_(std::move(file)), config_(config), tokenizer_(std::move(tokenizer)) {
+  weights_ = std::make_unique<const detail::ModelWeights>(detail::bind_weights(*file_, config_));
+}
+
+Model::~Model() = default;
+
+Result<std::shared_ptr<const Model>> Model::open(const std::filesystem::path& path,
+                                                 LoadOptions options) {
+  return detail::capture([&] {
+    auto file = detail::unwrap(format::ModelFile::open(
+        path, format::OpenOptions{options.verify_checksums, options.populate}));
+    ModelConfig config = detail::unwrap(load_config(file->metadata(), file->path()));
+    Vocabulary vocab = detail::unwrap(load_vocabulary(file->metadata(), file->path()));
+    if (vocab.tokens.size() > config.vocab_size) {
+      detail::fail(ErrorCode::Format, "{}: tokenizer has {} tokens but the model only {} logits",
+                   file->path(), vocab.tokens.size(), config.vocab_size);
+    }
+    Tokenizer tok = detail::unwrap(Tokenizer::create(std::move(vocab)));
+    return std::shared_ptr<const Model>(new Model(std::move(file), config, std::move(tok)));
+  });
+}
+
+}  // namespace qlm

@@ -1,0 +1,62 @@
+// Scalar fp32 reference operators of the Llama-family graph, written to be obviously right: the
+// fast paths are tested against these.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model_weights.hpp"
+#include "qlm/config.hpp"
+
+namespace qlm::ref {
+
+/// out = x / sqrt(mean(x^2) + eps) * w.
+inline void rmsnorm(std::span<float> out, std::span<const float> x, std::span<const float> w,
+                    float eps) {
+  float ss = 0.0f;
+  for (float v : x) ss += v * v;
+  const float scale = 1.0f / std::sqrt(ss / static_cast<float>(x.size()) + eps);
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] * scale * w[i];
+}
+
+/// out[r] = dot(row r of W, x) (+ bias[r]), dequantizing each row on the fly.
+void matvec(std::span<float> out, const detail::Matrix& w, std::span<const float> x,
+            std::span<const float> bias = {});
+
+/// Rotary inverse frequencies (head_dim / 2 values), with llama3 scaling when configured.
+std::vector<float> rope_inv_freq(const ModelConfig& config);
+
+/// Rotates one head in place at `pos`, Hugging Face rotate-half order (pairs i and i + d/2).
+inline void rope(std::span<float> head, std::span<const float> inv_freq, std::uint32_t pos) {
+  const std::size_t half = head.size() / 2;
+  for (std::size_t i = 0; i < half; ++i) {
+    const float angle = static_cast<float>(pos) * inv_freq[i];
+    const float c = std::cos(angle), s = std::sin(angle);
+    const float x0 = head[i], x1 = head[i + half];
+    head[i] = x0 * c - x1 * s;
+    head[i + half] = x1 * c + x0 * s;
+  }
+}
+
+/// In-place softmax.
+inline void softmax(std::span<float> x) {
+  float max = x[0];
+  for (float v : x) max = std::max(max, v);
+  float sum = 0.0f;
+  for (float& v : x) {
+    v = std::exp(v - max);
+    sum += v;
+  }
+  for (float& v : x) v /= sum;
+}
+
+/// SwiGLU: gate = silu(gate) * up.
+inline void silu_mul(std::span<float> gate, std::span<const float> up) {
+  for (std::size_t i = 0; i < gate.size(); ++i) {
+    gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  }
+}
+
+}  // namespace qlm::ref

@@ -1,0 +1,88 @@
+// Session: validates requests, owns the KV cache and logits buffer, delegates to a Forward.
+#include "qlm/session.hpp"
+
+#include <algorithm>
+
+#include "arch/reference_forward.hpp"
+#include "util/fail.hpp"
+
+namespace qlm {
+
+using detail::fail;
+
+struct Session::Impl {
+  std::shared_ptr<const Model> model;
+  SessionOptions options;
+  KvCache cache;
+  std::unique_ptr<detail::Forward> forward;
+  std::vector<std::int32_t> tokens;
+  std::vector<float> logits;
+
+  Impl(std::shared_ptr<const Model> m, SessionOptions o, std::uint32_t context)
+      : model(std::move(m)), options(o), cache(model->config(), context, o.kv_type) {}
+};
+
+Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptions options) {
+  return detail::capture([&] {
+    if (!model) fail(ErrorCode::InvalidArgument, "Session::create: model is null");
+    const ModelConfig& c = model->config();
+    const std::uint32_t trained = c.max_position_embeddings ? c.max_position_embeddings : 4096;
+    std::uint32_t context = options.context ? options.context : std::min(trained, 4096u);
+    if (context > (1u << 24)) {
+      fail(ErrorCode::InvalidArgument, "context {} is absurd (at most {})", context, 1u << 24);
+    }
+    auto impl = std::make_unique<Impl>(model, options, context);
+    impl->forward = detail::make_reference_forward(*impl->model);
+    impl->tokens.reserve(context);
+    return Session(std::move(impl));
+  });
+}
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+Session::~Session() = default;
+
+Result<std::span<const float>> Session::eval(std::span<const std::int32_t> tokens,
+                                             EvalOptions options) {
+  return detail::capture([&]() -> std::span<const float> {
+    Impl& s = *impl_;
+    const ModelConfig& c = s.model->config();
+    if (tokens.empty()) fail(ErrorCode::InvalidArgument, "eval: no tokens");
+    for (std::int32_t t : tokens) {
+      if (t < 0 || static_cast<std::uint32_t>(t) >= c.vocab_size) {
+        fail(ErrorCode::InvalidArgument, "eval: token id {} is outside the vocabulary [0, {})", t,
+             c.vocab_size);
+      }
+    }
+    const std::size_t pos = s.tokens.size();
+    if (tokens.size() > s.cache.context() - pos) {
+      fail(ErrorCode::ContextFull,
+           "eval: {} tokens at position {} exceed the session context of {} tokens",
+           tokens.size(), pos, s.cache.context());
+    }
+    const std::size_t rows = options.all_logits ? tokens.size() : 1;
+    s.logits.resize(rows * c.vocab_size);
+    s.forward->run(tokens, static_cast<std::uint32_t>(pos), s.cache, s.logits,
+                   options.all_logits);
+    s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
+    return s.logits;
+  });
+}
+
+Result<void> Session::truncate(std::uint32_t n) {
+  if (n > impl_->tokens.size()) {
+    return Error{ErrorCode::InvalidArgument,
+                 "truncate: " + std::to_string(n) + " is beyond the " +
+                     std::to_string(impl_->tokens.size()) + " tokens in the cache"};
+  }
+  impl_->tokens.resize(n);  // later positions are overwritten before they are read again
+  return {};
+}
+
+std::uint32_t Session::position() const { return static_cast<std::uint32_t>(impl_->tokens.size()); }
+std::uint32_t Session::context_size() const { return impl_->cache.context(); }
+std::span<const std::int32_t> Session::tokens() const { return impl_->tokens; }
+const Model& Session::model() const { return *impl_->model; }
+
+}  // namespace qlm

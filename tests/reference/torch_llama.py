@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+"""Independent PyTorch reference of the Llama-family decoder (llama, mistral, qwen2).
+
+Written from the Hugging Face modelling code's definitions, not from qlm: it reads the original
+safetensors directly and computes in float64, so qlm's float32 logits are compared against the
+exact math. Two commands:
+
+  torch_llama.py logits <model_dir> <comma-separated ids> <out.f32>
+      writes float32 logits [n_tokens][vocab] for the sequence evaluated causally.
+  torch_llama.py synth <out_dir> <json overrides> <seed> <tokenizer_dir>
+      writes a small random checkpoint (config.json + model.safetensors) with the tokenizer files
+      of <tokenizer_dir> copied in.
+"""
+import json
+import math
+import os
+import shutil
+import struct
+import sys
+
+import torch
+
+DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = e["data_offsets"]
+        buf = bytearray(data[base + a:base + b])
+        t = torch.frombuffer(buf, dtype=DTYPES[e["dtype"]]) if b > a else torch.zeros(0)
+        out[name] = t.reshape(e["shape"]).to(torch.float64)
+    return out
+
+
+def load_checkpoint(model_dir):
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+        tensors = {}
+        for fn in files:
+            tensors.update(read_safetensors(os.path.join(model_dir, fn)))
+        return tensors
+    return read_safetensors(os.path.join(model_dir, "model.safetensors"))
+
+
+def inv_freq(cfg, head_dim):
+    theta = cfg.get("rope_theta", 10000.0)
+    f = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    rs = cfg.get("rope_scaling")
+    if rs and rs.get("rope_type", rs.get("type")) == "llama3":
+        factor, lo, hi = rs["factor"], rs.get("low_freq_factor", 1.0), rs.get("high_freq_factor", 4.0)
+        old = rs.get("original_max_position_embeddings", 8192)
+        wavelen = 2 * math.pi / f
+        scaled = torch.where(wavelen > old / lo, f / factor, f)
+        smooth = (old / wavelen - lo) / (hi - lo)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= old / hi) & (wavelen <= old / lo)
+        f = torch.where(medium, smoothed, scaled)
+    return f
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def rms_norm(x, w, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def forward(cfg, w, ids):
+    d = cfg["hidden_size"]
+    nh = cfg["num_attention_heads"]
+    nkv = cfg.get("num_key_value_heads", nh)
+    hd = cfg.get("head_dim") or d // nh
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    n = len(ids)
+    window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" else None
+    pos = torch.arange(n, dtype=torch.float64)
+    ang = pos[:, None] * inv_freq(cfg, hd)[None, :]
+    cos = torch.cat((ang, ang), -1).cos()
+    sin = torch.cat((ang, ang), -1).sin()
+    i = torch.arange(n)
+    mask = i[None, :] <= i[:, None]
+    if window:
+        mask &= i[None, :] > i[:, None] - window
+    x = w["model.embed_tokens.weight"][torch.tensor(ids)]
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        q = h @ w[p + "self_attn.q_proj.weight"].T
+        k = h @ w[p + "self_attn.k_proj.weight"].T
+        v = h @ w[p + "self_attn.v_proj.weight"].T
+        if p + "self_attn.q_proj.bias" in w:
+            q = q + w[p + "self_attn.q_proj.bias"]
+            k = k + w[p + "self_attn.k_proj.bias"]
+            v = v + w[p + "self_attn.v_proj.bias"]
+        q = q.view(n, nh, hd).transpose(0, 1)
+        k = k.view(n, nkv, hd).transpose(0, 1)
+        v = v.view(n, nkv, hd).transpose(0, 1)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        k = k.repeat_interleave(nh // nkv, dim=0)
+        v = v.repeat_interleave(nh // nkv, dim=0)
+        s = (q @ k.transpose(1, 2)) / math.sqrt(hd)
+        s = s.masked_fill(~mask, float("-inf"))
+        o = (torch.softmax(s, -1) @ v).transpose(0, 1).reshape(n, nh * hd)
+        x = x + o @ w[p + "self_attn.o_proj.weight"].T
+        h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
+        g = h @ w[p + "mlp.gate_proj.weight"].T
+        u = h @ w[p + "mlp.up_proj.weight"].T
+        x = x + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+    x = rms_norm(x, w["model.norm.weight"], eps)
+    head = w.get("lm_head.weight") if not cfg.get("tie_word_embeddings", False) else None
+    if head is None:
+        head = w["model.embed_tokens.weight"]
+    return x @ head.T
+
+
+def cmd_logits(model_dir, ids_text, out):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = json.load(f)
+    ids = [int(t) for t in ids_text.split(",")]
+    logits = forward(cfg, load_checkpoint(model_dir), ids)
+    with open(out, "wb") as f:
+        f.write(logits.to(torch.float32).contiguous().numpy().tobytes())
+
+
+def write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name, t in tensors.items():
+        b = t.to(torch.float32).contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(b)]}
+        offset += len(b)
+        blobs.append(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def cmd_synth(out_dir, overrides, seed, tokenizer_dir):
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
+           "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+           "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 256,
+           "vocab_size": 512, "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2}
+    cfg.update(json.loads(overrides))
+    g = torch.Generator().manual_seed(int(seed))
+    d, ff = cfg["hidden_size"], cfg["intermediate_size"]
+    nh, nkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+
+    def rnd(*shape, scale=0.1):
+        return torch.randn(*shape, generator=g, dtype=torch.float64) * scale
+
+    t = {"model.embed_tokens.weight": rnd(cfg["vocab_size"], d, scale=1.0)}
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        t[p + "input_layernorm.weight"] = 1.0 + rnd(d)
+        t[p + "self_attn.q_proj.weight"] = rnd(nh * hd, d, scale=0.3)
+        t[p + "self_attn.k_proj.weight"] = rnd(nkv * hd, d, scale=0.3)
+        t[p + "self_attn.v_proj.weight"] = rnd(nkv * hd, d)
+        if cfg["model_type"] == "qwen2":
+            t[p + "self_attn.q_proj.bias"] = rnd(nh * hd, scale=0.5)
+            t[p + "self_attn.k_proj.bias"] = rnd(nkv * hd, scale=0.5)
+            t[p + "self_attn.v_proj.bias"] = rnd(nkv * hd, scale=0.5)
+        t[p + "self_attn.o_proj.weight"] = rnd(d, nh * hd)
+        t[p + "post_attention_layernorm.weight"] = 1.0 + rnd(d)
+        t[p + "mlp.gate_proj.weight"] = rnd(ff, d)
+        t[p + "mlp.up_proj.weight"] = rnd(ff, d)
+        t[p + "mlp.down_proj.weight"] = rnd(d, ff)
+    t["model.norm.weight"] = 1.0 + rnd(d)
+    if not cfg["tie_word_embeddings"]:
+        t["lm_head.weight"] = rnd(cfg["vocab_size"], d)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    write_safetensors(os.path.join(out_dir, "model.safetensors"), t)
+    for fn in ("tokenizer.model", "tokenizer_config.json", "tokenizer.json"):
+        src = os.path.join(tokenizer_dir, fn)
+        if os.path.exists(src):
+            shutil.copy(src, os.path.join(out_dir, fn))
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    if len(sys.argv) == 5 and sys.argv[1] == "logits":
+        cmd_logits(*sys.argv[2:])
+    elif len(sys.argv) == 6 and sys.argv[1] == "synth":
+        cmd_synth(*sys.argv[2:])
+    else:
+        sys.exit(__doc__)

@@ -1,0 +1,99 @@
+// qlm-run: generate text from a .qlm model. Only the generated text goes to stdout; timings and
+// diagnostics go to stderr.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <qlm/generate.hpp>
+#include <qlm/model.hpp>
+#include <sstream>
+
+namespace {
+
+struct Args {
+  std::string model, prompt, prompt_file;
+  int n_predict = 128;
+  qlm::SamplerOptions sampling;
+  int threads = 0;
+  std::uint32_t context = 0;
+  std::vector<std::string> stop;
+  bool reference = false;
+  bool ignore_eos = false;
+};
+
+int fail(const std::string& message) {
+  std::fprintf(stderr, "qlm-run: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Generate text with a .qlm model"};
+  Args a;
+  app.add_option("-m,--model", a.model, ".qlm model file")->required();
+  app.add_option("-p,--prompt", a.prompt, "prompt text (empty: start from BOS)");
+  app.add_option("-f,--file", a.prompt_file, "read the prompt from a file");
+  app.add_option("-n,--n-predict", a.n_predict, "tokens to generate (default 128)");
+  app.add_option("--temp", a.sampling.temperature, "temperature; 0 = greedy (default 0.8)");
+  app.add_option("--top-k", a.sampling.top_k, "top-k, 0 = off (default 40)");
+  app.add_option("--top-p", a.sampling.top_p, "top-p, 1 = off (default 0.95)");
+  app.add_option("--min-p", a.sampling.min_p, "min-p, 0 = off (default 0.05)");
+  app.add_option("--repeat-penalty", a.sampling.repeat_penalty, "1 = off (default 1.0)");
+  app.add_option("--presence-penalty", a.sampling.presence_penalty, "default 0");
+  app.add_option("--frequency-penalty", a.sampling.frequency_penalty, "default 0");
+  app.add_option("--repeat-last-n", a.sampling.penalty_window, "penalty window (default 64)");
+  app.add_option("--seed", a.sampling.seed, "RNG seed (default 0)");
+  app.add_option("-t,--threads", a.threads, "threads (default: all cores)");
+  app.add_option("-c,--ctx-size", a.context, "context size (default min(trained, 4096))");
+  app.add_option("--stop", a.stop, "stop string (repeatable)");
+  app.add_flag("--ignore-eos", a.ignore_eos, "keep generating past end-of-generation tokens");
+  app.add_flag("--reference", a.reference, "use the scalar fp32 reference path (slow)");
+  CLI11_PARSE(app, argc, argv);
+
+  if (!a.prompt_file.empty()) {
+    std::ifstream in(a.prompt_file, std::ios::binary);
+    if (!in) return fail(a.prompt_file + ": cannot open prompt file");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    a.prompt = ss.str();
+  }
+  auto model = qlm::Model::open(a.model);
+  if (!model) return fail(model.error().message);
+  const qlm::Tokenizer& tok = (*model)->tokenizer();
+  std::vector<std::int32_t> prompt = tok.encode(a.prompt);
+  if (prompt.empty()) {
+    if (tok.bos() < 0) return fail("empty prompt and the model has no BOS token");
+    prompt.push_back(tok.bos());
+  }
+  auto session = qlm::Session::create(*model, {a.context, a.threads, qlm::KvType::F32,
+                                               a.reference});
+  if (!session) return fail(session.error().message);
+  qlm::Sampler sampler(a.sampling);
+  qlm::GenerateOptions options;
+  options.max_tokens = a.n_predict;
+  options.stop = a.stop;
+  options.stop_at_end_of_generation = !a.ignore_eos;
+  options.on_token = [](const qlm::GeneratedToken& t) {
+    std::fwrite(t.text.data(), 1, t.text.size(), stdout);
+    std::fflush(stdout);
+    return true;
+  };
+  auto result = qlm::generate(*session, sampler, prompt, options);
+  if (!result) return fail(result.error().message);
+  const auto& s = result->stats;
+  std::fprintf(stderr,
+               "\nqlm-run: prompt %zu tokens in %.3f s (%.1f tok/s), generated %zu tokens in "
+               "%.3f s (%.1f tok/s), time to first token %.3f s\n",
+               s.prompt_tokens, s.prompt_seconds,
+               s.prompt_seconds > 0 ? s.prompt_tokens / s.prompt_seconds : 0.0,
+               s.generated_tokens, s.generation_seconds,
+               s.generation_seconds > 0 && s.generated_tokens > 1
+                   ? (s.generated_tokens - 1) / s.generation_seconds
+                   : 0.0,
+               s.time_to_first_token);
+  if (result->stop == qlm::StopReason::ContextFull) {
+    std::fprintf(stderr, "qlm-run: stopped: the context of %u tokens is full\n",
+                 session->context_size());
+  }
+  return 0;
+}
