@@ -19,7 +19,7 @@ struct ConvertOptions {
   std::filesystem::path output;     ///< .qlm file to write (atomically)
   DType type = DType::Q8;           ///< type of every 2-D weight matrix; 1-D tensors stay f32
   /// Progress (tensors done, total, bytes written); return false to cancel. Optional.
-  std::function<bool(std::size_t, std::size_t, std::uint64_t)> on_progress;
+  std::function<bool(std::size_t, std::size_t, std::uint64_t)> on_progress{};
 };
 
 /// What a conversion produced.

@@ -34,10 +34,10 @@ struct GeneratedToken {
 /// Generation settings.
 struct GenerateOptions {
   std::int32_t max_tokens = 128;   ///< upper bound on generated tokens
-  std::vector<std::string> stop;   ///< stop strings; never part of the returned text
+  std::vector<std::string> stop{};  ///< stop strings; never part of the returned text
   bool stop_at_end_of_generation = true;
   /// Called after each token; return false to stop (StopReason::Cancelled). Optional.
-  std::function<bool(const GeneratedToken&)> on_token;
+  std::function<bool(const GeneratedToken&)> on_token{};
 };
 
 /// Timings and counts of one generate() call.

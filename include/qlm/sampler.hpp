@@ -30,7 +30,7 @@ struct SamplerOptions {
   float presence_penalty = 0.0f;  ///< subtracted once from every token seen in the window
   float frequency_penalty = 0.0f;  ///< subtracted per occurrence in the window
   std::int32_t penalty_window = 64;  ///< tokens the penalties look back over
-  std::vector<std::pair<std::int32_t, float>> logit_bias;  ///< (token, added logit)
+  std::vector<std::pair<std::int32_t, float>> logit_bias{};  ///< (token, added logit)
   std::uint64_t seed = 0;          ///< RNG seed: same seed, same logits -> same tokens
   std::vector<SamplerStep> chain = {SamplerStep::LogitBias, SamplerStep::Penalties,
                                     SamplerStep::TopK,      SamplerStep::TopP,

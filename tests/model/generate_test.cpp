@@ -1,0 +1,98 @@
+// generate(): stop strings never leak into the text, streamed pieces add up to the result,
+// callbacks cancel, log-probabilities are the model's, and seeds reproduce runs.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "model/model_helpers.hpp"
+#include "qlm/generate.hpp"
+#include "support/files.hpp"
+#include "support/temp_dir.hpp"
+
+namespace qlm::test {
+namespace {
+
+struct Fixture {
+  TempDir tmp;
+  std::shared_ptr<const Model> model;
+  Fixture() {
+    convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
+    model = open_or_fail(tmp / "m.qlm");
+  }
+  Session session() {
+    auto s = Session::create(model, {.reference = true});
+    REQUIRE(s.ok());
+    return std::move(*s);
+  }
+  std::vector<std::int32_t> bos() const { return {model->tokenizer().bos()}; }
+};
+
+}  // namespace
+
+TEST_CASE("stop strings end generation and are not part of the text", "[generate]") {
+  Fixture f;
+  auto s = f.session();
+  Sampler greedy({.temperature = 0.0f});
+  std::string streamed;
+  GenerateOptions o{.max_tokens = 100, .stop = {"Lily."}};
+  o.on_token = [&](const GeneratedToken& t) {
+    streamed += t.text;
+    return true;
+  };
+  auto r = generate(s, greedy, f.bos(), o);
+  REQUIRE(r.ok());
+  CHECK(r->stop == StopReason::StopString);
+  CHECK(r->text == "Once upon a time, there was a little girl named ");
+  CHECK(streamed == r->text);
+}
+
+TEST_CASE("streamed text equals the result and callbacks can cancel", "[generate]") {
+  Fixture f;
+  auto s = f.session();
+  Sampler sampler({.seed = 11});
+  std::string streamed;
+  int calls = 0;
+  GenerateOptions o{.max_tokens = 40};
+  o.on_token = [&](const GeneratedToken& t) {
+    streamed += t.text;
+    return ++calls < 25;
+  };
+  auto r = generate(s, sampler, f.bos(), o);
+  REQUIRE(r.ok());
+  CHECK(r->stop == StopReason::Cancelled);
+  CHECK(r->tokens.size() == 25);
+  CHECK(streamed == r->text);
+  CHECK(s.position() == 25);  // BOS + 24 generated tokens were evaluated
+}
+
+TEST_CASE("log-probabilities are the model's own", "[generate]") {
+  Fixture f;
+  auto s = f.session();
+  Sampler sampler({.seed = 5});
+  auto r = generate(s, sampler, f.bos(), {.max_tokens = 6});
+  REQUIRE(r.ok());
+  auto check = f.session();
+  std::vector<std::int32_t> seq = f.bos();
+  for (std::size_t i = 0; i < r->tokens.size(); ++i) {
+    const auto logits = *check.eval(std::span(&seq.back(), 1));
+    double max = -1e30, sum = 0.0;
+    for (float v : logits) max = std::max(max, static_cast<double>(v));
+    for (float v : logits) sum += std::exp(v - max);
+    const double expect = logits[static_cast<std::size_t>(r->tokens[i])] - max - std::log(sum);
+    CHECK(r->logprobs[i] == Approx(expect).margin(1e-4));
+    CHECK(r->logprobs[i] <= 0.0f);
+    seq.push_back(r->tokens[i]);
+  }
+}
+
+TEST_CASE("a seed reproduces a sampled run exactly", "[generate]") {
+  Fixture f;
+  auto run = [&](std::uint64_t seed) {
+    auto s = f.session();
+    Sampler sampler({.temperature = 1.0f, .seed = seed});
+    return generate(s, sampler, f.bos(), {.max_tokens = 30})->tokens;
+  };
+  CHECK(run(42) == run(42));
+  CHECK(run(42) != run(43));
+}
+
+}  // namespace qlm::test

@@ -1,0 +1,80 @@
+// Model-test helpers; reference tools that are missing make the test fail loudly, never skip.
+#include "model/model_helpers.hpp"
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <fmt/format.h>
+
+#include "qlm/convert.hpp"
+#include "support/files.hpp"
+
+namespace qlm::test {
+
+namespace {
+const char* kPython = "/usr/bin/python3";
+std::string reference_script() { return std::string(QLM_SOURCE_DIR) + "/tests/reference/torch_llama.py"; }
+}  // namespace
+
+void convert_or_fail(const std::filesystem::path& dir, const std::filesystem::path& out, DType type) {
+  auto r = convert_checkpoint({dir, out, type, {}});
+  INFO((r ? std::string() : r.error().message));
+  REQUIRE(r.ok());
+}
+
+std::shared_ptr<const Model> open_or_fail(const std::filesystem::path& path) {
+  auto m = Model::open(path);
+  INFO((m ? std::string() : m.error().message));
+  REQUIRE(m.ok());
+  return *m;
+}
+
+int run_command(const std::string& command, std::string& out) {
+  out.clear();
+  FILE* p = ::popen(command.c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string tool_path(const std::string& name) {
+  return std::string(QLM_BINARY_DIR) + "/tools/" + name;
+}
+
+std::vector<float> torch_logits(const std::filesystem::path& dir,
+                                const std::vector<std::int32_t>& ids,
+                                const std::filesystem::path& scratch) {
+  const auto out = scratch / "torch_logits.f32";
+  std::string log;
+  const std::string cmd = fmt::format("{} {} logits '{}' {} '{}' 2>&1", kPython,
+                                      reference_script(), dir.string(), fmt::join(ids, ","),
+                                      out.string());
+  const int rc = run_command(cmd, log);
+  INFO("PyTorch reference (needs Debian python3-torch; run scripts/install-deps.sh): " << log);
+  REQUIRE(rc == 0);
+  const auto bytes = read_bytes(out);
+  std::vector<float> logits(bytes.size() / 4);
+  std::memcpy(logits.data(), bytes.data(), logits.size() * 4);
+  return logits;
+}
+
+void torch_synth(const std::filesystem::path& out_dir, const std::string& overrides_json, int seed) {
+  std::string log;
+  const std::string cmd =
+      fmt::format("{} {} synth '{}' '{}' {} '{}' 2>&1", kPython, reference_script(),
+                  out_dir.string(), overrides_json, seed, stories_dir().string());
+  const int rc = run_command(cmd, log);
+  INFO("PyTorch synth: " << log);
+  REQUIRE(rc == 0);
+}
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  float m = 0.0f;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+}  // namespace qlm::test

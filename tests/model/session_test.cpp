@@ -1,0 +1,105 @@
+// Session behaviour on the real stories260K model: the exact greedy story, batched == token-by-token
+// evaluation, truncate() for prefix reuse, and the context limit.
+#include <catch2/catch.hpp>
+
+#include "model/model_helpers.hpp"
+#include "qlm/generate.hpp"
+#include "qlm/session.hpp"
+#include "support/files.hpp"
+#include "support/temp_dir.hpp"
+
+namespace qlm::test {
+namespace {
+
+// The text ../shared/README.md gives for greedy decoding of stories260K from BOS.
+const char* kStory =
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
+    "One day, she saw a big, red ball. She wanted to play with it, but it was too high.";
+
+std::vector<float> copy(std::span<const float> s) { return {s.begin(), s.end()}; }
+
+}  // namespace
+
+TEST_CASE("greedy decoding of stories260K prints the reference story", "[model][session]") {
+  TempDir tmp;
+  const DType type = GENERATE(DType::F32, DType::F16, DType::BF16, DType::Q8);
+  INFO("type " << to_string(type));
+  convert_or_fail(stories_dir(), tmp / "m.qlm", type);
+  auto model = open_or_fail(tmp / "m.qlm");
+  auto session = Session::create(model, {.reference = true});
+  REQUIRE(session.ok());
+  Sampler greedy({.temperature = 0.0f});
+  const std::int32_t bos = model->tokenizer().bos();
+  auto r = generate(*session, greedy, std::span(&bos, 1), {.max_tokens = 200});
+  REQUIRE(r.ok());
+  CHECK(r->text.starts_with(kStory));
+}
+
+TEST_CASE("one eval of N tokens equals N single-token evals", "[model][session]") {
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
+  auto model = open_or_fail(tmp / "m.qlm");
+  const auto ids = model->tokenizer().encode("Once upon a time, a cat sat on a mat and smiled.");
+  auto batched = Session::create(model, {.reference = true});
+  auto single = Session::create(model, {.reference = true});
+  REQUIRE((batched.ok() && single.ok()));
+  const auto all = copy(*batched->eval(ids, {.all_logits = true}));
+  const std::size_t vocab = model->config().vocab_size;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const auto one = single->eval(std::span(&ids[i], 1));
+    REQUIRE(one.ok());
+    CHECK(std::equal(one->begin(), one->end(), all.begin() + i * vocab));
+  }
+  CHECK(batched->position() == ids.size());
+}
+
+TEST_CASE("truncate rolls back the cache for prefix reuse", "[model][session]") {
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::F32);
+  auto model = open_or_fail(tmp / "m.qlm");
+  const auto a = model->tokenizer().encode("Once upon a time there was a dog");
+  const auto b = model->tokenizer().encode("Once upon a time there was a frog named Tom");
+  auto fresh = Session::create(model, {.reference = true});
+  auto reused = Session::create(model, {.reference = true});
+  REQUIRE((fresh.ok() && reused.ok()));
+  const auto expect = copy(*fresh->eval(b));
+  REQUIRE(reused->eval(a).ok());
+  std::size_t common = 0;
+  while (common < a.size() && common < b.size() && a[common] == b[common]) ++common;
+  REQUIRE(common > 1);
+  REQUIRE(reused->truncate(static_cast<std::uint32_t>(common)).ok());
+  CHECK(reused->position() == common);
+  const auto got = reused->eval(std::span(b).subspan(common));
+  REQUIRE(got.ok());
+  CHECK(copy(*got) == expect);
+  CHECK_FALSE(reused->truncate(1000).ok());
+}
+
+TEST_CASE("the context limit is a clear error that leaves the session intact", "[model][session]") {
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::F32);
+  auto model = open_or_fail(tmp / "m.qlm");
+  auto session = Session::create(model, {.context = 8, .reference = true});
+  REQUIRE(session.ok());
+  const std::vector<std::int32_t> six{1, 403, 407, 261, 378, 300};
+  REQUIRE(session->eval(six).ok());
+  auto over = session->eval(six);
+  REQUIRE_FALSE(over.ok());
+  CHECK(over.error().code == ErrorCode::ContextFull);
+  CHECK(session->position() == 6);
+  auto bad = session->eval(std::vector<std::int32_t>{100000});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == ErrorCode::InvalidArgument);
+  CHECK(session->eval(std::vector<std::int32_t>{5, 6}).ok());
+  CHECK(session->position() == 8);
+
+  // generate() stops cleanly when the context fills up.
+  auto s2 = Session::create(model, {.context = 10, .reference = true});
+  Sampler greedy({.temperature = 0.0f});
+  auto r = generate(*s2, greedy, std::span(six.data(), 1), {.max_tokens = 50});
+  REQUIRE(r.ok());
+  CHECK(r->stop == StopReason::ContextFull);
+  CHECK(r->tokens.size() == 10);
+}
+
+}  // namespace qlm::test
