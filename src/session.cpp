@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "arch/fast_forward.hpp"
 #include "arch/reference_forward.hpp"
 #include "util/fail.hpp"
 
@@ -17,6 +18,7 @@ struct Session::Impl {
   std::unique_ptr<detail::Forward> forward;
   std::vector<std::int32_t> tokens;
   std::vector<float> logits;
+  std::string_view isa = "reference";
 
   Impl(std::shared_ptr<const Model> m, SessionOptions o, std::uint32_t context)
       : model(std::move(m)), options(o), cache(model->config(), context, o.kv_type) {}
@@ -31,8 +33,23 @@ Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptio
     if (context > (1u << 24)) {
       fail(ErrorCode::InvalidArgument, "context {} is absurd (at most {})", context, 1u << 24);
     }
+    if (c.n_heads / c.n_kv_heads > 64) {
+      fail(ErrorCode::Unsupported, "{} query heads per KV head (at most 64)",
+           c.n_heads / c.n_kv_heads);
+    }
     auto impl = std::make_unique<Impl>(model, options, context);
-    impl->forward = detail::make_reference_forward(*impl->model);
+    if (options.reference) {
+      impl->forward = detail::make_reference_forward(*impl->model);
+    } else {
+      const auto choice = options.isa.empty() ? kernels::isa_from_env()
+                                              : kernels::choose_isa(options.isa);
+      if (!choice.error.empty()) fail(ErrorCode::Unsupported, "{}", choice.error);
+      const kernels::KernelTable& kt = kernels::kernels_for(choice.isa);
+      impl->isa = kernels::to_string(kt.isa);
+      auto pool = options.pool ? options.pool : make_openmp_pool(options.threads);
+      impl->forward = detail::make_fast_forward(*impl->model, kt, std::move(pool),
+                                                std::min(options.batch, context));
+    }
     impl->tokens.reserve(context);
     return Session(std::move(impl));
   });
@@ -84,5 +101,6 @@ std::uint32_t Session::position() const { return static_cast<std::uint32_t>(impl
 std::uint32_t Session::context_size() const { return impl_->cache.context(); }
 std::span<const std::int32_t> Session::tokens() const { return impl_->tokens; }
 const Model& Session::model() const { return *impl_->model; }
+std::string_view Session::isa() const { return impl_->isa; }
 
 }  // namespace qlm

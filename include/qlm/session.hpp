@@ -5,20 +5,27 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "qlm/error.hpp"
 #include "qlm/kv_cache.hpp"
 #include "qlm/model.hpp"
+#include "qlm/thread_pool.hpp"
 
 namespace qlm {
 
 /// Per-session settings.
 struct SessionOptions {
   std::uint32_t context = 0;  ///< tokens the KV cache holds; 0 = min(trained context, 4096)
-  int threads = 0;            ///< worker threads; 0 = all hardware threads
+  int threads = 0;            ///< worker threads of the default pool; 0 = all hardware threads
   KvType kv_type = KvType::F32;
   bool reference = false;  ///< run the scalar fp32 reference path (slow; for tests)
+  /// Kernel ISA: "" = the QLM_ISA environment variable if set, else the best this CPU runs; or
+  /// scalar|avx2|avx512|avx512vnni|neon|neon-dotprod|neon-i8mm (unsupported = an error).
+  std::string isa{};
+  std::shared_ptr<ThreadPool> pool{};  ///< run parallel work here; default: OpenMP, `threads`
+  std::uint32_t batch = 256;  ///< prompt tokens per forward chunk (bounds activation memory)
 };
 
 /// What eval() returns.
@@ -47,6 +54,8 @@ class Session {
   std::uint32_t context_size() const;  ///< maximum tokens
   std::span<const std::int32_t> tokens() const;  ///< the tokens in the cache, in order
   const Model& model() const;
+  /// Name of the kernel ISA in use ("reference" for the reference path).
+  std::string_view isa() const;
 
   struct Impl;
 

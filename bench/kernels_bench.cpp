@@ -1,0 +1,195 @@
+// Kernel benchmarks: Q8/Q4 GEMV at decode shapes streaming weights from DRAM (GB/s), GEMM at 128
+// and 512 rows (int8 ops/s), 1 and 2 threads, and a read-bandwidth probe for reference.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernel_table.hpp"
+#include "qlm/dtype.hpp"
+#include "qlm/quant/layout.hpp"
+
+namespace {
+
+using qlm::DType;
+using namespace qlm::kernels;
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+using Bytes = std::unique_ptr<std::uint8_t, FreeDeleter>;
+
+Bytes alloc64(std::size_t n) {
+  return Bytes(static_cast<std::uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64)));
+}
+
+constexpr std::size_t kDramBytes = std::size_t{320} << 20;  // > 3x the 105 MiB L3
+
+// `copies` weight matrices back to back (each 64-byte aligned): random codes, sane f16 scales.
+struct WeightSet {
+  Bytes data;
+  std::size_t stride = 0, copies = 0, bytes = 0;
+  WeightSet(DType t, std::size_t n, std::size_t k, std::size_t min_total) {
+    const qlm::quant::TileGeometry geo(t, n, k);
+    bytes = geo.total_bytes();
+    stride = (bytes + 63) / 64 * 64;
+    copies = std::max<std::size_t>(1, (min_total + stride - 1) / stride);
+    data = alloc64(stride * copies);
+    std::mt19937 rng(1);
+    const std::size_t scale_at = geo.tiles() * geo.quant_bytes;
+    std::vector<std::uint8_t> one(bytes);
+    for (std::size_t i = 0; i < scale_at; ++i) one[i] = static_cast<std::uint8_t>(rng());
+    for (std::size_t i = scale_at; i + 1 < bytes; i += 2) {
+      one[i] = 0x1f, one[i + 1] = 0x21;  // f16 ~0.01
+    }
+    for (std::size_t c = 0; c < copies; ++c)
+      std::memcpy(data.get() + c * stride, one.data(), bytes);
+  }
+  const std::uint8_t* at(std::size_t i) const { return data.get() + (i % copies) * stride; }
+};
+
+struct Acts {
+  std::vector<std::int8_t> q;
+  std::vector<float> d;
+  std::vector<std::int32_t> s;
+  QuantizedRows rows;
+  Acts(const KernelTable& t, std::size_t m, std::size_t k) {
+    const auto sz = quantized_rows_size(m, k);
+    q.resize(sz.q), d.resize(sz.d), s.resize(sz.s);
+    std::vector<float> x(m * k);
+    std::mt19937 rng(2);
+    std::normal_distribution<float> nd;
+    for (float& v : x) v = nd(rng);
+    t.quantize_rows(x.data(), m, k, k, q.data(), d.data(), s.data());
+    rows = {q.data(), d.data(), s.data(), sz.blocks, m};
+  }
+};
+
+// Splits the row groups evenly over `threads` threads (fixed chunks: results independent of it).
+void run_gemm(GemmFn f, const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a,
+              float* y, int threads) {
+  const std::size_t groups = (n + 15) / 16;
+  if (threads == 1) return f(w, n, k, a, y, n, 0, groups);
+#pragma omp parallel num_threads(threads)
+  {
+    const auto t = static_cast<std::size_t>(omp_get_thread_num());
+    const auto nt = static_cast<std::size_t>(omp_get_num_threads());
+    f(w, n, k, a, y, n, groups * t / nt, groups * (t + 1) / nt);
+  }
+}
+
+void bm_gemv(benchmark::State& state, Isa isa, DType type, std::size_t k, std::size_t n,
+             int threads) {
+  const KernelTable& t = kernels_for(isa);
+  const WeightSet ws(type, n, k, kDramBytes);
+  const Acts a(t, 1, k);
+  std::vector<float> y(n);
+  const GemmFn f = type == DType::Q8 ? t.gemm_q8 : t.gemm_q4;
+  std::size_t i = 0;
+  for (auto _ : state) {
+    run_gemm(f, ws.at(i++), n, k, a.rows, y.data(), threads);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double bytes = static_cast<double>(ws.bytes) * static_cast<double>(state.iterations());
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsRate);
+}
+
+void bm_gemm(benchmark::State& state, Isa isa, DType type, std::size_t k, std::size_t n,
+             std::size_t m, int threads) {
+  const KernelTable& t = kernels_for(isa);
+  const WeightSet ws(type, n, k, 0);
+  const Acts a(t, m, k);
+  std::vector<float> y(m * n);
+  const GemmFn f = type == DType::Q8 ? t.gemm_q8 : t.gemm_q4;
+  for (auto _ : state) {
+    run_gemm(f, ws.at(0), n, k, a.rows, y.data(), threads);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double ops = 2.0 * static_cast<double>(m * n * k) * static_cast<double>(state.iterations());
+  state.counters["Gops/s"] = benchmark::Counter(ops / 1e9, benchmark::Counter::kIsRate);
+}
+
+// Read-only sum over 1 GiB: the bandwidth the GEMV kernels are compared against.
+void bm_bandwidth(benchmark::State& state, int threads) {
+  constexpr std::size_t kBytes = std::size_t{1} << 30;
+  static const Bytes buf = [] {
+    Bytes b = alloc64(kBytes);
+    std::memset(b.get(), 1, kBytes);
+    return b;
+  }();
+  const auto* p = reinterpret_cast<const std::uint64_t*>(buf.get());
+  constexpr std::size_t kWords = kBytes / 8;
+  for (auto _ : state) {
+    std::uint64_t total = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+      const auto t = static_cast<std::size_t>(omp_get_thread_num());
+      const auto nt = static_cast<std::size_t>(omp_get_num_threads());
+      std::uint64_t acc[8] = {};
+      for (std::size_t i = kWords * t / nt; i + 8 <= kWords * (t + 1) / nt; i += 8) {
+        for (std::size_t j = 0; j < 8; ++j) acc[j] += p[i + j];
+      }
+      for (std::uint64_t v : acc) total += v;
+    }
+    benchmark::DoNotOptimize(total);
+  }
+  const double bytes = static_cast<double>(kBytes) * static_cast<double>(state.iterations());
+  state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsRate);
+}
+
+struct Shape {
+  std::size_t k, n;
+};
+constexpr Shape kDecode[] = {{576, 1536}, {2048, 5632}, {2048, 8192}, {4096, 14336}};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int threads : {1, 2}) {
+    benchmark::RegisterBenchmark(("bandwidth/read/threads:" + std::to_string(threads)).c_str(),
+                                 bm_bandwidth, threads)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  }
+  for (Isa isa : supported_isas()) {
+    const std::string in(to_string(isa));
+    for (DType type : {DType::Q4, DType::Q8}) {
+      const std::string tn(qlm::to_string(type));
+      for (const Shape& s : kDecode) {
+        for (int threads : {1, 2}) {
+          if (isa == Isa::Scalar && threads == 2) continue;
+          const std::string name = "gemv/" + in + "/" + tn + "/" + std::to_string(s.k) + "x" +
+                                   std::to_string(s.n) + "/threads:" + std::to_string(threads);
+          benchmark::RegisterBenchmark(name.c_str(), bm_gemv, isa, type, s.k, s.n, threads)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
+      }
+      if (isa == Isa::Scalar) continue;  // seconds per call: not worth timing
+      for (std::size_t m : {128, 512}) {
+        for (int threads : {1, 2}) {
+          const std::string name = "gemm/" + in + "/" + tn + "/m:" + std::to_string(m) +
+                                   "/2048x5632/threads:" + std::to_string(threads);
+          benchmark::RegisterBenchmark(name.c_str(), bm_gemm, isa, type, 2048, 5632, m, threads)
+              ->UseRealTime()
+              ->Unit(benchmark::kMillisecond);
+        }
+      }
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,247 @@
+// AVX2 kernels (Isa::Avx2, needs AVX2 + FMA + F16C): a 16-row tile is read as two 8-row halves
+// (the low and high 32 bytes of every 64-byte K group), so the layout needs no repacking.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "detail/float_ops.hpp"
+#include "detail/tables.hpp"
+
+namespace qlm::kernels {
+namespace {
+
+constexpr std::size_t kRows = 16, kHalf = 8;
+
+inline std::int32_t load_i32(const void* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+inline float hmax256(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+inline std::int32_t hsum256(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Same scalar d and 1/d as the reference and round-half-even cvtps2dq: bit-identical q/d/s.
+void quantize_rows_avx2(const float* x, std::size_t m, std::size_t k, std::size_t ldx,
+                        std::int8_t* q, float* d, std::int32_t* s) {
+  const std::size_t blocks = (k + kActBlock - 1) / kActBlock;
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+  const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (std::size_t row = 0; row < m; ++row) {
+    for (std::size_t b = 0; b < blocks; ++b) {
+      const float* p = x + row * ldx + b * kActBlock;
+      const std::size_t n = std::min(kActBlock, k - b * kActBlock);
+      float tail[kActBlock] = {};
+      if (n < kActBlock) {
+        std::memcpy(tail, p, n * sizeof(float));
+        p = tail;
+      }
+      __m256 v[4];
+      __m256 mx = _mm256_setzero_ps();
+      for (int i = 0; i < 4; ++i) {
+        v[i] = _mm256_loadu_ps(p + 8 * i);
+        mx = _mm256_max_ps(mx, _mm256_and_ps(v[i], absmask));
+      }
+      const float amax = hmax256(mx);
+      const float db = amax > kZeroBlockAmax ? amax / 127.0f : 0.0f;
+      const float inv = db != 0.0f ? 1.0f / db : 0.0f;
+      __m256i qi[4];
+      for (int i = 0; i < 4; ++i) {
+        qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], _mm256_set1_ps(inv)));
+        qi[i] = _mm256_min_epi32(_mm256_max_epi32(qi[i], lo), hi);
+      }
+      // packs works per 128-bit lane; the final permute restores element order.
+      const __m256i p16 =
+          _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + (row * blocks + b) * kActBlock),
+                          _mm256_permutevar8x32_epi32(p16, perm));
+      d[row * blocks + b] = db;
+      s[row * blocks + b] =
+          hsum256(_mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3])));
+    }
+  }
+}
+
+// Half a tile (8 rows) in registers: w[i] = K values 4i..4i+3 of the 8 rows. For Q8, w = |q| and
+// sq = q (signed), for the sign trick.
+struct HalfTile {
+  __m256i w[8];
+  __m256i sq[8];
+  __m256 dw;
+};
+
+template <bool Q8>
+inline void load_half(const std::uint8_t* qt, const std::uint8_t* st, std::size_t h, HalfTile& t) {
+  if constexpr (Q8) {
+    for (int i = 0; i < 8; ++i) {
+      const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * i + 32 * h));
+      t.sq[i] = _mm256_xor_si256(u, _mm256_set1_epi8(static_cast<char>(0x80)));
+      t.w[i] = _mm256_abs_epi8(t.sq[i]);
+    }
+  } else {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * c + 32 * h));
+      t.w[2 * c] = _mm256_and_si256(v, m4);
+      t.w[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    }
+  }
+  t.dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(st + 16 * h)));
+}
+
+// Exact int32 per row. Q8: vpmaddubsw(|q|, sign(a, q)) peaks at 127 * 127 * 2 = 32258 (no
+// saturation) and yields sum q*a directly. Q4: nibble products sum to at most 8 * 3810 = 30480 in
+// int16, so one vpmaddwd per block suffices; then subtract the zero point 8 * s.
+template <bool Q8>
+inline __m256i block_dot(const HalfTile& t, const std::int8_t* a, std::int32_t s) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  if constexpr (Q8) {
+    __m256i acc = _mm256_setzero_si256();
+    for (int i = 0; i < 8; ++i) {
+      const __m256i av = _mm256_set1_epi32(load_i32(a + 4 * i));
+      const __m256i p = _mm256_maddubs_epi16(t.w[i], _mm256_sign_epi8(av, t.sq[i]));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+    }
+    return acc;
+  } else {
+    __m256i acc16 = _mm256_setzero_si256();
+    for (int i = 0; i < 8; ++i) {
+      acc16 = _mm256_add_epi16(
+          acc16, _mm256_maddubs_epi16(t.w[i], _mm256_set1_epi32(load_i32(a + 4 * i))));
+    }
+    return _mm256_sub_epi32(_mm256_madd_epi16(acc16, ones), _mm256_set1_epi32(8 * s));
+  }
+}
+
+inline void store_half(float* y, __m256 v, std::size_t row0, std::size_t n) {
+  if (row0 + kHalf <= n) {
+    _mm256_storeu_ps(y + row0, v);
+  } else if (row0 < n) {
+    alignas(32) float t[kHalf];
+    _mm256_store_ps(t, v);
+    for (std::size_t r = row0; r < n; ++r) y[r] = t[r - row0];
+  }
+}
+
+struct Geometry {
+  std::size_t n, blocks, groups, tile, scales;
+};
+
+// One 8-row half of group g against activation rows m0..m0+MR-1; blocks in order, one float
+// accumulator per (row, activation row) exactly as the other ISAs.
+template <bool Q8, int MR>
+void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
+           float* y, std::size_t ldy, std::size_t g, std::size_t h) {
+  const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
+  const std::uint8_t* st = w + geo.scales + g * geo.blocks * 32;
+  const std::size_t stride = geo.blocks * kActBlock;
+  __m256 acc[MR];
+  for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_ps();
+  for (std::size_t b = 0; b < geo.blocks; ++b) {
+    HalfTile t;
+    load_half<Q8>(qt + b * geo.tile, st + b * 32, h, t);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const std::size_t ab = (m0 + r) * geo.blocks + b;
+      const __m256i isum = block_dot<Q8>(t, a.q + (m0 + r) * stride + b * kActBlock, a.s[ab]);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
+                               _mm256_mul_ps(t.dw, _mm256_set1_ps(a.d[ab])), acc[r]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    store_half(y + (m0 + r) * ldy, acc[r], g * kRows + h * kHalf, geo.n);
+  }
+}
+
+template <bool Q8, int MR>
+void micro_tail(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
+                std::size_t mr, float* y, std::size_t ldy, std::size_t g, std::size_t h) {
+  if constexpr (MR > 0) {
+    if (mr == MR) return micro<Q8, MR>(w, geo, a, m0, y, ldy, g, h);
+    micro_tail<Q8, MR - 1>(w, geo, a, m0, mr, y, ldy, g, h);
+  }
+}
+
+template <bool Q8>
+void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, float* y,
+          std::size_t g0, std::size_t g1) {
+  for (std::size_t g = g0; g < g1; ++g) {
+    const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
+    const std::uint8_t* st = w + geo.scales + g * geo.blocks * 32;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (std::size_t b = 0; b < geo.blocks; ++b) {
+      _mm_prefetch(reinterpret_cast<const char*>(qt + 1024), _MM_HINT_T0);
+      const std::int8_t* ab = a.q + b * kActBlock;
+      const __m256 da = _mm256_set1_ps(a.d[b]);
+      HalfTile t;
+      load_half<Q8>(qt, st, 0, t);
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot<Q8>(t, ab, a.s[b])),
+                             _mm256_mul_ps(t.dw, da), acc0);
+      load_half<Q8>(qt, st, 1, t);
+      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot<Q8>(t, ab, a.s[b])),
+                             _mm256_mul_ps(t.dw, da), acc1);
+      qt += geo.tile;
+      st += 32;
+    }
+    store_half(y, acc0, g * kRows, geo.n);
+    store_half(y, acc1, g * kRows + kHalf, geo.n);
+  }
+}
+
+template <bool Q8>
+void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
+          std::size_t ldy, std::size_t g0, std::size_t g1) {
+  const std::size_t blocks = (k + kActBlock - 1) / kActBlock, groups = (n + kRows - 1) / kRows;
+  const std::size_t tile = Q8 ? 512 : 256;
+  const Geometry geo{n, blocks, groups, tile, groups * blocks * tile};
+  g1 = std::min(g1, groups);
+  if (g0 >= g1 || a.rows == 0) return;
+  if (a.rows == 1) return gemv<Q8>(w, geo, a, y, g0, g1);
+  constexpr int kMr = 4;
+  const std::size_t group_bytes = blocks * (tile + 32);
+  const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{256} << 10) / group_bytes);
+  for (std::size_t gc = g0; gc < g1; gc += chunk) {
+    const std::size_t gend = std::min(g1, gc + chunk);
+    for (std::size_t m0 = 0; m0 < a.rows; m0 += kMr) {
+      const std::size_t mr = std::min<std::size_t>(kMr, a.rows - m0);
+      for (std::size_t g = gc; g < gend; ++g) {
+        for (std::size_t h = 0; h < 2; ++h) {
+          if (g * kRows + h * kHalf >= n) break;
+          if (mr == kMr) {
+            micro<Q8, kMr>(w, geo, a, m0, y, ldy, g, h);
+          } else {
+            micro_tail<Q8, kMr - 1>(w, geo, a, m0, mr, y, ldy, g, h);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+namespace detail {
+const KernelTable& avx2_table() noexcept {
+  using F = FloatOps<xsimd::fma3<xsimd::avx2>>;
+  static const KernelTable table{
+      Isa::Avx2,  quantize_rows_avx2, gemm<true>, gemm<false>, F::rmsnorm,
+      F::softmax, F::silu_mul,        F::rope,    F::add,      F::dot,
+      F::axpy};
+  return table;
+}
+}  // namespace detail
+
+}  // namespace qlm::kernels

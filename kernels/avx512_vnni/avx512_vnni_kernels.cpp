@@ -1,0 +1,20 @@
+// AVX-512 VNNI kernels (Isa::Avx512Vnni): vpdpbusd multiplies the unsigned weight bytes by the
+// signed activation bytes directly, 4 K values x 16 rows per instruction.
+#include "detail/avx512_gemm.hpp"
+#include "detail/float_ops.hpp"
+#include "detail/tables.hpp"
+
+namespace qlm::kernels::detail {
+
+const KernelTable& avx512_vnni_table() noexcept {
+  using F = FloatOps<xsimd::avx512bw>;
+  static const KernelTable table{Isa::Avx512Vnni,  quantize_rows_avx512,
+                                 gemm<true, true>, gemm<false, true>,
+                                 F::rmsnorm,       F::softmax,
+                                 F::silu_mul,      F::rope,
+                                 F::add,           F::dot,
+                                 F::axpy};
+  return table;
+}
+
+}  // namespace qlm::kernels::detail

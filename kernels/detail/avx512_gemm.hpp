@@ -1,0 +1,250 @@
+// Internal: AVX-512 quantize/GEMV/GEMM shared by the avx512 and avx512_vnni translation units. The
+// only difference is the 4-byte dot product (vpdpbusd, or an exact vpmaddubsw emulation); all
+// definitions have internal linkage so the two differently-flagged copies never merge.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernel_table.hpp"
+
+namespace qlm::kernels {
+namespace {
+
+constexpr std::size_t kRows = 16;
+
+inline std::int32_t load_i32(const void* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+inline __mmask16 prefix_mask16(std::size_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1u);
+}
+
+// Activation quantization; the scalar steps (d, 1/d) are the reference's, and cvtps2dq rounds
+// half to even like nearbyint, so q/d/s are bit-identical to the scalar table.
+void quantize_rows_avx512(const float* x, std::size_t m, std::size_t k, std::size_t ldx,
+                          std::int8_t* q, float* d, std::int32_t* s) {
+  const std::size_t blocks = (k + kActBlock - 1) / kActBlock;
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  for (std::size_t row = 0; row < m; ++row) {
+    for (std::size_t b = 0; b < blocks; ++b) {
+      const float* p = x + row * ldx + b * kActBlock;
+      const std::size_t n = std::min(kActBlock, k - b * kActBlock);
+      const __m512 x0 = _mm512_maskz_loadu_ps(prefix_mask16(n), p);
+      const __m512 x1 = _mm512_maskz_loadu_ps(prefix_mask16(n > 16 ? n - 16 : 0), p + 16);
+      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+      const float db = amax > kZeroBlockAmax ? amax / 127.0f : 0.0f;
+      const float inv = db != 0.0f ? 1.0f / db : 0.0f;
+      const __m512 vinv = _mm512_set1_ps(inv);
+      __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vinv));
+      __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vinv));
+      q0 = _mm512_min_epi32(_mm512_max_epi32(q0, lo), hi);
+      q1 = _mm512_min_epi32(_mm512_max_epi32(q1, lo), hi);
+      std::int8_t* qb = q + (row * blocks + b) * kActBlock;
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(qb), _mm512_cvtepi32_epi8(q0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(qb + 16), _mm512_cvtepi32_epi8(q1));
+      d[row * blocks + b] = db;
+      s[row * blocks + b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+  }
+}
+
+// One weight tile in registers: w[i] holds K values 4i..4i+3 of all 16 rows (one row per 32-bit
+// lane). For the non-VNNI Q8 path w holds |q| and neg the lanes where q < 0 (sign trick below).
+struct Tile {
+  __m512i w[8];
+  __mmask64 neg[8];
+  __m512 dw;
+};
+
+template <bool Q8, bool Vnni>
+inline void load_tile(const std::uint8_t* qt, const std::uint8_t* st, Tile& t) {
+  if constexpr (Q8) {
+    for (int i = 0; i < 8; ++i) {
+      const __m512i u = _mm512_loadu_si512(qt + 64 * i);
+      if constexpr (Vnni) {
+        t.w[i] = u;
+      } else {
+        // vpmaddubsw would saturate on 255 * 127 * 2; with q = u ^ 0x80 signed, |q| * (+-a)
+        // peaks at 127 * 127 * 2 = 32258, so every pair sum is exact.
+        const __m512i sq = _mm512_xor_si512(u, _mm512_set1_epi8(static_cast<char>(0x80)));
+        t.w[i] = _mm512_abs_epi8(sq);
+        t.neg[i] = _mm512_movepi8_mask(sq);
+      }
+    }
+  } else {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int c = 0; c < 4; ++c) {
+      const __m512i v = _mm512_loadu_si512(qt + 64 * c);
+      t.w[2 * c] = _mm512_and_si512(v, m4);
+      t.w[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+  }
+  t.dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(st)));
+}
+
+// Exact int32 per row: sum_i u*q - zp*s (Q8 non-VNNI computes sum q_w*q directly, the same
+// number).
+template <bool Q8, bool Vnni>
+inline __m512i block_dot(const Tile& t, const std::int8_t* a, std::int32_t s) {
+  if constexpr (Vnni) {
+    // Two chains halve the dependent vpdpbusd latency.
+    __m512i acc0 = _mm512_set1_epi32(-(Q8 ? 128 : 8) * s), acc1 = _mm512_setzero_si512();
+    for (int i = 0; i < 8; i += 2) {
+      acc0 = _mm512_dpbusd_epi32(acc0, t.w[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
+      acc1 = _mm512_dpbusd_epi32(acc1, t.w[i + 1], _mm512_set1_epi32(load_i32(a + 4 * i + 4)));
+    }
+    return _mm512_add_epi32(acc0, acc1);
+  } else if constexpr (Q8) {
+    const __m512i ones = _mm512_set1_epi16(1), zero = _mm512_setzero_si512();
+    __m512i acc = zero;
+    for (int i = 0; i < 8; ++i) {
+      const __m512i av = _mm512_set1_epi32(load_i32(a + 4 * i));
+      const __m512i sa = _mm512_mask_sub_epi8(av, t.neg[i], zero, av);
+      acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(t.w[i], sa), ones));
+    }
+    return acc;
+  } else {
+    // Nibbles: each int16 pair sum is at most 2 * 15 * 127 = 3810, so all 8 products can be
+    // summed in int16 (<= 30480) before one widening vpmaddwd.
+    __m512i acc16 = _mm512_setzero_si512();
+    for (int i = 0; i < 8; ++i) {
+      acc16 = _mm512_add_epi16(
+          acc16, _mm512_maddubs_epi16(t.w[i], _mm512_set1_epi32(load_i32(a + 4 * i))));
+    }
+    return _mm512_sub_epi32(_mm512_madd_epi16(acc16, _mm512_set1_epi16(1)),
+                            _mm512_set1_epi32(8 * s));
+  }
+}
+
+struct Geometry {
+  std::size_t n, blocks, groups, tile, scales;
+};
+
+template <bool Q8>
+Geometry geometry(std::size_t n, std::size_t k) {
+  const std::size_t blocks = (k + kActBlock - 1) / kActBlock, groups = (n + kRows - 1) / kRows;
+  const std::size_t tile = Q8 ? 512 : 256;
+  return {n, blocks, groups, tile, groups * blocks * tile};
+}
+
+inline void store_rows(float* y, __m512 v, std::size_t row0, std::size_t n) {
+  if (row0 + kRows <= n) {
+    _mm512_storeu_ps(y + row0, v);
+  } else {
+    _mm512_mask_storeu_ps(y + row0, prefix_mask16(n - row0), v);
+  }
+}
+
+// GEMV: one row group at a time, blocks in order. Quants of consecutive groups are contiguous,
+// so [g0, g1) is one sequential stream (plus the scale stream) for the hardware prefetcher.
+template <bool Q8, bool Vnni>
+void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, float* y,
+          std::size_t g0, std::size_t g1) {
+  constexpr std::size_t kPrefetch = 1024;  // bytes ahead of the quant stream
+  for (std::size_t g = g0; g < g1; ++g) {
+    const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
+    const std::uint8_t* st = w + geo.scales + g * geo.blocks * 32;
+    // One accumulator, blocks in order: the same float operations as the GEMM path, so a row's
+    // result does not depend on how many activation rows were batched. The 4-cycle FMA chain is
+    // far below the ~40 cycles of DRAM time per tile.
+    __m512 acc = _mm512_setzero_ps();
+    std::size_t b = 0;
+    for (; b + 2 <= geo.blocks; b += 2) {
+      _mm_prefetch(reinterpret_cast<const char*>(qt + kPrefetch), _MM_HINT_T0);
+      if constexpr (Q8) {
+        _mm_prefetch(reinterpret_cast<const char*>(qt + kPrefetch + 512), _MM_HINT_T0);
+      }
+      Tile t0, t1;
+      load_tile<Q8, Vnni>(qt, st, t0);
+      load_tile<Q8, Vnni>(qt + geo.tile, st + 32, t1);
+      const __m512i i0 = block_dot<Q8, Vnni>(t0, a.q + b * kActBlock, a.s[b]);
+      const __m512i i1 = block_dot<Q8, Vnni>(t1, a.q + (b + 1) * kActBlock, a.s[b + 1]);
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_mul_ps(t0.dw, _mm512_set1_ps(a.d[b])),
+                            acc);
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1),
+                            _mm512_mul_ps(t1.dw, _mm512_set1_ps(a.d[b + 1])), acc);
+      qt += 2 * geo.tile;
+      st += 64;
+    }
+    if (b < geo.blocks) {
+      Tile t0;
+      load_tile<Q8, Vnni>(qt, st, t0);
+      const __m512i i0 = block_dot<Q8, Vnni>(t0, a.q + b * kActBlock, a.s[b]);
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_mul_ps(t0.dw, _mm512_set1_ps(a.d[b])),
+                            acc);
+    }
+    store_rows(y, acc, g * kRows, geo.n);
+  }
+}
+
+// GEMM micro-kernel: one tile is unpacked once and feeds MR activation rows.
+template <bool Q8, bool Vnni, int MR>
+void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
+           float* y, std::size_t ldy, std::size_t g) {
+  const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
+  const std::uint8_t* st = w + geo.scales + g * geo.blocks * 32;
+  const std::size_t stride = geo.blocks * kActBlock;
+  const std::int8_t* q = a.q + m0 * stride;
+  const float* d = a.d + m0 * geo.blocks;
+  const std::int32_t* s = a.s + m0 * geo.blocks;
+  __m512 acc[MR];
+  for (int r = 0; r < MR; ++r) acc[r] = _mm512_setzero_ps();
+  for (std::size_t b = 0; b < geo.blocks; ++b) {
+    Tile t;
+    load_tile<Q8, Vnni>(qt + b * geo.tile, st + b * 32, t);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const std::size_t ab = r * geo.blocks + b;
+      const __m512i isum = block_dot<Q8, Vnni>(t, q + r * stride + b * kActBlock, s[ab]);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(t.dw, _mm512_set1_ps(d[ab])),
+                               acc[r]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) store_rows(y + (m0 + r) * ldy, acc[r], g * kRows, geo.n);
+}
+
+template <bool Q8, bool Vnni, int MR>
+void micro_tail(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
+                std::size_t mr, float* y, std::size_t ldy, std::size_t g) {
+  if constexpr (MR > 0) {
+    if (mr == MR) return micro<Q8, Vnni, MR>(w, geo, a, m0, y, ldy, g);
+    micro_tail<Q8, Vnni, MR - 1>(w, geo, a, m0, mr, y, ldy, g);
+  }
+}
+
+template <bool Q8, bool Vnni>
+void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
+          std::size_t ldy, std::size_t g0, std::size_t g1) {
+  const Geometry geo = geometry<Q8>(n, k);
+  g1 = std::min(g1, geo.groups);
+  if (g0 >= g1 || a.rows == 0) return;
+  if (a.rows == 1) return gemv<Q8, Vnni>(w, geo, a, y, g0, g1);
+  // The non-VNNI Q8 tile uses 8 mask registers as well, so it gets fewer rows per pass.
+  constexpr int kMr = (Q8 && !Vnni) ? 4 : 8;
+  // Cache blocking: a chunk of row groups whose weights (~256 KiB) stay in L2 while every
+  // activation row streams past them.
+  const std::size_t group_bytes = geo.blocks * (geo.tile + 32);
+  const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{256} << 10) / group_bytes);
+  for (std::size_t gc = g0; gc < g1; gc += chunk) {
+    const std::size_t gend = std::min(g1, gc + chunk);
+    for (std::size_t m0 = 0; m0 < a.rows; m0 += kMr) {
+      const std::size_t mr = std::min<std::size_t>(kMr, a.rows - m0);
+      for (std::size_t g = gc; g < gend; ++g) {
+        if (mr == kMr) {
+          micro<Q8, Vnni, kMr>(w, geo, a, m0, y, ldy, g);
+        } else {
+          micro_tail<Q8, Vnni, kMr - 1>(w, geo, a, m0, mr, y, ldy, g);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace qlm::kernels

@@ -1,0 +1,125 @@
+// Internal: fp32 helpers (rmsnorm, softmax, silu_mul, rope, add, dot, axpy) written once over
+// xsimd and instantiated per ISA translation unit; internal linkage keeps the copies apart.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <xsimd/xsimd.hpp>
+
+namespace qlm::kernels {
+namespace {
+
+template <class A>
+struct FloatOps {
+  using B = xsimd::batch<float, A>;
+  static constexpr std::size_t W = B::size;
+
+  static float hmax(B v) {
+    alignas(64) float t[W];
+    v.store_aligned(t);
+    float m = t[0];
+    for (std::size_t i = 1; i < W; ++i) m = std::max(m, t[i]);
+    return m;
+  }
+
+  // Two accumulators hide the FMA latency; the reduction order differs from the scalar twin only
+  // by float reassociation (tests bound it by n * eps * sum |x*y|).
+  static float dot(const float* a, const float* b, std::size_t n) {
+    B acc0(0.0f), acc1(0.0f);
+    std::size_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+      acc0 = xsimd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc0);
+      acc1 = xsimd::fma(B::load_unaligned(a + i + W), B::load_unaligned(b + i + W), acc1);
+    }
+    for (; i + W <= n; i += W)
+      acc0 = xsimd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc0);
+    float sum = xsimd::hadd(acc0 + acc1);
+    for (; i < n; ++i) sum += a[i] * b[i];
+    return sum;
+  }
+
+  static void rmsnorm(float* out, const float* x, const float* w, std::size_t n, float eps) {
+    const float ss = dot(x, x, n);
+    const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+    const B vs(scale);
+    std::size_t i = 0;
+    for (; i + W <= n; i += W) {
+      (B::load_unaligned(x + i) * vs * B::load_unaligned(w + i)).store_unaligned(out + i);
+    }
+    for (; i < n; ++i) out[i] = x[i] * scale * w[i];
+  }
+
+  static void softmax(float* x, std::size_t n) {
+    std::size_t i = 0;
+    float mx = x[0];
+    if (n >= W) {
+      B vm = B::load_unaligned(x);
+      for (i = W; i + W <= n; i += W) vm = xsimd::max(vm, B::load_unaligned(x + i));
+      mx = hmax(vm);
+    }
+    for (; i < n; ++i) mx = std::max(mx, x[i]);
+    const B vmx(mx);
+    B vsum(0.0f);
+    for (i = 0; i + W <= n; i += W) {
+      const B e = xsimd::exp(B::load_unaligned(x + i) - vmx);
+      e.store_unaligned(x + i);
+      vsum += e;
+    }
+    float sum = xsimd::hadd(vsum);
+    for (; i < n; ++i) {
+      x[i] = std::exp(x[i] - mx);
+      sum += x[i];
+    }
+    const float inv = 1.0f / sum;
+    const B vinv(inv);
+    for (i = 0; i + W <= n; i += W) (B::load_unaligned(x + i) * vinv).store_unaligned(x + i);
+    for (; i < n; ++i) x[i] *= inv;
+  }
+
+  static void silu_mul(float* gate, const float* up, std::size_t n) {
+    const B one(1.0f);
+    std::size_t i = 0;
+    for (; i + W <= n; i += W) {
+      const B g = B::load_unaligned(gate + i);
+      (g / (one + xsimd::exp(-g)) * B::load_unaligned(up + i)).store_unaligned(gate + i);
+    }
+    for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  }
+
+  static void rope(float* x, const float* cos, const float* sin, std::size_t head_dim) {
+    const std::size_t half = head_dim / 2;
+    std::size_t i = 0;
+    for (; i + W <= half; i += W) {
+      const B x0 = B::load_unaligned(x + i), x1 = B::load_unaligned(x + i + half);
+      const B c = B::load_unaligned(cos + i), s = B::load_unaligned(sin + i);
+      (x0 * c - x1 * s).store_unaligned(x + i);
+      (x1 * c + x0 * s).store_unaligned(x + i + half);
+    }
+    for (; i < half; ++i) {
+      const float x0 = x[i], x1 = x[i + half];
+      x[i] = x0 * cos[i] - x1 * sin[i];
+      x[i + half] = x1 * cos[i] + x0 * sin[i];
+    }
+  }
+
+  static void add(float* y, const float* x, std::size_t n) {
+    std::size_t i = 0;
+    for (; i + W <= n; i += W) {
+      (B::load_unaligned(y + i) + B::load_unaligned(x + i)).store_unaligned(y + i);
+    }
+    for (; i < n; ++i) y[i] += x[i];
+  }
+
+  static void axpy(float* y, float alpha, const float* x, std::size_t n) {
+    const B va(alpha);
+    std::size_t i = 0;
+    for (; i + W <= n; i += W) {
+      xsimd::fma(va, B::load_unaligned(x + i), B::load_unaligned(y + i)).store_unaligned(y + i);
+    }
+    for (; i < n; ++i) y[i] += alpha * x[i];
+  }
+};
+
+}  // namespace
+}  // namespace qlm::kernels

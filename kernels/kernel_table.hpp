@@ -1,0 +1,126 @@
+// Per-ISA compute kernels behind one table of function pointers, and the runtime ISA dispatch.
+//
+// Quantized matmul contract (docs/kernels.md):
+//   Weights are Q8/Q4 tensors in the tile layout of docs/format.md (16 rows x 32 K per tile).
+//   Activations are quantized per row into blocks of 32 along K (K zero-padded to a multiple of
+//   32): d = amax / 127 (0 for a block with amax <= kZeroBlockAmax), q = nearbyint(x * (1 / d))
+//   clamped to [-127, 127], s = the exact int32 sum of the block's q. Every ISA produces the same
+//   q, d and s bit for bit.
+//   y[r] = sum over blocks b of d_w[r, b] * d_a[b] * (sum_i u[r, b, i] * q[b, i] - zp * s[b]),
+//   zp = 128 (Q8) or 8 (Q4). The integer part of each block is exact; blocks are accumulated in
+//   order b = 0, 1, ... into one float per (row, activation row), so a row's result never depends
+//   on how rows are split between threads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qlm::kernels {
+
+/// Instruction-set variants. Scalar runs anywhere; the others need the CPU features in their name.
+enum class Isa : std::uint8_t { Scalar, Avx2, Avx512, Avx512Vnni, Neon, NeonDotprod, NeonI8mm };
+inline constexpr std::size_t kIsaCount = 7;
+
+/// Lower-case name used by QLM_ISA: scalar|avx2|avx512|avx512vnni|neon|neon-dotprod|neon-i8mm.
+constexpr std::string_view to_string(Isa isa) noexcept {
+  constexpr std::string_view names[kIsaCount] = {"scalar", "avx2",         "avx512",   "avx512vnni",
+                                                 "neon",   "neon-dotprod", "neon-i8mm"};
+  const auto i = static_cast<std::size_t>(isa);
+  return i < kIsaCount ? names[i] : "?";
+}
+
+/// Parses an ISA name (exactly as to_string writes it); nullopt if unknown.
+constexpr std::optional<Isa> parse_isa(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < kIsaCount; ++i) {
+    if (to_string(static_cast<Isa>(i)) == s) return static_cast<Isa>(i);
+  }
+  return std::nullopt;
+}
+
+inline constexpr std::size_t kActBlock = 32;  ///< activation values per quantization block
+/// A block whose largest |x| is at most this is stored as all zeros with d = 0 (keeps 1/d finite).
+inline constexpr float kZeroBlockAmax = 1e-30f;
+
+/// Quantized activation rows. Row m's data: q + m*blocks*32 (blocks*32 int8, padding zero),
+/// d + m*blocks (one scale per block), s + m*blocks (exact sum of the block's 32 q).
+struct QuantizedRows {
+  const std::int8_t* q = nullptr;
+  const float* d = nullptr;
+  const std::int32_t* s = nullptr;
+  std::size_t blocks = 0;  ///< ceil(k / 32)
+  std::size_t rows = 0;    ///< m
+};
+
+/// Element counts of the three buffers for `rows` activation rows of length k.
+struct QuantizedRowsSize {
+  std::size_t blocks = 0;
+  std::size_t q = 0;  ///< int8 elements (rows * blocks * 32)
+  std::size_t d = 0;  ///< float elements (rows * blocks)
+  std::size_t s = 0;  ///< int32 elements (rows * blocks)
+};
+constexpr QuantizedRowsSize quantized_rows_size(std::size_t rows, std::size_t k) noexcept {
+  const std::size_t blocks = (k + kActBlock - 1) / kActBlock;
+  return {blocks, rows * blocks * kActBlock, rows * blocks, rows * blocks};
+}
+
+/// Quantizes x[m][k] (row stride ldx floats, inputs finite) into q/d/s sized by
+/// quantized_rows_size(m, k). No alignment needed.
+using QuantizeRowsFn = void (*)(const float* x, std::size_t m, std::size_t k, std::size_t ldx,
+                                std::int8_t* q, float* d, std::int32_t* s);
+
+/// y[m*ldy + r] = row r of W (n x k, tile layout) dotted with activation row m, for every
+/// m < a.rows and r in [16*g0, min(16*g1, n)). Rows >= n are never written. a.blocks must be
+/// ceil(k/32). m == 1 takes a GEMV path, m > 1 a register-tiled GEMM. Splitting [0, ceil(n/16))
+/// into any set of [g0, g1) chunks gives bit-identical y. Nothing is allocated.
+using GemmFn = void (*)(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a,
+                        float* y, std::size_t ldy, std::size_t g0, std::size_t g1);
+
+struct KernelTable {
+  Isa isa = Isa::Scalar;
+  QuantizeRowsFn quantize_rows = nullptr;
+  GemmFn gemm_q8 = nullptr;
+  GemmFn gemm_q4 = nullptr;
+  /// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; out may alias x.
+  void (*rmsnorm)(float* out, const float* x, const float* w, std::size_t n, float eps) = nullptr;
+  /// x = softmax(x) in place (max-subtracted); n >= 1.
+  void (*softmax)(float* x, std::size_t n) = nullptr;
+  /// gate[i] = silu(gate[i]) * up[i].
+  void (*silu_mul)(float* gate, const float* up, std::size_t n) = nullptr;
+  /// RoPE on one head, Hugging Face rotate-half order: for i < head_dim/2, with x0 = x[i] and
+  /// x1 = x[i + head_dim/2]: x[i] = x0*cos[i] - x1*sin[i], x[i + head_dim/2] = x1*cos[i] +
+  /// x0*sin[i]. cos/sin hold head_dim/2 values for this position. head_dim even.
+  void (*rope)(float* x, const float* cos, const float* sin, std::size_t head_dim) = nullptr;
+  /// y[i] += x[i] (residual).
+  void (*add)(float* y, const float* x, std::size_t n) = nullptr;
+  /// sum a[i]*b[i].
+  float (*dot)(const float* a, const float* b, std::size_t n) = nullptr;
+  /// y[i] += alpha * x[i].
+  void (*axpy)(float* y, float alpha, const float* x, std::size_t n) = nullptr;
+};
+
+/// Best ISA this CPU (and OS) supports among those compiled into this binary.
+Isa detect_isa() noexcept;
+/// True if the kernels for `isa` are compiled in and this CPU and OS can run them.
+bool is_supported(Isa isa) noexcept;
+/// Every supported ISA, Scalar first.
+std::vector<Isa> supported_isas();
+/// The table for `isa` if is_supported(isa), otherwise the scalar table (check .isa).
+const KernelTable& kernels_for(Isa isa) noexcept;
+
+/// An ISA choice; `error` is empty on success (then `isa` is usable), otherwise it says why the
+/// request was refused and `isa` is detect_isa().
+struct IsaChoice {
+  Isa isa = Isa::Scalar;
+  std::string error;
+};
+/// Resolves a requested ISA name: empty or "auto" picks detect_isa(); an unknown name or an ISA
+/// this CPU cannot run is an error.
+IsaChoice choose_isa(std::string_view requested);
+/// choose_isa(value of the QLM_ISA environment variable, or "" when unset).
+IsaChoice isa_from_env();
+
+}  // namespace qlm::kernels

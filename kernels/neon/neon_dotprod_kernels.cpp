@@ -1,0 +1,27 @@
+// AArch64 kernels (Isa::NeonDotprod): ARMv8.2 dot product (sdot), 4 K values x 4 rows per
+// instruction.
+#include "detail/float_ops.hpp"
+#include "detail/neon_gemm.hpp"
+#include "detail/tables.hpp"
+
+namespace qlm::kernels::detail {
+
+// Activation quantization is the scalar reference's (bit-exact by definition; it is O(k) per
+// row, negligible next to the O(n*k) matmul).
+const KernelTable& neon_dotprod_table() noexcept {
+  using F = FloatOps<xsimd::neon64>;
+  static const KernelTable table{Isa::NeonDotprod,
+                                 scalar_table().quantize_rows,
+                                 gemm<true, NeonDot::Dotprod>,
+                                 gemm<false, NeonDot::Dotprod>,
+                                 F::rmsnorm,
+                                 F::softmax,
+                                 F::silu_mul,
+                                 F::rope,
+                                 F::add,
+                                 F::dot,
+                                 F::axpy};
+  return table;
+}
+
+}  // namespace qlm::kernels::detail

@@ -1,0 +1,27 @@
+// AArch64 kernels (Isa::NeonI8mm): ARMv8.6 int8 matmul extension (usdot: unsigned weights x signed
+// activations).
+#include "detail/float_ops.hpp"
+#include "detail/neon_gemm.hpp"
+#include "detail/tables.hpp"
+
+namespace qlm::kernels::detail {
+
+// Activation quantization is the scalar reference's (bit-exact by definition; it is O(k) per
+// row, negligible next to the O(n*k) matmul).
+const KernelTable& neon_i8mm_table() noexcept {
+  using F = FloatOps<xsimd::neon64>;
+  static const KernelTable table{Isa::NeonI8mm,
+                                 scalar_table().quantize_rows,
+                                 gemm<true, NeonDot::I8mm>,
+                                 gemm<false, NeonDot::I8mm>,
+                                 F::rmsnorm,
+                                 F::softmax,
+                                 F::silu_mul,
+                                 F::rope,
+                                 F::add,
+                                 F::dot,
+                                 F::axpy};
+  return table;
+}
+
+}  // namespace qlm::kernels::detail

@@ -1,0 +1,143 @@
+// Scalar reference kernels (Isa::Scalar): run on any CPU and define the results the SIMD kernels
+// are tested against.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "detail/tables.hpp"
+#include "qlm/detail/half.hpp"
+
+namespace qlm::kernels {
+namespace {
+
+constexpr std::size_t kRows = 16;  // rows per tile (docs/format.md)
+
+void quantize_rows(const float* x, std::size_t m, std::size_t k, std::size_t ldx, std::int8_t* q,
+                   float* d, std::int32_t* s) {
+  const std::size_t blocks = (k + kActBlock - 1) / kActBlock;
+  for (std::size_t row = 0; row < m; ++row) {
+    for (std::size_t b = 0; b < blocks; ++b) {
+      float v[kActBlock] = {};
+      const std::size_t n = std::min(kActBlock, k - b * kActBlock);
+      std::memcpy(v, x + row * ldx + b * kActBlock, n * sizeof(float));
+      float amax = 0.0f;
+      for (float f : v) amax = std::max(amax, std::fabs(f));
+      std::int8_t* qb = q + (row * blocks + b) * kActBlock;
+      // d and 1/d are computed with exactly these two IEEE operations on every ISA, and
+      // nearbyint rounds half to even like cvtps2dq, so q, d and s match bit for bit.
+      const float db = amax > kZeroBlockAmax ? amax / 127.0f : 0.0f;
+      const float inv = db != 0.0f ? 1.0f / db : 0.0f;
+      std::int32_t sum = 0;
+      for (std::size_t i = 0; i < kActBlock; ++i) {
+        const float r = std::nearbyint(v[i] * inv);
+        const int qi = static_cast<int>(std::clamp(r, -127.0f, 127.0f));
+        qb[i] = static_cast<std::int8_t>(qi);
+        sum += qi;
+      }
+      d[row * blocks + b] = db;
+      s[row * blocks + b] = sum;
+    }
+  }
+}
+
+float scale_at(const std::uint8_t* w, std::size_t offset, std::size_t r) {
+  std::uint16_t h;
+  std::memcpy(&h, w + offset + 2 * r, 2);
+  return qlm::detail::f16_to_f32(h);
+}
+
+template <bool Q8>
+void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
+          std::size_t ldy, std::size_t g0, std::size_t g1) {
+  constexpr std::size_t tile = Q8 ? 512 : 256;
+  constexpr std::int32_t zp = Q8 ? 128 : 8;
+  const std::size_t blocks = (k + kActBlock - 1) / kActBlock;
+  const std::size_t groups = (n + kRows - 1) / kRows;
+  const std::size_t scales = groups * blocks * tile;
+  const std::size_t r1 = std::min(g1 * kRows, n);
+  for (std::size_t m = 0; m < a.rows; ++m) {
+    const std::int8_t* q = a.q + m * blocks * kActBlock;
+    for (std::size_t row = g0 * kRows; row < r1; ++row) {
+      const std::size_t g = row / kRows, r = row % kRows;
+      float acc = 0.0f;
+      for (std::size_t b = 0; b < blocks; ++b) {
+        const std::uint8_t* t = w + (g * blocks + b) * tile;
+        const std::int8_t* qb = q + b * kActBlock;
+        std::int32_t isum = 0;
+        for (std::size_t c = 0; c < kActBlock; ++c) {
+          int u;
+          if constexpr (Q8) {
+            u = t[(c / 4) * 64 + r * 4 + c % 4];
+          } else {
+            const std::uint8_t byte = t[(c / 8) * 64 + r * 4 + c % 4];
+            u = (c % 8) >= 4 ? byte >> 4 : byte & 0x0f;
+          }
+          isum += u * qb[c];
+        }
+        isum -= zp * a.s[m * blocks + b];
+        const float sc = scale_at(w, scales + (g * blocks + b) * 32, r) * a.d[m * blocks + b];
+        acc += static_cast<float>(isum) * sc;
+      }
+      y[m * ldy + row] = acc;
+    }
+  }
+}
+
+void rmsnorm(float* out, const float* x, const float* w, std::size_t n, float eps) {
+  float ss = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) ss += x[i] * x[i];
+  const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+  for (std::size_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+void softmax(float* x, std::size_t n) {
+  float mx = x[0];
+  for (std::size_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  float sum = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (std::size_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void silu_mul(float* gate, const float* up, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void rope(float* x, const float* cos, const float* sin, std::size_t head_dim) {
+  const std::size_t half = head_dim / 2;
+  for (std::size_t i = 0; i < half; ++i) {
+    const float x0 = x[i], x1 = x[i + half];
+    x[i] = x0 * cos[i] - x1 * sin[i];
+    x[i + half] = x1 * cos[i] + x0 * sin[i];
+  }
+}
+
+void add(float* y, const float* x, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+float dot(const float* a, const float* b, std::size_t n) {
+  float acc = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+void axpy(float* y, float alpha, const float* x, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace
+
+namespace detail {
+const KernelTable& scalar_table() noexcept {
+  static const KernelTable table{Isa::Scalar, quantize_rows, gemm<true>, gemm<false>,
+                                 rmsnorm,     softmax,       silu_mul,   rope,
+                                 add,         dot,           axpy};
+  return table;
+}
+}  // namespace detail
+
+}  // namespace qlm::kernels

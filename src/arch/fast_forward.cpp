@@ -1,0 +1,168 @@
+// Fast forward pass of the Llama family. A batch of m tokens flows through each layer as [m][dim]
+// matrices: one activation quantization feeds q/k/v (and gate/up), attention runs per (token, KV
+// head) task, and only the rows whose logits are wanted go through the LM head.
+#include "arch/fast_forward.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "model_weights.hpp"
+#include "ops/attention.hpp"
+#include "ops/matmul.hpp"
+#include "ops/reference_ops.hpp"
+#include "qlm/quant/quantize.hpp"
+
+namespace qlm::detail {
+namespace {
+
+class FastForward final : public Forward {
+ public:
+  FastForward(const Model& model, const kernels::KernelTable& kt, std::shared_ptr<ThreadPool> pool,
+              std::uint32_t max_batch)
+      : c_(model.config()),
+        w_(model.weights()),
+        kt_(kt),
+        pool_(std::move(pool)),
+        batch_(std::max(1u, max_batch)),
+        inv_freq_(ref::rope_inv_freq(c_)),
+        qd_(c_.n_heads * c_.head_dim),
+        kvd_(c_.n_kv_heads * c_.head_dim) {
+    const std::size_t b = batch_;
+    x_.resize(b * c_.hidden_size);
+    xb_.resize(b * c_.hidden_size);
+    q_.resize(b * qd_);
+    k_.resize(b * kvd_);
+    v_.resize(b * kvd_);
+    att_.resize(b * qd_);
+    gate_.resize(b * c_.intermediate_size);
+    up_.resize(b * c_.intermediate_size);
+    cos_.resize(b * c_.head_dim / 2);
+    sin_.resize(b * c_.head_dim / 2);
+    act_.reserve(b, std::max<std::size_t>({c_.hidden_size, c_.intermediate_size, qd_}));
+  }
+
+  void run(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache,
+           std::span<float> logits, bool all_logits) override {
+    for (std::size_t i0 = 0; i0 < tokens.size(); i0 += batch_) {
+      const std::size_t m = std::min<std::size_t>(batch_, tokens.size() - i0);
+      const bool last_chunk = i0 + m == tokens.size();
+      chunk(tokens.subspan(i0, m), start + static_cast<std::uint32_t>(i0), cache);
+      if (all_logits) {
+        head(0, m, logits.data() + i0 * c_.vocab_size);
+      } else if (last_chunk) {
+        head(m - 1, 1, logits.data());
+      }
+    }
+  }
+
+ private:
+  void chunk(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache) {
+    const std::size_t m = tokens.size(), d = c_.hidden_size, half = c_.head_dim / 2;
+    for (std::size_t i = 0; i < m; ++i) {
+      quant::dequantize_row(w_.embed.dtype, w_.embed.data, w_.embed.rows, w_.embed.k,
+                            static_cast<std::size_t>(tokens[i]), {&x_[i * d], d});
+      const float pos = static_cast<float>(start + i);
+      for (std::size_t f = 0; f < half; ++f) {  // same float math as the reference path
+        cos_[i * half + f] = std::cos(pos * inv_freq_[f]);
+        sin_[i * half + f] = std::sin(pos * inv_freq_[f]);
+      }
+    }
+    for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
+      attention_block(l, m, start, cache);
+      mlp_block(l, m);
+    }
+  }
+
+  void project(const Matrix& w, float* out, std::size_t ldy) {
+    ops::matmul(kt_, *pool_, w, act_, out, ldy, scratch_);
+  }
+
+  void attention_block(std::uint32_t l, std::size_t m, std::uint32_t start, KvCache& cache) {
+    const LayerWeights& lw = w_.layers[l];
+    const std::size_t d = c_.hidden_size, hd = c_.head_dim, half = hd / 2;
+    for (std::size_t i = 0; i < m; ++i) {
+      kt_.rmsnorm(&xb_[i * d], &x_[i * d], lw.attn_norm.data(), d, c_.rms_norm_eps);
+    }
+    act_.quantize(kt_, xb_.data(), m, d, d);
+    project(lw.wq, q_.data(), qd_);
+    project(lw.wk, k_.data(), kvd_);
+    project(lw.wv, v_.data(), kvd_);
+    for (std::size_t i = 0; i < m; ++i) {
+      if (!lw.bq.empty()) {
+        kt_.add(&q_[i * qd_], lw.bq.data(), qd_);
+        kt_.add(&k_[i * kvd_], lw.bk.data(), kvd_);
+        kt_.add(&v_[i * kvd_], lw.bv.data(), kvd_);
+      }
+      const float* cs = &cos_[i * half];
+      const float* sn = &sin_[i * half];
+      for (std::uint32_t h = 0; h < c_.n_heads; ++h) kt_.rope(&q_[i * qd_ + h * hd], cs, sn, hd);
+      const std::size_t pos = start + i;
+      for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
+        kt_.rope(&k_[i * kvd_ + h * hd], cs, sn, hd);
+        std::copy_n(&k_[i * kvd_ + h * hd], hd, &cache.keys(l, h)[pos * hd]);
+        std::copy_n(&v_[i * kvd_ + h * hd], hd, &cache.values(l, h)[pos * hd]);
+      }
+    }
+    const std::uint32_t group = c_.n_heads / c_.n_kv_heads;
+    pool_->parallel_for(m * c_.n_kv_heads, [&](std::size_t task) {
+      const std::size_t i = task / c_.n_kv_heads;
+      const std::uint32_t g = static_cast<std::uint32_t>(task % c_.n_kv_heads);
+      const auto pos = static_cast<std::uint32_t>(start + i);
+      const std::uint32_t first =
+          c_.sliding_window && pos >= c_.sliding_window ? pos - c_.sliding_window + 1 : 0;
+      const std::size_t q_off = i * qd_ + static_cast<std::size_t>(g) * group * hd;
+      ops::attend(kt_, {static_cast<std::uint32_t>(hd), group, first, pos}, &q_[q_off],
+                  cache.keys(l, g).data(), cache.values(l, g).data(), &att_[q_off]);
+    });
+    act_.quantize(kt_, att_.data(), m, qd_, qd_);
+    project(lw.wo, xb_.data(), d);
+    kt_.add(x_.data(), xb_.data(), m * d);
+  }
+
+  void mlp_block(std::uint32_t l, std::size_t m) {
+    const LayerWeights& lw = w_.layers[l];
+    const std::size_t d = c_.hidden_size, ff = c_.intermediate_size;
+    for (std::size_t i = 0; i < m; ++i) {
+      kt_.rmsnorm(&xb_[i * d], &x_[i * d], lw.ffn_norm.data(), d, c_.rms_norm_eps);
+    }
+    act_.quantize(kt_, xb_.data(), m, d, d);
+    project(lw.w_gate, gate_.data(), ff);
+    project(lw.w_up, up_.data(), ff);
+    kt_.silu_mul(gate_.data(), up_.data(), m * ff);
+    act_.quantize(kt_, gate_.data(), m, ff, ff);
+    project(lw.w_down, xb_.data(), d);
+    kt_.add(x_.data(), xb_.data(), m * d);
+  }
+
+  // Logits of rows [first, first + n) of the current chunk into out ([n][vocab]).
+  void head(std::size_t first, std::size_t n, float* out) {
+    const std::size_t d = c_.hidden_size;
+    for (std::size_t i = 0; i < n; ++i) {
+      kt_.rmsnorm(&xb_[i * d], &x_[(first + i) * d], w_.final_norm.data(), d, c_.rms_norm_eps);
+    }
+    act_.quantize(kt_, xb_.data(), n, d, d);
+    project(w_.lm_head, out, c_.vocab_size);
+  }
+
+  const ModelConfig& c_;
+  const ModelWeights& w_;
+  const kernels::KernelTable& kt_;
+  std::shared_ptr<ThreadPool> pool_;
+  std::uint32_t batch_;
+  std::vector<float> inv_freq_;
+  std::size_t qd_, kvd_;
+  // Activations of one chunk, row-major [batch][dim].
+  std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_, cos_, sin_, scratch_;
+  ops::QuantizedActivations act_;
+};
+
+}  // namespace
+
+std::unique_ptr<Forward> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
+                                           std::shared_ptr<ThreadPool> pool,
+                                           std::uint32_t max_batch) {
+  return std::make_unique<FastForward>(model, kernels, std::move(pool), max_batch);
+}
+
+}  // namespace qlm::detail

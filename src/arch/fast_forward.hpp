@@ -1,0 +1,19 @@
+// The optimized forward pass: batched prompts through GEMM, decode through GEMV, quantized
+// activations, the ISA's kernels and the session's thread pool. Buffers are sized once.
+#pragma once
+
+#include <memory>
+
+#include "arch/forward.hpp"
+#include "kernel_table.hpp"
+#include "qlm/model.hpp"
+#include "qlm/thread_pool.hpp"
+
+namespace qlm::detail {
+
+/// Builds the fast path for `model`; `max_batch` bounds the tokens processed per chunk.
+std::unique_ptr<Forward> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
+                                           std::shared_ptr<ThreadPool> pool,
+                                           std::uint32_t max_batch);
+
+}  // namespace qlm::detail

@@ -1,0 +1,73 @@
+// Matmul driver. Work is cut into chunks of whole 16-row groups; the kernels guarantee identical
+// bits for any chunking, so results never depend on the thread count.
+#include "ops/matmul.hpp"
+
+#include <algorithm>
+
+#include "qlm/quant/quantize.hpp"
+
+namespace qlm::ops {
+
+void QuantizedActivations::reserve(std::size_t m, std::size_t k) {
+  const auto size = kernels::quantized_rows_size(m, k);
+  if (q_.size() < size.q) q_.resize(size.q);
+  if (d_.size() < size.d) d_.resize(size.d);
+  if (s_.size() < size.s) s_.resize(size.s);
+}
+
+void QuantizedActivations::quantize(const kernels::KernelTable& kt, const float* x, std::size_t m,
+                                    std::size_t k, std::size_t ldx) {
+  reserve(m, k);
+  kt.quantize_rows(x, m, k, ldx, q_.data(), d_.data(), s_.data());
+  rows_ = {q_.data(), d_.data(), s_.data(), kernels::quantized_rows_size(1, k).blocks, m};
+  x_ = x;
+  k_ = k;
+  ldx_ = ldx;
+}
+
+namespace {
+
+// Chunks of row groups per task: enough tasks to balance threads, few enough that each task
+// streams a long run of weights.
+std::size_t chunk_groups(std::size_t groups, int threads) {
+  const std::size_t tasks = static_cast<std::size_t>(std::max(1, threads)) * 4;
+  return std::max<std::size_t>(1, (groups + tasks - 1) / tasks);
+}
+
+void float_matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail::Matrix& w,
+                  const QuantizedActivations& act, float* y, std::size_t ldy,
+                  std::vector<float>& scratch) {
+  const std::size_t rows = w.rows, k = w.k, m = act.rows().rows;
+  const std::size_t per_task = std::max<std::size_t>(16, (rows + 4 * pool.threads() - 1) /
+                                                            (4 * pool.threads()));
+  const std::size_t tasks = (rows + per_task - 1) / per_task;
+  scratch.resize(tasks * k);
+  pool.parallel_for(tasks, [&](std::size_t t) {
+    float* row = scratch.data() + t * k;
+    for (std::size_t r = t * per_task; r < std::min(rows, (t + 1) * per_task); ++r) {
+      quant::dequantize_row(w.dtype, w.data, rows, k, r, {row, k});
+      for (std::size_t i = 0; i < m; ++i) y[i * ldy + r] = kt.dot(row, act.source() + i * act.ldx(), k);
+    }
+  });
+}
+
+}  // namespace
+
+void matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail::Matrix& w,
+            const QuantizedActivations& act, float* y, std::size_t ldy,
+            std::vector<float>& scratch) {
+  if (!is_quantized(w.dtype)) {
+    float_matmul(kt, pool, w, act, y, ldy, scratch);
+    return;
+  }
+  const kernels::GemmFn gemm = w.dtype == DType::Q8 ? kt.gemm_q8 : kt.gemm_q4;
+  const std::size_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
+  const std::size_t chunk = chunk_groups(groups, pool.threads());
+  const std::size_t tasks = (groups + chunk - 1) / chunk;
+  pool.parallel_for(tasks, [&](std::size_t t) {
+    gemm(w.data.data(), w.rows, w.k, act.rows(), y, ldy, t * chunk,
+         std::min(groups, (t + 1) * chunk));
+  });
+}
+
+}  // namespace qlm::ops

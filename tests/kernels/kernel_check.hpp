@@ -1,0 +1,376 @@
+// Self-contained kernel checks (no test framework) shared by the Catch2 tests and the standalone
+// NEON driver that runs under qemu: each returns a list of failure messages, empty on success.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernel_table.hpp"
+#include "qlm/dtype.hpp"
+#include "qlm/quant/layout.hpp"
+#include "qlm/quant/quantize.hpp"
+
+namespace qlm::kernels::check {
+
+struct Report {
+  std::vector<std::string> errors;
+  bool ok() const { return errors.empty(); }
+  template <class... T>
+  void fail(const T&... parts) {
+    if (errors.size() >= 8) return;  // the first few failures say enough
+    std::ostringstream os;
+    (os << ... << parts);
+    errors.push_back(os.str());
+  }
+  void merge(const Report& r) {
+    for (const auto& e : r.errors) fail(e);
+  }
+};
+
+// A byte buffer whose data starts `misalign` bytes after a 64-byte boundary.
+template <class T>
+class Buffer {
+ public:
+  Buffer(std::size_t count, std::size_t misalign) : storage_(count * sizeof(T) + 128) {
+    const auto base = reinterpret_cast<std::uintptr_t>(storage_.data());
+    offset_ = (64 - base % 64) % 64 + misalign;
+    size_ = count;
+  }
+  T* data() { return reinterpret_cast<T*>(storage_.data() + offset_); }
+  const T* data() const { return reinterpret_cast<const T*>(storage_.data() + offset_); }
+  std::size_t size() const { return size_; }
+  T& operator[](std::size_t i) { return data()[i]; }
+  const T& operator[](std::size_t i) const { return data()[i]; }
+
+ private:
+  std::vector<unsigned char> storage_;
+  std::size_t offset_ = 0, size_ = 0;
+};
+
+inline constexpr double kEps = 1.0 / 16777216.0;  // 2^-24, unit roundoff of float
+
+// Activations with the awkward cases mixed in by row: random, all zero, alternating zero blocks,
+// one huge outlier per block, every value at the block's max magnitude (q = +-127), large scale.
+inline std::vector<float> make_activations(std::size_t m, std::size_t k, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(m * k);
+  for (std::size_t r = 0; r < m; ++r) {
+    for (std::size_t c = 0; c < k; ++c) {
+      float v = nd(rng);
+      switch (r % 6) {
+        case 1:
+          v = 0.0f;
+          break;
+        case 2:
+          v = (c / 32) % 2 == 0 ? 0.0f : v;
+          break;
+        case 3:
+          v = c % 32 == 7 ? 1e4f * (v < 0 ? -1.0f : 1.0f) : v;
+          break;
+        case 4:
+          v = (c % 3 == 0) ? -3.0f : 3.0f;
+          break;
+        case 5:
+          v *= 1e6f;
+          break;
+        default:
+          break;
+      }
+      x[r * k + c] = v;
+    }
+  }
+  return x;
+}
+
+// Weights: random rows, rows at the largest stored code (Q8 u = 255 / 1, Q4 u = 15 / 0), zero rows
+// and rows with an outlier per block.
+inline std::vector<float> make_weights(std::size_t n, std::size_t k, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  std::vector<float> w(n * k);
+  for (std::size_t r = 0; r < n; ++r) {
+    for (std::size_t c = 0; c < k; ++c) {
+      float v = nd(rng);
+      switch (r % 5) {
+        case 1:
+          v = 0.5f;
+          break;  // Q8 255, Q4 0
+        case 2:
+          v = c % 2 == 0 ? -0.5f : 0.4375f;
+          break;  // Q8 1/255, Q4 0/15
+        case 3:
+          v = 0.0f;
+          break;
+        case 4:
+          v = c % 32 == 3 ? 2.0f : v;
+          break;
+        default:
+          break;
+      }
+      w[r * k + c] = v;
+    }
+  }
+  return w;
+}
+
+inline std::vector<std::uint8_t> quantize_weights(DType t, std::size_t n, std::size_t k,
+                                                  std::uint32_t seed) {
+  const std::vector<float> w = make_weights(n, k, seed);
+  std::vector<std::uint8_t> out(quant::TileGeometry(t, n, k).total_bytes());
+  quant::quantize_matrix(t, w, n, k, out);
+  return out;
+}
+
+struct Activations {
+  Buffer<std::int8_t> q;
+  Buffer<float> d;
+  Buffer<std::int32_t> s;
+  QuantizedRows rows;
+  Activations(const KernelTable& t, const float* x, std::size_t m, std::size_t k, std::size_t ldx,
+              std::size_t misalign)
+      : q(quantized_rows_size(m, k).q, misalign),
+        d(quantized_rows_size(m, k).d, 0),
+        s(quantized_rows_size(m, k).s, 0) {
+    t.quantize_rows(x, m, k, ldx, q.data(), d.data(), s.data());
+    rows = {q.data(), d.data(), s.data(), quantized_rows_size(m, k).blocks, m};
+  }
+};
+
+// Activation quantization must match the scalar table bit for bit, and must satisfy the format's
+// own invariants (|q| <= 127, s = sum q, padding zero).
+inline Report check_quantize(const KernelTable& t, const KernelTable& ref, std::size_t m,
+                             std::size_t k) {
+  Report rep;
+  const std::size_t ldx = k + 3;
+  Buffer<float> x(m * ldx, 4);  // misaligned by one float
+  const std::vector<float> src = make_activations(m, k, static_cast<std::uint32_t>(m * 131 + k));
+  for (std::size_t r = 0; r < m; ++r) std::memcpy(x.data() + r * ldx, &src[r * k], k * 4);
+  const Activations a(t, x.data(), m, k, ldx, 1), b(ref, x.data(), m, k, ldx, 0);
+  const std::size_t blocks = a.rows.blocks;
+  for (std::size_t i = 0; i < m * blocks * kActBlock; ++i) {
+    if (a.q[i] != b.q[i]) {
+      rep.fail("quantize q mismatch m=", m, " k=", k, " at ", i, ": ", int{a.q[i]}, " vs ",
+               int{b.q[i]});
+      break;
+    }
+  }
+  for (std::size_t i = 0; i < m * blocks; ++i) {
+    if (std::memcmp(&a.d[i], &b.d[i], 4) != 0 || a.s[i] != b.s[i]) {
+      rep.fail("quantize d/s mismatch m=", m, " k=", k, " block ", i, ": d ", a.d[i], " vs ",
+               b.d[i], ", s ", a.s[i], " vs ", b.s[i]);
+      break;
+    }
+    std::int32_t sum = 0;
+    for (std::size_t j = 0; j < kActBlock; ++j) {
+      const int q = a.q[i * kActBlock + j];
+      sum += q;
+      if (q < -127 || q > 127) rep.fail("q out of range at block ", i);
+      if ((i % blocks) * kActBlock + j >= k && q != 0) rep.fail("padding not zero at block ", i);
+    }
+    if (sum != a.s[i]) rep.fail("s is not the sum of q at block ", i);
+  }
+  return rep;
+}
+
+// Dequantized activation row m (q * d, as the kernels see it).
+inline std::vector<float> dequant_act(const QuantizedRows& a, std::size_t m, std::size_t k) {
+  std::vector<float> out(k);
+  for (std::size_t c = 0; c < k; ++c) {
+    out[c] = static_cast<float>(a.q[m * a.blocks * kActBlock + c]) * a.d[m * a.blocks + c / 32];
+  }
+  return out;
+}
+
+inline constexpr float kSentinel = -7.25e33f;
+
+// One GEMM call: table `t` against either table `ref` (ref != nullptr) or, with ref == nullptr,
+// against a double-precision dot product of the dequantized weights and activations. The error
+// bound comes from the inputs: sum_k |w_k a_k| * (blocks + 8) * 2^-23 covers the rounding of
+// the dequantized values, of d_w * d_a and of the block-by-block float accumulation (twice, when
+// two kernels are compared). Also checks that nothing outside rows [0, n) and columns [0, ldy) of
+// the requested output rows is written.
+inline Report check_gemm(const KernelTable& t, const KernelTable* ref, DType type, std::size_t n,
+                         std::size_t k, std::size_t m) {
+  Report rep;
+  const auto w = quantize_weights(type, n, k, static_cast<std::uint32_t>(n * 7 + k));
+  Buffer<std::uint8_t> wb(w.size(), 0);
+  std::memcpy(wb.data(), w.data(), w.size());
+  const std::vector<float> x = make_activations(m, k, static_cast<std::uint32_t>(m + k * 3));
+  const Activations a(t, x.data(), m, k, k, 3);
+  const std::size_t ldy = n + 5, groups = (n + 15) / 16;
+  Buffer<float> y(m * ldy + 8, 4), y2(m * ldy + 8, 4);
+  std::fill(y.data(), y.data() + y.size(), kSentinel);
+  std::fill(y2.data(), y2.data() + y2.size(), kSentinel);
+  const GemmFn f = type == DType::Q8 ? t.gemm_q8 : t.gemm_q4;
+  f(wb.data(), n, k, a.rows, y.data(), ldy, 0, groups);
+  if (ref != nullptr) {
+    const GemmFn g = type == DType::Q8 ? ref->gemm_q8 : ref->gemm_q4;
+    g(wb.data(), n, k, a.rows, y2.data(), ldy, 0, groups);
+  }
+  std::vector<std::vector<float>> wd(n, std::vector<float>(k));
+  for (std::size_t r = 0; r < n; ++r) quant::dequantize_row(type, w, n, k, r, wd[r]);
+  for (std::size_t mi = 0; mi < m; ++mi) {
+    const std::vector<float> ad = dequant_act(a.rows, mi, k);
+    for (std::size_t r = 0; r < ldy; ++r) {
+      const float got = y[mi * ldy + r];
+      if (r >= n) {
+        if (std::memcmp(&got, &kSentinel, 4) != 0) rep.fail("wrote past row n: m=", mi, " r=", r);
+        continue;
+      }
+      double exact = 0.0, mag = 0.0;
+      for (std::size_t c = 0; c < k; ++c) {
+        exact += static_cast<double>(wd[r][c]) * ad[c];
+        mag += std::fabs(static_cast<double>(wd[r][c]) * ad[c]);
+      }
+      const double tol = mag * static_cast<double>(a.rows.blocks + 8) * 2.0 * kEps;
+      const double want = ref != nullptr ? static_cast<double>(y2[mi * ldy + r]) : exact;
+      if (!(std::fabs(static_cast<double>(got) - want) <= tol)) {
+        rep.fail(to_string(t.isa), " ", to_string(type), " n=", n, " k=", k, " m=", m, ": y[", mi,
+                 "][", r, "] = ", got, " want ", want, " (tol ", tol, ")");
+      }
+    }
+  }
+  return rep;
+}
+
+// Splitting the row groups into chunks (as a thread pool would) must give identical bits.
+inline Report check_split(const KernelTable& t, DType type, std::size_t n, std::size_t k,
+                          std::size_t m) {
+  Report rep;
+  const auto w = quantize_weights(type, n, k, 99);
+  const std::vector<float> x = make_activations(m, k, 5);
+  const Activations a(t, x.data(), m, k, k, 0);
+  const std::size_t groups = (n + 15) / 16;
+  const GemmFn f = type == DType::Q8 ? t.gemm_q8 : t.gemm_q4;
+  std::vector<float> whole(m * n), parts(m * n);
+  f(w.data(), n, k, a.rows, whole.data(), n, 0, groups);
+  for (std::size_t threads = 2; threads <= 3; ++threads) {
+    std::fill(parts.begin(), parts.end(), 0.0f);
+    for (std::size_t i = 0; i < threads; ++i) {
+      f(w.data(), n, k, a.rows, parts.data(), n, groups * i / threads, groups * (i + 1) / threads);
+    }
+    if (std::memcmp(whole.data(), parts.data(), whole.size() * 4) != 0) {
+      rep.fail(to_string(t.isa), " ", to_string(type), " split into ", threads, " chunks differs");
+    }
+  }
+  // Row m of a batch equals the same row computed alone (GEMM and GEMV paths agree bit for bit).
+  if (m > 1) {
+    std::vector<float> single(n);
+    const QuantizedRows last{a.rows.q + (m - 1) * a.rows.blocks * kActBlock,
+                             a.rows.d + (m - 1) * a.rows.blocks, a.rows.s + (m - 1) * a.rows.blocks,
+                             a.rows.blocks, 1};
+    f(w.data(), n, k, last, single.data(), n, 0, groups);
+    if (std::memcmp(single.data(), whole.data() + (m - 1) * n, n * 4) != 0) {
+      rep.fail(to_string(t.isa), " ", to_string(type), " GEMV differs from GEMM row");
+    }
+  }
+  return rep;
+}
+
+inline const std::size_t kShapesK[] = {32, 33, 64, 172, 200, 4096 + 32, 14336};
+inline const std::size_t kShapesN[] = {1, 15, 16, 17, 33, 48};
+
+// Every awkward shape; long K uses fewer activation row counts to keep the run short.
+inline Report check_all_gemm(const KernelTable& t, const KernelTable* ref) {
+  Report rep;
+  for (DType type : {DType::Q8, DType::Q4}) {
+    for (std::size_t k : kShapesK) {
+      for (std::size_t n : kShapesN) {
+        for (std::size_t m = 1; m <= 17; ++m) {
+          if (k > 256 && m != 1 && m != 2 && m != 9 && m != 17) continue;
+          if (k > 256 && n != 1 && n != 17 && n != 48) continue;
+          rep.merge(check_gemm(t, ref, type, n, k, m));
+        }
+      }
+    }
+    rep.merge(check_split(t, type, 100, 200, 1));
+    rep.merge(check_split(t, type, 100, 200, 11));
+  }
+  const KernelTable& qref = ref != nullptr ? *ref : t;
+  for (std::size_t k : kShapesK) {
+    for (std::size_t m : {1, 2, 7, 17}) rep.merge(check_quantize(t, qref, m, k));
+  }
+  return rep;
+}
+
+// fp32 helpers against their scalar twins. Bounds: reductions differ by reassociation (n * eps *
+// sum of magnitudes), exp by a few ulp (16 eps relative), elementwise ops by FMA contraction.
+inline Report check_float_helpers(const KernelTable& t, const KernelTable& ref) {
+  Report rep;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (std::size_t n : {1, 2, 7, 8, 16, 31, 33, 64, 100, 1000, 4099}) {
+    std::vector<float> a(n + 1), b(n + 1), c(n + 1);
+    for (std::size_t i = 0; i <= n; ++i) a[i] = nd(rng), b[i] = nd(rng), c[i] = nd(rng);
+    const float* x = a.data() + 1;  // misaligned on purpose
+    const double ne = static_cast<double>(n + 16) * kEps;
+    auto expect = [&](const char* what, std::size_t i, double got, double want, double tol) {
+      if (!(std::fabs(got - want) <= tol)) {
+        rep.fail(to_string(t.isa), " ", what, " n=", n, " i=", i, ": ", got, " want ", want);
+      }
+    };
+    double mag = 0.0;
+    for (std::size_t i = 0; i < n; ++i) mag += std::fabs(static_cast<double>(x[i]) * b[i]);
+    expect("dot", 0, t.dot(x, b.data(), n), ref.dot(x, b.data(), n), 2 * ne * mag + 1e-30);
+
+    std::vector<float> o1(n), o2(n);
+    t.rmsnorm(o1.data(), x, c.data(), n, 1e-5f);
+    ref.rmsnorm(o2.data(), x, c.data(), n, 1e-5f);
+    for (std::size_t i = 0; i < n; ++i)
+      expect("rmsnorm", i, o1[i], o2[i], 2 * ne * std::fabs(o2[i]));
+
+    o1.assign(x, x + n), o2.assign(x, x + n);
+    t.softmax(o1.data(), n);
+    ref.softmax(o2.data(), n);
+    for (std::size_t i = 0; i < n; ++i) {
+      expect("softmax", i, o1[i], o2[i], 2 * ne * std::fabs(o2[i]) + 1e-37);
+    }
+
+    o1.assign(x, x + n), o2.assign(x, x + n);
+    t.silu_mul(o1.data(), c.data(), n);
+    ref.silu_mul(o2.data(), c.data(), n);
+    for (std::size_t i = 0; i < n; ++i) {
+      expect("silu_mul", i, o1[i], o2[i], 32 * kEps * std::fabs(o2[i]) + 1e-37);
+    }
+
+    o1.assign(x, x + n), o2.assign(x, x + n);
+    t.add(o1.data(), c.data(), n);
+    ref.add(o2.data(), c.data(), n);
+    for (std::size_t i = 0; i < n; ++i) expect("add", i, o1[i], o2[i], 0.0);
+
+    o1.assign(x, x + n), o2.assign(x, x + n);
+    t.axpy(o1.data(), 0.37f, c.data(), n);
+    ref.axpy(o2.data(), 0.37f, c.data(), n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const double m1 = std::fabs(0.37 * c[i]) + std::fabs(static_cast<double>(x[i]));
+      expect("axpy", i, o1[i], o2[i], 4 * kEps * m1);
+    }
+
+    if (n % 2 == 0) {
+      const std::size_t half = n / 2;
+      std::vector<float> cs(half), sn(half);
+      for (std::size_t i = 0; i < half; ++i) {
+        cs[i] = std::cos(0.1f * static_cast<float>(i)),
+        sn[i] = std::sin(0.1f * static_cast<float>(i));
+      }
+      o1.assign(x, x + n), o2.assign(x, x + n);
+      t.rope(o1.data(), cs.data(), sn.data(), n);
+      ref.rope(o2.data(), cs.data(), sn.data(), n);
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t j = i % half;
+        const double m1 = std::fabs(static_cast<double>(x[j])) + std::fabs(x[j + half]);
+        expect("rope", i, o1[i], o2[i], 4 * kEps * m1);
+      }
+    }
+  }
+  return rep;
+}
+
+}  // namespace qlm::kernels::check

@@ -1,0 +1,43 @@
+// Standalone NEON kernel test (no Catch2: Debian ships no arm64 build of it here), cross-compiled
+// and run under qemu-aarch64 by run_qemu.sh. Exit status 0 only if every check passes.
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+
+#include "kernel_check.hpp"
+#include "kernel_table.hpp"
+
+int main(int argc, char** argv) {
+  using namespace qlm::kernels;
+  int failures = 0;
+  auto report = [&](std::string_view what, const check::Report& rep) {
+    std::printf("%-40s %s\n", std::string(what).c_str(), rep.ok() ? "ok" : "FAILED");
+    for (const auto& e : rep.errors) std::printf("  %s\n", e.c_str());
+    failures += rep.ok() ? 0 : 1;
+  };
+  const Isa best = detect_isa();
+  std::printf("detected ISA: %s\n", std::string(to_string(best)).c_str());
+  if (argc == 3 && std::strcmp(argv[1], "--expect") == 0 && to_string(best) != argv[2]) {
+    std::printf("expected ISA %s\n", argv[2]);
+    ++failures;
+  }
+  for (std::size_t i = 0; i < kIsaCount; ++i) {
+    const Isa isa = static_cast<Isa>(i);
+    const bool ok = choose_isa(to_string(isa)).error.empty() == is_supported(isa) &&
+                    parse_isa(to_string(isa)) == isa;
+    if (!ok) {
+      std::printf("dispatch inconsistent for %s\n", std::string(to_string(isa)).c_str());
+      ++failures;
+    }
+  }
+  const KernelTable& scalar = kernels_for(Isa::Scalar);
+  report("scalar vs dequantized float", check::check_all_gemm(scalar, nullptr));
+  for (Isa isa : supported_isas()) {
+    if (isa == Isa::Scalar) continue;
+    const std::string name(to_string(isa));
+    report(name + " gemm/quantize vs scalar", check::check_all_gemm(kernels_for(isa), &scalar));
+    report(name + " fp32 helpers vs scalar", check::check_float_helpers(kernels_for(isa), scalar));
+  }
+  std::printf("%s\n", failures == 0 ? "ALL PASSED" : "FAILURES");
+  return failures == 0 ? 0 : 1;
+}
