@@ -24,7 +24,7 @@ if [ "${QLM_SKIP_ASAN:-0}" != 1 ]; then
   echo "== AddressSanitizer + UndefinedBehaviorSanitizer =="
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     build_and_test build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQLM_SANITIZE=ON \
-    -DQLM_BUILD_BENCH=OFF
+    -DQLM_BUILD_BENCH=OFF -DQLM_TEST_NEON_QEMU=OFF  # NEON already ran above; qemu is slow
 fi
 
 echo "== consumers: add_subdirectory and find_package =="

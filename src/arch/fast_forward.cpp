@@ -117,7 +117,7 @@ class FastForward final : public Forward {
     });
     act_.quantize(kt_, att_.data(), m, qd_, qd_);
     project(lw.wo, xb_.data(), d);
-    kt_.add(x_.data(), xb_.data(), m * d);
+    for (std::size_t i = 0; i < m; ++i) kt_.add(&x_[i * d], &xb_[i * d], d);
   }
 
   void mlp_block(std::uint32_t l, std::size_t m) {
@@ -129,10 +129,12 @@ class FastForward final : public Forward {
     act_.quantize(kt_, xb_.data(), m, d, d);
     project(lw.w_gate, gate_.data(), ff);
     project(lw.w_up, up_.data(), ff);
-    kt_.silu_mul(gate_.data(), up_.data(), m * ff);
+    // Row by row: a vector body and its scalar tail may round differently, so every row must be
+    // split the same way whatever the batch size (results may not depend on chunking).
+    for (std::size_t i = 0; i < m; ++i) kt_.silu_mul(&gate_[i * ff], &up_[i * ff], ff);
     act_.quantize(kt_, gate_.data(), m, ff, ff);
     project(lw.w_down, xb_.data(), d);
-    kt_.add(x_.data(), xb_.data(), m * d);
+    for (std::size_t i = 0; i < m; ++i) kt_.add(&x_[i * d], &xb_[i * d], d);
   }
 
   // Logits of rows [first, first + n) of the current chunk into out ([n][vocab]).

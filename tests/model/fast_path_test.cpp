@@ -1,0 +1,118 @@
+// The fast forward path against the fp32 reference path: logits within a per-type tolerance on
+// every ISA this CPU runs, identical greedy text for q8, bit-identical results for any thread
+// count and any prompt chunking.
+#include <catch2/catch.hpp>
+
+#include "kernel_table.hpp"
+#include "model/model_helpers.hpp"
+#include "qlm/generate.hpp"
+#include "qlm/session.hpp"
+#include "support/files.hpp"
+#include "support/temp_dir.hpp"
+
+namespace qlm::test {
+namespace {
+
+std::vector<std::int32_t> story_tokens(const Model& m) {
+  auto ids = m.tokenizer().encode(
+      "Once upon a time, there was a little dog named Max. Max liked to run in the big green "
+      "park with his friend, a small red bird. One day the bird could not fly.");
+  REQUIRE(ids.size() >= 40);
+  return ids;
+}
+
+std::vector<float> logits_of(std::shared_ptr<const Model> m, SessionOptions o,
+                             const std::vector<std::int32_t>& ids) {
+  auto s = Session::create(std::move(m), std::move(o));
+  INFO((s ? "" : s.error().message));
+  REQUIRE(s.ok());
+  auto l = s->eval(ids, {.all_logits = true});
+  REQUIRE(l.ok());
+  return {l->begin(), l->end()};
+}
+
+// Largest |a - b| relative to the spread of the reference logits.
+float relative_diff(const std::vector<float>& a, const std::vector<float>& ref) {
+  const auto [lo, hi] = std::minmax_element(ref.begin(), ref.end());
+  return max_abs_diff(a, ref) / (*hi - *lo);
+}
+
+}  // namespace
+
+TEST_CASE("fast path logits agree with the reference path", "[model][fast]") {
+  TempDir tmp;
+  const DType type = GENERATE(DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4);
+  convert_or_fail(stories_dir(), tmp / "m.qlm", type);
+  auto model = open_or_fail(tmp / "m.qlm");
+  const auto ids = story_tokens(*model);
+  const auto ref = logits_of(model, {.reference = true}, ids);
+  // Float weights see the same math up to summation order; quantized weights also see int8
+  // activations (relative error ~1/254 per block), which compounds over 5 layers.
+  const float tolerance = is_quantized(type) ? 0.02f : 1e-5f;
+  for (auto isa : kernels::supported_isas()) {
+    INFO("type " << to_string(type) << ", isa " << kernels::to_string(isa));
+    const auto fast = logits_of(model, {.isa = std::string(kernels::to_string(isa))}, ids);
+    const float diff = relative_diff(fast, ref);
+    INFO("max |fast - reference| / logit range = " << diff);
+    CHECK(diff <= tolerance);
+  }
+}
+
+TEST_CASE("fast path: greedy q8 text equals the reference path's", "[model][fast]") {
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
+  auto model = open_or_fail(tmp / "m.qlm");
+  auto text = [&](SessionOptions o) {
+    auto s = Session::create(model, std::move(o));
+    REQUIRE(s.ok());
+    Sampler greedy({.temperature = 0.0f});
+    const std::int32_t bos = model->tokenizer().bos();
+    return generate(*s, greedy, std::span(&bos, 1), {.max_tokens = 120})->text;
+  };
+  const std::string expected = text({.reference = true});
+  for (auto isa : kernels::supported_isas()) {
+    INFO("isa " << kernels::to_string(isa));
+    CHECK(text({.isa = std::string(kernels::to_string(isa))}) == expected);
+  }
+}
+
+TEST_CASE("fast path is bit-identical for 1, 2 and 3 threads and any chunking", "[model][fast]") {
+  TempDir tmp;
+  const DType type = GENERATE(DType::Q8, DType::Q4, DType::F16);
+  INFO("type " << to_string(type));
+  convert_or_fail(stories_dir(), tmp / "m.qlm", type);
+  auto model = open_or_fail(tmp / "m.qlm");
+  const auto ids = story_tokens(*model);
+  const auto one = logits_of(model, {.pool = make_openmp_pool(1)}, ids);
+  CHECK(logits_of(model, {.pool = make_openmp_pool(2)}, ids) == one);
+  CHECK(logits_of(model, {.pool = make_openmp_pool(3)}, ids) == one);
+  CHECK(logits_of(model, {.pool = make_openmp_pool(2), .batch = 7}, ids) == one);
+  // Token by token (the GEMV path) gives the same bits as the batched GEMM path.
+  auto s = Session::create(model, {.pool = make_openmp_pool(2)});
+  REQUIRE(s.ok());
+  const std::size_t vocab = model->config().vocab_size;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const auto l = s->eval(std::span(&ids[i], 1));
+    REQUIRE(l.ok());
+    CHECK(std::equal(l->begin(), l->end(), one.begin() + i * vocab));
+  }
+}
+
+TEST_CASE("forcing an ISA the CPU lacks is an error", "[model][fast]") {
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
+  auto model = open_or_fail(tmp / "m.qlm");
+  for (std::string isa : {"neon", "avx512vnni", "avx2", "sse9000"}) {
+    const auto parsed = kernels::parse_isa(isa);
+    if (parsed && kernels::is_supported(*parsed)) continue;
+    auto s = Session::create(model, {.isa = isa});
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().code == ErrorCode::Unsupported);
+    CHECK(s.error().message.find(isa) != std::string::npos);
+  }
+  auto ok = Session::create(model, {.isa = "scalar"});
+  REQUIRE(ok.ok());
+  CHECK(ok->isa() == "scalar");
+}
+
+}  // namespace qlm::test
