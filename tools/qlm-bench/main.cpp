@@ -1,0 +1,153 @@
+// qlm-bench: prompt-processing (ppN) and generation (tgN) throughput over repetitions, per thread
+// count, like llama.cpp's llama-bench; plus model size, bits per weight and peak memory.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+#include <numeric>
+#include <thread>
+#include <qlm/model.hpp>
+#include <qlm/session.hpp>
+
+#include "cli_util.hpp"
+
+namespace {
+
+struct Row {
+  std::string test;
+  int threads;
+  double mean, stddev;
+};
+
+std::vector<int> parse_list(const std::string& s) {
+  std::vector<int> v;
+  std::size_t pos = 0;
+  while (pos < s.size()) {
+    const std::size_t comma = s.find(',', pos);
+    v.push_back(std::stoi(s.substr(pos, comma - pos)));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return v;
+}
+
+// Tokens per second of one run: pp evaluates n prompt tokens at once; tg evaluates one token
+// after another (after a 1-token start that is not timed).
+double run_once(const std::shared_ptr<const qlm::Model>& model, const qlm::SessionOptions& o,
+                bool prompt, int n, std::string& error) {
+  auto session = qlm::Session::create(model, o);
+  if (!session) {
+    error = session.error().message;
+    return 0.0;
+  }
+  const std::int32_t vocab = static_cast<std::int32_t>(model->config().vocab_size);
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) ids[static_cast<std::size_t>(i)] = (i * 7919 + 13) % vocab;
+  using Clock = std::chrono::steady_clock;
+  if (prompt) {
+    const auto t0 = Clock::now();
+    auto r = session->eval(ids);
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (!r) error = r.error().message;
+    return n / s;
+  }
+  std::int32_t first = 1;
+  if (auto r = session->eval(std::span(&first, 1)); !r) error = r.error().message;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < n && error.empty(); ++i) {
+    auto r = session->eval(std::span(&ids[static_cast<std::size_t>(i)], 1));
+    if (!r) error = r.error().message;
+  }
+  return n / std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Benchmark prompt processing and generation speed of a .qlm model"};
+  std::string path, pp = "512", tg = "64", threads, format = "md", isa;
+  int reps = 5;
+  app.add_option("-m,--model", path, ".qlm model")->required();
+  app.add_option("-p,--n-prompt", pp, "prompt lengths, comma-separated (default 512; 0 = none)");
+  app.add_option("-n,--n-gen", tg, "generation lengths, comma-separated (default 64; 0 = none)");
+  app.add_option("-t,--threads", threads, "thread counts, comma-separated (default: all cores)");
+  app.add_option("-r,--repetitions", reps, "repetitions (default 5)");
+  app.add_option("-o,--output", format, "md|csv|json (default md)");
+  app.add_option("--isa", isa, "force a kernel ISA (default: best)");
+  CLI11_PARSE(app, argc, argv);
+  if (format != "md" && format != "csv" && format != "json") {
+    fmt::print(stderr, "qlm-bench: unknown output format '{}'\n", format);
+    return 2;
+  }
+  if (threads.empty()) threads = std::to_string(std::thread::hardware_concurrency());
+
+  auto model = qlm::Model::open(path, {.populate = true});
+  if (!model) {
+    fmt::print(stderr, "qlm-bench: {}\n", model.error().message);
+    return 1;
+  }
+  std::uint64_t params = 0, bytes = 0;
+  for (const auto& t : (*model)->file().tensors()) {
+    params += t.elements();
+    bytes += t.size;
+  }
+  std::vector<Row> rows;
+  std::vector<std::pair<bool, int>> tests;
+  for (int n : parse_list(pp)) if (n > 0) tests.emplace_back(true, n);
+  for (int n : parse_list(tg)) if (n > 0) tests.emplace_back(false, n);
+  for (int t : parse_list(threads)) {
+    for (auto [prompt, n] : tests) {
+      qlm::SessionOptions o{.context = static_cast<std::uint32_t>(n + 8), .threads = t, .isa = isa};
+      o.pool = qlm::make_openmp_pool(t);
+      std::string error;
+      run_once(*model, o, prompt, std::min(n, 16), error);  // warm-up
+      std::vector<double> v;
+      for (int r = 0; r < reps && error.empty(); ++r) v.push_back(run_once(*model, o, prompt, n, error));
+      if (!error.empty()) {
+        fmt::print(stderr, "qlm-bench: {}\n", error);
+        return 1;
+      }
+      const double mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+      double var = 0.0;
+      for (double x : v) var += (x - mean) * (x - mean);
+      rows.push_back({(prompt ? "pp" : "tg") + std::to_string(n), t, mean,
+                      v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0});
+    }
+  }
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  const double peak_mib = static_cast<double>(ru.ru_maxrss) / 1024.0;
+  const std::string name = std::filesystem::path(path).filename().string();
+  const double bpw = 8.0 * static_cast<double>(bytes) / static_cast<double>(params);
+  if (format == "md") {
+    fmt::print("| model | size | params | bpw | threads | test | t/s |\n");
+    fmt::print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (const auto& r : rows) {
+      fmt::print("| {} | {} | {:.2f} M | {:.2f} | {} | {} | {:.2f} ± {:.2f} |\n", name,
+                 qlm::tools::human_bytes(bytes), params / 1e6, bpw, r.threads, r.test, r.mean,
+                 r.stddev);
+    }
+    fmt::print("\npeak memory: {:.1f} MiB (model file {})\n", peak_mib,
+               qlm::tools::human_bytes((*model)->file().file_size()));
+  } else if (format == "csv") {
+    fmt::print("model,size_bytes,params,bpw,threads,test,tps_mean,tps_stddev,peak_mib\n");
+    for (const auto& r : rows) {
+      fmt::print("{},{},{},{:.4f},{},{},{:.4f},{:.4f},{:.1f}\n", name, bytes, params, bpw,
+                 r.threads, r.test, r.mean, r.stddev, peak_mib);
+    }
+  } else {
+    fmt::print("[\n");
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const auto& r = rows[i];
+      fmt::print("  {{\"model\": \"{}\", \"size_bytes\": {}, \"params\": {}, \"bpw\": {:.4f}, "
+                 "\"threads\": {}, \"test\": \"{}\", \"tps_mean\": {:.4f}, \"tps_stddev\": {:.4f}, "
+                 "\"peak_mib\": {:.1f}}}{}\n",
+                 name, bytes, params, bpw, r.threads, r.test, r.mean, r.stddev, peak_mib,
+                 i + 1 < rows.size() ? "," : "");
+    }
+    fmt::print("]\n");
+  }
+  return 0;
+}
