@@ -54,13 +54,14 @@ double Sampler::uniform() {
 void Sampler::apply(SamplerStep step, std::vector<Candidate>& c) const {
   const SamplerOptions& o = options_;
   switch (step) {
-    case SamplerStep::LogitBias:
-      for (const auto& [id, bias] : o.logit_bias) {
-        for (auto& x : c) {
-          if (x.id == id) x.logit += bias;
-        }
+    case SamplerStep::LogitBias: {
+      if (o.logit_bias.empty()) break;
+      std::unordered_map<std::int32_t, float> bias(o.logit_bias.begin(), o.logit_bias.end());
+      for (auto& x : c) {
+        if (auto it = bias.find(x.id); it != bias.end()) x.logit += it->second;
       }
       break;
+    }
     case SamplerStep::Penalties: {
       if (history_.empty()) break;
       std::unordered_map<std::int32_t, int> counts;

@@ -122,18 +122,23 @@ Result<ConvertReport> convert_checkpoint(const ConvertOptions& o) {
     add_tokenizer(o.input_dir, config, meta, report);
 
     std::vector<format::PendingTensor> pending;
+    std::vector<std::string> padded;
     for (const auto& e : expected_tensors(config)) {
       const safetensors::Tensor* src = ckpt.find(e.name);
       const DType type = e.matrix ? o.type : DType::F32;
-      if (is_quantized(type) && e.shape[1] % kBlockK != 0) {
-        report.notes.push_back(fmt::format("{}: K = {} padded to {} with zero weights", e.name,
-                                           e.shape[1], round_up(e.shape[1], kBlockK)));
+      if (is_quantized(type) && (e.shape[1] % kBlockK != 0 || e.shape[0] % kRowGroup != 0)) {
+        padded.push_back(fmt::format("{} [{}x{}]", e.name, e.shape[0], e.shape[1]));
       }
       pending.push_back({e.name, type, e.shape, [src, type](std::span<std::uint8_t> out) {
                            return detail::capture([&] { encode(type, *src, out); });
                          }});
       report.weights += src->elements();
       report.weight_bytes += *tensor_bytes(type, e.shape);
+    }
+    if (!padded.empty()) {
+      report.notes.push_back(fmt::format(
+          "{} matrices padded with zero weights to whole 16x32 tiles (docs/format.md), e.g. {}",
+          padded.size(), padded.front()));
     }
     report.tensors = pending.size();
     report.file_bytes =
