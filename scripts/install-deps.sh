@@ -2,7 +2,7 @@
 # Installs every build and test dependency of qlm from Debian packages. Idempotent; run as root.
 # Usage: scripts/install-deps.sh [--no-cross] [--no-reference]
 #   --no-cross      skip the aarch64 cross compiler and qemu-user (NEON tests)
-#   --no-reference  skip PyTorch / SentencePiece / Node (reference-implementation tests)
+#   --no-reference  skip PyTorch / SentencePiece / Node + tokenizers.js (reference tests)
 set -euo pipefail
 
 cross=1
@@ -44,4 +44,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Hugging Face's tokenizers.js (pinned in tests/reference/package.json), the tokenizer tests'
+# reference implementation. Re-running only re-checks the installed version.
+if [ "$reference" = 1 ]; then
+  ref_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/reference"
+  (cd "$ref_dir" && npm install --no-audit --no-fund --loglevel=error)
 fi

@@ -46,6 +46,7 @@ class Tokenizer {
   /// The vocabulary this tokenizer was built from.
   const Vocabulary& vocabulary() const;
 
+  /// Shared immutable state (src/tokenizer/tokenizer.cpp).
   struct Impl;
 
  private:
@@ -69,8 +70,9 @@ class TokenStreamDecoder {
  private:
   std::shared_ptr<const Tokenizer::Impl> impl_;
   bool skip_special_;
-  bool emitted_ = false;  ///< whether any text was produced (for the leading-space rule)
-  std::string pending_;   ///< bytes of an incomplete UTF-8 character
+  bool any_token_ = false;  ///< for the dummy-prefix rule (Vocabulary::decode_strip)
+  bool any_text_ = false;
+  std::string pending_;  ///< bytes of an incomplete UTF-8 character
 };
 
 }  // namespace qlm

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "qlm/error.hpp"
@@ -60,6 +61,13 @@ enum class SplitBehavior : std::uint8_t {
   Contiguous = 4,
 };
 
+/// How decoding drops the space that stands for encoding's dummy prefix ("▁" at the start).
+enum class DecodeStrip : std::uint8_t {
+  None = 0,
+  WhileEmpty = 1,  ///< SentencePiece: drop a piece's leading space while the output is empty
+  FirstToken = 2,  ///< HF Strip / Metaspace decoders: drop the first token's leading space
+};
+
 /// When a Metaspace step prepends its replacement character.
 enum class PrependScheme : std::uint8_t { Always = 0, Never = 1, First = 2 };
 
@@ -103,9 +111,7 @@ struct Vocabulary {
   bool ignore_merges = false;  ///< a whole pre-token found in the vocabulary is used as is
   std::vector<NormalizerStep> normalizer;
   std::vector<PreTokenizerStep> pre_tokenizer;
-  /// Decoding drops the leading space of the first piece when nothing was emitted before it
-  /// (SentencePiece's dummy prefix; HF Strip/Metaspace decoders).
-  bool strip_leading_space = false;
+  DecodeStrip decode_strip = DecodeStrip::None;
   std::vector<AddedToken> added_tokens;
   std::int32_t bos_id = -1;  ///< -1: none
   std::int32_t eos_id = -1;

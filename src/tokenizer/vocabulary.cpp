@@ -1,0 +1,327 @@
+// Vocabulary validation and its "tokenizer.*" metadata encoding (keys in docs/tokenizer.md).
+#include "qlm/vocabulary.hpp"
+
+#include <unordered_set>
+
+#include "util/fail.hpp"
+
+namespace qlm {
+namespace {
+
+using format::Metadata;
+
+constexpr std::string_view kModelNames[] = {"sentencepiece-bpe", "byte-level-bpe"};
+
+// Pre-tokenizer flag bits in "tokenizer.pre_tokenizer.flags".
+enum : std::uint8_t {
+  kInvert = 1,
+  kIndividualDigits = 2,
+  kAddPrefixSpace = 4,
+  kUseRegex = 8,
+  kSplit = 16
+};
+// Added-token flag bits in "tokenizer.added.flags".
+enum : std::uint8_t { kSpecial = 1, kLstrip = 2, kRstrip = 4, kNormalized = 8, kSingleWord = 16 };
+
+void check_id(std::int32_t id, std::size_t n, std::string_view source, std::string_view what) {
+  if (id < -1 || (id >= 0 && static_cast<std::size_t>(id) >= n)) {
+    detail::fail(ErrorCode::Format, "{}: {} = {} is outside the vocabulary of {} tokens", source,
+                 what, id, n);
+  }
+}
+
+void validate(const Vocabulary& v, std::string_view source) {
+  const std::size_t n = v.tokens.size();
+  if (n == 0) detail::fail(ErrorCode::Format, "{}: the vocabulary has no tokens", source);
+  if (n > static_cast<std::size_t>(INT32_MAX))
+    detail::fail(ErrorCode::Format, "{}: too many tokens ({})", source, n);
+  if (v.scores.size() != n || v.types.size() != n) {
+    detail::fail(ErrorCode::Format, "{}: {} tokens but {} scores and {} types", source, n,
+                 v.scores.size(), v.types.size());
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto t = static_cast<unsigned>(v.types[i]);
+    if (t < 1 || t > 6)
+      detail::fail(ErrorCode::Format, "{}: token {} has invalid type {}", source, i, t);
+  }
+  if (static_cast<unsigned>(v.decode_strip) > 2) {
+    detail::fail(ErrorCode::Format, "{}: invalid decode_strip {}", source,
+                 static_cast<unsigned>(v.decode_strip));
+  }
+  if (static_cast<unsigned>(v.model) > 1) {
+    detail::fail(ErrorCode::Format, "{}: invalid tokenizer model {}", source,
+                 static_cast<unsigned>(v.model));
+  }
+  std::unordered_set<std::string_view> pieces(v.tokens.begin(), v.tokens.end());
+  std::string joined;
+  for (std::size_t r = 0; r < v.merges.size(); ++r) {
+    const auto [a, b] = v.merges[r];
+    if (a < 0 || b < 0 || static_cast<std::size_t>(a) >= n || static_cast<std::size_t>(b) >= n) {
+      detail::fail(ErrorCode::Format, "{}: merge {} refers to token ids ({}, {}) outside 0..{}",
+                   source, r, a, b, n - 1);
+    }
+    joined = v.tokens[a] + v.tokens[b];
+    if (!pieces.contains(joined)) {
+      detail::fail(ErrorCode::Format, "{}: merge {} ('{}' '{}') makes '{}', which is not a token",
+                   source, r, v.tokens[a], v.tokens[b], joined);
+    }
+  }
+  for (const NormalizerStep& s : v.normalizer) {
+    if (static_cast<unsigned>(s.kind) > 3) {
+      detail::fail(ErrorCode::Format, "{}: invalid normalizer kind {}", source,
+                   static_cast<unsigned>(s.kind));
+    }
+  }
+  for (const PreTokenizerStep& s : v.pre_tokenizer) {
+    if (static_cast<unsigned>(s.kind) > 3 || static_cast<unsigned>(s.behavior) > 4 ||
+        static_cast<unsigned>(s.prepend_scheme) > 2) {
+      detail::fail(ErrorCode::Format,
+                   "{}: invalid pre-tokenizer step (kind {}, behavior {}, prepend {})", source,
+                   static_cast<unsigned>(s.kind), static_cast<unsigned>(s.behavior),
+                   static_cast<unsigned>(s.prepend_scheme));
+    }
+  }
+  for (const AddedToken& a : v.added_tokens) {
+    check_id(a.id, n, source, "added token id");
+    if (a.id < 0 || a.content.empty() || v.tokens[a.id] != a.content) {
+      detail::fail(ErrorCode::Format, "{}: added token '{}' (id {}) does not match the token list",
+                   source, a.content, a.id);
+    }
+  }
+  check_id(v.bos_id, n, source, "bos id");
+  check_id(v.eos_id, n, source, "eos id");
+  check_id(v.unk_id, n, source, "unk id");
+  check_id(v.pad_id, n, source, "pad id");
+  for (const std::int32_t id : v.eos_ids) {
+    check_id(id, n, source, "end-of-generation id");
+    if (id < 0) detail::fail(ErrorCode::Format, "{}: end-of-generation id -1", source);
+  }
+}
+
+// The value of `key` with type T; nullptr if absent and optional. Wrong types always fail.
+template <class T>
+const T* get(const Metadata& m, std::string_view key, std::string_view file, bool required) {
+  if (const T* p = m.find<T>(key)) return p;
+  if (m.contains(key))
+    detail::fail(ErrorCode::Format, "{}: metadata key {} has the wrong type", file, key);
+  if (required) detail::fail(ErrorCode::Format, "{}: metadata key {} is missing", file, key);
+  return nullptr;
+}
+
+template <class T>
+void check_len(const std::vector<T>* v, std::size_t n, std::string_view key,
+               std::string_view file) {
+  if (v != nullptr && v->size() != n) {
+    detail::fail(ErrorCode::Format, "{}: metadata key {} has {} entries, expected {}", file, key,
+                 v->size(), n);
+  }
+}
+
+}  // namespace
+
+Result<void> validate_vocabulary(const Vocabulary& vocab, std::string_view source) {
+  return detail::capture([&] { validate(vocab, source); });
+}
+
+void store_vocabulary(const Vocabulary& v, format::Metadata& m) {
+  m.set("tokenizer.model", std::string(kModelNames[static_cast<int>(v.model)]));
+  m.set("tokenizer.tokens", v.tokens);
+  m.set("tokenizer.scores", v.scores);
+  std::vector<std::uint8_t> types(v.types.size());
+  for (std::size_t i = 0; i < types.size(); ++i) types[i] = static_cast<std::uint8_t>(v.types[i]);
+  m.set("tokenizer.types", std::move(types));
+  std::vector<std::uint32_t> merges;
+  merges.reserve(v.merges.size() * 2);
+  for (const auto& [a, b] : v.merges) {
+    merges.push_back(static_cast<std::uint32_t>(a));
+    merges.push_back(static_cast<std::uint32_t>(b));
+  }
+  m.set("tokenizer.merges", std::move(merges));
+  m.set("tokenizer.byte_fallback", v.byte_fallback);
+  m.set("tokenizer.ignore_merges", v.ignore_merges);
+  std::vector<std::uint8_t> nk;
+  std::vector<std::string> na, nr;
+  for (const NormalizerStep& s : v.normalizer) {
+    nk.push_back(static_cast<std::uint8_t>(s.kind));
+    na.push_back(s.arg);
+    nr.push_back(s.replacement);
+  }
+  m.set("tokenizer.normalizer.kinds", std::move(nk));
+  m.set("tokenizer.normalizer.args", std::move(na));
+  m.set("tokenizer.normalizer.replacements", std::move(nr));
+  std::vector<std::uint8_t> pk, pb, pf, pp;
+  std::vector<std::string> pat;
+  for (const PreTokenizerStep& s : v.pre_tokenizer) {
+    pk.push_back(static_cast<std::uint8_t>(s.kind));
+    pat.push_back(s.pattern);
+    pb.push_back(static_cast<std::uint8_t>(s.behavior));
+    pf.push_back(static_cast<std::uint8_t>((s.invert ? kInvert : 0) |
+                                           (s.individual_digits ? kIndividualDigits : 0) |
+                                           (s.add_prefix_space ? kAddPrefixSpace : 0) |
+                                           (s.use_regex ? kUseRegex : 0) | (s.split ? kSplit : 0)));
+    pp.push_back(static_cast<std::uint8_t>(s.prepend_scheme));
+  }
+  m.set("tokenizer.pre_tokenizer.kinds", std::move(pk));
+  m.set("tokenizer.pre_tokenizer.patterns", std::move(pat));
+  m.set("tokenizer.pre_tokenizer.behaviors", std::move(pb));
+  m.set("tokenizer.pre_tokenizer.flags", std::move(pf));
+  m.set("tokenizer.pre_tokenizer.prepend_schemes", std::move(pp));
+  m.set("tokenizer.decode_strip", static_cast<std::uint32_t>(v.decode_strip));
+  std::vector<std::int32_t> ids;
+  std::vector<std::uint8_t> flags;
+  for (const AddedToken& a : v.added_tokens) {
+    ids.push_back(a.id);
+    flags.push_back(static_cast<std::uint8_t>(
+        (a.special ? kSpecial : 0) | (a.lstrip ? kLstrip : 0) | (a.rstrip ? kRstrip : 0) |
+        (a.normalized ? kNormalized : 0) | (a.single_word ? kSingleWord : 0)));
+  }
+  m.set("tokenizer.added.ids", std::move(ids));
+  m.set("tokenizer.added.flags", std::move(flags));
+  m.set("tokenizer.bos_id", v.bos_id);
+  m.set("tokenizer.eos_id", v.eos_id);
+  m.set("tokenizer.unk_id", v.unk_id);
+  m.set("tokenizer.pad_id", v.pad_id);
+  m.set("tokenizer.add_bos", v.add_bos);
+  m.set("tokenizer.add_eos", v.add_eos);
+  m.set("tokenizer.eos_ids", v.eos_ids);
+  m.set("tokenizer.chat_template", v.chat_template);
+}
+
+Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view file) {
+  return detail::capture([&]() -> Vocabulary {
+    Vocabulary v;
+    const std::string& model = *get<std::string>(m, "tokenizer.model", file, true);
+    if (model == kModelNames[0]) {
+      v.model = TokenizerModel::SentencePieceBpe;
+    } else if (model == kModelNames[1]) {
+      v.model = TokenizerModel::ByteLevelBpe;
+    } else {
+      detail::fail(ErrorCode::Unsupported, "{}: tokenizer.model '{}' is not supported", file,
+                   model);
+    }
+    v.tokens = *get<std::vector<std::string>>(m, "tokenizer.tokens", file, true);
+    const std::size_t n = v.tokens.size();
+    const auto* scores = get<std::vector<float>>(m, "tokenizer.scores", file, true);
+    const auto* types = get<std::vector<std::uint8_t>>(m, "tokenizer.types", file, true);
+    check_len(scores, n, "tokenizer.scores", file);
+    check_len(types, n, "tokenizer.types", file);
+    v.scores = *scores;
+    v.types.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint8_t t = (*types)[i];
+      if (t < 1 || t > 6) {
+        detail::fail(ErrorCode::Format, "{}: tokenizer.types[{}] = {} is not a token type", file, i,
+                     t);
+      }
+      v.types[i] = static_cast<TokenType>(t);
+    }
+    if (const auto* merges = get<std::vector<std::uint32_t>>(m, "tokenizer.merges", file, false)) {
+      if (merges->size() % 2 != 0) {
+        detail::fail(ErrorCode::Format, "{}: tokenizer.merges has an odd length {}", file,
+                     merges->size());
+      }
+      for (std::size_t i = 0; i < merges->size(); i += 2) {
+        const std::uint32_t a = (*merges)[i], b = (*merges)[i + 1];
+        if (a >= n || b >= n) {
+          detail::fail(ErrorCode::Format, "{}: tokenizer.merges[{}] = ({}, {}) is outside 0..{}",
+                       file, i / 2, a, b, n - 1);
+        }
+        v.merges.emplace_back(static_cast<std::int32_t>(a), static_cast<std::int32_t>(b));
+      }
+    }
+    const auto flag = [&](std::string_view key) {
+      const bool* b = get<bool>(m, key, file, false);
+      return b != nullptr && *b;
+    };
+    v.byte_fallback = flag("tokenizer.byte_fallback");
+    v.ignore_merges = flag("tokenizer.ignore_merges");
+    if (const auto* ds = get<std::uint32_t>(m, "tokenizer.decode_strip", file, false)) {
+      if (*ds > 2)
+        detail::fail(ErrorCode::Format, "{}: tokenizer.decode_strip = {} is unknown", file, *ds);
+      v.decode_strip = static_cast<DecodeStrip>(*ds);
+    }
+    v.add_bos = flag("tokenizer.add_bos");
+    v.add_eos = flag("tokenizer.add_eos");
+
+    const auto* nk = get<std::vector<std::uint8_t>>(m, "tokenizer.normalizer.kinds", file, false);
+    const std::size_t nn = nk ? nk->size() : 0;
+    const auto* na = get<std::vector<std::string>>(m, "tokenizer.normalizer.args", file, nn > 0);
+    const auto* nr =
+        get<std::vector<std::string>>(m, "tokenizer.normalizer.replacements", file, nn > 0);
+    check_len(na, nn, "tokenizer.normalizer.args", file);
+    check_len(nr, nn, "tokenizer.normalizer.replacements", file);
+    for (std::size_t i = 0; i < nn; ++i) {
+      if ((*nk)[i] > 3) {
+        detail::fail(ErrorCode::Format, "{}: tokenizer.normalizer.kinds[{}] = {} is unknown", file,
+                     i, (*nk)[i]);
+      }
+      v.normalizer.push_back({static_cast<NormalizerKind>((*nk)[i]), (*na)[i], (*nr)[i]});
+    }
+
+    const auto* pk =
+        get<std::vector<std::uint8_t>>(m, "tokenizer.pre_tokenizer.kinds", file, false);
+    const std::size_t np = pk ? pk->size() : 0;
+    const auto* pat =
+        get<std::vector<std::string>>(m, "tokenizer.pre_tokenizer.patterns", file, np > 0);
+    const auto* pb =
+        get<std::vector<std::uint8_t>>(m, "tokenizer.pre_tokenizer.behaviors", file, np > 0);
+    const auto* pf =
+        get<std::vector<std::uint8_t>>(m, "tokenizer.pre_tokenizer.flags", file, np > 0);
+    const auto* pp =
+        get<std::vector<std::uint8_t>>(m, "tokenizer.pre_tokenizer.prepend_schemes", file, np > 0);
+    check_len(pat, np, "tokenizer.pre_tokenizer.patterns", file);
+    check_len(pb, np, "tokenizer.pre_tokenizer.behaviors", file);
+    check_len(pf, np, "tokenizer.pre_tokenizer.flags", file);
+    check_len(pp, np, "tokenizer.pre_tokenizer.prepend_schemes", file);
+    for (std::size_t i = 0; i < np; ++i) {
+      if ((*pk)[i] > 3 || (*pb)[i] > 4 || (*pp)[i] > 2 || (*pf)[i] > 31) {
+        detail::fail(ErrorCode::Format, "{}: tokenizer.pre_tokenizer step {} has invalid values",
+                     file, i);
+      }
+      PreTokenizerStep s;
+      s.kind = static_cast<PreTokenizerKind>((*pk)[i]);
+      s.pattern = (*pat)[i];
+      s.behavior = static_cast<SplitBehavior>((*pb)[i]);
+      const std::uint8_t f = (*pf)[i];
+      s.invert = f & kInvert;
+      s.individual_digits = f & kIndividualDigits;
+      s.add_prefix_space = f & kAddPrefixSpace;
+      s.use_regex = f & kUseRegex;
+      s.split = f & kSplit;
+      s.prepend_scheme = static_cast<PrependScheme>((*pp)[i]);
+      v.pre_tokenizer.push_back(std::move(s));
+    }
+
+    const auto* ids = get<std::vector<std::int32_t>>(m, "tokenizer.added.ids", file, false);
+    const std::size_t na_count = ids ? ids->size() : 0;
+    const auto* af = get<std::vector<std::uint8_t>>(m, "tokenizer.added.flags", file, na_count > 0);
+    check_len(af, na_count, "tokenizer.added.flags", file);
+    for (std::size_t i = 0; i < na_count; ++i) {
+      const std::int32_t id = (*ids)[i];
+      if (id < 0 || static_cast<std::size_t>(id) >= n) {
+        detail::fail(ErrorCode::Format, "{}: tokenizer.added.ids[{}] = {} is outside 0..{}", file,
+                     i, id, n - 1);
+      }
+      const std::uint8_t f = (*af)[i];
+      v.added_tokens.push_back({id, v.tokens[id], (f & kSpecial) != 0, (f & kLstrip) != 0,
+                                (f & kRstrip) != 0, (f & kNormalized) != 0,
+                                (f & kSingleWord) != 0});
+    }
+    const auto id_key = [&](std::string_view key) {
+      const std::int32_t* p = get<std::int32_t>(m, key, file, false);
+      return p ? *p : -1;
+    };
+    v.bos_id = id_key("tokenizer.bos_id");
+    v.eos_id = id_key("tokenizer.eos_id");
+    v.unk_id = id_key("tokenizer.unk_id");
+    v.pad_id = id_key("tokenizer.pad_id");
+    if (const auto* e = get<std::vector<std::int32_t>>(m, "tokenizer.eos_ids", file, false))
+      v.eos_ids = *e;
+    if (const auto* t = get<std::string>(m, "tokenizer.chat_template", file, false))
+      v.chat_template = *t;
+    validate(v, file);
+    return v;
+  });
+}
+
+}  // namespace qlm
