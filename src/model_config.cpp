@@ -2,6 +2,7 @@
 #include "qlm/config.hpp"
 
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "util/fail.hpp"
@@ -59,6 +60,18 @@ template <class T>
 T get_or(const json& j, const char* key, T fallback, const std::string& file) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return fallback;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // nlohmann would truncate 64.5 to 64 and cast huge values with undefined behaviour.
+    const bool fits =
+        it->is_number_integer() &&
+        (std::is_signed_v<T> ? it->get<std::int64_t>() >= std::numeric_limits<T>::min() &&
+                                   it->get<std::int64_t>() <= std::numeric_limits<T>::max()
+                             : it->is_number_unsigned() &&
+                                   it->get<std::uint64_t>() <= std::numeric_limits<T>::max());
+    if (!fits)
+      fail(ErrorCode::Format, "{}: field '{}' must be an integer in range, not {}", file, key,
+           it->dump());
+  }
   try {
     return it->get<T>();
   } catch (const json::exception&) {

@@ -104,7 +104,9 @@ format::Metadata build_metadata(const ConvertOptions& o, const ModelConfig& conf
   meta.set("qlm.quantization.type", std::string(to_string(o.type)));
   meta.set("qlm.quantization.recipe", std::string("uniform: 2-D weights ") +
                                           std::string(to_string(o.type)) + ", 1-D tensors f32");
-  meta.set("qlm.source.name", std::filesystem::absolute(o.input_dir).filename().string());
+  auto dir = std::filesystem::absolute(o.input_dir);
+  if (!dir.has_filename()) dir = dir.parent_path();  // "model/" as tab completion writes it
+  meta.set("qlm.source.name", dir.filename().string());
   meta.set("qlm.source.files", ckpt.description());
   meta.set("qlm.converter", std::string("qlm-convert ") + QLM_VERSION_STRING);
   return meta;

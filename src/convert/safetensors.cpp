@@ -125,6 +125,16 @@ std::map<std::string, std::string> read_index(const std::filesystem::path& path)
   return map;
 }
 
+// Checked before the index is matched against the shards, so a duplicate is reported as such.
+void check_unique(const std::vector<Tensor>& tensors) {
+  std::set<std::string_view> seen;
+  for (const auto& t : tensors) {
+    if (!seen.insert(t.name).second) {
+      fail(ErrorCode::Format, "{}: tensor '{}' appears in more than one shard", t.file, t.name);
+    }
+  }
+}
+
 }  // namespace
 
 std::string_view to_string(SourceType t) noexcept {
@@ -165,6 +175,7 @@ Result<Checkpoint> Checkpoint::open(const std::filesystem::path& dir) {
       std::set<std::string> files;
       for (const auto& [name, f] : map) files.insert(f);
       for (const auto& f : files) add_shard(dir / f);
+      check_unique(c.tensors_);
       for (const auto& [name, f] : map) {
         const Tensor* t = c.find(name);
         if (t == nullptr || std::filesystem::path(t->file).filename() != f) {
@@ -174,14 +185,9 @@ Result<Checkpoint> Checkpoint::open(const std::filesystem::path& dir) {
       }
     } else if (std::filesystem::exists(single)) {
       add_shard(single);
+      check_unique(c.tensors_);
     } else {
       fail(ErrorCode::Io, "{}: no model.safetensors or model.safetensors.index.json", dir.string());
-    }
-    std::set<std::string_view> seen;
-    for (const auto& t : c.tensors_) {
-      if (!seen.insert(t.name).second) {
-        fail(ErrorCode::Format, "{}: tensor '{}' appears in more than one shard", t.file, t.name);
-      }
     }
     return c;
   });

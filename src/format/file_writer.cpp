@@ -44,6 +44,7 @@ Result<std::uint64_t> write_qlm_file(const std::filesystem::path& path, const Me
                                      std::span<const PendingTensor> tensors,
                                      const ProgressFn& progress) {
   return qlm::detail::capture([&]() -> std::uint64_t {
+    qlm::detail::unwrap(check_encodable(meta));
     std::vector<TensorInfo> infos = plan_layout(tensors);
     const std::vector<std::uint8_t> meta_bytes = encode_metadata(meta);
     FileHeader h;

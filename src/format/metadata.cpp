@@ -77,6 +77,25 @@ MetaValue get_value(ByteReader& r, std::uint8_t tag, std::string_view key) {
 
 }  // namespace
 
+Result<void> check_encodable(const Metadata& meta) {
+  for (const auto& [key, value] : meta.entries()) {
+    if (key.size() > 0xffff) {
+      return Error{ErrorCode::InvalidArgument,
+                   fmt::format("metadata key '{}…' is {} bytes (at most 65535)", key.substr(0, 40),
+                               key.size())};
+    }
+    if (const auto* strings = std::get_if<std::vector<std::string>>(&value)) {
+      for (const auto& s : *strings) {
+        if (s.size() > 0xffffffffull) {
+          return Error{ErrorCode::InvalidArgument,
+                       fmt::format("metadata key '{}' holds a string over 4 GiB", key)};
+        }
+      }
+    }
+  }
+  return {};
+}
+
 std::vector<std::uint8_t> encode_metadata(const Metadata& meta) {
   ByteWriter w;
   w.put<std::uint64_t>(meta.entries().size());
@@ -100,7 +119,8 @@ Result<Metadata> decode_metadata(std::span<const std::uint8_t> block, std::strin
     }
     for (std::uint64_t i = 0; i < count; ++i) {
       std::string key(r.take_string(r.get<std::uint16_t>()));
-      if (meta.contains(key)) fail(ErrorCode::Format, "{}: metadata key '{}' appears twice", file, key);
+      if (meta.contains(key))
+        fail(ErrorCode::Format, "{}: metadata key '{}' appears twice", file, key);
       const auto tag = r.get<std::uint8_t>();
       MetaValue v = get_value(r, tag, key);
       meta.set(std::move(key), std::move(v));

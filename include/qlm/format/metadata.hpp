@@ -41,7 +41,10 @@ class Metadata {
   std::map<std::string, MetaValue, std::less<>> entries_;
 };
 
-/// Serializes metadata into the on-disk block.
+/// Checks the format's limits: keys up to 65535 bytes, string-array items up to 4 GiB.
+Result<void> check_encodable(const Metadata& meta);
+
+/// Serializes metadata into the on-disk block (call check_encodable first).
 std::vector<std::uint8_t> encode_metadata(const Metadata& meta);
 
 /// Parses an on-disk metadata block; `file` names the source in error messages.

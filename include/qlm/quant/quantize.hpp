@@ -12,7 +12,8 @@
 namespace qlm::quant {
 
 /// Quantizes a row-major [rows, k] f32 matrix into the Q8 or Q4 tile layout.
-/// `out` must hold TileGeometry(t, rows, k).total_bytes(); inputs must be finite.
+/// `out` must hold TileGeometry(t, rows, k).total_bytes(). Inputs must be finite with
+/// |x| <= 65504 * max_level(t), so every block scale fits an f16 (the converter checks this).
 void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std::size_t k,
                      std::span<std::uint8_t> out);
 

@@ -1,0 +1,244 @@
+// Q8/Q4 reference quantizers on awkward shapes: error bounds, padding, zero blocks and outliers,
+// read back both through dequantize_row and directly through the documented tile layout.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "qlm/detail/half.hpp"
+#include "qlm/quant/layout.hpp"
+#include "qlm/quant/quantize.hpp"
+#include "support/quant_bounds.hpp"
+
+namespace {
+
+using qlm::DType;
+using qlm::quant::TileGeometry;
+
+std::vector<float> random_matrix(std::size_t rows, std::size_t k, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<float> x(rows * k);
+  for (float& v : x) v = normal(rng);
+  return x;
+}
+
+std::vector<std::uint8_t> quantize(DType t, std::span<const float> x, std::size_t rows,
+                                   std::size_t k) {
+  std::vector<std::uint8_t> out(TileGeometry(t, rows, k).total_bytes(), 0xA5);
+  qlm::quant::quantize_matrix(t, x, rows, k, out);
+  return out;
+}
+
+// Dequantizes one row into a buffer with guard values after k, and checks they were not touched.
+std::vector<float> dequantize_row(DType t, std::span<const std::uint8_t> q, std::size_t rows,
+                                  std::size_t k, std::size_t row) {
+  constexpr float kGuard = 12345.0f;
+  std::vector<float> buf(k + 40, kGuard);
+  qlm::quant::dequantize_row(t, q, rows, k, row, std::span(buf).first(k));
+  for (std::size_t i = k; i < buf.size(); ++i) REQUIRE(buf[i] == kGuard);
+  buf.resize(k);
+  return buf;
+}
+
+// Quantized level stored for (row, col) of the padded matrix (Q8: -127..127, Q4: 0..15 minus 8).
+int stored_level(DType t, std::span<const std::uint8_t> q, const TileGeometry& geo, std::size_t row,
+                 std::size_t col) {
+  const std::uint8_t* tile = q.data() + geo.quant_offset(row / 16, col / 32);
+  const std::size_t r = row % 16, c = col % 32;
+  if (t == DType::Q8) return static_cast<int>(tile[qlm::quant::q8_index(r, c)]) - 128;
+  const std::uint8_t byte = tile[qlm::quant::q4_index(r, c)];
+  return (qlm::quant::q4_high(c) ? byte >> 4 : byte & 0x0f) - 8;
+}
+
+float stored_scale(std::span<const std::uint8_t> q, const TileGeometry& geo, std::size_t row,
+                   std::size_t block) {
+  std::uint16_t h;
+  std::memcpy(&h, q.data() + geo.scale_offset(row / 16, block) + 2 * (row % 16), 2);
+  return qlm::detail::f16_to_f32(h);
+}
+
+}  // namespace
+
+TEST_CASE("Q8/Q4 round trips stay within the block bounds on awkward shapes", "[quant]") {
+  const DType t = GENERATE(DType::Q8, DType::Q4);
+  const std::size_t rows = GENERATE(1, 15, 16, 17, 33);
+  const std::size_t k = GENERATE(1, 31, 32, 33, 172, 200);
+  INFO(qlm::to_string(t) << " [" << rows << ", " << k << "]");
+  const auto x = random_matrix(rows, k, static_cast<std::uint32_t>(rows * 1000 + k));
+  const auto q = quantize(t, x, rows, k);
+  REQUIRE(q.size() == *qlm::tensor_bytes(t, std::vector<std::uint64_t>{rows, k}));
+  const TileGeometry geo(t, rows, k);
+
+  qlm::test::BoundCheck bc;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const auto xhat = dequantize_row(t, q, rows, k, r);
+    qlm::test::check_quantized_row(t, std::span(x).subspan(r * k, k), xhat, bc);
+    // dequantize_row is level * scale of the documented layout.
+    for (std::size_t c = 0; c < k; ++c) {
+      const float want =
+          static_cast<float>(stored_level(t, q, geo, r, c)) * stored_scale(q, geo, r, c / 32);
+      REQUIRE(xhat[c] == want);
+    }
+    // The stored scale magnitude is the f16-rounded amax / 127 (or / 8).
+    for (std::size_t b = 0; b < geo.blocks; ++b) {
+      const std::size_t n = std::min<std::size_t>(32, k - b * 32);
+      const float d = qlm::test::block_scale_magnitude(t, std::span(x).subspan(r * k + b * 32, n));
+      REQUIRE(std::fabs(stored_scale(q, geo, r, b)) == d);
+    }
+  }
+  INFO("worst error/bound " << bc.worst << ", relative RMS " << bc.relative_rms());
+  CHECK(bc.values == rows * k);
+  CHECK(bc.violations == 0);
+
+  // Padding (columns past k, rows past `rows`) holds level 0, and padding rows have scale 0.
+  std::size_t bad_padding = 0;
+  for (std::size_t row = 0; row < geo.groups * 16; ++row) {
+    for (std::size_t col = 0; col < geo.padded_k(); ++col) {
+      if (row < rows && col < k) continue;
+      bad_padding += stored_level(t, q, geo, row, col) != 0;
+    }
+    if (row >= rows) {
+      for (std::size_t b = 0; b < geo.blocks; ++b) bad_padding += stored_scale(q, geo, row, b) != 0;
+    }
+  }
+  CHECK(bad_padding == 0);
+}
+
+TEST_CASE("all-zero blocks dequantize to exact zeros", "[quant]") {
+  const DType t = GENERATE(DType::Q8, DType::Q4);
+  const std::size_t rows = 3, k = 100;
+  auto x = random_matrix(rows, k, 5);
+  std::fill(x.begin() + 32, x.begin() + 64, 0.0f);    // row 0, block 1
+  std::fill(x.begin() + k, x.begin() + 2 * k, 0.0f);  // all of row 1
+  std::fill(x.begin() + 2 * k + 96, x.end(), -0.0f);  // row 2, partial last block
+  const auto q = quantize(t, x, rows, k);
+  auto zero = [](float v) { return v == 0.0f; };
+  const auto r0 = dequantize_row(t, q, rows, k, 0);
+  CHECK(std::all_of(r0.begin() + 32, r0.begin() + 64, zero));
+  CHECK_FALSE(std::all_of(r0.begin(), r0.begin() + 32, zero));
+  const auto r1 = dequantize_row(t, q, rows, k, 1);
+  CHECK(std::all_of(r1.begin(), r1.end(), zero));
+  const auto r2 = dequantize_row(t, q, rows, k, 2);
+  CHECK(std::all_of(r2.begin() + 96, r2.end(), zero));
+}
+
+TEST_CASE("a block with one huge outlier keeps the outlier within its bound", "[quant]") {
+  const DType t = GENERATE(DType::Q8, DType::Q4);
+  const float outlier = GENERATE(1000.0f, -1000.0f, 3.0f, -0.75f);
+  const std::size_t rows = 2, k = 64;
+  auto x = random_matrix(rows, k, 9);
+  x[k + 32 + 17] = outlier;  // row 1, block 1
+  const auto q = quantize(t, x, rows, k);
+  const auto xhat = dequantize_row(t, q, rows, k, 1);
+  const float d = qlm::test::block_scale_magnitude(t, std::span(x).subspan(k + 32, 32));
+  INFO(qlm::to_string(t) << " outlier " << outlier << " -> " << xhat[32 + 17] << ", d " << d);
+  CHECK(std::fabs(xhat[32 + 17] - outlier) <= 0.5f * d);
+  CHECK(std::fabs(xhat[32 + 17] - outlier) <= std::fabs(outlier) * 1e-3f);
+  qlm::test::BoundCheck bc;
+  qlm::test::check_quantized_row(t, std::span(x).subspan(k, k), xhat, bc);
+  CHECK(bc.violations == 0);
+  // The other block of the row is unaffected by the outlier.
+  const auto x_first = std::span(x).subspan(k, 32);
+  const float d0 = qlm::test::block_scale_magnitude(t, x_first);
+  for (std::size_t c = 0; c < 32; ++c) CHECK(std::fabs(xhat[c] - x_first[c]) <= d0);
+}
+
+TEST_CASE("Q4 clamps only on the side opposite the block's extreme", "[quant]") {
+  // The extreme +8 maps to level -8 with d = -1, so the other side reaches only level +7: -7.9
+  // comes back as -7 (error 0.9 d), while values inside the range round to nearest.
+  std::vector<float> x(32, 0.0f);
+  x[0] = 8.0f;
+  x[1] = -7.9f;
+  x[2] = -7.4f;
+  x[3] = 3.2f;
+  const auto q = quantize(DType::Q4, x, 1, 32);
+  const auto xhat = dequantize_row(DType::Q4, q, 1, 32, 0);
+  CHECK(xhat[0] == 8.0f);
+  CHECK(xhat[1] == -7.0f);
+  CHECK(xhat[2] == -7.0f);
+  CHECK(xhat[3] == 3.0f);
+  // Mirrored: with the extreme negative, the positive side is the clamped one.
+  for (float& v : x) v = -v;
+  const auto q2 = quantize(DType::Q4, x, 1, 32);
+  const auto xhat2 = dequantize_row(DType::Q4, q2, 1, 32, 0);
+  CHECK(xhat2[0] == -8.0f);
+  CHECK(xhat2[1] == 7.0f);
+  CHECK(xhat2[2] == 7.0f);
+  CHECK(xhat2[3] == -3.0f);
+}
+
+TEST_CASE("tile index functions map the 16x32 tile bijectively onto its bytes", "[quant]") {
+  std::set<std::size_t> q8;
+  std::set<std::pair<std::size_t, bool>> q4;
+  for (std::size_t r = 0; r < qlm::kRowGroup; ++r) {
+    for (std::size_t c = 0; c < qlm::kBlockK; ++c) {
+      const std::size_t i8 = qlm::quant::q8_index(r, c);
+      CHECK(i8 < qlm::tile_quant_bytes(DType::Q8));
+      CHECK(i8 / 4 % 16 == r);  // a 32-bit lane holds one row
+      q8.insert(i8);
+      const std::size_t i4 = qlm::quant::q4_index(r, c);
+      CHECK(i4 < qlm::tile_quant_bytes(DType::Q4));
+      CHECK(i4 / 4 % 16 == r);
+      q4.insert({i4, qlm::quant::q4_high(c)});
+    }
+  }
+  CHECK(q8.size() == 512);
+  CHECK(q4.size() == 512);  // 256 bytes x 2 nibbles
+  // Q4: columns 8c+j (low nibble) and 8c+4+j (high nibble) share a byte.
+  CHECK(qlm::quant::q4_index(5, 8 * 2 + 1) == qlm::quant::q4_index(5, 8 * 2 + 4 + 1));
+  CHECK_FALSE(qlm::quant::q4_high(8 * 2 + 1));
+  CHECK(qlm::quant::q4_high(8 * 2 + 4 + 1));
+}
+
+TEST_CASE("tile geometry places every tile and scale once, in the tensor's byte count", "[quant]") {
+  for (DType t : {DType::Q8, DType::Q4}) {
+    for (std::size_t rows : {1, 16, 17, 50}) {
+      for (std::size_t k : {1, 32, 33, 172}) {
+        const TileGeometry geo(t, rows, k);
+        CHECK(geo.total_bytes() == *qlm::tensor_bytes(t, std::vector<std::uint64_t>{rows, k}));
+        std::set<std::size_t> starts;
+        for (std::size_t g = 0; g < geo.groups; ++g) {
+          for (std::size_t b = 0; b < geo.blocks; ++b) {
+            starts.insert(geo.quant_offset(g, b) / geo.quant_bytes);
+            CHECK(geo.scale_offset(g, b) >= geo.tiles() * geo.quant_bytes);
+            CHECK(geo.scale_offset(g, b) + qlm::kTileScaleBytes <= geo.total_bytes());
+            starts.insert(geo.tiles() + (geo.scale_offset(g, b) - geo.tiles() * geo.quant_bytes) /
+                                            qlm::kTileScaleBytes);
+          }
+        }
+        CHECK(starts.size() == 2 * geo.tiles());
+        CHECK(*starts.rbegin() == 2 * geo.tiles() - 1);
+      }
+    }
+  }
+}
+
+TEST_CASE("tensor_bytes sizes valid shapes and rejects invalid ones", "[quant]") {
+  using Shape = std::vector<std::uint64_t>;
+  CHECK(qlm::tensor_bytes(DType::F32, Shape{3, 5}) == 60u);
+  CHECK(qlm::tensor_bytes(DType::F16, Shape{3, 5}) == 30u);
+  CHECK(qlm::tensor_bytes(DType::BF16, Shape{7}) == 14u);
+  CHECK(qlm::tensor_bytes(DType::F32, Shape{2, 3, 4, 5}) == 480u);
+  CHECK(qlm::tensor_bytes(DType::Q8, Shape{16, 32}) == 512u + 32u);
+  CHECK(qlm::tensor_bytes(DType::Q4, Shape{16, 32}) == 256u + 32u);
+  CHECK(qlm::tensor_bytes(DType::Q8, Shape{17, 33}) == 4u * (512u + 32u));
+  CHECK(qlm::tensor_bytes(DType::Q4, Shape{1, 1}) == 256u + 32u);
+
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4}) {
+    INFO(qlm::to_string(t));
+    CHECK_FALSE(qlm::tensor_bytes(t, Shape{}).has_value());
+    CHECK_FALSE(qlm::tensor_bytes(t, Shape{0, 4}).has_value());
+    CHECK_FALSE(qlm::tensor_bytes(t, Shape{4, 0}).has_value());
+    CHECK_FALSE(qlm::tensor_bytes(t, Shape{1, 1, 1, 1, 1}).has_value());
+    CHECK_FALSE(qlm::tensor_bytes(t, Shape{1ull << 32, 1ull << 32}).has_value());
+    CHECK_FALSE(qlm::tensor_bytes(t, Shape{~0ull, 2}).has_value());
+    CHECK_FALSE(qlm::tensor_bytes(t, Shape{1ull << 40, 1ull << 40, 1ull << 40}).has_value());
+  }
+  CHECK_FALSE(qlm::tensor_bytes(DType::Q8, Shape{32}).has_value());
+  CHECK_FALSE(qlm::tensor_bytes(DType::Q4, Shape{2, 16, 32}).has_value());
+  CHECK(qlm::tensor_bytes(DType::F32, Shape{1ull << 48}) == 1ull << 50);
+  CHECK_FALSE(qlm::tensor_bytes(DType::F32, Shape{(1ull << 48) + 1}).has_value());
+}
