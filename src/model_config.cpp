@@ -117,22 +117,18 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& file) {
   return s;
 }
 
+Architecture parse_architecture(const std::string& name, std::string_view file) {
+  for (auto a : {Architecture::Llama, Architecture::Mistral, Architecture::Qwen2}) {
+    if (to_string(a) == name) return a;
+  }
+  fail(ErrorCode::Unsupported,
+       "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2)", file, name);
+}
+
 ModelConfig parse_config(const json& j, const std::string& file) {
   if (!j.is_object()) fail(ErrorCode::Format, "{}: expected a JSON object", file);
   ModelConfig c;
-  const std::string type = get_or<std::string>(j, "model_type", "", file);
-  if (type == "llama") {
-    c.arch = Architecture::Llama;
-  } else if (type == "mistral") {
-    c.arch = Architecture::Mistral;
-  } else if (type == "qwen2") {
-    c.arch = Architecture::Qwen2;
-  } else {
-    fail(ErrorCode::Unsupported,
-         "{}: unknown architecture model_type '{}' (supported: llama, "
-         "mistral, qwen2)",
-         file, type);
-  }
+  c.arch = parse_architecture(get_or<std::string>(j, "model_type", "", file), file);
   const std::string act = get_or<std::string>(j, "hidden_act", "silu", file);
   if (act != "silu") fail(ErrorCode::Unsupported, "{}: hidden_act '{}' (only silu)", file, act);
   if (get_or<bool>(j, "mlp_bias", false, file)) {
@@ -217,16 +213,7 @@ T meta_get(const format::Metadata& m, const char* key, std::string_view file) {
 Result<ModelConfig> load_config(const format::Metadata& m, std::string_view file) {
   return detail::capture([&] {
     ModelConfig c;
-    const auto arch = meta_get<std::string>(m, "model.architecture", file);
-    if (arch == "llama") {
-      c.arch = Architecture::Llama;
-    } else if (arch == "mistral") {
-      c.arch = Architecture::Mistral;
-    } else if (arch == "qwen2") {
-      c.arch = Architecture::Qwen2;
-    } else {
-      fail(ErrorCode::Unsupported, "{}: unknown architecture '{}'", file, arch);
-    }
+    c.arch = parse_architecture(meta_get<std::string>(m, "model.architecture", file), file);
     c.vocab_size = meta_get<std::uint32_t>(m, "model.vocab_size", file);
     c.hidden_size = meta_get<std::uint32_t>(m, "model.hidden_size", file);
     c.intermediate_size = meta_get<std::uint32_t>(m, "model.intermediate_size", file);
