@@ -9,6 +9,8 @@ cd "$root"
 
 bash scripts/install-deps.sh
 
+bash scripts/check-format.sh
+
 jobs="$(nproc)"
 build_and_test() {  # <build dir> <cmake args...>
   local dir="$1"; shift

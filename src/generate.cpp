@@ -126,8 +126,8 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
         break;
       }
       if (last || hit) {
-        res.stop = end   ? StopReason::EndOfGeneration
-                   : hit ? StopReason::StopString
+        res.stop = end    ? StopReason::EndOfGeneration
+                   : hit  ? StopReason::StopString
                    : full ? StopReason::ContextFull
                           : StopReason::MaxTokens;
         break;

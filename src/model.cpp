@@ -39,8 +39,8 @@ ModelWeights bind_weights(const format::ModelFile& file, const ModelConfig& c) {
     const auto t = file.find(e.name);
     if (!t) fail(ErrorCode::Format, "{}: missing tensor '{}'", file.path(), e.name);
     if (t->info->shape != e.shape) {
-      fail(ErrorCode::Format, "{}: tensor '{}' has shape {} but the config implies {}",
-           file.path(), e.name, fmt::join(t->info->shape, "x"), fmt::join(e.shape, "x"));
+      fail(ErrorCode::Format, "{}: tensor '{}' has shape {} but the config implies {}", file.path(),
+           e.name, fmt::join(t->info->shape, "x"), fmt::join(e.shape, "x"));
     }
   }
   ModelWeights w;

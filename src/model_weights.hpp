@@ -21,17 +21,17 @@ struct Matrix {
 
 /// A set of views for one decoder layer; biases are empty when the architecture has none.
 struct LayerWeights {
-  std::span<const float> attn_norm;  // [hidden]
-  Matrix wq, wk, wv, wo;             // [n_heads*hd, d], [n_kv*hd, d] x2, [d, n_heads*hd]
-  std::span<const float> bq, bk, bv; // [n_heads*hd], [n_kv*hd] x2 (qwen2)
-  std::span<const float> ffn_norm;   // [hidden]
-  Matrix w_gate, w_up, w_down;       // [ff, d] x2, [d, ff]
+  std::span<const float> attn_norm;   // [hidden]
+  Matrix wq, wk, wv, wo;              // [n_heads*hd, d], [n_kv*hd, d] x2, [d, n_heads*hd]
+  std::span<const float> bq, bk, bv;  // [n_heads*hd], [n_kv*hd] x2 (qwen2)
+  std::span<const float> ffn_norm;    // [hidden]
+  Matrix w_gate, w_up, w_down;        // [ff, d] x2, [d, ff]
 };
 
 /// All weight views of a model.
 struct ModelWeights {
-  Matrix embed;    // [vocab, d]
-  Matrix lm_head;  // [vocab, d]; the embedding itself when tied
+  Matrix embed;                       // [vocab, d]
+  Matrix lm_head;                     // [vocab, d]; the embedding itself when tied
   std::span<const float> final_norm;  // [d]
   std::vector<LayerWeights> layers;
 };

@@ -126,11 +126,10 @@ std::int32_t Sampler::sample(std::span<const float> logits) {
     apply(step, candidates_);
   }
   if (greedy) {
-    const auto best = std::min_element(candidates_.begin(), candidates_.end(),
-                                       [](const Candidate& a, const Candidate& b) {
-                                         return a.logit > b.logit ||
-                                                (a.logit == b.logit && a.id < b.id);
-                                       });
+    const auto best = std::min_element(
+        candidates_.begin(), candidates_.end(), [](const Candidate& a, const Candidate& b) {
+          return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+        });
     return best->id;
   }
   sort_desc(candidates_);  // a fixed order makes the draw independent of earlier steps' order

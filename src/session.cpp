@@ -41,8 +41,8 @@ Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptio
     if (options.reference) {
       impl->forward = detail::make_reference_forward(*impl->model);
     } else {
-      const auto choice = options.isa.empty() ? kernels::isa_from_env()
-                                              : kernels::choose_isa(options.isa);
+      const auto choice =
+          options.isa.empty() ? kernels::isa_from_env() : kernels::choose_isa(options.isa);
       if (!choice.error.empty()) fail(ErrorCode::Unsupported, "{}", choice.error);
       const kernels::KernelTable& kt = kernels::kernels_for(choice.isa);
       impl->isa = kernels::to_string(kt.isa);
@@ -75,13 +75,12 @@ Result<std::span<const float>> Session::eval(std::span<const std::int32_t> token
     const std::size_t pos = s.tokens.size();
     if (tokens.size() > s.cache.context() - pos) {
       fail(ErrorCode::ContextFull,
-           "eval: {} tokens at position {} exceed the session context of {} tokens",
-           tokens.size(), pos, s.cache.context());
+           "eval: {} tokens at position {} exceed the session context of {} tokens", tokens.size(),
+           pos, s.cache.context());
     }
     const std::size_t rows = options.all_logits ? tokens.size() : 1;
     s.logits.resize(rows * c.vocab_size);
-    s.forward->run(tokens, static_cast<std::uint32_t>(pos), s.cache, s.logits,
-                   options.all_logits);
+    s.forward->run(tokens, static_cast<std::uint32_t>(pos), s.cache, s.logits, options.all_logits);
     s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
     return s.logits;
   });
@@ -89,18 +88,28 @@ Result<std::span<const float>> Session::eval(std::span<const std::int32_t> token
 
 Result<void> Session::truncate(std::uint32_t n) {
   if (n > impl_->tokens.size()) {
-    return Error{ErrorCode::InvalidArgument,
-                 "truncate: " + std::to_string(n) + " is beyond the " +
-                     std::to_string(impl_->tokens.size()) + " tokens in the cache"};
+    return Error{ErrorCode::InvalidArgument, "truncate: " + std::to_string(n) + " is beyond the " +
+                                                 std::to_string(impl_->tokens.size()) +
+                                                 " tokens in the cache"};
   }
   impl_->tokens.resize(n);  // later positions are overwritten before they are read again
   return {};
 }
 
-std::uint32_t Session::position() const { return static_cast<std::uint32_t>(impl_->tokens.size()); }
-std::uint32_t Session::context_size() const { return impl_->cache.context(); }
-std::span<const std::int32_t> Session::tokens() const { return impl_->tokens; }
-const Model& Session::model() const { return *impl_->model; }
-std::string_view Session::isa() const { return impl_->isa; }
+std::uint32_t Session::position() const {
+  return static_cast<std::uint32_t>(impl_->tokens.size());
+}
+std::uint32_t Session::context_size() const {
+  return impl_->cache.context();
+}
+std::span<const std::int32_t> Session::tokens() const {
+  return impl_->tokens;
+}
+const Model& Session::model() const {
+  return *impl_->model;
+}
+std::string_view Session::isa() const {
+  return impl_->isa;
+}
 
 }  // namespace qlm

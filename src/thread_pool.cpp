@@ -41,6 +41,8 @@ std::shared_ptr<ThreadPool> make_openmp_pool(int threads) {
   return std::make_shared<OpenMpPool>(threads);
 }
 
-std::shared_ptr<ThreadPool> make_serial_pool() { return std::make_shared<SerialPool>(); }
+std::shared_ptr<ThreadPool> make_serial_pool() {
+  return std::make_shared<SerialPool>();
+}
 
 }  // namespace qlm

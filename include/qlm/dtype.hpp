@@ -19,8 +19,8 @@ enum class DType : std::uint8_t {
   Q4 = 4,  ///< 4-bit blocks of 32 along K, 16 rows interleaved (see quant/blocks.hpp), 4.5 bpw
 };
 
-inline constexpr std::size_t kBlockK = 32;     ///< weights per quantization block (along K)
-inline constexpr std::size_t kRowGroup = 16;   ///< rows interleaved together in Q8/Q4 tensors
+inline constexpr std::size_t kBlockK = 32;    ///< weights per quantization block (along K)
+inline constexpr std::size_t kRowGroup = 16;  ///< rows interleaved together in Q8/Q4 tensors
 
 /// Lower-case type name as used on the command line ("f32", "q4", …).
 constexpr std::string_view to_string(DType t) noexcept {
@@ -38,7 +38,9 @@ constexpr std::optional<DType> parse_dtype(std::string_view s) noexcept {
 }
 
 /// True if the type is a block-quantized, row-interleaved matrix type.
-constexpr bool is_quantized(DType t) noexcept { return t == DType::Q8 || t == DType::Q4; }
+constexpr bool is_quantized(DType t) noexcept {
+  return t == DType::Q8 || t == DType::Q4;
+}
 
 /// Rounds n up to a multiple of m (m > 0).
 constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t m) noexcept {
@@ -46,7 +48,9 @@ constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t m) noexcept {
 }
 
 /// Bytes of quantized values in one (16 rows x 32 K) tile.
-constexpr std::size_t tile_quant_bytes(DType t) noexcept { return t == DType::Q8 ? 512 : 256; }
+constexpr std::size_t tile_quant_bytes(DType t) noexcept {
+  return t == DType::Q8 ? 512 : 256;
+}
 /// Bytes of scales in one tile: 16 f16 scales.
 inline constexpr std::size_t kTileScaleBytes = kRowGroup * 2;
 
@@ -62,9 +66,11 @@ constexpr std::optional<std::uint64_t> tensor_bytes(DType t,
     count *= d;
   }
   switch (t) {
-    case DType::F32: return count * 4;
+    case DType::F32:
+      return count * 4;
     case DType::F16:
-    case DType::BF16: return count * 2;
+    case DType::BF16:
+      return count * 2;
     case DType::Q8:
     case DType::Q4: {
       if (shape.size() != 2) return std::nullopt;

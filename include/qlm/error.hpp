@@ -24,13 +24,20 @@ enum class ErrorCode : std::uint8_t {
 /// Short lower-case name of an error code ("format", "io", …).
 constexpr std::string_view to_string(ErrorCode code) noexcept {
   switch (code) {
-    case ErrorCode::Io: return "io";
-    case ErrorCode::Format: return "format";
-    case ErrorCode::Unsupported: return "unsupported";
-    case ErrorCode::InvalidArgument: return "invalid argument";
-    case ErrorCode::ContextFull: return "context full";
-    case ErrorCode::Cancelled: return "cancelled";
-    case ErrorCode::Checksum: return "checksum";
+    case ErrorCode::Io:
+      return "io";
+    case ErrorCode::Format:
+      return "format";
+    case ErrorCode::Unsupported:
+      return "unsupported";
+    case ErrorCode::InvalidArgument:
+      return "invalid argument";
+    case ErrorCode::ContextFull:
+      return "context full";
+    case ErrorCode::Cancelled:
+      return "cancelled";
+    case ErrorCode::Checksum:
+      return "checksum";
   }
   return "unknown";
 }

@@ -33,7 +33,7 @@ struct GeneratedToken {
 
 /// Generation settings.
 struct GenerateOptions {
-  std::int32_t max_tokens = 128;   ///< upper bound on generated tokens
+  std::int32_t max_tokens = 128;    ///< upper bound on generated tokens
   std::vector<std::string> stop{};  ///< stop strings; never part of the returned text
   bool stop_at_end_of_generation = true;
   /// Called after each token; return false to stop (StopReason::Cancelled). Optional.
@@ -43,7 +43,7 @@ struct GenerateOptions {
 /// Timings and counts of one generate() call.
 struct GenerateStats {
   std::size_t prompt_tokens = 0;
-  double prompt_seconds = 0.0;      ///< evaluating the prompt
+  double prompt_seconds = 0.0;  ///< evaluating the prompt
   std::size_t generated_tokens = 0;
   double generation_seconds = 0.0;  ///< after the first token
   double time_to_first_token = 0.0;
@@ -51,7 +51,7 @@ struct GenerateStats {
 
 /// What generate() produced.
 struct GenerateResult {
-  std::string text;                 ///< the generated text (stop string excluded)
+  std::string text;                  ///< the generated text (stop string excluded)
   std::vector<std::int32_t> tokens;  ///< generated ids
   std::vector<float> logprobs;       ///< per generated token
   StopReason stop = StopReason::MaxTokens;

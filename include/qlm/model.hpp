@@ -1,5 +1,5 @@
-// Model: an opened .qlm file — config, tokenizer and memory-mapped weights. Immutable after open and
-// shared (std::shared_ptr<const Model>) by any number of sessions on any threads.
+// Model: an opened .qlm file — config, tokenizer and memory-mapped weights. Immutable after open
+// and shared (std::shared_ptr<const Model>) by any number of sessions on any threads.
 #pragma once
 
 #include <filesystem>

@@ -22,16 +22,16 @@ enum class SamplerStep : std::uint8_t {
 
 /// Sampling settings; each step is off at its neutral value.
 struct SamplerOptions {
-  float temperature = 0.8f;       ///< <= 0 means greedy (argmax after bias and penalties)
-  std::int32_t top_k = 40;        ///< 0 = off
-  float top_p = 0.95f;            ///< 1 = off
-  float min_p = 0.05f;            ///< 0 = off
-  float repeat_penalty = 1.0f;    ///< 1 = off; divides positive / multiplies negative logits
-  float presence_penalty = 0.0f;  ///< subtracted once from every token seen in the window
-  float frequency_penalty = 0.0f;  ///< subtracted per occurrence in the window
+  float temperature = 0.8f;          ///< <= 0 means greedy (argmax after bias and penalties)
+  std::int32_t top_k = 40;           ///< 0 = off
+  float top_p = 0.95f;               ///< 1 = off
+  float min_p = 0.05f;               ///< 0 = off
+  float repeat_penalty = 1.0f;       ///< 1 = off; divides positive / multiplies negative logits
+  float presence_penalty = 0.0f;     ///< subtracted once from every token seen in the window
+  float frequency_penalty = 0.0f;    ///< subtracted per occurrence in the window
   std::int32_t penalty_window = 64;  ///< tokens the penalties look back over
   std::vector<std::pair<std::int32_t, float>> logit_bias{};  ///< (token, added logit)
-  std::uint64_t seed = 0;          ///< RNG seed: same seed, same logits -> same tokens
+  std::uint64_t seed = 0;  ///< RNG seed: same seed, same logits -> same tokens
   std::vector<SamplerStep> chain = {SamplerStep::LogitBias, SamplerStep::Penalties,
                                     SamplerStep::TopK,      SamplerStep::TopP,
                                     SamplerStep::MinP,      SamplerStep::Temperature};

@@ -50,8 +50,8 @@ class Session {
   /// Rolls the cache back to its first `n` tokens (n <= position()), e.g. to reuse a prefix.
   Result<void> truncate(std::uint32_t n);
 
-  std::uint32_t position() const;      ///< tokens in the cache
-  std::uint32_t context_size() const;  ///< maximum tokens
+  std::uint32_t position() const;                ///< tokens in the cache
+  std::uint32_t context_size() const;            ///< maximum tokens
   std::span<const std::int32_t> tokens() const;  ///< the tokens in the cache, in order
   const Model& model() const;
   /// Name of the kernel ISA in use ("reference" for the reference path).

@@ -38,15 +38,16 @@ void float_matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail
                   const QuantizedActivations& act, float* y, std::size_t ldy,
                   std::vector<float>& scratch) {
   const std::size_t rows = w.rows, k = w.k, m = act.rows().rows;
-  const std::size_t per_task = std::max<std::size_t>(16, (rows + 4 * pool.threads() - 1) /
-                                                            (4 * pool.threads()));
+  const std::size_t per_task =
+      std::max<std::size_t>(16, (rows + 4 * pool.threads() - 1) / (4 * pool.threads()));
   const std::size_t tasks = (rows + per_task - 1) / per_task;
   scratch.resize(tasks * k);
   pool.parallel_for(tasks, [&](std::size_t t) {
     float* row = scratch.data() + t * k;
     for (std::size_t r = t * per_task; r < std::min(rows, (t + 1) * per_task); ++r) {
       quant::dequantize_row(w.dtype, w.data, rows, k, r, {row, k});
-      for (std::size_t i = 0; i < m; ++i) y[i * ldy + r] = kt.dot(row, act.source() + i * act.ldx(), k);
+      for (std::size_t i = 0; i < m; ++i)
+        y[i * ldy + r] = kt.dot(row, act.source() + i * act.ldx(), k);
     }
   });
 }

@@ -1,9 +1,9 @@
 // Model-test helpers; reference tools that are missing make the test fail loudly, never skip.
 #include "model/model_helpers.hpp"
 
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 #include <cstdio>
-#include <fmt/format.h>
 
 #include "qlm/convert.hpp"
 #include "support/files.hpp"
@@ -12,10 +12,13 @@ namespace qlm::test {
 
 namespace {
 const char* kPython = "/usr/bin/python3";
-std::string reference_script() { return std::string(QLM_SOURCE_DIR) + "/tests/reference/torch_llama.py"; }
+std::string reference_script() {
+  return std::string(QLM_SOURCE_DIR) + "/tests/reference/torch_llama.py";
+}
 }  // namespace
 
-void convert_or_fail(const std::filesystem::path& dir, const std::filesystem::path& out, DType type) {
+void convert_or_fail(const std::filesystem::path& dir, const std::filesystem::path& out,
+                     DType type) {
   auto r = convert_checkpoint({dir, out, type, {}});
   INFO((r ? std::string() : r.error().message));
   REQUIRE(r.ok());
@@ -48,9 +51,8 @@ std::vector<float> torch_logits(const std::filesystem::path& dir,
                                 const std::filesystem::path& scratch) {
   const auto out = scratch / "torch_logits.f32";
   std::string log;
-  const std::string cmd = fmt::format("{} {} logits '{}' {} '{}' 2>&1", kPython,
-                                      reference_script(), dir.string(), fmt::join(ids, ","),
-                                      out.string());
+  const std::string cmd = fmt::format("{} {} logits '{}' {} '{}' 2>&1", kPython, reference_script(),
+                                      dir.string(), fmt::join(ids, ","), out.string());
   const int rc = run_command(cmd, log);
   INFO("PyTorch reference (needs Debian python3-torch; run scripts/install-deps.sh): " << log);
   REQUIRE(rc == 0);
@@ -60,7 +62,8 @@ std::vector<float> torch_logits(const std::filesystem::path& dir,
   return logits;
 }
 
-void torch_synth(const std::filesystem::path& out_dir, const std::string& overrides_json, int seed) {
+void torch_synth(const std::filesystem::path& out_dir, const std::string& overrides_json,
+                 int seed) {
   std::string log;
   const std::string cmd =
       fmt::format("{} {} synth '{}' '{}' {} '{}' 2>&1", kPython, reference_script(),

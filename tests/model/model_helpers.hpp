@@ -13,13 +13,15 @@
 namespace qlm::test {
 
 /// Converts a Hugging Face directory to `out` with `type`; REQUIREs success.
-void convert_or_fail(const std::filesystem::path& dir, const std::filesystem::path& out, DType type);
+void convert_or_fail(const std::filesystem::path& dir, const std::filesystem::path& out,
+                     DType type);
 
 /// Opens a .qlm model; REQUIREs success.
 std::shared_ptr<const Model> open_or_fail(const std::filesystem::path& path);
 
 /// Float32 logits [ids.size()][vocab] from tests/reference/torch_llama.py (float64 math).
-std::vector<float> torch_logits(const std::filesystem::path& dir, const std::vector<std::int32_t>& ids,
+std::vector<float> torch_logits(const std::filesystem::path& dir,
+                                const std::vector<std::int32_t>& ids,
                                 const std::filesystem::path& scratch);
 
 /// Writes a random checkpoint with tests/reference/torch_llama.py synth (config overrides as JSON).

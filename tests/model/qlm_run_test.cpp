@@ -25,9 +25,8 @@ TEST_CASE("qlm-run reads -f prompt files and does not echo the prompt", "[tools]
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
   write_text(tmp / "prompt.txt", "Once upon a time");
   std::string out;
-  const int rc = run_command(tool_path("qlm-run") + " -m '" + (tmp / "m.qlm").string() +
-                                 "' -f '" + (tmp / "prompt.txt").string() +
-                                 "' --temp 0 -n 8 2>/dev/null",
+  const int rc = run_command(tool_path("qlm-run") + " -m '" + (tmp / "m.qlm").string() + "' -f '" +
+                                 (tmp / "prompt.txt").string() + "' --temp 0 -n 8 2>/dev/null",
                              out);
   CHECK(rc == 0);
   CHECK(out.starts_with(", there was a little girl"));

@@ -22,7 +22,8 @@ std::vector<std::int32_t> test_sequence(std::size_t n) {
   return ids;
 }
 
-std::vector<float> qlm_logits(const std::filesystem::path& qlm, const std::vector<std::int32_t>& ids) {
+std::vector<float> qlm_logits(const std::filesystem::path& qlm,
+                              const std::vector<std::int32_t>& ids) {
   auto model = open_or_fail(qlm);
   auto session = Session::create(model, {.context = 128, .reference = true});
   REQUIRE(session.ok());

@@ -64,9 +64,15 @@ TEST_CASE("samples follow the softmax distribution at the given temperature", "[
 TEST_CASE("the chain order is configurable", "[sampler]") {
   // Temperature first flattens the distribution so min-p keeps more; min-p first keeps only 2.
   const std::vector<float> logits{0.0f, 2.0f};
-  Sampler min_first({.temperature = 100.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.5f,
+  Sampler min_first({.temperature = 100.0f,
+                     .top_k = 0,
+                     .top_p = 1.0f,
+                     .min_p = 0.5f,
                      .chain = {SamplerStep::MinP, SamplerStep::Temperature}});
-  Sampler temp_first({.temperature = 100.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.5f,
+  Sampler temp_first({.temperature = 100.0f,
+                      .top_k = 0,
+                      .top_p = 1.0f,
+                      .min_p = 0.5f,
                       .chain = {SamplerStep::Temperature, SamplerStep::MinP}});
   bool saw_zero = false;
   for (int i = 0; i < 200; ++i) {

@@ -1,5 +1,5 @@
-// Session behaviour on the real stories260K model: the exact greedy story, batched == token-by-token
-// evaluation, truncate() for prefix reuse, and the context limit.
+// Session behaviour on the real stories260K model: the exact greedy story, batched ==
+// token-by-token evaluation, truncate() for prefix reuse, and the context limit.
 #include <catch2/catch.hpp>
 
 #include "model/model_helpers.hpp"
@@ -16,7 +16,9 @@ const char* kStory =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
     "One day, she saw a big, red ball. She wanted to play with it, but it was too high.";
 
-std::vector<float> copy(std::span<const float> s) { return {s.begin(), s.end()}; }
+std::vector<float> copy(std::span<const float> s) {
+  return {s.begin(), s.end()};
+}
 
 }  // namespace
 

@@ -2,14 +2,14 @@
 // count, like llama.cpp's llama-bench; plus model size, bits per weight and peak memory.
 #include <sys/resource.h>
 
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
-#include <fmt/format.h>
 #include <numeric>
-#include <thread>
 #include <qlm/model.hpp>
 #include <qlm/session.hpp>
+#include <thread>
 
 #include "cli_util.hpp"
 
@@ -95,8 +95,10 @@ int main(int argc, char** argv) {
   }
   std::vector<Row> rows;
   std::vector<std::pair<bool, int>> tests;
-  for (int n : parse_list(pp)) if (n > 0) tests.emplace_back(true, n);
-  for (int n : parse_list(tg)) if (n > 0) tests.emplace_back(false, n);
+  for (int n : parse_list(pp))
+    if (n > 0) tests.emplace_back(true, n);
+  for (int n : parse_list(tg))
+    if (n > 0) tests.emplace_back(false, n);
   for (int t : parse_list(threads)) {
     for (auto [prompt, n] : tests) {
       qlm::SessionOptions o{.context = static_cast<std::uint32_t>(n + 8), .threads = t, .isa = isa};
@@ -104,7 +106,8 @@ int main(int argc, char** argv) {
       std::string error;
       run_once(*model, o, prompt, std::min(n, 16), error);  // warm-up
       std::vector<double> v;
-      for (int r = 0; r < reps && error.empty(); ++r) v.push_back(run_once(*model, o, prompt, n, error));
+      for (int r = 0; r < reps && error.empty(); ++r)
+        v.push_back(run_once(*model, o, prompt, n, error));
       if (!error.empty()) {
         fmt::print(stderr, "qlm-bench: {}\n", error);
         return 1;
@@ -141,11 +144,12 @@ int main(int argc, char** argv) {
     fmt::print("[\n");
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
-      fmt::print("  {{\"model\": \"{}\", \"size_bytes\": {}, \"params\": {}, \"bpw\": {:.4f}, "
-                 "\"threads\": {}, \"test\": \"{}\", \"tps_mean\": {:.4f}, \"tps_stddev\": {:.4f}, "
-                 "\"peak_mib\": {:.1f}}}{}\n",
-                 name, bytes, params, bpw, r.threads, r.test, r.mean, r.stddev, peak_mib,
-                 i + 1 < rows.size() ? "," : "");
+      fmt::print(
+          "  {{\"model\": \"{}\", \"size_bytes\": {}, \"params\": {}, \"bpw\": {:.4f}, "
+          "\"threads\": {}, \"test\": \"{}\", \"tps_mean\": {:.4f}, \"tps_stddev\": {:.4f}, "
+          "\"peak_mib\": {:.1f}}}{}\n",
+          name, bytes, params, bpw, r.threads, r.test, r.mean, r.stddev, peak_mib,
+          i + 1 < rows.size() ? "," : "");
     }
     fmt::print("]\n");
   }

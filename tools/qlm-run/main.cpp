@@ -65,8 +65,8 @@ int main(int argc, char** argv) {
     if (tok.bos() < 0) return fail("empty prompt and the model has no BOS token");
     prompt.push_back(tok.bos());
   }
-  auto session = qlm::Session::create(*model, {a.context, a.threads, qlm::KvType::F32,
-                                               a.reference});
+  auto session =
+      qlm::Session::create(*model, {a.context, a.threads, qlm::KvType::F32, a.reference});
   if (!session) return fail(session.error().message);
   qlm::Sampler sampler(a.sampling);
   qlm::GenerateOptions options;
@@ -85,8 +85,8 @@ int main(int argc, char** argv) {
                "\nqlm-run: prompt %zu tokens in %.3f s (%.1f tok/s), generated %zu tokens in "
                "%.3f s (%.1f tok/s), time to first token %.3f s\n",
                s.prompt_tokens, s.prompt_seconds,
-               s.prompt_seconds > 0 ? s.prompt_tokens / s.prompt_seconds : 0.0,
-               s.generated_tokens, s.generation_seconds,
+               s.prompt_seconds > 0 ? s.prompt_tokens / s.prompt_seconds : 0.0, s.generated_tokens,
+               s.generation_seconds,
                s.generation_seconds > 0 && s.generated_tokens > 1
                    ? (s.generated_tokens - 1) / s.generation_seconds
                    : 0.0,

@@ -72,24 +72,40 @@ json synthetic_tokenizer(std::uint32_t vocab, int bos, int eos) {
   };
   std::vector<std::string> tokens(vocab);
   for (std::uint32_t i = 0; i < vocab; ++i) tokens[i] = "<synth_" + std::to_string(i) + ">";
-  for (int b = 0; b < 256 && static_cast<std::uint32_t>(b + 3) < vocab; ++b) tokens[b + 3] = byte_symbol(b);
+  for (int b = 0; b < 256 && static_cast<std::uint32_t>(b + 3) < vocab; ++b)
+    tokens[b + 3] = byte_symbol(b);
   json added = json::array();
   for (int id : {bos, eos}) {
     if (id < 0 || static_cast<std::uint32_t>(id) >= vocab) continue;
     tokens[id] = id == bos ? "<s>" : "</s>";
-    added.push_back({{"id", id}, {"content", tokens[id]}, {"special", true}, {"single_word", false},
-                     {"lstrip", false}, {"rstrip", false}, {"normalized", false}});
+    added.push_back({{"id", id},
+                     {"content", tokens[id]},
+                     {"special", true},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false}});
   }
   for (std::uint32_t i = 0; i < vocab; ++i) v[tokens[i]] = i;
   return {{"version", "1.0"},
           {"added_tokens", added},
           {"normalizer", nullptr},
-          {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false},
-                             {"trim_offsets", true}, {"use_regex", true}}},
-          {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", false},
-                       {"trim_offsets", true}, {"use_regex", true}}},
-          {"model", {{"type", "BPE"}, {"vocab", v}, {"merges", json::array()},
-                     {"byte_fallback", false}, {"ignore_merges", false}}}};
+          {"pre_tokenizer",
+           {{"type", "ByteLevel"},
+            {"add_prefix_space", false},
+            {"trim_offsets", true},
+            {"use_regex", true}}},
+          {"decoder",
+           {{"type", "ByteLevel"},
+            {"add_prefix_space", false},
+            {"trim_offsets", true},
+            {"use_regex", true}}},
+          {"model",
+           {{"type", "BPE"},
+            {"vocab", v},
+            {"merges", json::array()},
+            {"byte_fallback", false},
+            {"ignore_merges", false}}}};
 }
 
 }  // namespace
@@ -107,21 +123,27 @@ int main(int argc, char** argv) {
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) return std::fprintf(stderr, "qlm-synth: %s: %s\n", out.c_str(), ec.message().c_str()), 1;
-  fs::copy_file(config_path, fs::path(out) / "config.json", fs::copy_options::overwrite_existing, ec);
-  if (ec) return std::fprintf(stderr, "qlm-synth: %s: %s\n", config_path.c_str(), ec.message().c_str()), 1;
+  fs::copy_file(config_path, fs::path(out) / "config.json", fs::copy_options::overwrite_existing,
+                ec);
+  if (ec)
+    return std::fprintf(stderr, "qlm-synth: %s: %s\n", config_path.c_str(), ec.message().c_str()),
+           1;
   auto config = qlm::read_hf_config(out);
   if (!config) return std::fprintf(stderr, "qlm-synth: %s\n", config.error().message.c_str()), 1;
   std::ifstream cin(config_path);
   const json cj = json::parse(cin, nullptr, false);
-  const float init = cj.is_object() && cj.contains("initializer_range") && cj["initializer_range"].is_number()
-                         ? cj["initializer_range"].get<float>() : 0.02f;
+  const float init =
+      cj.is_object() && cj.contains("initializer_range") && cj["initializer_range"].is_number()
+          ? cj["initializer_range"].get<float>()
+          : 0.02f;
 
   if (!tokenizer_dir.empty()) {
-    for (const char* f : {"tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt",
-                          "tokenizer_config.json", "added_tokens.json", "special_tokens_map.json",
-                          "generation_config.json"}) {
+    for (const char* f :
+         {"tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "tokenizer_config.json",
+          "added_tokens.json", "special_tokens_map.json", "generation_config.json"}) {
       if (fs::exists(fs::path(tokenizer_dir) / f)) {
-        fs::copy_file(fs::path(tokenizer_dir) / f, fs::path(out) / f, fs::copy_options::overwrite_existing);
+        fs::copy_file(fs::path(tokenizer_dir) / f, fs::path(out) / f,
+                      fs::copy_options::overwrite_existing);
       }
     }
   } else {
@@ -142,29 +164,31 @@ int main(int argc, char** argv) {
     const bool norm = e.name.ends_with("norm.weight");
     const bool bias = e.name.ends_with(".bias");
     const std::uint64_t key = hash_name(e.name, seed);
-    shards.back().push_back({e.name, qlm::safetensors::SourceType::BF16, e.shape,
-                             [=](std::span<std::uint8_t> buf) {
-                               if (norm) {  // RMSNorm weights start at 1
-                                 const std::uint16_t one = qlm::detail::f32_to_bf16(1.0f);
-                                 for (std::size_t i = 0; i < buf.size(); i += 2) std::memcpy(&buf[i], &one, 2);
-                               } else {
-                                 fill_normal(buf, key, bias ? init * 0.5f : init);
-                               }
-                             }});
+    shards.back().push_back(
+        {e.name, qlm::safetensors::SourceType::BF16, e.shape, [=](std::span<std::uint8_t> buf) {
+           if (norm) {  // RMSNorm weights start at 1
+             const std::uint16_t one = qlm::detail::f32_to_bf16(1.0f);
+             for (std::size_t i = 0; i < buf.size(); i += 2) std::memcpy(&buf[i], &one, 2);
+           } else {
+             fill_normal(buf, key, bias ? init * 0.5f : init);
+           }
+         }});
     shard_bytes += bytes;
     total += bytes;
   }
   json index = {{"metadata", {{"total_size", total}}}, {"weight_map", json::object()}};
   qlm::tools::ProgressBar bar("writing");
   for (std::size_t s = 0; s < shards.size(); ++s) {
-    const std::string name = shards.size() == 1 ? "model.safetensors"
-                             : fmt::format("model-{:05}-of-{:05}.safetensors", s + 1, shards.size());
+    const std::string name =
+        shards.size() == 1 ? "model.safetensors"
+                           : fmt::format("model-{:05}-of-{:05}.safetensors", s + 1, shards.size());
     for (const auto& t : shards[s]) index["weight_map"][t.name] = name;
     auto r = qlm::safetensors::write_file(fs::path(out) / name, shards[s]);
     if (!r) return std::fprintf(stderr, "qlm-synth: %s\n", r.error().message.c_str()), 1;
     bar.update(s + 1, shards.size());
   }
-  if (shards.size() > 1) std::ofstream(fs::path(out) / "model.safetensors.index.json") << index.dump(1);
+  if (shards.size() > 1)
+    std::ofstream(fs::path(out) / "model.safetensors.index.json") << index.dump(1);
   fmt::print(stderr, "wrote {}: {} tensors in {} shard(s), {}\n", out,
              qlm::expected_tensors(*config).size(), shards.size(), qlm::tools::human_bytes(total));
   return 0;

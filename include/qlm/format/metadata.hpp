@@ -16,10 +16,10 @@
 namespace qlm::format {
 
 /// One metadata value. The variant index is the on-disk type tag (see docs/format.md).
-using MetaValue = std::variant<bool, std::int32_t, std::uint32_t, std::int64_t, std::uint64_t, float,
-                               double, std::string, std::vector<std::int32_t>,
-                               std::vector<std::uint32_t>, std::vector<float>,
-                               std::vector<std::string>, std::vector<std::uint8_t>>;
+using MetaValue =
+    std::variant<bool, std::int32_t, std::uint32_t, std::int64_t, std::uint64_t, float, double,
+                 std::string, std::vector<std::int32_t>, std::vector<std::uint32_t>,
+                 std::vector<float>, std::vector<std::string>, std::vector<std::uint8_t>>;
 
 /// An ordered map from keys (e.g. "llama.rope_theta") to typed values.
 class Metadata {

@@ -1,18 +1,19 @@
 // Where each weight of a Q8/Q4 tensor lives: the row-interleaved tile layout the kernels read.
 //
-// A [N, K] matrix is cut into tiles of 16 rows x 32 columns (N padded to 16, K padded to 32; padding
-// holds zero weights with scale 0, so it contributes exactly nothing). All tiles' quantized bytes come
-// first, tile (g, b) at (g * blocks + b) * tile_quant_bytes; then all tiles' scales, 16 f16 each.
+// A [N, K] matrix is cut into tiles of 16 rows x 32 columns (N padded to 16, K padded to 32;
+// padding holds zero weights with scale 0, so it contributes exactly nothing). All tiles' quantized
+// bytes come first, tile (g, b) at (g * blocks + b) * tile_quant_bytes; then all tiles' scales, 16
+// f16 each.
 //
 // Inside a tile, byte order follows the integer dot-product instructions (vpdpbusd, sdot): 4
 // consecutive K values of one row form a 32-bit lane, and lane r is row r. One 64-byte vector thus
-// holds rows 0..15 for 4 values of K, and a broadcast of 4 activation bytes multiplies all 16 rows at
-// once, leaving one output row per lane (no horizontal reductions in GEMV).
+// holds rows 0..15 for 4 values of K, and a broadcast of 4 activation bytes multiplies all 16 rows
+// at once, leaving one output row per lane (no horizontal reductions in GEMV).
 //   Q8: byte kg*64 + r*4 + j = q(row r, col 4*kg + j) + 128 (stored unsigned; q in [-127, 127]).
 //   Q4: byte  c*64 + r*4 + j = q(row r, col 8*c + j) | q(row r, col 8*c + 4 + j) << 4  (q in 0..15,
 //       value (q - 8) * d). One AND and one shift recover two 64-byte lanes of K.
-// Weights are unsigned with a zero point (128 or 8) so that u8 x s8 instructions apply directly; the
-// zero point times the activation block's sum is subtracted once per block.
+// Weights are unsigned with a zero point (128 or 8) so that u8 x s8 instructions apply directly;
+// the zero point times the activation block's sum is subtracted once per block.
 #pragma once
 
 #include <cstddef>
@@ -24,10 +25,10 @@ namespace qlm::quant {
 
 /// Geometry of a quantized [rows, k] tensor.
 struct TileGeometry {
-  std::size_t rows = 0;      ///< logical rows (N)
-  std::size_t k = 0;         ///< logical columns (K)
-  std::size_t groups = 0;    ///< row groups of 16
-  std::size_t blocks = 0;    ///< blocks of 32 along K
+  std::size_t rows = 0;         ///< logical rows (N)
+  std::size_t k = 0;            ///< logical columns (K)
+  std::size_t groups = 0;       ///< row groups of 16
+  std::size_t blocks = 0;       ///< blocks of 32 along K
   std::size_t quant_bytes = 0;  ///< bytes of quantized values per tile (512 or 256)
 
   constexpr TileGeometry(DType t, std::size_t n, std::size_t kk) noexcept
@@ -61,6 +62,8 @@ constexpr std::size_t q8_index(std::size_t r, std::size_t c) noexcept {
 constexpr std::size_t q4_index(std::size_t r, std::size_t c) noexcept {
   return (c / 8) * 64 + r * 4 + (c % 4);
 }
-constexpr bool q4_high(std::size_t c) noexcept { return (c % 8) >= 4; }
+constexpr bool q4_high(std::size_t c) noexcept {
+  return (c % 8) >= 4;
+}
 
 }  // namespace qlm::quant

@@ -22,6 +22,8 @@ void dequantize_row(DType t, std::span<const std::uint8_t> data, std::size_t row
                     std::size_t row, std::span<float> out);
 
 /// Largest |x| / scale that still fits the type's range: 127 (Q8) or 8 (Q4).
-constexpr float max_level(DType t) noexcept { return t == DType::Q8 ? 127.0f : 8.0f; }
+constexpr float max_level(DType t) noexcept {
+  return t == DType::Q8 ? 127.0f : 8.0f;
+}
 
 }  // namespace qlm::quant
