@@ -100,11 +100,14 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
     std::span<const float> logits = detail::unwrap(session.eval(prompt));
     res.stats.prompt_seconds = seconds_since(t0);
 
+    const auto vocab = std::min<std::size_t>(logits.size(), static_cast<std::size_t>(tok.size()));
     TokenStreamDecoder decoder(tok, /*skip_special=*/true);
     StopFilter filter(options.stop);
     Clock::time_point gen_start = Clock::now();
     for (std::int32_t n = 0; n < options.max_tokens; ++n) {
-      const std::int32_t id = sampler.sample(logits);
+      // Models may have more logits than tokens (Qwen2.5: 151936 vs 151665); ids past the
+      // vocabulary stand for nothing, so only real tokens are candidates.
+      const std::int32_t id = sampler.sample(logits.first(vocab));
       const float logprob = log_softmax_at(logits, id);
       sampler.accept(id);
       if (n == 0) {

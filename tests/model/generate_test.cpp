@@ -95,4 +95,19 @@ TEST_CASE("a seed reproduces a sampled run exactly", "[generate]") {
   CHECK(run(42) != run(43));
 }
 
+TEST_CASE("generation never picks ids past the tokenizer's vocabulary", "[generate]") {
+  TempDir tmp;
+  torch_synth(tmp / "ckpt", R"({"vocab_size": 600})", 3);  // 600 logits, 512 tokens
+  convert_or_fail(tmp / "ckpt", tmp / "m.qlm", DType::Q8);
+  auto model = open_or_fail(tmp / "m.qlm");
+  REQUIRE(model->tokenizer().size() == 512);
+  auto s = Session::create(model, {.reference = true});
+  REQUIRE(s.ok());
+  Sampler biased({.temperature = 0.0f, .logit_bias = {{550, 1000.0f}, {7, 50.0f}}});
+  const std::vector<std::int32_t> bos{1};
+  auto r = generate(*s, biased, bos, {.max_tokens = 5});
+  REQUIRE(r.ok());
+  for (auto id : r->tokens) CHECK(id == 7);  // 550 would win if it were a candidate
+}
+
 }  // namespace qlm::test
