@@ -235,11 +235,8 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
 
 namespace detail {
 const KernelTable& avx2_table() noexcept {
-  using F = FloatOps<xsimd::fma3<xsimd::avx2>>;
-  static const KernelTable table{
-      Isa::Avx2,  quantize_rows_avx2, gemm<true>, gemm<false>, F::rmsnorm,
-      F::softmax, F::silu_mul,        F::rope,    F::add,      F::dot,
-      F::axpy};
+  static const KernelTable table =
+      table_with_float_ops<xsimd::avx2>(Isa::Avx2, quantize_rows_avx2, gemm<true>, gemm<false>);
   return table;
 }
 }  // namespace detail

@@ -7,18 +7,8 @@
 namespace qlm::kernels::detail {
 
 const KernelTable& avx512_table() noexcept {
-  using F = FloatOps<xsimd::avx512bw>;
-  static const KernelTable table{Isa::Avx512,
-                                 quantize_rows_avx512,
-                                 gemm<true, false>,
-                                 gemm<false, false>,
-                                 F::rmsnorm,
-                                 F::softmax,
-                                 F::silu_mul,
-                                 F::rope,
-                                 F::add,
-                                 F::dot,
-                                 F::axpy};
+  static const KernelTable table = table_with_float_ops<xsimd::avx512bw>(
+      Isa::Avx512, quantize_rows_avx512, gemm<true, false>, gemm<false, false>);
   return table;
 }
 

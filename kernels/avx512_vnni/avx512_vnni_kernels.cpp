@@ -7,13 +7,8 @@
 namespace qlm::kernels::detail {
 
 const KernelTable& avx512_vnni_table() noexcept {
-  using F = FloatOps<xsimd::avx512bw>;
-  static const KernelTable table{Isa::Avx512Vnni,  quantize_rows_avx512,
-                                 gemm<true, true>, gemm<false, true>,
-                                 F::rmsnorm,       F::softmax,
-                                 F::silu_mul,      F::rope,
-                                 F::add,           F::dot,
-                                 F::axpy};
+  static const KernelTable table = table_with_float_ops<xsimd::avx512bw>(
+      Isa::Avx512Vnni, quantize_rows_avx512, gemm<true, true>, gemm<false, true>);
   return table;
 }
 

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <xsimd/xsimd.hpp>
 
+#include "kernel_table.hpp"
+
 namespace qlm::kernels {
 namespace {
 
@@ -120,6 +122,14 @@ struct FloatOps {
     for (; i < n; ++i) y[i] += alpha * x[i];
   }
 };
+
+/// A table whose fp32 helpers are FloatOps<A>; the caller supplies what differs per ISA.
+template <class A>
+KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, GemmFn q4) {
+  using F = FloatOps<A>;
+  return {isa,         quantize, q8,     q4,     F::rmsnorm, F::softmax,
+          F::silu_mul, F::rope,  F::add, F::dot, F::axpy};
+}
 
 }  // namespace
 }  // namespace qlm::kernels

@@ -9,18 +9,9 @@ namespace qlm::kernels::detail {
 // Activation quantization is the scalar reference's (bit-exact by definition; it is O(k) per
 // row, negligible next to the O(n*k) matmul).
 const KernelTable& neon_i8mm_table() noexcept {
-  using F = FloatOps<xsimd::neon64>;
-  static const KernelTable table{Isa::NeonI8mm,
-                                 scalar_table().quantize_rows,
-                                 gemm<true, NeonDot::I8mm>,
-                                 gemm<false, NeonDot::I8mm>,
-                                 F::rmsnorm,
-                                 F::softmax,
-                                 F::silu_mul,
-                                 F::rope,
-                                 F::add,
-                                 F::dot,
-                                 F::axpy};
+  static const KernelTable table =
+      table_with_float_ops<xsimd::neon64>(Isa::NeonI8mm, scalar_table().quantize_rows,
+                                          gemm<true, NeonDot::I8mm>, gemm<false, NeonDot::I8mm>);
   return table;
 }
 
