@@ -1,32 +1,122 @@
-// KvCache storage.
+// KvCache storage: one 64-byte-aligned allocation, K then V, never value-initialized. Large
+// allocations come straight from the OS as untouched pages, so only written positions use memory.
 #include "qlm/kv_cache.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+#include "qlm/detail/half.hpp"
 
 namespace qlm {
 
-KvCache::KvCache(const ModelConfig& c, std::uint32_t context, KvType type)
-    : context_(context), n_kv_heads_(c.n_kv_heads), head_dim_(c.head_dim), type_(type) {
-  const std::size_t n = static_cast<std::size_t>(c.n_layers) * c.n_kv_heads * context * c.head_dim;
-  k_.assign(n, 0.0f);
-  v_.assign(n, 0.0f);
+namespace {
+constexpr std::align_val_t kAlign{64};
+}  // namespace
+
+void KvCache::Free::operator()(std::byte* p) const noexcept {
+  ::operator delete[](p, kAlign);
 }
 
-KvCache KvCache::clone() const {
+KvCache::KvCache(const ModelConfig& c, std::uint32_t context, KvType type)
+    : context_(context),
+      n_layers_(c.n_layers),
+      n_kv_heads_(c.n_kv_heads),
+      head_dim_(c.head_dim),
+      type_(type),
+      elements_(static_cast<std::size_t>(c.n_layers) * c.n_kv_heads * context * c.head_dim) {
+  allocate();
+}
+
+void KvCache::allocate() {
+  // operator new[] without an initializer: no page is written here.
+  data_.reset(static_cast<std::byte*>(::operator new[](std::max<std::size_t>(bytes(), 1), kAlign)));
+}
+
+KvCache KvCache::clone(std::uint32_t positions) const {
   KvCache c;
   c.context_ = context_;
+  c.n_layers_ = n_layers_;
   c.n_kv_heads_ = n_kv_heads_;
   c.head_dim_ = head_dim_;
   c.type_ = type_;
-  c.k_ = k_;
-  c.v_ = v_;
+  c.elements_ = elements_;
+  c.allocate();
+  const std::size_t run =
+      static_cast<std::size_t>(std::min(positions, context_)) * head_dim_ * kv_type_size(type_);
+  for (bool value : {false, true}) {
+    for (std::uint32_t l = 0; l < n_layers_; ++l) {
+      for (std::uint32_t h = 0; h < n_kv_heads_; ++h) {
+        if (run != 0) std::memcpy(c.slab(value, l, h), slab(value, l, h), run);
+      }
+    }
+  }
   return c;
 }
 
 std::span<float> KvCache::keys(std::uint32_t layer, std::uint32_t kv_head) {
-  return {k_.data() + offset(layer, kv_head), static_cast<std::size_t>(context_) * head_dim_};
+  if (type_ != KvType::F32) return {};
+  return {reinterpret_cast<float*>(slab(false, layer, kv_head)),
+          static_cast<std::size_t>(context_) * head_dim_};
 }
 
 std::span<float> KvCache::values(std::uint32_t layer, std::uint32_t kv_head) {
-  return {v_.data() + offset(layer, kv_head), static_cast<std::size_t>(context_) * head_dim_};
+  if (type_ != KvType::F32) return {};
+  return {reinterpret_cast<float*>(slab(true, layer, kv_head)),
+          static_cast<std::size_t>(context_) * head_dim_};
+}
+
+std::span<std::uint16_t> KvCache::keys_f16(std::uint32_t layer, std::uint32_t kv_head) {
+  if (type_ != KvType::F16) return {};
+  return {reinterpret_cast<std::uint16_t*>(slab(false, layer, kv_head)),
+          static_cast<std::size_t>(context_) * head_dim_};
+}
+
+std::span<std::uint16_t> KvCache::values_f16(std::uint32_t layer, std::uint32_t kv_head) {
+  if (type_ != KvType::F16) return {};
+  return {reinterpret_cast<std::uint16_t*>(slab(true, layer, kv_head)),
+          static_cast<std::size_t>(context_) * head_dim_};
+}
+
+const void* KvCache::key_data(std::uint32_t layer, std::uint32_t kv_head) const {
+  return slab(false, layer, kv_head);
+}
+
+const void* KvCache::value_data(std::uint32_t layer, std::uint32_t kv_head) const {
+  return slab(true, layer, kv_head);
+}
+
+void KvCache::store(std::uint32_t layer, std::uint32_t kv_head, std::uint32_t pos,
+                    std::span<const float> key, std::span<const float> value) {
+  const std::size_t hd = head_dim_, at = static_cast<std::size_t>(pos) * hd;
+  if (type_ == KvType::F32) {
+    std::copy_n(key.data(), hd, keys(layer, kv_head).data() + at);
+    std::copy_n(value.data(), hd, values(layer, kv_head).data() + at);
+  } else {
+    std::uint16_t* k = keys_f16(layer, kv_head).data() + at;
+    std::uint16_t* v = values_f16(layer, kv_head).data() + at;
+    for (std::size_t i = 0; i < hd; ++i) {
+      k[i] = detail::f32_to_f16(key[i]);
+      v[i] = detail::f32_to_f16(value[i]);
+    }
+  }
+}
+
+void KvCache::load(std::uint32_t layer, std::uint32_t kv_head, std::uint32_t pos,
+                   std::span<float> key, std::span<float> value) const {
+  const std::size_t hd = head_dim_, at = static_cast<std::size_t>(pos) * hd;
+  if (type_ == KvType::F32) {
+    std::memcpy(key.data(), reinterpret_cast<const float*>(key_data(layer, kv_head)) + at, hd * 4);
+    std::memcpy(value.data(), reinterpret_cast<const float*>(value_data(layer, kv_head)) + at,
+                hd * 4);
+  } else {
+    const auto* k = reinterpret_cast<const std::uint16_t*>(key_data(layer, kv_head)) + at;
+    const auto* v = reinterpret_cast<const std::uint16_t*>(value_data(layer, kv_head)) + at;
+    for (std::size_t i = 0; i < hd; ++i) {
+      key[i] = detail::f16_to_f32(k[i]);
+      value[i] = detail::f16_to_f32(v[i]);
+    }
+  }
 }
 
 }  // namespace qlm

@@ -33,6 +33,10 @@ Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptio
     if (context > (1u << 24)) {
       fail(ErrorCode::InvalidArgument, "context {} is absurd (at most {})", context, 1u << 24);
     }
+    if (options.kv_type != KvType::F32 && options.kv_type != KvType::F16) {
+      fail(ErrorCode::InvalidArgument, "unknown KV cache type {}",
+           static_cast<int>(options.kv_type));
+    }
     if (c.n_heads / c.n_kv_heads > 64) {
       fail(ErrorCode::Unsupported, "{} query heads per KV head (at most 64)",
            c.n_heads / c.n_kv_heads);
@@ -110,6 +114,9 @@ const Model& Session::model() const {
 }
 std::string_view Session::isa() const {
   return impl_->isa;
+}
+const KvCache& Session::kv_cache() const {
+  return impl_->cache;
 }
 
 }  // namespace qlm

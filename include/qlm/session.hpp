@@ -19,6 +19,7 @@ namespace qlm {
 struct SessionOptions {
   std::uint32_t context = 0;  ///< tokens the KV cache holds; 0 = min(trained context, 4096)
   int threads = 0;            ///< worker threads of the default pool; 0 = all hardware threads
+  /// Element type of the KV cache; F16 halves its memory and the bytes attention reads.
   KvType kv_type = KvType::F32;
   bool reference = false;  ///< run the scalar fp32 reference path (slow; for tests)
   /// Kernel ISA: "" = the QLM_ISA environment variable if set, else the best this CPU runs; or
@@ -56,6 +57,8 @@ class Session {
   const Model& model() const;
   /// Name of the kernel ISA in use ("reference" for the reference path).
   std::string_view isa() const;
+  /// The session's KV cache (type, context, bytes()); positions >= position() hold no data.
+  const KvCache& kv_cache() const;
 
   struct Impl;
 

@@ -1,5 +1,6 @@
 // Internal: fp32 helpers (rmsnorm, softmax, silu_mul, rope, add, dot, axpy) written once over
 // xsimd and instantiated per ISA translation unit; internal linkage keeps the copies apart.
+// table_with_float_ops adds the f16 conversions (half_ops.hpp) and attention (attention_ops.hpp).
 #pragma once
 
 #include <algorithm>
@@ -7,6 +8,8 @@
 #include <cstddef>
 #include <xsimd/xsimd.hpp>
 
+#include "detail/attention_ops.hpp"
+#include "detail/half_ops.hpp"
 #include "kernel_table.hpp"
 
 namespace qlm::kernels {
@@ -123,12 +126,25 @@ struct FloatOps {
   }
 };
 
-/// A table whose fp32 helpers are FloatOps<A>; the caller supplies what differs per ISA.
+/// A table whose fp32 helpers are FloatOps<A>, f16 conversions HalfOps (the translation unit's
+/// conversion instructions) and attention AttnOps<A>; the caller supplies what differs per ISA.
 template <class A>
 KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, GemmFn q4) {
   using F = FloatOps<A>;
-  return {isa,         quantize, q8,     q4,     F::rmsnorm, F::softmax,
-          F::silu_mul, F::rope,  F::add, F::dot, F::axpy};
+  return {isa,
+          quantize,
+          q8,
+          q4,
+          F::rmsnorm,
+          F::softmax,
+          F::silu_mul,
+          F::rope,
+          F::add,
+          F::dot,
+          F::axpy,
+          HalfOps::f16_to_f32,
+          HalfOps::f32_to_f16,
+          AttnOps<A>::attn_block};
 }
 
 }  // namespace

@@ -129,13 +129,51 @@ void axpy(float* y, float alpha, const float* x, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+void f16_to_f32(const std::uint16_t* x, float* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = qlm::detail::f16_to_f32(x[i]);
+}
+
+void f32_to_f16(const float* x, std::uint16_t* y, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) y[i] = qlm::detail::f32_to_f16(x[i]);
+}
+
+void attn_block(const float* q, std::size_t g, std::size_t hd, const float* k, const float* v,
+                std::size_t n, float scale, float* m, float* l, float* acc) {
+  for (std::size_t j = 0; j < g; ++j) {
+    float s[kAttnBlock];
+    float block_max = -INFINITY;
+    for (std::size_t t = 0; t < n; ++t) {
+      float d = 0.0f;
+      for (std::size_t i = 0; i < hd; ++i) d += q[j * hd + i] * k[t * hd + i];
+      s[t] = d * scale;
+      block_max = std::max(block_max, s[t]);
+    }
+    float* a = acc + j * hd;
+    if (block_max > m[j]) {
+      const float c = std::exp(m[j] - block_max);  // exp(-inf) = 0 on the first block
+      l[j] *= c;
+      for (std::size_t i = 0; i < hd; ++i) a[i] *= c;
+      m[j] = block_max;
+    }
+    for (std::size_t t = 0; t < n; ++t) {
+      s[t] = std::exp(s[t] - m[j]);
+      l[j] += s[t];
+    }
+    for (std::size_t i = 0; i < hd; ++i) {
+      float x = a[i];
+      for (std::size_t t = 0; t < n; ++t) x += s[t] * v[t * hd + i];
+      a[i] = x;
+    }
+  }
+}
+
 }  // namespace
 
 namespace detail {
 const KernelTable& scalar_table() noexcept {
-  static const KernelTable table{Isa::Scalar, quantize_rows, gemm<true>, gemm<false>,
-                                 rmsnorm,     softmax,       silu_mul,   rope,
-                                 add,         dot,           axpy};
+  static const KernelTable table{Isa::Scalar, quantize_rows, gemm<true>, gemm<false>, rmsnorm,
+                                 softmax,     silu_mul,      rope,       add,         dot,
+                                 axpy,        f16_to_f32,    f32_to_f16, attn_block};
   return table;
 }
 }  // namespace detail

@@ -78,6 +78,19 @@ class FastForward final : public Forward {
     ops::matmul(kt_, *pool_, w, act_, out, ldy, scratch_);
   }
 
+  // Writes one position's key and value into the cache, converting with the ISA's kernel.
+  void store_kv(KvCache& cache, std::uint32_t l, std::uint32_t h, std::size_t pos, const float* k,
+                const float* v) {
+    const std::size_t hd = c_.head_dim;
+    if (cache.type() == KvType::F16) {
+      kt_.f32_to_f16(k, &cache.keys_f16(l, h)[pos * hd], hd);
+      kt_.f32_to_f16(v, &cache.values_f16(l, h)[pos * hd], hd);
+    } else {
+      std::copy_n(k, hd, &cache.keys(l, h)[pos * hd]);
+      std::copy_n(v, hd, &cache.values(l, h)[pos * hd]);
+    }
+  }
+
   void attention_block(std::uint32_t l, std::size_t m, std::uint32_t start, KvCache& cache) {
     const LayerWeights& lw = w_.layers[l];
     const std::size_t d = c_.hidden_size, hd = c_.head_dim, half = hd / 2;
@@ -100,8 +113,7 @@ class FastForward final : public Forward {
       const std::size_t pos = start + i;
       for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
         kt_.rope(&k_[i * kvd_ + h * hd], cs, sn, hd);
-        std::copy_n(&k_[i * kvd_ + h * hd], hd, &cache.keys(l, h)[pos * hd]);
-        std::copy_n(&v_[i * kvd_ + h * hd], hd, &cache.values(l, h)[pos * hd]);
+        store_kv(cache, l, h, pos, &k_[i * kvd_ + h * hd], &v_[i * kvd_ + h * hd]);
       }
     }
     const std::uint32_t group = c_.n_heads / c_.n_kv_heads;
@@ -113,7 +125,7 @@ class FastForward final : public Forward {
           c_.sliding_window && pos >= c_.sliding_window ? pos - c_.sliding_window + 1 : 0;
       const std::size_t q_off = i * qd_ + static_cast<std::size_t>(g) * group * hd;
       ops::attend(kt_, {static_cast<std::uint32_t>(hd), group, first, pos}, &q_[q_off],
-                  cache.keys(l, g).data(), cache.values(l, g).data(), &att_[q_off]);
+                  {cache.key_data(l, g), cache.value_data(l, g), cache.type()}, &att_[q_off]);
     });
     act_.quantize(kt_, att_.data(), m, qd_, qd_);
     project(lw.wo, xb_.data(), d);

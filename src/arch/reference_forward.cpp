@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "model_weights.hpp"
@@ -27,7 +26,9 @@ class ReferenceForward final : public Forward {
         v_(c_.n_kv_heads * c_.head_dim),
         att_out_(c_.n_heads * c_.head_dim),
         gate_(c_.intermediate_size),
-        up_(c_.intermediate_size) {}
+        up_(c_.intermediate_size),
+        key_(c_.head_dim),
+        value_(c_.head_dim) {}
 
   void run(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache,
            std::span<float> logits, bool all_logits) override {
@@ -62,8 +63,7 @@ class ReferenceForward final : public Forward {
     for (std::uint32_t h = 0; h < c_.n_heads; ++h) ref::rope({&q_[h * hd], hd}, inv_freq_, pos);
     for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
       ref::rope({&k_[h * hd], hd}, inv_freq_, pos);
-      std::memcpy(&cache.keys(l, h)[pos * hd], &k_[h * hd], hd * sizeof(float));
-      std::memcpy(&cache.values(l, h)[pos * hd], &v_[h * hd], hd * sizeof(float));
+      cache.store(l, h, pos, {&k_[h * hd], hd}, {&v_[h * hd], hd});  // f16: rounded here
     }
     // Mistral's sliding window: a query at `pos` sees keys in (pos - window, pos].
     const std::uint32_t first =
@@ -73,17 +73,18 @@ class ReferenceForward final : public Forward {
     for (std::uint32_t h = 0; h < c_.n_heads; ++h) {
       const std::uint32_t kvh = h / (c_.n_heads / c_.n_kv_heads);
       const float* q = &q_[h * hd];
-      const auto keys = cache.keys(l, kvh), values = cache.values(l, kvh);
       for (std::uint32_t t = first; t <= pos; ++t) {
+        cache.load(l, kvh, t, key_, value_);
         float dot = 0.0f;
-        for (std::uint32_t i = 0; i < hd; ++i) dot += q[i] * keys[t * hd + i];
+        for (std::uint32_t i = 0; i < hd; ++i) dot += q[i] * key_[i];
         scores[t - first] = dot * scale;
       }
       ref::softmax(scores);
       float* out = &att_out_[h * hd];
       std::fill(out, out + hd, 0.0f);
       for (std::uint32_t t = first; t <= pos; ++t) {
-        for (std::uint32_t i = 0; i < hd; ++i) out[i] += scores[t - first] * values[t * hd + i];
+        cache.load(l, kvh, t, key_, value_);
+        for (std::uint32_t i = 0; i < hd; ++i) out[i] += scores[t - first] * value_[i];
       }
     }
     ref::matvec(xb_, lw.wo, att_out_);
@@ -104,6 +105,7 @@ class ReferenceForward final : public Forward {
   const ModelWeights& w_;
   std::vector<float> inv_freq_;
   std::vector<float> x_, xb_, q_, k_, v_, att_out_, gate_, up_;  // activations of one token
+  std::vector<float> key_, value_;  // one cached position, read back as f32
 };
 
 }  // namespace

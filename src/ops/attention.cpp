@@ -1,5 +1,8 @@
-// Online-softmax attention (running max and denominator per head, rescaling the accumulator when
-// the max grows), blocked by 32 keys so each key block is read from L1 for every head in the group.
+// Online-softmax attention: per block of keys one kernel call (kt.attn_block) computes the
+// group x block scores, updates each head's running max and denominator (rescaling its
+// accumulator when the max grows) and accumulates the values, so each key and value is read from
+// memory once for the whole group. An f16 cache is converted block by block (kt.f16_to_f32) into
+// stack buffers that stay in L1.
 #include "ops/attention.hpp"
 
 #include <algorithm>
@@ -8,47 +11,43 @@
 namespace qlm::ops {
 
 namespace {
-constexpr std::uint32_t kKeyBlock = 32;
-constexpr std::uint32_t kMaxGroup = 64;  // query heads per KV head; real models use <= 16
+constexpr std::uint32_t kMaxGroup = 64;      // query heads per KV head; real models use <= 16
+constexpr std::size_t kBufferFloats = 4096;  // one converted block of K (or V): 16 KiB
 }  // namespace
 
-void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float* q, const float* k,
-            const float* v, float* out) {
-  const std::uint32_t hd = s.head_dim;
+std::uint32_t attention_block(std::uint32_t head_dim) {
+  const auto fit = static_cast<std::uint32_t>(kBufferFloats / std::max(head_dim, 1u));
+  return std::clamp<std::uint32_t>(fit, 1, kernels::kAttnBlock);
+}
+
+void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float* q,
+            const KvHead& kv, float* out) {
+  const std::size_t hd = s.head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const std::uint32_t block = attention_block(s.head_dim);
   float run_max[kMaxGroup], run_sum[kMaxGroup];
-  float scores[kKeyBlock];
-  for (std::uint32_t j = 0; j < s.group; ++j) {
-    run_max[j] = -INFINITY;
-    run_sum[j] = 0.0f;
-    std::fill(out + j * hd, out + (j + 1) * hd, 0.0f);
-  }
-  for (std::uint32_t t0 = s.first; t0 <= s.last; t0 += kKeyBlock) {
-    const std::uint32_t n = std::min(kKeyBlock, s.last + 1 - t0);
-    for (std::uint32_t j = 0; j < s.group; ++j) {
-      const float* qj = q + j * hd;
-      float block_max = -INFINITY;
-      for (std::uint32_t t = 0; t < n; ++t) {
-        scores[t] = kt.dot(qj, k + static_cast<std::size_t>(t0 + t) * hd, hd) * scale;
-        block_max = std::max(block_max, scores[t]);
-      }
-      float* acc = out + j * hd;
-      if (block_max > run_max[j]) {
-        const float correction = std::exp(run_max[j] - block_max);  // exp(-inf) = 0 at the start
-        run_sum[j] *= correction;
-        for (std::uint32_t i = 0; i < hd; ++i) acc[i] *= correction;
-        run_max[j] = block_max;
-      }
-      for (std::uint32_t t = 0; t < n; ++t) {
-        const float e = std::exp(scores[t] - run_max[j]);
-        run_sum[j] += e;
-        kt.axpy(acc, e, v + static_cast<std::size_t>(t0 + t) * hd, hd);
-      }
+  std::fill_n(run_max, s.group, -INFINITY);
+  std::fill_n(run_sum, s.group, 0.0f);
+  std::fill_n(out, s.group * hd, 0.0f);
+  const bool f16 = kv.type == KvType::F16;
+  alignas(64) float kbuf[kBufferFloats], vbuf[kBufferFloats];  // f16 only; not initialized
+  for (std::uint32_t t0 = s.first; t0 <= s.last; t0 += block) {
+    const std::size_t n = std::min(block, s.last + 1 - t0), at = t0 * hd;
+    const float *k, *v;
+    if (f16) {
+      kt.f16_to_f32(static_cast<const std::uint16_t*>(kv.k) + at, kbuf, n * hd);
+      kt.f16_to_f32(static_cast<const std::uint16_t*>(kv.v) + at, vbuf, n * hd);
+      k = kbuf;
+      v = vbuf;
+    } else {
+      k = static_cast<const float*>(kv.k) + at;
+      v = static_cast<const float*>(kv.v) + at;
     }
+    kt.attn_block(q, s.group, hd, k, v, n, scale, run_max, run_sum, out);
   }
   for (std::uint32_t j = 0; j < s.group; ++j) {
     const float inv = 1.0f / run_sum[j];
-    for (std::uint32_t i = 0; i < hd; ++i) out[j * hd + i] *= inv;
+    for (std::size_t i = 0; i < hd; ++i) out[j * hd + i] *= inv;
   }
 }
 

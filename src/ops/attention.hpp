@@ -1,11 +1,13 @@
 // Causal GQA attention over the KV cache with an online (flash-style) softmax: keys are visited
-// in blocks of 32, once for all query heads that share them, and no score buffer of context size
-// is needed.
+// in blocks of up to 32, each block read once for all query heads that share it (converted from
+// f16 into a block buffer that stays in L1 first, for an f16 cache), and no score buffer of
+// context size is needed.
 #pragma once
 
 #include <cstdint>
 
 #include "kernel_table.hpp"
+#include "qlm/kv_cache.hpp"
 
 namespace qlm::ops {
 
@@ -17,9 +19,21 @@ struct AttentionShape {
   std::uint32_t last = 0;   ///< last visible key position (the query's own), inclusive
 };
 
+/// One KV head's cached keys and values: [position][head_dim] elements of `type` each.
+struct KvHead {
+  const void* k = nullptr;
+  const void* v = nullptr;
+  KvType type = KvType::F32;
+};
+
+/// Keys per block for a head dimension: 32, fewer when head_dim > 128 so that a converted block
+/// of K and V fits the fixed buffer (16 KiB each).
+std::uint32_t attention_block(std::uint32_t head_dim);
+
 /// out[j][hd] = softmax(q_j · K[first..last] / sqrt(hd)) · V[first..last] for the `group` query
-/// heads q[j][hd] that share keys/values `k`, `v` ([position][hd]).
-void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float* q, const float* k,
-            const float* v, float* out);
+/// heads q[j][hd] that share keys/values `kv`. Reads positions [first, last] only. The result for
+/// a query depends only on its inputs (never on batching or threads); nothing is allocated.
+void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float* q,
+            const KvHead& kv, float* out);
 
 }  // namespace qlm::ops

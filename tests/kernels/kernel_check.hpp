@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernel_table.hpp"
+#include "qlm/detail/half.hpp"
 #include "qlm/dtype.hpp"
 #include "qlm/quant/layout.hpp"
 #include "qlm/quant/quantize.hpp"
@@ -367,6 +368,213 @@ inline Report check_float_helpers(const KernelTable& t, const KernelTable& ref) 
         const std::size_t j = i % half;
         const double m1 = std::fabs(static_cast<double>(x[j])) + std::fabs(x[j + half]);
         expect("rope", i, o1[i], o2[i], 4 * kEps * m1);
+      }
+    }
+  }
+  return rep;
+}
+
+inline std::uint32_t bits_of(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float float_of(std::uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Floats that exercise f32 -> f16 rounding: zeros, infinities, NaNs with every kind of payload
+// (quiet, signalling, low and high bits), f32 subnormals, the f16 subnormal range and its edges,
+// the overflow edge (65504, 65519.99, 65520), and for a sweep of f16 values h the exact midpoint
+// between h and its successor (ties to even) and the floats one ulp either side of it.
+inline std::vector<float> f16_rounding_cases() {
+  std::vector<float> v;
+  for (std::uint32_t u :
+       {0x00000000u, 0x7f800000u, 0x7fc00000u, 0x7f800001u, 0x7fbfffffu, 0x7fffffffu, 0x7fc01234u,
+        0x7fa00000u, 0x00000001u, 0x007fffffu, 0x33000000u, 0x33000001u, 0x32ffffffu, 0x387fe000u,
+        0x387ff000u, 0x38800000u, 0x477fe000u, 0x477fefffu, 0x477ff000u, 0x47800000u, 0x7f7fffffu,
+        0x3f800000u, 0x33800000u, 0x33c00000u, 0x34000000u}) {
+    v.push_back(float_of(u));
+    v.push_back(float_of(u | 0x80000000u));
+  }
+  for (std::uint32_t h = 0; h + 1 < 0x7c00; h += 7) {
+    const double a = qlm::detail::f16_to_f32(static_cast<std::uint16_t>(h));
+    const double b = qlm::detail::f16_to_f32(static_cast<std::uint16_t>(h + 1));
+    const float mid = static_cast<float>((a + b) / 2);  // exact: f16 has 11 significant bits
+    for (float f : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, INFINITY)}) {
+      v.push_back(f);
+      v.push_back(-f);
+    }
+  }
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<std::uint32_t> any;
+  for (int i = 0; i < 4000; ++i) v.push_back(float_of(any(rng)));
+  return v;
+}
+
+// f16 <-> f32 runs against the scalar twins and qlm::detail, bit for bit: every one of the 65536
+// f16 values, every rounding case above, on awkward lengths and misaligned pointers (a NaN lands
+// in different vector positions), and nothing written past n.
+inline Report check_half(const KernelTable& t, const KernelTable& ref) {
+  Report rep;
+  const std::string isa(to_string(t.isa));
+  std::vector<std::uint16_t> all(65536);
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint16_t>(i);
+  std::vector<float> a(all.size()), b(all.size());
+  t.f16_to_f32(all.data(), a.data(), all.size());
+  ref.f16_to_f32(all.data(), b.data(), all.size());
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const std::uint32_t want = bits_of(qlm::detail::f16_to_f32(all[i]));
+    if (bits_of(a[i]) != want || bits_of(b[i]) != want) {
+      rep.fail(isa, " f16_to_f32(0x", std::hex, i, ") = 0x", bits_of(a[i]), " (scalar 0x",
+               bits_of(b[i]), ") want 0x", want);
+    }
+  }
+  const std::vector<float> cases = f16_rounding_cases();
+  std::vector<std::uint16_t> h(cases.size()), g(cases.size());
+  t.f32_to_f16(cases.data(), h.data(), cases.size());
+  ref.f32_to_f16(cases.data(), g.data(), cases.size());
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const std::uint16_t want = qlm::detail::f32_to_f16(cases[i]);
+    if (h[i] != want || g[i] != want) {
+      rep.fail(isa, " f32_to_f16(0x", std::hex, bits_of(cases[i]), ") = 0x", h[i], " (scalar 0x",
+               g[i], ") want 0x", want);
+    }
+  }
+  constexpr std::uint16_t kGuard16 = 0xabcd;
+  for (std::size_t n : {0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 100, 1000}) {
+    for (std::size_t misalign : {0, 1, 3}) {
+      for (std::size_t start : {std::size_t{0}, std::size_t{0x7c00}, std::size_t{0xfbf0}}) {
+        Buffer<std::uint16_t> src(n + 1, 2 * misalign);
+        Buffer<float> dst(n + 1, 4 * misalign);
+        for (std::size_t i = 0; i < n; ++i) src[i] = static_cast<std::uint16_t>(start + i * 37);
+        dst[n] = kSentinel;
+        t.f16_to_f32(src.data(), dst.data(), n);
+        for (std::size_t i = 0; i < n; ++i) {
+          if (bits_of(dst[i]) != bits_of(qlm::detail::f16_to_f32(src[i]))) {
+            rep.fail(isa, " f16_to_f32 n=", n, " misalign=", misalign, " wrong at ", i);
+          }
+        }
+        if (bits_of(dst[n]) != bits_of(kSentinel)) rep.fail(isa, " f16_to_f32 wrote past n=", n);
+
+        Buffer<float> fsrc(n + 1, 4 * misalign);
+        Buffer<std::uint16_t> hdst(n + 1, 2 * misalign);
+        for (std::size_t i = 0; i < n; ++i) fsrc[i] = cases[(start + i * 13) % cases.size()];
+        hdst[n] = kGuard16;
+        t.f32_to_f16(fsrc.data(), hdst.data(), n);
+        for (std::size_t i = 0; i < n; ++i) {
+          if (hdst[i] != qlm::detail::f32_to_f16(fsrc[i])) {
+            rep.fail(isa, " f32_to_f16 n=", n, " misalign=", misalign, " wrong at ", i);
+          }
+        }
+        if (hdst[n] != kGuard16) rep.fail(isa, " f32_to_f16 wrote past n=", n);
+      }
+    }
+  }
+  return rep;
+}
+
+// Attention over several blocks with table `t`: keys/values [blocks][kAttnBlock][hd] (only the
+// first n[b] rows of block b are used; the rest and everything past them are NaN, so a kernel
+// that reads them fails). Returns the normalized outputs out[g][hd] = acc / l.
+inline std::vector<float> run_attention(const KernelTable& t, const std::vector<float>& q,
+                                        std::size_t g, std::size_t hd,
+                                        const std::vector<std::vector<float>>& k,
+                                        const std::vector<std::vector<float>>& v,
+                                        const std::vector<std::size_t>& n, float scale) {
+  std::vector<float> m(g, -INFINITY), l(g, 0.0f), acc(g * hd, 0.0f);
+  for (std::size_t b = 0; b < n.size(); ++b) {
+    t.attn_block(q.data(), g, hd, k[b].data(), v[b].data(), n[b], scale, m.data(), l.data(),
+                 acc.data());
+  }
+  for (std::size_t j = 0; j < g; ++j) {
+    for (std::size_t i = 0; i < hd; ++i) acc[j * hd + i] /= l[j];
+  }
+  return acc;
+}
+
+// attn_block of `t` against the scalar twin (ref != nullptr) or, with ref == nullptr, against a
+// two-pass softmax in double precision, on head dims that are and are not whole vectors, every
+// group size up to 9 and partial blocks; later blocks' scores are larger so the running max (and
+// the rescaling) changes. Bound: the outputs are convex combinations of v, so the error is at
+// most max|v| * (2 * score error + exp error + accumulation error), with the score error
+// (hd + 8) * eps * scale * sum|q k| per key for each of the two results compared.
+inline Report check_attention(const KernelTable& t, const KernelTable* ref) {
+  Report rep;
+  const std::string isa(to_string(t.isa));
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (std::size_t hd : {2, 8, 12, 16, 40, 64, 80, 128, 136}) {
+    for (std::size_t g : {1, 2, 3, 4, 5, 7, 8, 9}) {
+      if (hd > 64 && g != 1 && g != 4 && g != 7) continue;
+      const std::vector<std::size_t> n = {kAttnBlock, 1, 17, kAttnBlock, 3, 31, 2};
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      std::vector<float> q(g * hd);
+      for (auto& x : q) x = nd(rng);
+      std::vector<std::vector<float>> k(n.size()), v(n.size());
+      double max_v = 0.0, max_qk = 0.0;
+      for (std::size_t b = 0; b < n.size(); ++b) {
+        k[b].assign((kAttnBlock + 1) * hd, NAN);
+        v[b].assign((kAttnBlock + 1) * hd, NAN);
+        const float grow = 1.0f + 0.4f * static_cast<float>(b % 4);  // the max keeps moving
+        for (std::size_t i = 0; i < n[b] * hd; ++i) {
+          k[b][i] = grow * nd(rng);
+          v[b][i] = nd(rng);
+          max_v = std::max(max_v, std::fabs(static_cast<double>(v[b][i])));
+        }
+        for (std::size_t j = 0; j < g; ++j) {
+          for (std::size_t r = 0; r < n[b]; ++r) {
+            double mag = 0.0;
+            for (std::size_t i = 0; i < hd; ++i) {
+              mag += std::fabs(static_cast<double>(q[j * hd + i]) * k[b][r * hd + i]);
+            }
+            max_qk = std::max(max_qk, mag * scale);
+          }
+        }
+      }
+      std::size_t total = 0;
+      for (std::size_t x : n) total += x;
+      const std::vector<float> got = run_attention(t, q, g, hd, k, v, n, scale);
+      std::vector<double> want(g * hd, 0.0);
+      if (ref != nullptr) {
+        const std::vector<float> r = run_attention(*ref, q, g, hd, k, v, n, scale);
+        want.assign(r.begin(), r.end());
+      } else {
+        for (std::size_t j = 0; j < g; ++j) {
+          std::vector<double> s;
+          for (std::size_t b = 0; b < n.size(); ++b) {
+            for (std::size_t r = 0; r < n[b]; ++r) {
+              double d = 0.0;
+              for (std::size_t i = 0; i < hd; ++i) {
+                d += static_cast<double>(q[j * hd + i]) * k[b][r * hd + i];
+              }
+              s.push_back(d * scale);
+            }
+          }
+          const double mx = *std::max_element(s.begin(), s.end());
+          double sum = 0.0;
+          for (double& x : s) sum += (x = std::exp(x - mx));
+          std::size_t idx = 0;
+          for (std::size_t b = 0; b < n.size(); ++b) {
+            for (std::size_t r = 0; r < n[b]; ++r, ++idx) {
+              for (std::size_t i = 0; i < hd; ++i) {
+                want[j * hd + i] += s[idx] / sum * v[b][r * hd + i];
+              }
+            }
+          }
+        }
+      }
+      const double score_err = 2.0 * static_cast<double>(hd + 8) * kEps * max_qk;
+      const double tol =
+          max_v * (2.0 * score_err + 64.0 * kEps + static_cast<double>(total + hd + 16) * 4 * kEps);
+      for (std::size_t i = 0; i < g * hd; ++i) {
+        if (!(std::fabs(got[i] - want[i]) <= tol)) {
+          rep.fail(isa, " attn_block hd=", hd, " g=", g, ": out[", i / hd, "][", i % hd,
+                   "] = ", got[i], " want ", want[i], " (tol ", tol, ")");
+          break;
+        }
       }
     }
   }

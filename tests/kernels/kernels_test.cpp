@@ -42,6 +42,26 @@ TEST_CASE("fp32 helpers match their scalar twins", "[kernels]") {
   }
 }
 
+TEST_CASE("f16 conversions are bit-exact on every ISA", "[kernels][f16]") {
+  const KernelTable& scalar = kernels_for(Isa::Scalar);
+  for (Isa isa : supported_isas()) {
+    INFO("isa " << to_string(isa));
+    require_ok(check::check_half(kernels_for(isa), scalar));
+  }
+}
+
+TEST_CASE("scalar attention blocks match a double-precision softmax", "[kernels][attention]") {
+  require_ok(check::check_attention(kernels_for(Isa::Scalar), nullptr));
+}
+
+TEST_CASE("attention blocks match the scalar twin on every ISA", "[kernels][attention]") {
+  const KernelTable& scalar = kernels_for(Isa::Scalar);
+  for (Isa isa : supported_isas()) {
+    INFO("isa " << to_string(isa));
+    require_ok(check::check_attention(kernels_for(isa), &scalar));
+  }
+}
+
 TEST_CASE("ISA names round-trip and dispatch refuses what the CPU lacks", "[kernels]") {
   for (std::size_t i = 0; i < kIsaCount; ++i) {
     const Isa isa = static_cast<Isa>(i);

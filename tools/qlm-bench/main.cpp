@@ -1,5 +1,6 @@
 // qlm-bench: prompt-processing (ppN) and generation (tgN) throughput over repetitions, per thread
-// count, like llama.cpp's llama-bench; plus model size, bits per weight and peak memory.
+// count and KV cache depth, like llama.cpp's llama-bench; plus model size, bits per weight, KV
+// cache size and peak memory.
 #include <sys/resource.h>
 
 #include <fmt/format.h>
@@ -19,6 +20,7 @@ struct Row {
   std::string test;
   int threads;
   double mean, stddev;
+  std::size_t kv_bytes;
 };
 
 std::vector<int> parse_list(const std::string& s) {
@@ -33,31 +35,38 @@ std::vector<int> parse_list(const std::string& s) {
   return v;
 }
 
-// Tokens per second of one run: pp evaluates n prompt tokens at once; tg evaluates one token
-// after another (after a 1-token start that is not timed).
-double run_once(const std::shared_ptr<const qlm::Model>& model, const qlm::SessionOptions& o,
-                bool prompt, int n, std::string& error) {
-  auto session = qlm::Session::create(model, o);
-  if (!session) {
-    error = session.error().message;
+// Deterministic token ids below the vocabulary size.
+std::vector<std::int32_t> token_ids(int n, std::int32_t vocab, int salt) {
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) ids[static_cast<std::size_t>(i)] = (i * 7919 + 13 + salt) % vocab;
+  return ids;
+}
+
+// Tokens per second of one run on a session that holds `depth` tokens (the cache is rolled back
+// to them first): pp evaluates n prompt tokens at once; tg evaluates one token after another
+// (at depth 0 after a 1-token start that is not timed).
+double run_once(qlm::Session& session, bool prompt, int n, int depth, std::string& error) {
+  const auto vocab = static_cast<std::int32_t>(session.model().config().vocab_size);
+  if (auto r = session.truncate(static_cast<std::uint32_t>(depth)); !r) {
+    error = r.error().message;
     return 0.0;
   }
-  const std::int32_t vocab = static_cast<std::int32_t>(model->config().vocab_size);
-  std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) ids[static_cast<std::size_t>(i)] = (i * 7919 + 13) % vocab;
+  const std::vector<std::int32_t> ids = token_ids(n, vocab, 1);
   using Clock = std::chrono::steady_clock;
   if (prompt) {
     const auto t0 = Clock::now();
-    auto r = session->eval(ids);
+    auto r = session.eval(ids);
     const double s = std::chrono::duration<double>(Clock::now() - t0).count();
     if (!r) error = r.error().message;
     return n / s;
   }
-  std::int32_t first = 1;
-  if (auto r = session->eval(std::span(&first, 1)); !r) error = r.error().message;
+  if (depth == 0) {
+    std::int32_t first = 1;
+    if (auto r = session.eval(std::span(&first, 1)); !r) error = r.error().message;
+  }
   const auto t0 = Clock::now();
   for (int i = 0; i < n && error.empty(); ++i) {
-    auto r = session->eval(std::span(&ids[static_cast<std::size_t>(i)], 1));
+    auto r = session.eval(std::span(&ids[static_cast<std::size_t>(i)], 1));
     if (!r) error = r.error().message;
   }
   return n / std::chrono::duration<double>(Clock::now() - t0).count();
@@ -67,7 +76,8 @@ double run_once(const std::shared_ptr<const qlm::Model>& model, const qlm::Sessi
 
 int main(int argc, char** argv) {
   CLI::App app{"Benchmark prompt processing and generation speed of a .qlm model"};
-  std::string path, pp = "512", tg = "64", threads, format = "md", isa;
+  std::string path, pp = "512", tg = "64", depths = "0", threads, format = "md", isa;
+  std::string kv_type = "f32";
   int reps = 5;
   app.add_option("-m,--model", path, ".qlm model")->required();
   app.add_option("-p,--n-prompt", pp, "prompt lengths, comma-separated (default 512; 0 = none)");
@@ -75,6 +85,10 @@ int main(int argc, char** argv) {
   app.add_option("-t,--threads", threads, "thread counts, comma-separated (default: all cores)");
   app.add_option("-r,--repetitions", reps, "repetitions (default 5)");
   app.add_option("-o,--output", format, "md|csv|json (default md)");
+  app.add_option("-d,--depth", depths,
+                 "tokens in the KV cache before each test, comma-separated (default 0)");
+  app.add_option("--kv-type", kv_type, "KV cache element type: f32 or f16 (default f32)")
+      ->check(CLI::IsMember({"f32", "f16"}));
   app.add_option("--isa", isa, "force a kernel ISA (default: best)");
   CLI11_PARSE(app, argc, argv);
   if (format != "md" && format != "csv" && format != "json") {
@@ -99,24 +113,46 @@ int main(int argc, char** argv) {
     if (n > 0) tests.emplace_back(true, n);
   for (int n : parse_list(tg))
     if (n > 0) tests.emplace_back(false, n);
+  const std::vector<int> depth_list = parse_list(depths);
+  for (int depth : depth_list) {
+    if (depth < 0) {
+      fmt::print(stderr, "qlm-bench: depth {} is negative\n", depth);
+      return 2;
+    }
+  }
+  const auto vocab = static_cast<std::int32_t>((*model)->config().vocab_size);
   for (int t : parse_list(threads)) {
-    for (auto [prompt, n] : tests) {
-      qlm::SessionOptions o{.context = static_cast<std::uint32_t>(n + 8), .threads = t, .isa = isa};
-      o.pool = qlm::make_openmp_pool(t);
-      std::string error;
-      run_once(*model, o, prompt, std::min(n, 16), error);  // warm-up
-      std::vector<double> v;
-      for (int r = 0; r < reps && error.empty(); ++r)
-        v.push_back(run_once(*model, o, prompt, n, error));
-      if (!error.empty()) {
-        fmt::print(stderr, "qlm-bench: {}\n", error);
-        return 1;
+    for (int depth : depth_list) {
+      for (auto [prompt, n] : tests) {
+        // One session per test: the depth tokens are evaluated once (not timed) and every
+        // repetition rolls the cache back to them.
+        qlm::SessionOptions o{.context = static_cast<std::uint32_t>(depth + n + 8),
+                              .threads = t,
+                              .kv_type = *qlm::parse_kv_type(kv_type),
+                              .isa = isa};
+        o.pool = qlm::make_openmp_pool(t);
+        std::string error;
+        auto session = qlm::Session::create(*model, o);
+        if (!session) error = session.error().message;
+        if (error.empty() && depth > 0) {
+          if (auto r = session->eval(token_ids(depth, vocab, 0)); !r) error = r.error().message;
+        }
+        if (error.empty()) run_once(*session, prompt, std::min(n, 16), depth, error);  // warm-up
+        std::vector<double> v;
+        for (int r = 0; r < reps && error.empty(); ++r)
+          v.push_back(run_once(*session, prompt, n, depth, error));
+        if (!error.empty()) {
+          fmt::print(stderr, "qlm-bench: {}\n", error);
+          return 1;
+        }
+        const double mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+        double var = 0.0;
+        for (double x : v) var += (x - mean) * (x - mean);
+        std::string test = (prompt ? "pp" : "tg") + std::to_string(n);
+        if (depth > 0) test += " @ d" + std::to_string(depth);
+        rows.push_back({test, t, mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0,
+                        session->kv_cache().bytes()});
       }
-      const double mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
-      double var = 0.0;
-      for (double x : v) var += (x - mean) * (x - mean);
-      rows.push_back({(prompt ? "pp" : "tg") + std::to_string(n), t, mean,
-                      v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0});
     }
   }
   struct rusage ru {};
@@ -125,20 +161,22 @@ int main(int argc, char** argv) {
   const std::string name = std::filesystem::path(path).filename().string();
   const double bpw = 8.0 * static_cast<double>(bytes) / static_cast<double>(params);
   if (format == "md") {
-    fmt::print("| model | size | params | bpw | threads | test | t/s |\n");
-    fmt::print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    fmt::print("| model | size | params | bpw | kv | kv cache | threads | test | t/s |\n");
+    fmt::print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n");
     for (const auto& r : rows) {
-      fmt::print("| {} | {} | {:.2f} M | {:.2f} | {} | {} | {:.2f} ± {:.2f} |\n", name,
-                 qlm::tools::human_bytes(bytes), params / 1e6, bpw, r.threads, r.test, r.mean,
-                 r.stddev);
+      fmt::print("| {} | {} | {:.2f} M | {:.2f} | {} | {} | {} | {} | {:.2f} ± {:.2f} |\n", name,
+                 qlm::tools::human_bytes(bytes), params / 1e6, bpw, kv_type,
+                 qlm::tools::human_bytes(r.kv_bytes), r.threads, r.test, r.mean, r.stddev);
     }
     fmt::print("\npeak memory: {:.1f} MiB (model file {})\n", peak_mib,
                qlm::tools::human_bytes((*model)->file().file_size()));
   } else if (format == "csv") {
-    fmt::print("model,size_bytes,params,bpw,threads,test,tps_mean,tps_stddev,peak_mib\n");
+    fmt::print(
+        "model,size_bytes,params,bpw,kv_type,kv_bytes,threads,test,tps_mean,tps_stddev,"
+        "peak_mib\n");
     for (const auto& r : rows) {
-      fmt::print("{},{},{},{:.4f},{},{},{:.4f},{:.4f},{:.1f}\n", name, bytes, params, bpw,
-                 r.threads, r.test, r.mean, r.stddev, peak_mib);
+      fmt::print("{},{},{},{:.4f},{},{},{},{},{:.4f},{:.4f},{:.1f}\n", name, bytes, params, bpw,
+                 kv_type, r.kv_bytes, r.threads, r.test, r.mean, r.stddev, peak_mib);
     }
   } else {
     fmt::print("[\n");
@@ -146,10 +184,10 @@ int main(int argc, char** argv) {
       const auto& r = rows[i];
       fmt::print(
           "  {{\"model\": \"{}\", \"size_bytes\": {}, \"params\": {}, \"bpw\": {:.4f}, "
-          "\"threads\": {}, \"test\": \"{}\", \"tps_mean\": {:.4f}, \"tps_stddev\": {:.4f}, "
-          "\"peak_mib\": {:.1f}}}{}\n",
-          name, bytes, params, bpw, r.threads, r.test, r.mean, r.stddev, peak_mib,
-          i + 1 < rows.size() ? "," : "");
+          "\"kv_type\": \"{}\", \"kv_bytes\": {}, \"threads\": {}, \"test\": \"{}\", "
+          "\"tps_mean\": {:.4f}, \"tps_stddev\": {:.4f}, \"peak_mib\": {:.1f}}}{}\n",
+          name, bytes, params, bpw, kv_type, r.kv_bytes, r.threads, r.test, r.mean, r.stddev,
+          peak_mib, i + 1 < rows.size() ? "," : "");
     }
     fmt::print("]\n");
   }

@@ -18,6 +18,7 @@ struct Args {
   std::vector<std::string> stop;
   bool reference = false;
   bool ignore_eos = false;
+  std::string kv_type = "f32";
 };
 
 int fail(const std::string& message) {
@@ -45,6 +46,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", a.sampling.seed, "RNG seed (default 0)");
   app.add_option("-t,--threads", a.threads, "threads (default: all cores)");
   app.add_option("-c,--ctx-size", a.context, "context size (default min(trained, 4096))");
+  app.add_option("--kv-type", a.kv_type, "KV cache element type: f32 or f16 (default f32)")
+      ->check(CLI::IsMember({"f32", "f16"}));
   app.add_option("--stop", a.stop, "stop string (repeatable)");
   app.add_flag("--ignore-eos", a.ignore_eos, "keep generating past end-of-generation tokens");
   app.add_flag("--reference", a.reference, "use the scalar fp32 reference path (slow)");
@@ -65,8 +68,10 @@ int main(int argc, char** argv) {
     if (tok.bos() < 0) return fail("empty prompt and the model has no BOS token");
     prompt.push_back(tok.bos());
   }
-  auto session =
-      qlm::Session::create(*model, {a.context, a.threads, qlm::KvType::F32, a.reference});
+  auto session = qlm::Session::create(*model, {.context = a.context,
+                                               .threads = a.threads,
+                                               .kv_type = *qlm::parse_kv_type(a.kv_type),
+                                               .reference = a.reference});
   if (!session) return fail(session.error().message);
   qlm::Sampler sampler(a.sampling);
   qlm::GenerateOptions options;

@@ -32,11 +32,14 @@ int main(int argc, char** argv) {
   }
   const KernelTable& scalar = kernels_for(Isa::Scalar);
   report("scalar vs dequantized float", check::check_all_gemm(scalar, nullptr));
+  report("scalar attention vs double", check::check_attention(scalar, nullptr));
   for (Isa isa : supported_isas()) {
     if (isa == Isa::Scalar) continue;
     const std::string name(to_string(isa));
     report(name + " gemm/quantize vs scalar", check::check_all_gemm(kernels_for(isa), &scalar));
     report(name + " fp32 helpers vs scalar", check::check_float_helpers(kernels_for(isa), scalar));
+    report(name + " f16 conversions vs scalar", check::check_half(kernels_for(isa), scalar));
+    report(name + " attention vs scalar", check::check_attention(kernels_for(isa), &scalar));
   }
   std::printf("%s\n", failures == 0 ? "ALL PASSED" : "FAILURES");
   return failures == 0 ? 0 : 1;

@@ -1,0 +1,272 @@
+// Internal: one block of online-softmax attention (KernelTable::attn_block) written once over
+// xsimd and instantiated per ISA translation unit; internal linkage keeps the copies apart.
+//
+// Query heads are taken 4 at a time. Scores: each key vector is loaded once and multiplied into
+// the 4 heads' accumulators for kKeys keys at a time (4 x kKeys independent FMA chains along
+// head_dim), and one transpose-and-add tree (reduce_rows) reduces W accumulators to W scores in one
+// transpose-and-add tree instead of W separate horizontal sums. Softmax: block max, rescale, vector
+// exp over the block (padded with -inf to a whole vector). Values: each value vector is loaded once
+// and fed to the 4 heads' accumulators, kCols vectors of head_dim at a time, held in registers over
+// the block.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <xsimd/xsimd.hpp>
+
+#include "kernel_table.hpp"
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+namespace qlm::kernels {
+namespace {
+
+template <class A>
+struct AttnOps {
+  using B = xsimd::batch<float, A>;
+  static constexpr std::size_t W = B::size;
+  static_assert(kAttnBlock % W == 0, "a score row must be whole vectors");
+  static constexpr std::size_t kHeads = 4;  // query heads per tile
+  // Keys per score step: 4 x kKeys accumulators, a whole number of haddp rows, enough chains to
+  // hide the FMA latency (AVX-512: 16, AVX2: 8, NEON: 8).
+  static constexpr std::size_t kKeys = W / kHeads >= 2 ? W / kHeads : 2;
+  // Value vectors per accumulate step: 4 x kCols accumulators stay in registers (AVX2 has 16).
+  static constexpr std::size_t kCols = W == 8 ? 2 : 4;
+
+  using Scores = float[kHeads][kAttnBlock];
+
+  // Lane r of the result = the sum of row[r]'s lanes, for W rows. xsimd 8.1's haddp permutes
+  // lanes 2-5 and 10-13 on AVX-512, so that width gets its own transpose-and-add tree.
+  static B reduce_rows(const B* row) {
+#if defined(__AVX512F__)
+    if constexpr (W == 16) {
+      // fold(a, b): a's 256-bit halves added in the low half, b's in the high half.
+      const auto fold = [](__m512 a, __m512 b) {
+        return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+      };
+      __m512 y[4];  // y[k]'s 128-bit quad q holds 4 partial sums of row 4q + k
+      for (int k = 0; k < 4; ++k) {
+        const __m512 x0 = fold(row[k], row[k + 4]), x1 = fold(row[k + 8], row[k + 12]);
+        y[k] =
+            _mm512_add_ps(_mm512_shuffle_f32x4(x0, x1, 0x88), _mm512_shuffle_f32x4(x0, x1, 0xdd));
+      }
+      // Within each quad, a 4 x 4 transpose-and-add of y[0..3].
+      const __m512 s01 =
+          _mm512_add_ps(_mm512_unpacklo_ps(y[0], y[1]), _mm512_unpackhi_ps(y[0], y[1]));
+      const __m512 s23 =
+          _mm512_add_ps(_mm512_unpacklo_ps(y[2], y[3]), _mm512_unpackhi_ps(y[2], y[3]));
+      return _mm512_add_ps(_mm512_shuffle_ps(s01, s23, 0x44), _mm512_shuffle_ps(s01, s23, 0xee));
+    }
+#endif
+    return xsimd::haddp(row);
+  }
+
+  template <std::size_t G>
+  static void scores(const float* q, std::size_t hd, const float* k, std::size_t n, float scale,
+                     Scores& s) {
+    constexpr std::size_t kAcc = (G * kKeys + W - 1) / W * W;
+    std::size_t t = 0;
+    for (; t + kKeys <= n; t += kKeys) {
+      B acc[kAcc];
+      for (auto& a : acc) a = B(0.0f);
+      std::size_t i = 0;
+      for (; i + W <= hd; i += W) {
+        B kv[kKeys];
+        for (std::size_t u = 0; u < kKeys; ++u) kv[u] = B::load_unaligned(k + (t + u) * hd + i);
+        for (std::size_t j = 0; j < G; ++j) {
+          const B qv = B::load_unaligned(q + j * hd + i);
+          for (std::size_t u = 0; u < kKeys; ++u) {
+            acc[j * kKeys + u] = xsimd::fma(qv, kv[u], acc[j * kKeys + u]);
+          }
+        }
+      }
+      alignas(64) float sum[kAcc];
+      for (std::size_t r = 0; r < kAcc; r += W) reduce_rows(acc + r).store_aligned(sum + r);
+      for (std::size_t j = 0; j < G; ++j) {
+        for (std::size_t u = 0; u < kKeys; ++u) {
+          float d = sum[j * kKeys + u];
+          for (std::size_t c = i; c < hd; ++c) d += q[j * hd + c] * k[(t + u) * hd + c];
+          s[j][t + u] = d * scale;
+        }
+      }
+    }
+    for (; t < n; ++t) {  // the last n % kKeys keys, one at a time
+      for (std::size_t j = 0; j < G; ++j) {
+        B a(0.0f);
+        std::size_t i = 0;
+        for (; i + W <= hd; i += W) {
+          a = xsimd::fma(B::load_unaligned(q + j * hd + i), B::load_unaligned(k + t * hd + i), a);
+        }
+        float d = xsimd::hadd(a);
+        for (; i < hd; ++i) d += q[j * hd + i] * k[t * hd + i];
+        s[j][t] = d * scale;
+      }
+    }
+  }
+
+  // exp(x) for x in [-inf, 0], evaluated in double and rounded to float once, so it agrees with a
+  // correctly rounded expf (and so, almost always, with std::exp in the scalar twin and the
+  // reference path) instead of carrying a float polynomial's 1-2 ulp error: x is clamped to -120
+  // (exp rounds to 0 below -104), k = round(x / ln 2) by the 1.5 * 2^52 trick, r = x - k ln 2 in
+  // [-0.35, 0.35], exp(r) by its Taylor series to degree 10 (relative error < 3e-13, i.e. < 1e-5
+  // of a float ulp), and 2^k added to the exponent bits.
+  using D = xsimd::batch<double, A>;
+  using I = xsimd::batch<std::int64_t, A>;
+  static D exp_d(D x) {
+    const D magic(0x1.8p52);
+    const D t = xsimd::fma(x, D(1.4426950408889634), magic);
+    const D k = t - magic;
+    const D r = xsimd::fnma(k, D(0.6931471805599453), x);
+    D p(1.0 / 3628800);
+    for (double c : {1.0 / 362880, 1.0 / 40320, 1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6,
+                     1.0 / 2, 1.0, 1.0}) {
+      p = xsimd::fma(p, r, D(c));
+    }
+    const I scaled = xsimd::bitwise_cast<I>(p) + (xsimd::bitwise_cast<I>(t) << 52);
+    return xsimd::bitwise_cast<D>(scaled);
+  }
+  static B exp_rounded(B in) {
+    return xsimd::select(xsimd::isnan(in), in,
+                         exp_clamped(xsimd::max(in, B(-120.0f))));  // NaN stays
+  }
+  static B exp_clamped(B x) {
+#if defined(__AVX512F__)
+    if constexpr (W == 16) {
+      const __m512 v = x;
+      const __m512d lo = exp_d(D(_mm512_cvtps_pd(_mm512_castps512_ps256(v))));
+      const __m512d hi = exp_d(
+          D(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))));
+      const __m512d both =
+          _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(_mm512_cvtpd_ps(lo))),
+                             _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1);
+      return B(_mm512_castpd_ps(both));
+    }
+#endif
+#if defined(__AVX2__)
+    if constexpr (W == 8) {
+      const __m256 v = x;
+      const __m256d lo = exp_d(D(_mm256_cvtps_pd(_mm256_castps256_ps128(v))));
+      const __m256d hi = exp_d(D(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+      return B(_mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)));
+    }
+#endif
+#if defined(__aarch64__)
+    if constexpr (W == 4) {
+      const float32x4_t v = x;
+      const float64x2_t lo = exp_d(D(vcvt_f64_f32(vget_low_f32(v))));
+      const float64x2_t hi = exp_d(D(vcvt_high_f64_f32(v)));
+      return B(vcvt_high_f32_f64(vcvt_f32_f64(lo), hi));
+    }
+#endif
+    alignas(64) float lanes[W];
+    x.store_aligned(lanes);
+    for (float& f : lanes) f = std::exp(f);
+    return B::load_aligned(lanes);
+  }
+
+  // Turns one head's scores s[0, n) into p = exp(s - M) in place (s[n, nr) = 0), updating the
+  // running max m, sum l and rescaling the accumulator a when the max grows.
+  static void softmax(float* s, std::size_t n, float& m, float& l, float* a, std::size_t hd) {
+    const std::size_t nr = (n + W - 1) / W * W;
+    std::fill(s + n, s + nr, -INFINITY);
+    B vmax = B::load_aligned(s);
+    for (std::size_t t = W; t < nr; t += W) vmax = xsimd::max(vmax, B::load_aligned(s + t));
+    alignas(64) float lanes[W];
+    vmax.store_aligned(lanes);
+    float block_max = lanes[0];
+    for (std::size_t i = 1; i < W; ++i) block_max = std::max(block_max, lanes[i]);
+    if (block_max > m) {
+      const float c = std::exp(m - block_max);  // exp(-inf) = 0 on the first block
+      l *= c;
+      const B vc(c);
+      std::size_t i = 0;
+      for (; i + W <= hd; i += W) (B::load_unaligned(a + i) * vc).store_unaligned(a + i);
+      for (; i < hd; ++i) a[i] *= c;
+      m = block_max;
+    }
+    const B vm(m);
+    B vsum(0.0f);
+    for (std::size_t t = 0; t < nr; t += W) {
+      const B e = exp_rounded(B::load_aligned(s + t) - vm);  // exp(-inf) = 0 for the padding
+      e.store_aligned(s + t);
+      vsum += e;
+    }
+    l += xsimd::hadd(vsum);
+  }
+
+  template <std::size_t G, std::size_t C>
+  static void accumulate_cols(const Scores& p, const float* v, std::size_t n, std::size_t hd,
+                              std::size_t i, float* acc) {
+    B a[G][C];
+    for (std::size_t j = 0; j < G; ++j) {
+      for (std::size_t c = 0; c < C; ++c) a[j][c] = B::load_unaligned(acc + j * hd + i + c * W);
+    }
+    for (std::size_t t = 0; t < n; ++t) {
+      B vv[C];
+      for (std::size_t c = 0; c < C; ++c) vv[c] = B::load_unaligned(v + t * hd + i + c * W);
+      for (std::size_t j = 0; j < G; ++j) {
+        const B pj(p[j][t]);
+        for (std::size_t c = 0; c < C; ++c) a[j][c] = xsimd::fma(pj, vv[c], a[j][c]);
+      }
+    }
+    for (std::size_t j = 0; j < G; ++j) {
+      for (std::size_t c = 0; c < C; ++c) a[j][c].store_unaligned(acc + j * hd + i + c * W);
+    }
+  }
+
+  template <std::size_t G>
+  static void accumulate(const Scores& p, const float* v, std::size_t n, std::size_t hd,
+                         float* acc) {
+    std::size_t i = 0;
+    for (; i + kCols * W <= hd; i += kCols * W) accumulate_cols<G, kCols>(p, v, n, hd, i, acc);
+    for (; i + W <= hd; i += W) accumulate_cols<G, 1>(p, v, n, hd, i, acc);
+    for (; i < hd; ++i) {
+      for (std::size_t j = 0; j < G; ++j) {
+        float x = acc[j * hd + i];
+        for (std::size_t t = 0; t < n; ++t) x += p[j][t] * v[t * hd + i];
+        acc[j * hd + i] = x;
+      }
+    }
+  }
+
+  template <std::size_t G>
+  static void tile(const float* q, std::size_t hd, const float* k, const float* v, std::size_t n,
+                   float scale, float* m, float* l, float* acc) {
+    alignas(64) Scores s;
+    scores<G>(q, hd, k, n, scale, s);
+    for (std::size_t j = 0; j < G; ++j) softmax(s[j], n, m[j], l[j], acc + j * hd, hd);
+    accumulate<G>(s, v, n, hd, acc);
+  }
+
+  static void attn_block(const float* q, std::size_t g, std::size_t hd, const float* k,
+                         const float* v, std::size_t n, float scale, float* m, float* l,
+                         float* acc) {
+    for (std::size_t j = 0; j < g; j += kHeads) {
+      const float* qj = q + j * hd;
+      float* aj = acc + j * hd;
+      switch (std::min(kHeads, g - j)) {
+        case 1:
+          tile<1>(qj, hd, k, v, n, scale, m + j, l + j, aj);
+          break;
+        case 2:
+          tile<2>(qj, hd, k, v, n, scale, m + j, l + j, aj);
+          break;
+        case 3:
+          tile<3>(qj, hd, k, v, n, scale, m + j, l + j, aj);
+          break;
+        default:
+          tile<4>(qj, hd, k, v, n, scale, m + j, l + j, aj);
+          break;
+      }
+    }
+  }
+};
+
+}  // namespace
+}  // namespace qlm::kernels
