@@ -20,6 +20,7 @@ packages=(
   libeigen3-dev libxsimd-dev libgomp1 libbenchmark-dev catch2 libfmt-dev
   nlohmann-json3-dev libpcre2-dev libicu-dev libxxhash-dev libcli11-dev
   clang-format
+  fortunes  # English text for quantization-quality tests and docs/quantization.md
 )
 if [ "$cross" = 1 ]; then
   packages+=(g++-aarch64-linux-gnu qemu-user)

@@ -34,4 +34,24 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
   return t;
 }
 
+std::vector<std::string> matrices_reading(const ModelConfig& c, MatrixInput input,
+                                          std::uint32_t layer) {
+  switch (input) {
+    case MatrixInput::Attention:
+      return {layer_tensor(layer, "self_attn.q_proj.weight"),
+              layer_tensor(layer, "self_attn.k_proj.weight"),
+              layer_tensor(layer, "self_attn.v_proj.weight")};
+    case MatrixInput::AttentionOutput:
+      return {layer_tensor(layer, "self_attn.o_proj.weight")};
+    case MatrixInput::Mlp:
+      return {layer_tensor(layer, "mlp.gate_proj.weight"),
+              layer_tensor(layer, "mlp.up_proj.weight")};
+    case MatrixInput::MlpHidden:
+      return {layer_tensor(layer, "mlp.down_proj.weight")};
+    case MatrixInput::Head:
+      return {c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"};
+  }
+  return {};
+}
+
 }  // namespace qlm

@@ -10,25 +10,43 @@
 
 #include "qlm/dtype.hpp"
 #include "qlm/error.hpp"
+#include "qlm/quant/quantize.hpp"
 
 namespace qlm {
+
+/// How weight matrices get their types.
+enum class Recipe : std::uint8_t {
+  Uniform,  ///< every 2-D matrix is ConvertOptions::type
+  Mixed,    ///< `type` (4-bit), with the matrices whose error costs most per byte at q8 (budgeted)
+};
 
 /// What to convert and how.
 struct ConvertOptions {
   std::filesystem::path input_dir;  ///< Hugging Face model directory
   std::filesystem::path output;     ///< .qlm file to write (atomically)
-  DType type = DType::Q8;           ///< type of every 2-D weight matrix; 1-D tensors stay f32
+  /// Type of every 2-D weight matrix (Mixed: the 4-bit base, q4 or q4nl); 1-D tensors stay f32.
+  DType type = DType::Q8;
+  Recipe recipe = Recipe::Uniform;
+  double max_bits_per_weight = 5.0;  ///< Mixed: average over all tensors, padding included
+  quant::ScaleMethod scale_method = quant::ScaleMethod::Fit;  ///< how q4/q8 block scales are chosen
+  /// Optional Importance file (qlm-perplexity --save-importance): weighs each weight's error by its
+  /// input column's activations, for the scale search and the mixed recipe's sensitivities.
+  std::filesystem::path importance{};
+  /// With an importance file and a quantized target: fold activation-aware per-channel scales
+  /// into the weights before quantizing (the float model is unchanged; see docs/quantization.md).
+  bool channel_scaling = true;
   /// Progress (tensors done, total, bytes written); return false to cancel. Optional.
   std::function<bool(std::size_t, std::size_t, std::uint64_t)> on_progress{};
 };
 
 /// What a conversion produced.
 struct ConvertReport {
-  std::size_t tensors = 0;         ///< tensors written
-  std::uint64_t file_bytes = 0;    ///< size of the .qlm file
-  std::uint64_t weights = 0;       ///< parameters in all tensors
-  std::uint64_t weight_bytes = 0;  ///< bytes of tensor payloads
-  std::vector<std::string> notes;  ///< decisions worth telling the user (tied head, padding…)
+  std::size_t tensors = 0;           ///< tensors written
+  std::uint64_t file_bytes = 0;      ///< size of the .qlm file
+  std::uint64_t weights = 0;         ///< parameters in all tensors
+  std::uint64_t weight_bytes = 0;    ///< bytes of tensor payloads
+  std::vector<std::string> notes;    ///< decisions worth telling the user (tied head, padding…)
+  std::vector<std::string> choices;  ///< Mixed: one line per matrix with its type and the reason
   /// Average storage bits per parameter over all tensors.
   double bits_per_weight() const { return weights ? 8.0 * weight_bytes / weights : 0.0; }
 };

@@ -17,6 +17,9 @@ enum class DType : std::uint8_t {
   BF16 = 2,
   Q8 = 3,  ///< 8-bit blocks of 32 along K, 16 rows interleaved (see quant/blocks.hpp), 8.5 bpw
   Q4 = 4,  ///< 4-bit blocks of 32 along K, 16 rows interleaved (see quant/blocks.hpp), 4.5 bpw
+  /// Q4's layout, but each nibble indexes a fixed 16-level non-linear code book (kQ4nlLevels in
+  /// quant/layout.hpp) that fits weight distributions better than evenly spaced levels; 4.5 bpw.
+  Q4NL = 5,
 };
 
 inline constexpr std::size_t kBlockK = 32;    ///< weights per quantization block (along K)
@@ -24,14 +27,14 @@ inline constexpr std::size_t kRowGroup = 16;  ///< rows interleaved together in 
 
 /// Lower-case type name as used on the command line ("f32", "q4", …).
 constexpr std::string_view to_string(DType t) noexcept {
-  constexpr std::array<std::string_view, 5> names{"f32", "f16", "bf16", "q8", "q4"};
+  constexpr std::array<std::string_view, 6> names{"f32", "f16", "bf16", "q8", "q4", "q4nl"};
   const auto i = static_cast<std::size_t>(t);
   return i < names.size() ? names[i] : "?";
 }
 
 /// Parses a type name; nullopt if unknown.
 constexpr std::optional<DType> parse_dtype(std::string_view s) noexcept {
-  for (std::uint8_t i = 0; i <= static_cast<std::uint8_t>(DType::Q4); ++i) {
+  for (std::uint8_t i = 0; i <= static_cast<std::uint8_t>(DType::Q4NL); ++i) {
     if (to_string(static_cast<DType>(i)) == s) return static_cast<DType>(i);
   }
   return std::nullopt;
@@ -39,7 +42,7 @@ constexpr std::optional<DType> parse_dtype(std::string_view s) noexcept {
 
 /// True if the type is a block-quantized, row-interleaved matrix type.
 constexpr bool is_quantized(DType t) noexcept {
-  return t == DType::Q8 || t == DType::Q4;
+  return t == DType::Q8 || t == DType::Q4 || t == DType::Q4NL;
 }
 
 /// Rounds n up to a multiple of m (m > 0).
@@ -72,7 +75,8 @@ constexpr std::optional<std::uint64_t> tensor_bytes(DType t,
     case DType::BF16:
       return count * 2;
     case DType::Q8:
-    case DType::Q4: {
+    case DType::Q4:
+    case DType::Q4NL: {
       if (shape.size() != 2) return std::nullopt;
       const std::uint64_t tiles =
           round_up(shape[0], kRowGroup) / kRowGroup * (round_up(shape[1], kBlockK) / kBlockK);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "qlm/activation_observer.hpp"
 #include "qlm/error.hpp"
 #include "qlm/kv_cache.hpp"
 #include "qlm/model.hpp"
@@ -27,6 +28,8 @@ struct SessionOptions {
   std::string isa{};
   std::shared_ptr<ThreadPool> pool{};  ///< run parallel work here; default: OpenMP, `threads`
   std::uint32_t batch = 256;  ///< prompt tokens per forward chunk (bounds activation memory)
+  /// Sees every weight-matrix input (e.g. an Importance collector); fast path only. Optional.
+  std::shared_ptr<ActivationObserver> observer{};
 };
 
 /// What eval() returns.

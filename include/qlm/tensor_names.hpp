@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "qlm/activation_observer.hpp"
 #include "qlm/config.hpp"
 
 namespace qlm {
@@ -22,5 +23,9 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& config);
 
 /// Name of a per-layer tensor, e.g. layer_tensor(3, "self_attn.q_proj.weight").
 std::string layer_tensor(std::uint32_t layer, const char* suffix);
+
+/// The weight matrices that read `input` at `layer` (the LM head is the embedding when tied).
+std::vector<std::string> matrices_reading(const ModelConfig& config, MatrixInput input,
+                                          std::uint32_t layer);
 
 }  // namespace qlm

@@ -19,7 +19,7 @@ namespace {
 class FastForward final : public Forward {
  public:
   FastForward(const Model& model, const kernels::KernelTable& kt, std::shared_ptr<ThreadPool> pool,
-              std::uint32_t max_batch)
+              std::uint32_t max_batch, std::shared_ptr<ActivationObserver> observer)
       : c_(model.config()),
         w_(model.weights()),
         kt_(kt),
@@ -27,7 +27,8 @@ class FastForward final : public Forward {
         batch_(std::max(1u, max_batch)),
         inv_freq_(ref::rope_inv_freq(c_)),
         qd_(c_.n_heads * c_.head_dim),
-        kvd_(c_.n_kv_heads * c_.head_dim) {
+        kvd_(c_.n_kv_heads * c_.head_dim),
+        observer_(std::move(observer)) {
     const std::size_t b = batch_;
     x_.resize(b * c_.hidden_size);
     xb_.resize(b * c_.hidden_size);
@@ -74,6 +75,11 @@ class FastForward final : public Forward {
     }
   }
 
+  void observe(MatrixInput input, std::uint32_t layer, const float* x, std::size_t rows,
+               std::size_t cols) {
+    if (observer_) observer_->observe(input, layer, {x, rows * cols}, rows);
+  }
+
   void project(const Matrix& w, float* out, std::size_t ldy) {
     ops::matmul(kt_, *pool_, w, act_, out, ldy, scratch_);
   }
@@ -97,6 +103,7 @@ class FastForward final : public Forward {
     for (std::size_t i = 0; i < m; ++i) {
       kt_.rmsnorm(&xb_[i * d], &x_[i * d], lw.attn_norm.data(), d, c_.rms_norm_eps);
     }
+    observe(MatrixInput::Attention, l, xb_.data(), m, d);
     act_.quantize(kt_, xb_.data(), m, d, d);
     project(lw.wq, q_.data(), qd_);
     project(lw.wk, k_.data(), kvd_);
@@ -127,6 +134,7 @@ class FastForward final : public Forward {
       ops::attend(kt_, {static_cast<std::uint32_t>(hd), group, first, pos}, &q_[q_off],
                   {cache.key_data(l, g), cache.value_data(l, g), cache.type()}, &att_[q_off]);
     });
+    observe(MatrixInput::AttentionOutput, l, att_.data(), m, qd_);
     act_.quantize(kt_, att_.data(), m, qd_, qd_);
     project(lw.wo, xb_.data(), d);
     for (std::size_t i = 0; i < m; ++i) kt_.add(&x_[i * d], &xb_[i * d], d);
@@ -138,12 +146,14 @@ class FastForward final : public Forward {
     for (std::size_t i = 0; i < m; ++i) {
       kt_.rmsnorm(&xb_[i * d], &x_[i * d], lw.ffn_norm.data(), d, c_.rms_norm_eps);
     }
+    observe(MatrixInput::Mlp, l, xb_.data(), m, d);
     act_.quantize(kt_, xb_.data(), m, d, d);
     project(lw.w_gate, gate_.data(), ff);
     project(lw.w_up, up_.data(), ff);
     // Row by row: a vector body and its scalar tail may round differently, so every row must be
     // split the same way whatever the batch size (results may not depend on chunking).
     for (std::size_t i = 0; i < m; ++i) kt_.silu_mul(&gate_[i * ff], &up_[i * ff], ff);
+    observe(MatrixInput::MlpHidden, l, gate_.data(), m, ff);
     act_.quantize(kt_, gate_.data(), m, ff, ff);
     project(lw.w_down, xb_.data(), d);
     for (std::size_t i = 0; i < m; ++i) kt_.add(&x_[i * d], &xb_[i * d], d);
@@ -155,6 +165,7 @@ class FastForward final : public Forward {
     for (std::size_t i = 0; i < n; ++i) {
       kt_.rmsnorm(&xb_[i * d], &x_[(first + i) * d], w_.final_norm.data(), d, c_.rms_norm_eps);
     }
+    observe(MatrixInput::Head, 0, xb_.data(), n, d);
     act_.quantize(kt_, xb_.data(), n, d, d);
     project(w_.lm_head, out, c_.vocab_size);
   }
@@ -169,14 +180,17 @@ class FastForward final : public Forward {
   // Activations of one chunk, row-major [batch][dim].
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_, cos_, sin_, scratch_;
   ops::QuantizedActivations act_;
+  std::shared_ptr<ActivationObserver> observer_;
 };
 
 }  // namespace
 
 std::unique_ptr<Forward> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
                                            std::shared_ptr<ThreadPool> pool,
-                                           std::uint32_t max_batch) {
-  return std::make_unique<FastForward>(model, kernels, std::move(pool), max_batch);
+                                           std::uint32_t max_batch,
+                                           std::shared_ptr<ActivationObserver> observer) {
+  return std::make_unique<FastForward>(model, kernels, std::move(pool), max_batch,
+                                       std::move(observer));
 }
 
 }  // namespace qlm::detail

@@ -6,14 +6,17 @@
 
 #include "arch/forward.hpp"
 #include "kernel_table.hpp"
+#include "qlm/activation_observer.hpp"
 #include "qlm/model.hpp"
 #include "qlm/thread_pool.hpp"
 
 namespace qlm::detail {
 
-/// Builds the fast path for `model`; `max_batch` bounds the tokens processed per chunk.
+/// Builds the fast path for `model`; `max_batch` bounds the tokens processed per chunk;
+/// `observer` (may be null) sees every weight-matrix input.
 std::unique_ptr<Forward> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
                                            std::shared_ptr<ThreadPool> pool,
-                                           std::uint32_t max_batch);
+                                           std::uint32_t max_batch,
+                                           std::shared_ptr<ActivationObserver> observer);
 
 }  // namespace qlm::detail

@@ -1,13 +1,18 @@
 // convert_checkpoint: validate the checkpoint against the architecture's tensor list, then stream
 // each tensor through f32 into its target type and into an atomically written .qlm file.
 #include <cmath>
+#include <map>
+#include <optional>
 #include <set>
 
+#include "convert/channel_scales.hpp"
+#include "convert/mixed_recipe.hpp"
 #include "convert/tokenizer_source.hpp"
 #include "qlm/config.hpp"
 #include "qlm/convert.hpp"
 #include "qlm/detail/half.hpp"
 #include "qlm/format/file_writer.hpp"
+#include "qlm/importance.hpp"
 #include "qlm/quant/quantize.hpp"
 #include "qlm/safetensors.hpp"
 #include "qlm/tensor_names.hpp"
@@ -65,8 +70,8 @@ std::vector<float> load_f32(const safetensors::Tensor& t) {
   return x;
 }
 
-void encode(DType type, const safetensors::Tensor& t, std::span<std::uint8_t> out) {
-  const std::vector<float> x = load_f32(t);
+void encode(DType type, const safetensors::Tensor& t, const std::vector<float>& x,
+            const quant::QuantizeOptions& q, std::span<std::uint8_t> out) {
   switch (type) {
     case DType::F32:
       std::memcpy(out.data(), x.data(), x.size() * 4);
@@ -84,32 +89,133 @@ void encode(DType type, const safetensors::Tensor& t, std::span<std::uint8_t> ou
       }
       return;
     case DType::Q8:
-    case DType::Q4: {
+    case DType::Q4:
+    case DType::Q4NL: {
       float amax = 0.0f;
       for (float v : x) amax = std::max(amax, std::fabs(v));
       if (amax / quant::max_level(type) > 65504.0f) {
         fail(ErrorCode::Unsupported, "{}: tensor '{}' has values up to {}, beyond a {} scale",
              t.file, t.name, amax, to_string(type));
       }
-      quant::quantize_matrix(type, x, t.shape[0], t.shape[1], out);
+      quant::quantize_matrix(type, x, t.shape[0], t.shape[1], out, q);
       return;
     }
   }
 }
 
+std::string recipe_text(const ConvertOptions& o, const Importance* imp) {
+  std::string text = o.recipe == Recipe::Mixed
+                         ? fmt::format("mixed: 2-D weights {} or q8 within {:.2f} bits per weight",
+                                       to_string(o.type), o.max_bits_per_weight)
+                         : fmt::format("uniform: 2-D weights {}", to_string(o.type));
+  text += ", 1-D tensors f32";
+  if (o.recipe == Recipe::Mixed || is_quantized(o.type)) {
+    text += o.scale_method == quant::ScaleMethod::Fit ? "; scales fitted" : "; scales rtn";
+    if (imp) text += fmt::format(", weighted by importance over {} tokens", imp->tokens());
+  }
+  return text;
+}
+
 format::Metadata build_metadata(const ConvertOptions& o, const ModelConfig& config,
-                                const safetensors::Checkpoint& ckpt) {
+                                const safetensors::Checkpoint& ckpt, const Importance* imp) {
   format::Metadata meta;
   store_config(config, meta);
-  meta.set("qlm.quantization.type", std::string(to_string(o.type)));
-  meta.set("qlm.quantization.recipe", std::string("uniform: 2-D weights ") +
-                                          std::string(to_string(o.type)) + ", 1-D tensors f32");
+  meta.set("qlm.quantization.type",
+           std::string(o.recipe == Recipe::Mixed ? "mixed" : to_string(o.type)));
+  meta.set("qlm.quantization.recipe", recipe_text(o, imp));
   auto dir = std::filesystem::absolute(o.input_dir);
   if (!dir.has_filename()) dir = dir.parent_path();  // "model/" as tab completion writes it
   meta.set("qlm.source.name", dir.filename().string());
   meta.set("qlm.source.files", ckpt.description());
   meta.set("qlm.converter", std::string("qlm-convert ") + QLM_VERSION_STRING);
   return meta;
+}
+
+// The importance of `name`'s input columns, checked against its width; empty without a file.
+std::span<const float> importance_of(const Importance* imp, const ConvertOptions& o,
+                                     const ExpectedTensor& e) {
+  if (imp == nullptr || !e.matrix) return {};
+  const auto v = imp->find(e.name);
+  if (v.empty() && e.name == "model.embed_tokens.weight") return {};  // a lookup table unless tied
+  if (v.empty()) {
+    fail(ErrorCode::Format, "{}: no statistics for tensor '{}' (made for another model?)",
+         o.importance.string(), e.name);
+  }
+  if (v.size() != e.shape[1]) {
+    fail(ErrorCode::Format, "{}: tensor '{}' has {} columns but the importance file has {}",
+         o.importance.string(), e.name, e.shape[1], v.size());
+  }
+  return v;
+}
+
+// What every tensor goes through before encoding: channel scales (with an importance file and a
+// quantized target), and the importance its quantizer weighs errors by.
+struct Preparation {
+  const ConvertOptions& o;
+  const safetensors::Checkpoint& ckpt;
+  const Importance* imp = nullptr;
+  std::optional<detail::ChannelScales> scales;
+
+  std::vector<float> load(const ExpectedTensor& e) const {
+    std::vector<float> x = load_f32(*ckpt.find(e.name));
+    if (scales) scales->apply(e.name, x, e.shape);
+    return x;
+  }
+  std::span<const float> importance(const ExpectedTensor& e) const {
+    if (scales) {
+      if (auto it = scales->importance.find(e.name); it != scales->importance.end()) {
+        return it->second;
+      }
+    }
+    return importance_of(imp, o, e);
+  }
+};
+
+Preparation prepare(const ConvertOptions& o, const ModelConfig& config,
+                    const safetensors::Checkpoint& ckpt, const Importance* imp,
+                    ConvertReport& report) {
+  Preparation prep{o, ckpt, imp, std::nullopt};
+  if (imp == nullptr || !o.channel_scaling) return prep;
+  for (const auto& e : expected_tensors(config)) (void)importance_of(imp, o, e);  // validate
+  // Float targets get scales too (chosen for q4): the model is the same up to rounding.
+  const DType target = is_quantized(o.type) ? o.type : DType::Q4;
+  auto loader = [&](const std::string& name) { return load_f32(*ckpt.find(name)); };
+  prep.scales = detail::plan_channel_scales(config, loader, *imp, target, o.scale_method);
+  for (const auto& n : prep.scales->notes) report.notes.push_back("channel scales: " + n);
+  return prep;
+}
+
+// Each matrix's type: uniform, or as the mixed recipe decides (its reasons go to the report).
+std::map<std::string, DType> matrix_types(const ConvertOptions& o, const ModelConfig& config,
+                                          const Preparation& prep, ConvertReport& report) {
+  const safetensors::Checkpoint& ckpt = prep.ckpt;
+  std::map<std::string, DType> types;
+  if (o.recipe == Recipe::Uniform) {
+    for (const auto& e : expected_tensors(config)) types[e.name] = e.matrix ? o.type : DType::F32;
+    return types;
+  }
+  if (!(o.max_bits_per_weight > 0.0)) {
+    fail(ErrorCode::InvalidArgument, "mixed recipe: --max-bpw must be positive");
+  }
+  std::vector<detail::MixedCandidate> candidates;
+  std::uint64_t fixed_bytes = 0, fixed_weights = 0;
+  const std::vector<ExpectedTensor> expected = expected_tensors(config);
+  for (const auto& e : expected) {
+    const safetensors::Tensor* src = ckpt.find(e.name);
+    if (!e.matrix) {
+      types[e.name] = DType::F32;
+      fixed_bytes += *tensor_bytes(DType::F32, e.shape);
+      fixed_weights += src->elements();
+      continue;
+    }
+    candidates.push_back(
+        {e.name, e.shape[0], e.shape[1], [&prep, &e] { return prep.load(e); }, prep.importance(e)});
+  }
+  const auto plan = detail::plan_mixed(candidates, fixed_bytes, fixed_weights,
+                                       o.max_bits_per_weight, o.type, o.scale_method);
+  types.insert(plan.types.begin(), plan.types.end());
+  report.choices = plan.reasons;
+  return types;
 }
 
 }  // namespace
@@ -120,20 +226,28 @@ Result<ConvertReport> convert_checkpoint(const ConvertOptions& o) {
     const ModelConfig config = detail::unwrap(read_hf_config(o.input_dir));
     const auto ckpt = detail::unwrap(safetensors::Checkpoint::open(o.input_dir));
     validate_tensors(ckpt, config, o.input_dir, report);
-    format::Metadata meta = build_metadata(o, config, ckpt);
+    std::optional<Importance> importance;
+    if (!o.importance.empty()) importance = detail::unwrap(Importance::load(o.importance));
+    const Importance* imp = importance ? &*importance : nullptr;
+    format::Metadata meta = build_metadata(o, config, ckpt, imp);
     add_tokenizer(o.input_dir, config, meta, report);
+    const Preparation prep = prepare(o, config, ckpt, imp, report);
+    const std::map<std::string, DType> types = matrix_types(o, config, prep, report);
 
     std::vector<format::PendingTensor> pending;
     std::vector<std::string> padded;
-    for (const auto& e : expected_tensors(config)) {
+    const std::vector<ExpectedTensor> expected = expected_tensors(config);
+    for (const auto& e : expected) {
       const safetensors::Tensor* src = ckpt.find(e.name);
-      const DType type = e.matrix ? o.type : DType::F32;
+      const DType type = types.at(e.name);
+      const quant::QuantizeOptions q{o.scale_method, prep.importance(e)};
       if (is_quantized(type) && (e.shape[1] % kBlockK != 0 || e.shape[0] % kRowGroup != 0)) {
         padded.push_back(fmt::format("{} [{}x{}]", e.name, e.shape[0], e.shape[1]));
       }
-      pending.push_back({e.name, type, e.shape, [src, type](std::span<std::uint8_t> out) {
-                           return detail::capture([&] { encode(type, *src, out); });
-                         }});
+      pending.push_back(
+          {e.name, type, e.shape, [src, type, q, &prep, &e](std::span<std::uint8_t> out) {
+             return detail::capture([&] { encode(type, *src, prep.load(e), q, out); });
+           }});
       report.weights += src->elements();
       report.weight_bytes += *tensor_bytes(type, e.shape);
     }

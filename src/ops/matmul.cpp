@@ -57,7 +57,7 @@ void float_matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail
 void matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail::Matrix& w,
             const QuantizedActivations& act, float* y, std::size_t ldy,
             std::vector<float>& scratch) {
-  if (!is_quantized(w.dtype)) {
+  if (!is_quantized(w.dtype) || w.dtype == DType::Q4NL) {  // Q4NL: until its kernels land
     float_matmul(kt, pool, w, act, y, ldy, scratch);
     return;
   }

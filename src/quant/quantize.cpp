@@ -1,57 +1,197 @@
-// Reference quantizers: round-to-nearest with a per-block scale (Q8_0 / Q4_0 style), written for
-// clarity; kernels/ and the tests compare against these.
+// Reference quantizers: per-block scales chosen by round-to-nearest (Q8_0 / Q4_0 style) or by a
+// weighted least-squares search, written for clarity; kernels/ and the tests compare against these.
 #include "qlm/quant/quantize.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <vector>
 
 #include "qlm/detail/half.hpp"
 
 namespace qlm::quant {
 namespace {
 
-// Scale of one block of up to 32 values, already rounded to f16 so quantization sees the scale the
-// kernels will use. Q8 is symmetric (d = amax / 127); Q4 maps the largest-magnitude value to -8 (so
-// its sign decides the direction) as llama.cpp's Q4_0 does.
-float block_scale(DType t, const float* x, std::size_t n) {
-  float amax = 0.0f, max = 0.0f;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      max = x[i];
-    }
-  }
-  const float d = t == DType::Q8 ? amax / 127.0f : max / -8.0f;
+constexpr float kF16Max = 65504.0f;
+
+float round_f16(float d) {
   return detail::f16_to_f32(detail::f32_to_f16(d));
 }
 
-int quantize_value(DType t, float x, float inv_d) {
-  const float v = x * inv_d;
-  if (t == DType::Q8) return std::clamp(static_cast<int>(std::nearbyint(v)), -127, 127);
-  return std::clamp(static_cast<int>(std::nearbyint(v)) + 8, 0, 15);
+// The codes a type stores and the level each code stands for: Q8 levels -127..127 and Q4 -8..7
+// are the codes themselves; Q4NL codes 0..15 index the non-linear code book.
+class Grid {
+ public:
+  explicit Grid(DType t) : t_(t) {
+    for (std::size_t i = 0; i + 1 < kQ4nlLevels.size(); ++i) {
+      mid_[i] =
+          0.5f * (static_cast<float>(kQ4nlLevels[i]) + static_cast<float>(kQ4nlLevels[i + 1]));
+    }
+  }
+
+  // The code nearest to x * inv_d (round half to even on the uniform grids).
+  int code(float x, float inv_d) const {
+    const float v = x * inv_d;
+    if (t_ == DType::Q4NL) {
+      int c = 0;
+      for (float m : mid_) c += v > m;  // branch-free: 15 compares
+      return c;
+    }
+    const Levels lv = t_ == DType::Q8 ? Levels{-127, 127} : Levels{-8, 7};
+    // Adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits: exact, branch-free
+    // and inlined (std::nearbyint is a library call on baseline x86-64), which matters because
+    // the scale search calls this millions of times.
+    const float clamped = std::clamp(v, static_cast<float>(lv.lo), static_cast<float>(lv.hi));
+    const float shifted = clamped + 12582912.0f;
+    std::int32_t bits;
+    std::memcpy(&bits, &shifted, sizeof bits);
+    return (bits & 0x007fffff) - 0x00400000;
+  }
+  float level(int code) const {
+    return t_ == DType::Q4NL ? static_cast<float>(kQ4nlLevels[static_cast<std::size_t>(code)])
+                             : static_cast<float>(code);
+  }
+  // What the tile stores for a code.
+  std::uint8_t stored(int code) const {
+    return static_cast<std::uint8_t>(t_ == DType::Q8   ? code + 128
+                                     : t_ == DType::Q4 ? code + 8
+                                                       : code);
+  }
+
+ private:
+  struct Levels {
+    int lo, hi;
+  };
+  DType t_;
+  std::array<float, 15> mid_{};
+};
+
+float inverse(float d) {
+  return d != 0.0f ? 1.0f / d : 0.0f;
 }
 
-void quantize_tile(DType t, std::span<const float> src, const TileGeometry& geo, std::size_t g,
-                   std::size_t b, std::uint8_t* quants, std::uint8_t* scales) {
-  for (std::size_t r = 0; r < kRowGroup; ++r) {
-    const std::size_t row = g * kRowGroup + r;
-    float x[kBlockK] = {};
-    const std::size_t c0 = b * kBlockK;
-    const std::size_t n = row < geo.rows ? std::min(kBlockK, geo.k - c0) : 0;
-    if (n > 0) std::memcpy(x, src.data() + row * geo.k + c0, n * sizeof(float));
-    const float d = block_scale(t, x, kBlockK);
-    const std::uint16_t d16 = detail::f32_to_f16(d);
-    std::memcpy(scales + 2 * r, &d16, 2);
-    const float inv_d = d != 0.0f ? 1.0f / d : 0.0f;
-    for (std::size_t c = 0; c < kBlockK; ++c) {
-      const int q = quantize_value(t, x[c], inv_d);
-      if (t == DType::Q8) {
-        quants[q8_index(r, c)] = static_cast<std::uint8_t>(q + 128);
-      } else {
-        std::uint8_t& byte = quants[q4_index(r, c)];
-        byte = static_cast<std::uint8_t>(q4_high(c) ? (byte & 0x0f) | (q << 4) : (byte & 0xf0) | q);
-      }
+// One block of 32 values (zero-padded) and the weight of each value's squared error.
+struct Block {
+  float x[kBlockK] = {};
+  float w[kBlockK] = {};
+};
+
+// Weighted squared error of quantizing the block with (already f16-rounded) scale d.
+float block_error(const Block& b, float d, const Grid& grid) {
+  const float inv_d = inverse(d);
+  float err = 0.0f;
+  for (std::size_t i = 0; i < kBlockK; ++i) {
+    const float e = b.x[i] - grid.level(grid.code(b.x[i], inv_d)) * d;
+    err += b.w[i] * e * e;
+  }
+  return err;
+}
+
+float block_extreme(const Block& b) {
+  float max = 0.0f;
+  for (float v : b.x) max = std::fabs(v) > std::fabs(max) ? v : max;
+  return max;
+}
+
+// Round-to-nearest scale: Q8 d = amax / 127; Q4 maps the largest-magnitude value to -8 (so its
+// sign decides the direction) as llama.cpp's Q4_0 does; Q4NL maps it to the code book's -127.
+float rtn_scale(DType t, const Block& b) {
+  const float max = block_extreme(b);
+  const float d = t == DType::Q8   ? std::fabs(max) / 127.0f
+                  : t == DType::Q4 ? max / -8.0f
+                                   : max / -127.0f;
+  return round_f16(d);
+}
+
+// Least-squares scale for the codes that `iscale` assigns: argmin_d sum w (x - d L)^2.
+float refit(const Block& b, float iscale, const Grid& grid) {
+  float wxl = 0.0f, wll = 0.0f;
+  for (std::size_t i = 0; i < kBlockK; ++i) {
+    const float l = grid.level(grid.code(b.x[i], iscale));
+    wxl += b.w[i] * b.x[i] * l;
+    wll += b.w[i] * l * l;
+  }
+  return wll > 0.0f ? wxl / wll : 0.0f;
+}
+
+// Where the search puts the block's extreme, in level units: around the grid's negative end
+// (allowing it to clip) and around its positive end. Coarse steps, refined around the best.
+struct SearchRange {
+  float lo, hi;
+};
+struct Search {
+  std::array<SearchRange, 2> ranges;
+  std::size_t count;
+  float step;
+};
+Search search_for(DType t) {
+  switch (t) {
+    case DType::Q8:
+      return {{{{122.0f, 127.0f}, {0.0f, 0.0f}}}, 1, 1.0f};
+    case DType::Q4NL:
+      return {{{{-160.0f, -100.0f}, {90.0f, 140.0f}}}, 2, 5.0f};
+    default:
+      return {{{{-12.0f, -6.0f}, {6.0f, 10.0f}}}, 2, 0.5f};
+  }
+}
+
+// Searches the scale candidate by candidate, refitting each by least squares. Starts from Rtn and
+// keeps a candidate only if it is better, so it is never worse than Rtn.
+float fit_scale(DType t, const Block& b, const Grid& grid) {
+  float best_d = rtn_scale(t, b);
+  float best = block_error(b, best_d, grid);
+  const float max = block_extreme(b);
+  if (max == 0.0f || best == 0.0f) return best_d;
+  float best_target = 0.0f;
+  auto consider = [&](float target) {
+    const float d = round_f16(refit(b, target / max, grid));
+    if (!(std::fabs(d) <= kF16Max)) return;
+    const float err = block_error(b, d, grid);
+    if (err < best) {
+      best = err;
+      best_d = d;
+      best_target = target;
+    }
+  };
+  const Search search = search_for(t);
+  for (std::size_t r = 0; r < search.count; ++r) {
+    for (float target = search.ranges[r].lo; target <= search.ranges[r].hi; target += search.step) {
+      consider(target);
+    }
+  }
+  if (best_target != 0.0f) {
+    const float center = best_target;
+    for (float f : {-0.375f, -0.25f, -0.125f, 0.125f, 0.25f, 0.375f})
+      consider(center + f * search.step);
+  }
+  return best_d;
+}
+
+void load_block(std::span<const float> src, const TileGeometry& geo, std::size_t row, std::size_t b,
+                std::span<const float> importance, Block& out) {
+  out = Block{};
+  if (row >= geo.rows) return;
+  const std::size_t c0 = b * kBlockK;
+  const std::size_t n = std::min(kBlockK, geo.k - c0);
+  std::memcpy(out.x, src.data() + row * geo.k + c0, n * sizeof(float));
+  for (std::size_t i = 0; i < n; ++i)
+    out.w[i] = importance.empty() ? 1.0f : std::max(importance[c0 + i], 0.0f);
+}
+
+void store_block(DType t, const Grid& grid, const Block& blk, float d, std::size_t r,
+                 std::uint8_t* quants, std::uint8_t* scales) {
+  const std::uint16_t d16 = detail::f32_to_f16(d);
+  std::memcpy(scales + 2 * r, &d16, 2);
+  const float inv_d = inverse(d);
+  for (std::size_t c = 0; c < kBlockK; ++c) {
+    const std::uint8_t u = grid.stored(grid.code(blk.x[c], inv_d));
+    if (t == DType::Q8) {
+      quants[q8_index(r, c)] = u;
+    } else {
+      std::uint8_t& byte = quants[q4_index(r, c)];
+      byte = static_cast<std::uint8_t>(q4_high(c) ? (byte & 0x0f) | (u << 4) : (byte & 0xf0) | u);
     }
   }
 }
@@ -59,12 +199,24 @@ void quantize_tile(DType t, std::span<const float> src, const TileGeometry& geo,
 }  // namespace
 
 void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std::size_t k,
-                     std::span<std::uint8_t> out) {
+                     std::span<std::uint8_t> out, const QuantizeOptions& options) {
   const TileGeometry geo(t, rows, k);
-  for (std::size_t g = 0; g < geo.groups; ++g) {
+  const Grid grid(t);
+  const auto groups = static_cast<std::ptrdiff_t>(geo.groups);
+  // Tiles are independent, so the result does not depend on the thread count.
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::ptrdiff_t g = 0; g < groups; ++g) {
+    Block blk;
     for (std::size_t b = 0; b < geo.blocks; ++b) {
-      quantize_tile(t, src, geo, g, b, out.data() + geo.quant_offset(g, b),
-                    out.data() + geo.scale_offset(g, b));
+      const auto ug = static_cast<std::size_t>(g);
+      std::uint8_t* quants = out.data() + geo.quant_offset(ug, b);
+      std::uint8_t* scales = out.data() + geo.scale_offset(ug, b);
+      for (std::size_t r = 0; r < kRowGroup; ++r) {
+        load_block(src, geo, ug * kRowGroup + r, b, options.importance, blk);
+        const float d =
+            options.method == ScaleMethod::Fit ? fit_scale(t, blk, grid) : rtn_scale(t, blk);
+        store_block(t, grid, blk, d, r, quants, scales);
+      }
     }
   }
 }
@@ -100,11 +252,26 @@ void dequantize_row(DType t, std::span<const std::uint8_t> data, std::size_t row
         q = static_cast<int>(quants[q8_index(r, c)]) - 128;
       } else {
         const std::uint8_t byte = quants[q4_index(r, c)];
-        q = static_cast<int>(q4_high(c) ? byte >> 4 : byte & 0x0f) - 8;
+        const int nibble = q4_high(c) ? byte >> 4 : byte & 0x0f;
+        q = t == DType::Q4 ? nibble - 8 : kQ4nlLevels[static_cast<std::size_t>(nibble)];
       }
       out[c0 + c] = static_cast<float>(q) * d;
     }
   }
+}
+
+double weighted_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
+                      std::size_t rows, std::size_t k, std::span<const float> importance) {
+  std::vector<float> row(k);
+  double err = 0.0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    dequantize_row(t, data, rows, k, r, row);
+    for (std::size_t c = 0; c < k; ++c) {
+      const double e = static_cast<double>(src[r * k + c]) - row[c];
+      err += (importance.empty() ? 1.0 : importance[c]) * e * e;
+    }
+  }
+  return err;
 }
 
 }  // namespace qlm::quant

@@ -28,7 +28,11 @@ using ModelPtr = std::shared_ptr<const ModelFile>;
 
 qlm::ConvertReport convert(const std::filesystem::path& in, const std::filesystem::path& out,
                            DType type) {
-  auto r = qlm::convert_checkpoint({in, out, type, {}});
+  // Round-to-nearest scales: the value checks below are bounds derived from its definition (the
+  // default fitted scales are checked against it in tests/quant).
+  qlm::ConvertOptions options{in, out, type, {}};
+  options.scale_method = qlm::quant::ScaleMethod::Rtn;
+  auto r = qlm::convert_checkpoint(options);
   INFO("converting " << in << " to " << qlm::to_string(type));
   if (!r) FAIL(r.error().message);
   return std::move(r).value();

@@ -25,10 +25,13 @@ std::vector<float> random_matrix(std::size_t rows, std::size_t k, std::uint32_t 
   return x;
 }
 
+// Round-to-nearest unless told otherwise: the bound tests below are derived from its definition.
 std::vector<std::uint8_t> quantize(DType t, std::span<const float> x, std::size_t rows,
-                                   std::size_t k) {
+                                   std::size_t k,
+                                   qlm::quant::QuantizeOptions options = {
+                                       .method = qlm::quant::ScaleMethod::Rtn}) {
   std::vector<std::uint8_t> out(TileGeometry(t, rows, k).total_bytes(), 0xA5);
-  qlm::quant::quantize_matrix(t, x, rows, k, out);
+  qlm::quant::quantize_matrix(t, x, rows, k, out, options);
   return out;
 }
 
@@ -50,7 +53,8 @@ int stored_level(DType t, std::span<const std::uint8_t> q, const TileGeometry& g
   const std::size_t r = row % 16, c = col % 32;
   if (t == DType::Q8) return static_cast<int>(tile[qlm::quant::q8_index(r, c)]) - 128;
   const std::uint8_t byte = tile[qlm::quant::q4_index(r, c)];
-  return (qlm::quant::q4_high(c) ? byte >> 4 : byte & 0x0f) - 8;
+  const int nibble = qlm::quant::q4_high(c) ? byte >> 4 : byte & 0x0f;
+  return t == DType::Q4 ? nibble - 8 : qlm::quant::kQ4nlLevels[static_cast<std::size_t>(nibble)];
 }
 
 float stored_scale(std::span<const std::uint8_t> q, const TileGeometry& geo, std::size_t row,
@@ -241,4 +245,136 @@ TEST_CASE("tensor_bytes sizes valid shapes and rejects invalid ones", "[quant]")
   CHECK_FALSE(qlm::tensor_bytes(DType::Q4, Shape{2, 16, 32}).has_value());
   CHECK(qlm::tensor_bytes(DType::F32, Shape{1ull << 48}) == 1ull << 50);
   CHECK_FALSE(qlm::tensor_bytes(DType::F32, Shape{(1ull << 48) + 1}).has_value());
+}
+
+namespace {
+
+// Rows of a few distributions real weights show: Gaussian, heavy-tailed (Student-t like), and
+// Gaussian with rare large outliers.
+std::vector<float> awkward_matrix(std::size_t rows, std::size_t k, int kind, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::student_t_distribution<float> heavy(3.0f);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  std::vector<float> x(rows * k);
+  for (float& v : x) {
+    if (kind == 0) v = normal(rng);
+    if (kind == 1) v = 0.01f * heavy(rng);
+    if (kind == 2) v = unit(rng) < 0.01f ? 20.0f * normal(rng) : normal(rng);
+  }
+  return x;
+}
+
+std::vector<float> random_importance(std::size_t k, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::lognormal_distribution<float> spread(0.0f, 1.5f);  // a few columns matter much more
+  std::vector<float> w(k);
+  for (float& v : w) v = spread(rng);
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("the fitted quantizer's error is never worse than round-to-nearest", "[quant]") {
+  using qlm::quant::ScaleMethod;
+  const DType t = GENERATE(DType::Q8, DType::Q4, DType::Q4NL);
+  const int kind = GENERATE(0, 1, 2);
+  const bool weighted = GENERATE(false, true);
+  const std::size_t rows = 37, k = 200;
+  INFO(qlm::to_string(t) << " distribution " << kind << (weighted ? " weighted" : ""));
+  const auto x = awkward_matrix(rows, k, kind, static_cast<std::uint32_t>(kind + 7));
+  const auto imp = weighted ? random_importance(k, 3) : std::vector<float>{};
+  const auto rtn = quantize(t, x, rows, k, {.method = ScaleMethod::Rtn});
+  const auto fit = quantize(t, x, rows, k, {.method = ScaleMethod::Fit, .importance = imp});
+  // Block by block (the search is per block), in the metric the search minimizes.
+  std::size_t worse = 0;
+  double total_rtn = 0.0, total_fit = 0.0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const auto a = dequantize_row(t, rtn, rows, k, r);
+    const auto b = dequantize_row(t, fit, rows, k, r);
+    for (std::size_t c0 = 0; c0 < k; c0 += 32) {
+      double ea = 0.0, eb = 0.0;
+      for (std::size_t c = c0; c < std::min(k, c0 + 32); ++c) {
+        const double w = imp.empty() ? 1.0 : imp[c];
+        const double da = x[r * k + c] - a[c], db = x[r * k + c] - b[c];
+        ea += w * da * da;
+        eb += w * db * db;
+      }
+      worse += eb > ea;
+      total_rtn += ea;
+      total_fit += eb;
+    }
+  }
+  INFO("squared error rtn " << total_rtn << " fit " << total_fit);
+  CHECK(worse == 0);
+  CHECK(total_fit <= total_rtn);
+  // Q4 has room to improve: most on normal weights, least where outliers pin the scales.
+  if (t == DType::Q4) CHECK(total_fit < (kind == 0 ? 0.92 : kind == 1 ? 0.97 : 0.99) * total_rtn);
+  if (t == DType::Q4NL) CHECK(total_fit < total_rtn);
+  CHECK(qlm::quant::weighted_error(t, x, fit, rows, k, imp) == Approx(total_fit).epsilon(1e-9));
+}
+
+TEST_CASE("importance weighting moves error away from the columns that matter", "[quant]") {
+  using qlm::quant::ScaleMethod;
+  const std::size_t rows = 64, k = 128;
+  const auto x = awkward_matrix(rows, k, 1, 11);
+  std::vector<float> imp(k, 1.0f);
+  for (std::size_t c = 0; c < k; c += 8) imp[c] = 100.0f;  // every 8th column dominates
+  const auto plain = quantize(DType::Q4, x, rows, k, {.method = ScaleMethod::Fit});
+  const auto aware =
+      quantize(DType::Q4, x, rows, k, {.method = ScaleMethod::Fit, .importance = imp});
+  const double e_plain = qlm::quant::weighted_error(DType::Q4, x, plain, rows, k, imp);
+  const double e_aware = qlm::quant::weighted_error(DType::Q4, x, aware, rows, k, imp);
+  INFO("importance-weighted error: plain fit " << e_plain << ", weighted fit " << e_aware);
+  CHECK(e_aware < 0.9 * e_plain);
+}
+
+TEST_CASE("the fitted quantizer keeps padding zero and zero blocks exact", "[quant]") {
+  const DType t = GENERATE(DType::Q8, DType::Q4, DType::Q4NL);
+  const std::size_t rows = 17, k = 45;
+  auto x = awkward_matrix(rows, k, 2, 5);
+  std::fill(x.begin(), x.begin() + k, 0.0f);  // row 0 all zero
+  const auto q = quantize(t, x, rows, k, {.method = qlm::quant::ScaleMethod::Fit});
+  const TileGeometry geo(t, rows, k);
+  const auto r0 = dequantize_row(t, q, rows, k, 0);
+  CHECK(std::all_of(r0.begin(), r0.end(), [](float v) { return v == 0.0f; }));
+  std::size_t bad_padding = 0;
+  for (std::size_t row = 0; row < geo.groups * 16; ++row) {
+    for (std::size_t col = 0; col < geo.padded_k(); ++col) {
+      if (row < rows && col < k) continue;
+      bad_padding += stored_level(t, q, geo, row, col) != 0;
+    }
+  }
+  CHECK(bad_padding == 0);
+}
+
+TEST_CASE("Q4NL stores code book levels and beats evenly spaced 4-bit levels on normal weights",
+          "[quant]") {
+  using qlm::quant::ScaleMethod;
+  const std::size_t rows = 48, k = 96;
+  const auto x = awkward_matrix(rows, k, 0, 21);
+  const auto nl = quantize(DType::Q4NL, x, rows, k, {.method = ScaleMethod::Fit});
+  const auto q4 = quantize(DType::Q4, x, rows, k, {.method = ScaleMethod::Fit});
+  const TileGeometry geo(DType::Q4NL, rows, k);
+  REQUIRE(nl.size() == *qlm::tensor_bytes(DType::Q4NL, std::vector<std::uint64_t>{rows, k}));
+  for (std::size_t r = 0; r < rows; ++r) {
+    const auto xhat = dequantize_row(DType::Q4NL, nl, rows, k, r);
+    for (std::size_t c = 0; c < k; ++c) {
+      const float want = static_cast<float>(stored_level(DType::Q4NL, nl, geo, r, c)) *
+                         stored_scale(nl, geo, r, c / 32);
+      REQUIRE(xhat[c] == want);
+    }
+  }
+  // Round to nearest maps each block's extreme onto the code book's end exactly.
+  const auto rtn = quantize(DType::Q4NL, x, rows, k);
+  const auto row = dequantize_row(DType::Q4NL, rtn, rows, k, 5);
+  std::size_t extreme = 0;
+  for (std::size_t c = 0; c < 32; ++c) {
+    if (std::fabs(x[5 * k + c]) > std::fabs(x[5 * k + extreme])) extreme = c;
+  }
+  CHECK(row[extreme] == Approx(x[5 * k + extreme]).epsilon(1e-3));
+  const double e_nl = qlm::quant::weighted_error(DType::Q4NL, x, nl, rows, k);
+  const double e_q4 = qlm::quant::weighted_error(DType::Q4, x, q4, rows, k);
+  INFO("squared error: q4 " << e_q4 << ", q4nl " << e_nl);
+  CHECK(e_nl < 0.9 * e_q4);
 }

@@ -19,15 +19,32 @@ void on_signal(int) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Convert a Hugging Face checkpoint (config.json + safetensors + tokenizer) to .qlm"};
-  std::string input, output, type = "q8";
+  std::string input, output, type = "q8", scales = "fit", importance, mixed_base = "q4nl";
+  double max_bpw = 5.0;
   app.add_option("input", input, "Hugging Face model directory")->required();
   app.add_option("-o,--output", output, "output .qlm file")->required();
-  app.add_option("--type", type, "type of weight matrices: f32|f16|bf16|q8|q4 (default q8)");
+  app.add_option("--type", type,
+                 "type of weight matrices: f32|f16|bf16|q8|q4|q4nl, or mixed (4-bit with the "
+                 "most sensitive matrices at q8, within --max-bpw) (default q8)");
+  app.add_option("--max-bpw", max_bpw, "mixed: average bits per weight budget (default 5.0)");
+  app.add_option("--mixed-base", mixed_base, "mixed: the 4-bit type, q4nl (default) or q4");
+  app.add_option("--scales", scales,
+                 "q4/q8 block scales: fit (error-minimizing search, default) or rtn (round to "
+                 "nearest, as llama.cpp's Q4_0/Q8_0)");
+  app.add_option("--importance", importance,
+                 "importance file from qlm-perplexity --save-importance: weighs each weight's "
+                 "error by how strongly its input column is activated");
   CLI11_PARSE(app, argc, argv);
 
-  const auto dtype = qlm::parse_dtype(type);
+  const bool mixed = type == "mixed";
+  const auto dtype = qlm::parse_dtype(mixed ? mixed_base : type);
   if (!dtype) {
-    fmt::print(stderr, "qlm-convert: unknown --type '{}' (f32, f16, bf16, q8, q4)\n", type);
+    fmt::print(stderr, "qlm-convert: unknown --type '{}' (f32, f16, bf16, q8, q4, q4nl, mixed)\n",
+               mixed ? mixed_base : type);
+    return 2;
+  }
+  if (scales != "fit" && scales != "rtn") {
+    fmt::print(stderr, "qlm-convert: unknown --scales '{}' (fit, rtn)\n", scales);
     return 2;
   }
   std::signal(SIGINT, on_signal);
@@ -35,6 +52,11 @@ int main(int argc, char** argv) {
 
   qlm::tools::ProgressBar bar("converting");
   qlm::ConvertOptions options{input, output, *dtype, {}};
+  options.recipe = mixed ? qlm::Recipe::Mixed : qlm::Recipe::Uniform;
+  options.max_bits_per_weight = max_bpw;
+  options.scale_method =
+      scales == "rtn" ? qlm::quant::ScaleMethod::Rtn : qlm::quant::ScaleMethod::Fit;
+  options.importance = importance;
   options.on_progress = [&](std::size_t done, std::size_t total, std::uint64_t) {
     bar.update(done, total);
     return !g_interrupted.load();
@@ -49,6 +71,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (const auto& note : report->notes) fmt::print(stderr, "note: {}\n", note);
+  for (const auto& choice : report->choices) fmt::print(stderr, "mixed: {}\n", choice);
   fmt::print(stderr,
              "wrote {}: {} tensors, {} parameters, {} ({} of tensor data), {:.3f} bits "
              "per weight, type {}, in {:.2f} s\n",

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <csignal>
 #include <fstream>
+#include <qlm/importance.hpp>
 #include <qlm/logits_file.hpp>
 #include <qlm/model.hpp>
 #include <qlm/perplexity.hpp>
@@ -31,7 +32,7 @@ int fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Perplexity of a .qlm model over a text, and KL divergence from a reference run"};
-  std::string model_path, text_path, save_path, kl_path;
+  std::string model_path, text_path, save_path, kl_path, importance_path;
   std::uint32_t window = 256;
   std::size_t chunks = 0;
   int threads = 0;
@@ -43,6 +44,9 @@ int main(int argc, char** argv) {
   auto* save = app.add_option("--save-logits", save_path,
                               "save the scored logits (fp32) as a reference for --kl");
   app.add_option("--kl", kl_path, "compare with logits saved by --save-logits")->excludes(save);
+  app.add_option("--save-importance", importance_path,
+                 "also collect the activations every weight matrix reads over the whole text "
+                 "and save them for qlm-convert --importance (calibration)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
   CLI11_PARSE(app, argc, argv);
 
@@ -93,10 +97,20 @@ int main(int argc, char** argv) {
   };
   qlm::SessionOptions session_options;
   session_options.threads = threads;
+  std::shared_ptr<qlm::Importance> importance;
+  if (!importance_path.empty()) {
+    importance = std::make_shared<qlm::Importance>((*model)->config());
+    session_options.observer = importance;
+  }
   auto result = qlm::evaluate_perplexity(*model, tokens, options, session_options);
   if (!result) {
     if (tty) fmt::print(stderr, "\n");
     return fail(result.error().message);
+  }
+  if (importance) {
+    if (auto saved = importance->save(importance_path); !saved) return fail(saved.error().message);
+    fmt::print(stderr, "qlm-perplexity: saved importance over {} tokens to {}\n",
+               importance->tokens(), importance_path);
   }
   const qlm::PerplexityResult& r = *result;
   if (!kl_path.empty() && r.windows < std::min(r.windows_available, chunks ? chunks : SIZE_MAX)) {

@@ -12,16 +12,26 @@
 //   Q8: byte kg*64 + r*4 + j = q(row r, col 4*kg + j) + 128 (stored unsigned; q in [-127, 127]).
 //   Q4: byte  c*64 + r*4 + j = q(row r, col 8*c + j) | q(row r, col 8*c + 4 + j) << 4  (q in 0..15,
 //       value (q - 8) * d). One AND and one shift recover two 64-byte lanes of K.
+//   Q4NL: as Q4, but the value is kQ4nlLevels[q] * d: one table lookup (vpshufb, tbl) per 64
+//       bytes turns nibbles into int8 levels, then the Q8 arithmetic applies.
 // Weights are unsigned with a zero point (128 or 8) so that u8 x s8 instructions apply directly;
 // the zero point times the activation block's sum is subtracted once per block.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
 #include "qlm/dtype.hpp"
 
 namespace qlm::quant {
+
+/// Q4NL's code book: the 16 levels (times 1/127) minimizing the mean squared error of 32-value
+/// blocks of normally distributed weights scaled so the block's extreme is -1 (Lloyd's algorithm;
+/// see docs/quantization.md), with the level nearest zero set to exactly 0 so that zero blocks and
+/// padding stay exact. Dense near zero, where most weights are. Part of the format.
+inline constexpr std::array<std::int8_t, 16> kQ4nlLevels{-127, -103, -84, -68, -53, -39, -25, -12,
+                                                         0,    14,   27,  41,  55,  72,  90,  112};
 
 /// Geometry of a quantized [rows, k] tensor.
 struct TileGeometry {

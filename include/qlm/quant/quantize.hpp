@@ -11,19 +11,38 @@
 
 namespace qlm::quant {
 
-/// Quantizes a row-major [rows, k] f32 matrix into the Q8 or Q4 tile layout.
+/// How each block's scale is chosen.
+enum class ScaleMethod : std::uint8_t {
+  Rtn,  ///< round to nearest with d = extreme / -8 (Q4), extreme / -127 (Q4NL) or amax / 127 (Q8)
+  Fit,  ///< searches scales around Rtn's and refits by least squares; never worse than Rtn
+};
+
+/// Options of quantize_matrix.
+struct QuantizeOptions {
+  ScaleMethod method = ScaleMethod::Fit;
+  /// Per input column (k values, >= 0): how much an error in that column costs, e.g. the mean
+  /// square of the activations it multiplies (Importance). Empty = every column alike.
+  std::span<const float> importance{};
+};
+
+/// Quantizes a row-major [rows, k] f32 matrix into the Q8, Q4 or Q4NL tile layout.
 /// `out` must hold TileGeometry(t, rows, k).total_bytes(). Inputs must be finite with
 /// |x| <= 65504 * max_level(t), so every block scale fits an f16 (the converter checks this).
 void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std::size_t k,
-                     std::span<std::uint8_t> out);
+                     std::span<std::uint8_t> out, const QuantizeOptions& options = {});
 
 /// Dequantizes logical row `row` of a [rows, k] tensor of any type into `out` (k floats).
 void dequantize_row(DType t, std::span<const std::uint8_t> data, std::size_t rows, std::size_t k,
                     std::size_t row, std::span<float> out);
 
-/// Largest |x| / scale that still fits the type's range: 127 (Q8) or 8 (Q4).
+/// Sum over the matrix of importance[c] * (x - dequantized x)^2 (importance empty = 1): the
+/// expected squared output error the quantization adds, up to a constant.
+double weighted_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
+                      std::size_t rows, std::size_t k, std::span<const float> importance = {});
+
+/// Largest |x| / scale that still fits the type's range: 8 (Q4) or 127 (Q8, Q4NL).
 constexpr float max_level(DType t) noexcept {
-  return t == DType::Q8 ? 127.0f : 8.0f;
+  return t == DType::Q4 ? 8.0f : 127.0f;
 }
 
 }  // namespace qlm::quant

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Quantization quality on the real stories260K model: every type and recipe against the model's own
+# f32 conversion, on English text from Debian's fortunes package (scored: fortunes/wisdom;
+# calibration for importance: fortunes/literature, a different text). Prints the markdown table of
+# docs/quantization.md. Usage: bash bench/quantization.sh [build-dir] (default build-release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-release}
+model=../shared/models/stories260K
+text=/usr/share/games/fortunes/wisdom
+calib=/usr/share/games/fortunes/literature
+out=out/quantization
+mkdir -p "$out"
+for f in "$text" "$calib"; do
+  [ -f "$f" ] || { echo "missing $f: install Debian's fortunes package" >&2; exit 1; }
+done
+convert() {  # name, converter options...
+  local name=$1; shift
+  "$build/tools/qlm-convert" "$model" -o "$out/$name.qlm" "$@" 2>"$out/$name.convert.log"
+}
+ppl() {  # model, options...
+  local m=$1; shift
+  "$build/tools/qlm-perplexity" -m "$out/$m.qlm" -f "$text" -c 256 -t 1 "$@" 2>/dev/null
+}
+field() { grep "^$1 = " | head -1 | sed "s/^$1 = //; s/ .*//"; }
+
+convert f32 --type f32
+ppl f32 --save-logits "$out/f32.logits" >/dev/null
+convert q8 --type q8
+"$build/tools/qlm-perplexity" -m "$out/q8.qlm" -f "$calib" -c 256 -t 1 \
+  --save-importance "$out/importance.qlmi" >/dev/null 2>&1
+
+variants=(
+  "f16|--type f16"
+  "bf16|--type bf16"
+  "q8 rtn|--type q8 --scales rtn"
+  "q8|--type q8"
+  "q8 +imp|--type q8 --importance $out/importance.qlmi"
+  "q4 rtn (Q4_0)|--type q4 --scales rtn"
+  "q4|--type q4"
+  "q4 +imp|--type q4 --importance $out/importance.qlmi"
+  "mixed|--type mixed"
+  "mixed +imp|--type mixed --importance $out/importance.qlmi"
+)
+echo "| type | converter options | bits/weight | file size | PPL | KLD mean | KLD p99 | same top |"
+echo "|------|-------------------|------------:|----------:|----:|---------:|--------:|---------:|"
+ref=$(ppl f32)
+echo "| f32 | \`--type f32\` | 32.00 | $(stat -c %s "$out/f32.qlm") B | $(echo "$ref" | field PPL) | 0 | 0 | 100% |"
+for v in "${variants[@]}"; do
+  label=${v%%|*}; opts=${v#*|}; name=${label// /_}; name=${name//+/}
+  # shellcheck disable=SC2086
+  convert "$name" $opts
+  bpw=$(grep '^wrote' "$out/$name.convert.log" | grep -o '[0-9.]* bits per weight' | cut -d' ' -f1)
+  r=$(ppl "$name" --kl "$out/f32.logits")
+  echo "| $label | \`${opts//$out\//}\` | $bpw | $(stat -c %s "$out/$name.qlm") B | $(echo "$r" | field PPL) |" \
+    "$(echo "$r" | field 'KLD mean') | $(echo "$r" | field 'KLD p99') | $(echo "$r" | field 'same top') |"
+done

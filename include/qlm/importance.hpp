@@ -1,0 +1,53 @@
+// Importance: how much each input column of each weight matrix matters, measured as the mean
+// square of the activations it multiplies over a calibration text. The quantizer weighs each
+// weight's squared error by it, which minimizes the expected error of the product's output.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "qlm/activation_observer.hpp"
+#include "qlm/config.hpp"
+#include "qlm/error.hpp"
+
+namespace qlm {
+
+/// Per-column activation statistics of every weight matrix, keyed by tensor name.
+class Importance final : public ActivationObserver {
+ public:
+  Importance() = default;
+  /// An empty collector for models of `config` (pass it as SessionOptions::observer).
+  explicit Importance(const ModelConfig& config);
+
+  void observe(MatrixInput input, std::uint32_t layer, std::span<const float> x,
+               std::size_t rows) override;
+
+  /// Mean square of each input column of `tensor`; empty if it was never observed.
+  std::span<const float> find(std::string_view tensor) const;
+  /// Token rows observed (per matrix: every matrix sees every token of the calibration text).
+  std::uint64_t tokens() const { return tokens_; }
+  /// Tensor names with statistics.
+  std::vector<std::string> tensors() const;
+
+  /// Saves as a .qlm container of f32 vectors (one per tensor) written atomically.
+  Result<void> save(const std::filesystem::path& path) const;
+  /// Loads a file written by save(); any other file is an error naming it.
+  static Result<Importance> load(const std::filesystem::path& path);
+
+ private:
+  struct Stat {
+    std::vector<double> sum_sq;  // per column
+    std::vector<float> mean;     // sum_sq / rows, kept current for find()
+    std::uint64_t rows = 0;
+  };
+  ModelConfig config_{};
+  std::map<std::string, Stat, std::less<>> stats_;
+  std::uint64_t tokens_ = 0;
+};
+
+}  // namespace qlm
