@@ -105,9 +105,9 @@ class FastForward final : public Forward {
     }
     observe(MatrixInput::Attention, l, xb_.data(), m, d);
     act_.quantize(kt_, xb_.data(), m, d, d);
-    project(lw.wq, q_.data(), qd_);
-    project(lw.wk, k_.data(), kvd_);
-    project(lw.wv, v_.data(), kvd_);
+    const ops::Product qkv[] = {
+        {&lw.wq, q_.data(), qd_}, {&lw.wk, k_.data(), kvd_}, {&lw.wv, v_.data(), kvd_}};
+    ops::matmul(kt_, *pool_, qkv, act_, scratch_);
     for (std::size_t i = 0; i < m; ++i) {
       if (!lw.bq.empty()) {
         kt_.add(&q_[i * qd_], lw.bq.data(), qd_);
@@ -148,8 +148,8 @@ class FastForward final : public Forward {
     }
     observe(MatrixInput::Mlp, l, xb_.data(), m, d);
     act_.quantize(kt_, xb_.data(), m, d, d);
-    project(lw.w_gate, gate_.data(), ff);
-    project(lw.w_up, up_.data(), ff);
+    const ops::Product gate_up[] = {{&lw.w_gate, gate_.data(), ff}, {&lw.w_up, up_.data(), ff}};
+    ops::matmul(kt_, *pool_, gate_up, act_, scratch_);
     // Row by row: a vector body and its scalar tail may round differently, so every row must be
     // split the same way whatever the batch size (results may not depend on chunking).
     for (std::size_t i = 0; i < m; ++i) kt_.silu_mul(&gate_[i * ff], &up_[i * ff], ff);

@@ -3,6 +3,7 @@
 #include "ops/matmul.hpp"
 
 #include <algorithm>
+#include <array>
 
 #include "qlm/quant/quantize.hpp"
 
@@ -61,13 +62,41 @@ void matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail::Matr
     float_matmul(kt, pool, w, act, y, ldy, scratch);
     return;
   }
-  const kernels::GemmFn gemm = w.dtype == DType::Q8 ? kt.gemm_q8 : kt.gemm_q4;
-  const std::size_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
-  const std::size_t chunk = chunk_groups(groups, pool.threads());
-  const std::size_t tasks = (groups + chunk - 1) / chunk;
-  pool.parallel_for(tasks, [&](std::size_t t) {
-    gemm(w.data.data(), w.rows, w.k, act.rows(), y, ldy, t * chunk,
-         std::min(groups, (t + 1) * chunk));
+  const Product p{&w, y, ldy};
+  matmul(kt, pool, std::span(&p, 1), act, scratch);
+}
+
+void matmul(const kernels::KernelTable& kt, ThreadPool& pool, std::span<const Product> products,
+            const QuantizedActivations& act, std::vector<float>& scratch) {
+  constexpr std::size_t kMax = 3;
+  // Float-path products run on their own; quantized ones share one region, cut into chunks of
+  // one common size. A row group's bits do not depend on its chunk, so neither does the result.
+  std::array<const Product*, kMax> fused{};
+  std::array<std::size_t, kMax + 1> first_task{};
+  std::size_t n = 0, total_groups = 0;
+  for (const Product& p : products) {
+    if (!is_quantized(p.w->dtype) || p.w->dtype == DType::Q4NL || n == kMax) {
+      float_matmul(kt, pool, *p.w, act, p.y, p.ldy, scratch);
+      continue;
+    }
+    fused[n++] = &p;
+    total_groups += (p.w->rows + kRowGroup - 1) / kRowGroup;
+  }
+  if (n == 0) return;
+  const std::size_t chunk = chunk_groups(total_groups, pool.threads());
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t groups = (fused[i]->w->rows + kRowGroup - 1) / kRowGroup;
+    first_task[i + 1] = first_task[i] + (groups + chunk - 1) / chunk;
+  }
+  pool.parallel_for(first_task[n], [&](std::size_t t) {
+    std::size_t i = 0;
+    while (t >= first_task[i + 1]) ++i;
+    const Product& p = *fused[i];
+    const detail::Matrix& w = *p.w;
+    const kernels::GemmFn gemm = w.dtype == DType::Q8 ? kt.gemm_q8 : kt.gemm_q4;
+    const std::size_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
+    const std::size_t g0 = (t - first_task[i]) * chunk;
+    gemm(w.data.data(), w.rows, w.k, act.rows(), p.y, p.ldy, g0, std::min(groups, g0 + chunk));
   });
 }
 

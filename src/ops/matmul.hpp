@@ -35,6 +35,18 @@ class QuantizedActivations {
   std::size_t k_ = 0, ldx_ = 0;
 };
 
+/// One product of a fused matmul: y (row stride ldy) = w · act.
+struct Product {
+  const detail::Matrix* w = nullptr;
+  float* y = nullptr;
+  std::size_t ldy = 0;
+};
+
+/// Up to 3 products reading the same activations (q/k/v, gate/up) in one parallel region, so a
+/// decode step pays one fork/join per input instead of one per matrix.
+void matmul(const kernels::KernelTable& kt, ThreadPool& pool, std::span<const Product> products,
+            const QuantizedActivations& act, std::vector<float>& scratch);
+
 /// y[m][n] (row stride ldy) = W · act[m] for every activation row, using `pool`.
 void matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail::Matrix& w,
             const QuantizedActivations& act, float* y, std::size_t ldy,
