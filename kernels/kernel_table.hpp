@@ -43,6 +43,8 @@ constexpr std::optional<Isa> parse_isa(std::string_view s) noexcept {
 
 inline constexpr std::size_t kActBlock = 32;   ///< activation values per quantization block
 inline constexpr std::size_t kAttnBlock = 32;  ///< most keys one attn_block call takes
+/// Element type of the keys and values attn_block reads.
+enum class KvElem : std::uint8_t { F32, F16 };
 /// A block whose largest |x| is at most this is stored as all zeros with d = 0 (keeps 1/d finite).
 inline constexpr float kZeroBlockAmax = 1e-30f;
 
@@ -108,13 +110,16 @@ struct KernelTable {
   /// sign | 0x7e00. Bit-identical to detail::f32_to_f16 on every ISA.
   void (*f32_to_f16)(const float* x, std::uint16_t* y, std::size_t n) = nullptr;
   /// One block of online-softmax attention for the g query heads q[g][hd] that share the n keys
-  /// k[n][hd] and values v[n][hd] (1 <= n <= kAttnBlock, rows contiguous). For each head j, with
-  /// s_t = scale * (q_j . k_t) and M = max(m[j], max_t s_t): if M > m[j], l[j] and acc[j][.] are
-  /// multiplied by exp(m[j] - M) and m[j] = M; then p_t = exp(s_t - M), l[j] += sum_t p_t and
-  /// acc[j][i] += sum_t p_t * v_t[i] (t in order). Start with m = -inf, l = 0, acc = 0; the
-  /// attention output is acc[j] / l[j]. Reads exactly rows [0, n) of k and v.
-  void (*attn_block)(const float* q, std::size_t g, std::size_t hd, const float* k, const float* v,
-                     std::size_t n, float scale, float* m, float* l, float* acc) = nullptr;
+  /// k[n][hd] and values v[n][hd] (1 <= n <= kAttnBlock, rows contiguous, f32 or f16 bits as
+  /// `type` says; f16 is converted exactly as it is read, so an f16 block gives the same bits as
+  /// the f32 block of its converted values). For each head j, with s_t = scale * (q_j . k_t) and
+  /// M = max(m[j], max_t s_t): if M > m[j], l[j] and acc[j][.] are multiplied by exp(m[j] - M) and
+  /// m[j] = M; then p_t = exp(s_t - M), l[j] += sum_t p_t and acc[j][i] += sum_t p_t * v_t[i]
+  /// (t in order). Start with m = -inf, l = 0, acc = 0; the attention output is acc[j] / l[j].
+  /// Reads exactly rows [0, n) of k and v.
+  void (*attn_block)(const float* q, std::size_t g, std::size_t hd, const void* k, const void* v,
+                     KvElem type, std::size_t n, float scale, float* m, float* l,
+                     float* acc) = nullptr;
 };
 
 /// Best ISA this CPU (and OS) supports among those compiled into this binary.

@@ -1,5 +1,7 @@
 // Internal: one block of online-softmax attention (KernelTable::attn_block) written once over
-// xsimd and instantiated per ISA translation unit; internal linkage keeps the copies apart.
+// xsimd and instantiated per ISA translation unit; internal linkage keeps the copies apart. Keys
+// and values are f32 or f16; f16 rows are converted as they are loaded (vcvtph2ps, fcvtl), so the
+// f16 cache costs one conversion per vector and no extra pass or buffer.
 //
 // Query heads are taken 4 at a time. Scores: each key vector is loaded once and multiplied into
 // the 4 heads' accumulators for kKeys keys at a time (4 x kKeys independent FMA chains along
@@ -17,6 +19,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "kernel_table.hpp"
+#include "qlm/detail/half.hpp"
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
@@ -40,6 +43,57 @@ struct AttnOps {
   static constexpr std::size_t kCols = W == 8 ? 2 : 4;
 
   using Scores = float[kHeads][kAttnBlock];
+
+  // W consecutive elements of a key or value row as floats (f16: converted exactly, except that a
+  // signalling NaN comes out quiet, which no attention output can tell apart).
+  static B load(const float* p) { return B::load_unaligned(p); }
+  static B load(const std::uint16_t* p) {
+#if defined(__AVX512F__)
+    if constexpr (W == 16) {
+      return B(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+    }
+#endif
+#if defined(__F16C__)
+    if constexpr (W == 8) {
+      return B(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    }
+#endif
+#if defined(__aarch64__)
+    if constexpr (W == 4) return B(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))));
+#endif
+    alignas(64) float t[W];
+    for (std::size_t i = 0; i < W; ++i) t[i] = qlm::detail::f16_to_f32(p[i]);
+    return B::load_aligned(t);
+  }
+  // Scalar tails use explicit fma, so f32 and f16 rows round alike whatever the compiler contracts.
+  static float scalar(float x) {
+    return x;
+  }
+  static float scalar(std::uint16_t h) {
+    return qlm::detail::f16_to_f32(h);
+  }
+
+  static float hmax(B v) {
+#if defined(__AVX512F__)
+    if constexpr (W == 16) return _mm512_reduce_max_ps(v);
+#endif
+#if defined(__AVX2__)
+    if constexpr (W == 8) {
+      const __m256 x = v;
+      __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+      m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+      return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+    }
+#endif
+#if defined(__aarch64__)
+    if constexpr (W == 4) return vmaxvq_f32(v);
+#endif
+    alignas(64) float lanes[W];
+    v.store_aligned(lanes);
+    float m = lanes[0];
+    for (std::size_t i = 1; i < W; ++i) m = std::max(m, lanes[i]);
+    return m;
+  }
 
   // Lane r of the result = the sum of row[r]'s lanes, for W rows. xsimd 8.1's haddp permutes
   // lanes 2-5 and 10-13 on AVX-512, so that width gets its own transpose-and-add tree.
@@ -67,8 +121,8 @@ struct AttnOps {
     return xsimd::haddp(row);
   }
 
-  template <std::size_t G>
-  static void scores(const float* q, std::size_t hd, const float* k, std::size_t n, float scale,
+  template <std::size_t G, class T>
+  static void scores(const float* q, std::size_t hd, const T* k, std::size_t n, float scale,
                      Scores& s) {
     constexpr std::size_t kAcc = (G * kKeys + W - 1) / W * W;
     std::size_t t = 0;
@@ -78,7 +132,7 @@ struct AttnOps {
       std::size_t i = 0;
       for (; i + W <= hd; i += W) {
         B kv[kKeys];
-        for (std::size_t u = 0; u < kKeys; ++u) kv[u] = B::load_unaligned(k + (t + u) * hd + i);
+        for (std::size_t u = 0; u < kKeys; ++u) kv[u] = load(k + (t + u) * hd + i);
         for (std::size_t j = 0; j < G; ++j) {
           const B qv = B::load_unaligned(q + j * hd + i);
           for (std::size_t u = 0; u < kKeys; ++u) {
@@ -87,11 +141,21 @@ struct AttnOps {
         }
       }
       alignas(64) float sum[kAcc];
+      if (i == hd) {  // lane j * kKeys + u = score of head j, key t + u
+        for (std::size_t r = 0; r < kAcc; r += W) {
+          (reduce_rows(acc + r) * B(scale)).store_aligned(sum + r);
+        }
+        for (std::size_t j = 0; j < G; ++j) {
+          std::copy_n(sum + j * kKeys, kKeys, &s[j][t]);
+        }
+        continue;
+      }
       for (std::size_t r = 0; r < kAcc; r += W) reduce_rows(acc + r).store_aligned(sum + r);
       for (std::size_t j = 0; j < G; ++j) {
         for (std::size_t u = 0; u < kKeys; ++u) {
           float d = sum[j * kKeys + u];
-          for (std::size_t c = i; c < hd; ++c) d += q[j * hd + c] * k[(t + u) * hd + c];
+          for (std::size_t c = i; c < hd; ++c)
+            d = std::fma(q[j * hd + c], scalar(k[(t + u) * hd + c]), d);
           s[j][t + u] = d * scale;
         }
       }
@@ -101,10 +165,10 @@ struct AttnOps {
         B a(0.0f);
         std::size_t i = 0;
         for (; i + W <= hd; i += W) {
-          a = xsimd::fma(B::load_unaligned(q + j * hd + i), B::load_unaligned(k + t * hd + i), a);
+          a = xsimd::fma(B::load_unaligned(q + j * hd + i), load(k + t * hd + i), a);
         }
         float d = xsimd::hadd(a);
-        for (; i < hd; ++i) d += q[j * hd + i] * k[t * hd + i];
+        for (; i < hd; ++i) d = std::fma(q[j * hd + i], scalar(k[t * hd + i]), d);
         s[j][t] = d * scale;
       }
     }
@@ -177,10 +241,7 @@ struct AttnOps {
     std::fill(s + n, s + nr, -INFINITY);
     B vmax = B::load_aligned(s);
     for (std::size_t t = W; t < nr; t += W) vmax = xsimd::max(vmax, B::load_aligned(s + t));
-    alignas(64) float lanes[W];
-    vmax.store_aligned(lanes);
-    float block_max = lanes[0];
-    for (std::size_t i = 1; i < W; ++i) block_max = std::max(block_max, lanes[i]);
+    const float block_max = hmax(vmax);
     if (block_max > m) {
       const float c = std::exp(m - block_max);  // exp(-inf) = 0 on the first block
       l *= c;
@@ -200,8 +261,8 @@ struct AttnOps {
     l += xsimd::hadd(vsum);
   }
 
-  template <std::size_t G, std::size_t C>
-  static void accumulate_cols(const Scores& p, const float* v, std::size_t n, std::size_t hd,
+  template <std::size_t G, std::size_t C, class T>
+  static void accumulate_cols(const Scores& p, const T* v, std::size_t n, std::size_t hd,
                               std::size_t i, float* acc) {
     B a[G][C];
     for (std::size_t j = 0; j < G; ++j) {
@@ -209,7 +270,7 @@ struct AttnOps {
     }
     for (std::size_t t = 0; t < n; ++t) {
       B vv[C];
-      for (std::size_t c = 0; c < C; ++c) vv[c] = B::load_unaligned(v + t * hd + i + c * W);
+      for (std::size_t c = 0; c < C; ++c) vv[c] = load(v + t * hd + i + c * W);
       for (std::size_t j = 0; j < G; ++j) {
         const B pj(p[j][t]);
         for (std::size_t c = 0; c < C; ++c) a[j][c] = xsimd::fma(pj, vv[c], a[j][c]);
@@ -220,23 +281,22 @@ struct AttnOps {
     }
   }
 
-  template <std::size_t G>
-  static void accumulate(const Scores& p, const float* v, std::size_t n, std::size_t hd,
-                         float* acc) {
+  template <std::size_t G, class T>
+  static void accumulate(const Scores& p, const T* v, std::size_t n, std::size_t hd, float* acc) {
     std::size_t i = 0;
     for (; i + kCols * W <= hd; i += kCols * W) accumulate_cols<G, kCols>(p, v, n, hd, i, acc);
     for (; i + W <= hd; i += W) accumulate_cols<G, 1>(p, v, n, hd, i, acc);
     for (; i < hd; ++i) {
       for (std::size_t j = 0; j < G; ++j) {
         float x = acc[j * hd + i];
-        for (std::size_t t = 0; t < n; ++t) x += p[j][t] * v[t * hd + i];
+        for (std::size_t t = 0; t < n; ++t) x = std::fma(p[j][t], scalar(v[t * hd + i]), x);
         acc[j * hd + i] = x;
       }
     }
   }
 
-  template <std::size_t G>
-  static void tile(const float* q, std::size_t hd, const float* k, const float* v, std::size_t n,
+  template <std::size_t G, class T>
+  static void tile(const float* q, std::size_t hd, const T* k, const T* v, std::size_t n,
                    float scale, float* m, float* l, float* acc) {
     alignas(64) Scores s;
     scores<G>(q, hd, k, n, scale, s);
@@ -244,9 +304,9 @@ struct AttnOps {
     accumulate<G>(s, v, n, hd, acc);
   }
 
-  static void attn_block(const float* q, std::size_t g, std::size_t hd, const float* k,
-                         const float* v, std::size_t n, float scale, float* m, float* l,
-                         float* acc) {
+  template <class T>
+  static void heads(const float* q, std::size_t g, std::size_t hd, const T* k, const T* v,
+                    std::size_t n, float scale, float* m, float* l, float* acc) {
     for (std::size_t j = 0; j < g; j += kHeads) {
       const float* qj = q + j * hd;
       float* aj = acc + j * hd;
@@ -264,6 +324,18 @@ struct AttnOps {
           tile<4>(qj, hd, k, v, n, scale, m + j, l + j, aj);
           break;
       }
+    }
+  }
+
+  static void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k,
+                         const void* v, KvElem type, std::size_t n, float scale, float* m, float* l,
+                         float* acc) {
+    if (type == KvElem::F16) {
+      heads(q, g, hd, static_cast<const std::uint16_t*>(k), static_cast<const std::uint16_t*>(v), n,
+            scale, m, l, acc);
+    } else {
+      heads(q, g, hd, static_cast<const float*>(k), static_cast<const float*>(v), n, scale, m, l,
+            acc);
     }
   }
 };

@@ -137,14 +137,22 @@ void f32_to_f16(const float* x, std::uint16_t* y, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) y[i] = qlm::detail::f32_to_f16(x[i]);
 }
 
-void attn_block(const float* q, std::size_t g, std::size_t hd, const float* k, const float* v,
+inline float element(float x) {
+  return x;
+}
+inline float element(std::uint16_t h) {
+  return qlm::detail::f16_to_f32(h);
+}
+
+template <class T>
+void attn_heads(const float* q, std::size_t g, std::size_t hd, const T* k, const T* v,
                 std::size_t n, float scale, float* m, float* l, float* acc) {
   for (std::size_t j = 0; j < g; ++j) {
     float s[kAttnBlock];
     float block_max = -INFINITY;
     for (std::size_t t = 0; t < n; ++t) {
       float d = 0.0f;
-      for (std::size_t i = 0; i < hd; ++i) d += q[j * hd + i] * k[t * hd + i];
+      for (std::size_t i = 0; i < hd; ++i) d += q[j * hd + i] * element(k[t * hd + i]);
       s[t] = d * scale;
       block_max = std::max(block_max, s[t]);
     }
@@ -161,9 +169,20 @@ void attn_block(const float* q, std::size_t g, std::size_t hd, const float* k, c
     }
     for (std::size_t i = 0; i < hd; ++i) {
       float x = a[i];
-      for (std::size_t t = 0; t < n; ++t) x += s[t] * v[t * hd + i];
+      for (std::size_t t = 0; t < n; ++t) x += s[t] * element(v[t * hd + i]);
       a[i] = x;
     }
+  }
+}
+
+void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k, const void* v,
+                KvElem type, std::size_t n, float scale, float* m, float* l, float* acc) {
+  if (type == KvElem::F16) {
+    attn_heads(q, g, hd, static_cast<const std::uint16_t*>(k), static_cast<const std::uint16_t*>(v),
+               n, scale, m, l, acc);
+  } else {
+    attn_heads(q, g, hd, static_cast<const float*>(k), static_cast<const float*>(v), n, scale, m, l,
+               acc);
   }
 }
 

@@ -1,7 +1,6 @@
 // Causal GQA attention over the KV cache with an online (flash-style) softmax: keys are visited
-// in blocks of up to 32, each block read once for all query heads that share it (converted from
-// f16 into a block buffer that stays in L1 first, for an f16 cache), and no score buffer of
-// context size is needed.
+// in blocks of 32, each block read once for all query heads that share it (f16 converted as it is
+// loaded), and no score buffer of context size is needed.
 #pragma once
 
 #include <cstdint>
@@ -25,10 +24,6 @@ struct KvHead {
   const void* v = nullptr;
   KvType type = KvType::F32;
 };
-
-/// Keys per block for a head dimension: 32, fewer when head_dim > 128 so that a converted block
-/// of K and V fits the fixed buffer (16 KiB each).
-std::uint32_t attention_block(std::uint32_t head_dim);
 
 /// out[j][hd] = softmax(q_j · K[first..last] / sqrt(hd)) · V[first..last] for the `group` query
 /// heads q[j][hd] that share keys/values `kv`. Reads positions [first, last] only. The result for

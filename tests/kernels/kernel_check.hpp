@@ -478,15 +478,17 @@ inline Report check_half(const KernelTable& t, const KernelTable& ref) {
 
 // Attention over several blocks with table `t`: keys/values [blocks][kAttnBlock][hd] (only the
 // first n[b] rows of block b are used; the rest and everything past them are NaN, so a kernel
-// that reads them fails). Returns the normalized outputs out[g][hd] = acc / l.
-inline std::vector<float> run_attention(const KernelTable& t, const std::vector<float>& q,
-                                        std::size_t g, std::size_t hd,
-                                        const std::vector<std::vector<float>>& k,
-                                        const std::vector<std::vector<float>>& v,
-                                        const std::vector<std::size_t>& n, float scale) {
+// that reads them fails), f32 or f16 (T = std::uint16_t). Returns the normalized outputs
+// out[g][hd] = acc / l.
+template <class T>
+std::vector<float> run_attention(const KernelTable& t, const std::vector<float>& q, std::size_t g,
+                                 std::size_t hd, const std::vector<std::vector<T>>& k,
+                                 const std::vector<std::vector<T>>& v,
+                                 const std::vector<std::size_t>& n, float scale) {
+  constexpr KvElem type = sizeof(T) == 2 ? KvElem::F16 : KvElem::F32;
   std::vector<float> m(g, -INFINITY), l(g, 0.0f), acc(g * hd, 0.0f);
   for (std::size_t b = 0; b < n.size(); ++b) {
-    t.attn_block(q.data(), g, hd, k[b].data(), v[b].data(), n[b], scale, m.data(), l.data(),
+    t.attn_block(q.data(), g, hd, k[b].data(), v[b].data(), type, n[b], scale, m.data(), l.data(),
                  acc.data());
   }
   for (std::size_t j = 0; j < g; ++j) {
@@ -575,6 +577,26 @@ inline Report check_attention(const KernelTable& t, const KernelTable* ref) {
                    "] = ", got[i], " want ", want[i], " (tol ", tol, ")");
           break;
         }
+      }
+      // f16 rows give exactly the bits of the f32 rows holding their converted values.
+      std::vector<std::vector<std::uint16_t>> kh(n.size()), vh(n.size());
+      std::vector<std::vector<float>> kr(n.size()), vr(n.size());
+      for (std::size_t b = 0; b < n.size(); ++b) {
+        for (const auto* src : {&k[b], &v[b]}) {
+          auto& h = src == &k[b] ? kh[b] : vh[b];
+          auto& r = src == &k[b] ? kr[b] : vr[b];
+          h.resize(src->size());
+          r.resize(src->size());
+          for (std::size_t i = 0; i < src->size(); ++i) {
+            h[i] = qlm::detail::f32_to_f16((*src)[i]);
+            r[i] = qlm::detail::f16_to_f32(h[i]);
+          }
+        }
+      }
+      const std::vector<float> from16 = run_attention(t, q, g, hd, kh, vh, n, scale);
+      const std::vector<float> from32 = run_attention(t, q, g, hd, kr, vr, n, scale);
+      if (std::memcmp(from16.data(), from32.data(), from16.size() * 4) != 0) {
+        rep.fail(isa, " attn_block hd=", hd, " g=", g, ": f16 rows differ from their f32 values");
       }
     }
   }

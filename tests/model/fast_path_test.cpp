@@ -1,7 +1,9 @@
 // The fast forward path against the fp32 reference path: logits within a per-type tolerance on
-// every ISA this CPU runs, identical greedy text for q8, bit-identical results for any thread
-// count and any prompt chunking.
+// every ISA this CPU runs, identical greedy q8 text up to the reference's first near-tie,
+// bit-identical results for any thread count and any prompt chunking.
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 
 #include "kernel_table.hpp"
 #include "model/model_helpers.hpp"
@@ -41,7 +43,8 @@ float relative_diff(const std::vector<float>& a, const std::vector<float>& ref) 
 
 TEST_CASE("fast path logits agree with the reference path", "[model][fast]") {
   TempDir tmp;
-  const DType type = GENERATE(DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4);
+  const DType type =
+      GENERATE(DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4, DType::Q4NL);
   convert_or_fail(stories_dir(), tmp / "m.qlm", type);
   auto model = open_or_fail(tmp / "m.qlm");
   const auto ids = story_tokens(*model);
@@ -58,16 +61,43 @@ TEST_CASE("fast path logits agree with the reference path", "[model][fast]") {
   }
 }
 
-TEST_CASE("fast path: greedy q8 text equals the reference path's", "[model][fast]") {
+TEST_CASE("fast path: greedy q8 text equals the reference path's up to the first near-tie",
+          "[model][fast]") {
   TempDir tmp;
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
   auto model = open_or_fail(tmp / "m.qlm");
+  const std::int32_t bos = model->tokenizer().bos();
+  // The q8 fast path quantizes activations to int8, which moves the gap between the reference's
+  // top two logits by up to 0.22 (measured over these 120 tokens on every ISA). Where the
+  // reference's own gap is far smaller, the two tokens are tied for any practical purpose and
+  // which one a path picks depends on float rounding order alone (any change to summation order
+  // or exp may flip it), so the texts are compared up to the first gap below 0.05: token 71 of
+  // stories260K (gap 0.011; 0.020 at token 114; the next smallest are 0.092 at 61 and 0.11 at 27).
+  std::size_t decided = 0;
+  {
+    auto s = Session::create(model, {.reference = true});
+    REQUIRE(s.ok());
+    std::int32_t token = bos;
+    for (; decided < 120; ++decided) {
+      const auto l = s->eval(std::span(&token, 1));
+      REQUIRE(l.ok());
+      std::vector<float> v(l->begin(), l->end());
+      const auto top = std::max_element(v.begin(), v.end());
+      token = static_cast<std::int32_t>(top - v.begin());
+      const float best = *top;
+      *top = -INFINITY;
+      if (best - *std::max_element(v.begin(), v.end()) < 0.05f) break;
+    }
+  }
+  INFO("greedy tokens before the first near-tie: " << decided);
+  REQUIRE(decided >= 50);
   auto text = [&](SessionOptions o) {
     auto s = Session::create(model, std::move(o));
     REQUIRE(s.ok());
     Sampler greedy({.temperature = 0.0f});
-    const std::int32_t bos = model->tokenizer().bos();
-    return generate(*s, greedy, std::span(&bos, 1), {.max_tokens = 120})->text;
+    return generate(*s, greedy, std::span(&bos, 1),
+                    {.max_tokens = static_cast<std::int32_t>(decided)})
+        ->text;
   };
   const std::string expected = text({.reference = true});
   for (auto isa : kernels::supported_isas()) {
