@@ -1,5 +1,5 @@
-// Kernel benchmarks: Q8/Q4 GEMV at decode shapes streaming weights from DRAM (GB/s), GEMM at 128
-// and 512 rows (int8 ops/s), 1 and 2 threads, and a read-bandwidth probe for reference.
+// Kernel benchmarks: Q8/Q4/Q4NL GEMV at decode shapes streaming weights from DRAM (GB/s), GEMM at
+// 128 and 512 rows (int8 ops/s), 1 and 2 threads, and a read-bandwidth probe for reference.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -75,6 +75,10 @@ struct Acts {
   }
 };
 
+GemmFn gemm_for(const KernelTable& t, DType type) {
+  return type == DType::Q8 ? t.gemm_q8 : type == DType::Q4NL ? t.gemm_q4nl : t.gemm_q4;
+}
+
 // Splits the row groups evenly over `threads` threads (fixed chunks: results independent of it).
 void run_gemm(GemmFn f, const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a,
               float* y, int threads) {
@@ -94,7 +98,7 @@ void bm_gemv(benchmark::State& state, Isa isa, DType type, std::size_t k, std::s
   const WeightSet ws(type, n, k, kDramBytes);
   const Acts a(t, 1, k);
   std::vector<float> y(n);
-  const GemmFn f = type == DType::Q8 ? t.gemm_q8 : t.gemm_q4;
+  const GemmFn f = gemm_for(t, type);
   std::size_t i = 0;
   for (auto _ : state) {
     run_gemm(f, ws.at(i++), n, k, a.rows, y.data(), threads);
@@ -112,7 +116,7 @@ void bm_gemm(benchmark::State& state, Isa isa, DType type, std::size_t k, std::s
   const WeightSet ws(type, n, k, 0);
   const Acts a(t, m, k);
   std::vector<float> y(m * n);
-  const GemmFn f = type == DType::Q8 ? t.gemm_q8 : t.gemm_q4;
+  const GemmFn f = gemm_for(t, type);
   for (auto _ : state) {
     run_gemm(f, ws.at(0), n, k, a.rows, y.data(), threads);
     benchmark::DoNotOptimize(y.data());
@@ -198,7 +202,7 @@ int main(int argc, char** argv) {
   }
   for (Isa isa : supported_isas()) {
     const std::string in(to_string(isa));
-    for (DType type : {DType::Q4, DType::Q8}) {
+    for (DType type : {DType::Q4, DType::Q4NL, DType::Q8}) {
       const std::string tn(qlm::to_string(type));
       for (const Shape& s : kDecode) {
         for (int threads : {1, 2}) {

@@ -39,6 +39,10 @@ variants=(
   "q4 rtn (Q4_0)|--type q4 --scales rtn"
   "q4|--type q4"
   "q4 +imp|--type q4 --importance $out/importance.qlmi"
+  "q4nl|--type q4nl"
+  "q4nl +imp|--type q4nl --importance $out/importance.qlmi"
+  "mixed q4|--type mixed --mixed-base q4"
+  "mixed q4 +imp|--type mixed --mixed-base q4 --importance $out/importance.qlmi"
   "mixed|--type mixed"
   "mixed +imp|--type mixed --importance $out/importance.qlmi"
 )

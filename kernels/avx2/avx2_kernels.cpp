@@ -1,5 +1,6 @@
 // AVX2 kernels (Isa::Avx2, needs AVX2 + FMA + F16C): a 16-row tile is read as two 8-row halves
-// (the low and high 32 bytes of every 64-byte K group), so the layout needs no repacking.
+// (the low and high 32 bytes of every 64-byte K group), so the layout needs no repacking. Q4NL
+// nibbles are decoded to int8 levels by vpshufb and then take the Q8 path.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -7,9 +8,12 @@
 
 #include "detail/float_ops.hpp"
 #include "detail/tables.hpp"
+#include "detail/weight_format.hpp"
 
 namespace qlm::kernels {
 namespace {
+
+using detail::Wfmt;
 
 constexpr std::size_t kRows = 16, kHalf = 8;
 
@@ -75,40 +79,52 @@ void quantize_rows_avx2(const float* x, std::size_t m, std::size_t k, std::size_
   }
 }
 
-// Half a tile (8 rows) in registers: w[i] = K values 4i..4i+3 of the 8 rows. For Q8, w = |q| and
-// sq = q (signed), for the sign trick.
+// Half a tile (8 rows) in registers: w[i] = K values 4i..4i+3 of the 8 rows. For Q8 and Q4NL,
+// w = |q| and sq = q (signed), for the sign trick.
 struct HalfTile {
   __m256i w[8];
   __m256i sq[8];
   __m256 dw;
 };
 
-template <bool Q8>
+template <Wfmt F>
 inline void load_half(const std::uint8_t* qt, const std::uint8_t* st, std::size_t h, HalfTile& t) {
-  if constexpr (Q8) {
+  if constexpr (F == Wfmt::Q8) {
     for (int i = 0; i < 8; ++i) {
       const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * i + 32 * h));
       t.sq[i] = _mm256_xor_si256(u, _mm256_set1_epi8(static_cast<char>(0x80)));
       t.w[i] = _mm256_abs_epi8(t.sq[i]);
     }
-  } else {
+  } else if constexpr (F == Wfmt::Q4) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     for (int c = 0; c < 4; ++c) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * c + 32 * h));
       t.w[2 * c] = _mm256_and_si256(v, m4);
       t.w[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
     }
+  } else {
+    // Q4NL: vpshufb looks each nibble up in the code book (broadcast to both 128-bit lanes).
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i lut = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kQ4nlSigned.data())));
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * c + 32 * h));
+      t.sq[2 * c] = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, m4));
+      t.sq[2 * c + 1] = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+      t.w[2 * c] = _mm256_abs_epi8(t.sq[2 * c]);
+      t.w[2 * c + 1] = _mm256_abs_epi8(t.sq[2 * c + 1]);
+    }
   }
   t.dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(st + 16 * h)));
 }
 
-// Exact int32 per row. Q8: vpmaddubsw(|q|, sign(a, q)) peaks at 127 * 127 * 2 = 32258 (no
+// Exact int32 per row. Q8/Q4NL: vpmaddubsw(|q|, sign(a, q)) peaks at 127 * 127 * 2 = 32258 (no
 // saturation) and yields sum q*a directly. Q4: nibble products sum to at most 8 * 3810 = 30480 in
 // int16, so one vpmaddwd per block suffices; then subtract the zero point 8 * s.
-template <bool Q8>
+template <Wfmt F>
 inline __m256i block_dot(const HalfTile& t, const std::int8_t* a, std::int32_t s) {
   const __m256i ones = _mm256_set1_epi16(1);
-  if constexpr (Q8) {
+  if constexpr (detail::int8_codes(F)) {
     __m256i acc = _mm256_setzero_si256();
     for (int i = 0; i < 8; ++i) {
       const __m256i av = _mm256_set1_epi32(load_i32(a + 4 * i));
@@ -142,7 +158,7 @@ struct Geometry {
 
 // One 8-row half of group g against activation rows m0..m0+MR-1; blocks in order, one float
 // accumulator per (row, activation row) exactly as the other ISAs.
-template <bool Q8, int MR>
+template <Wfmt F, int MR>
 void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
            float* y, std::size_t ldy, std::size_t g, std::size_t h) {
   const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
@@ -152,11 +168,11 @@ void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, s
   for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_ps();
   for (std::size_t b = 0; b < geo.blocks; ++b) {
     HalfTile t;
-    load_half<Q8>(qt + b * geo.tile, st + b * 32, h, t);
+    load_half<F>(qt + b * geo.tile, st + b * 32, h, t);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const std::size_t ab = (m0 + r) * geo.blocks + b;
-      const __m256i isum = block_dot<Q8>(t, a.q + (m0 + r) * stride + b * kActBlock, a.s[ab]);
+      const __m256i isum = block_dot<F>(t, a.q + (m0 + r) * stride + b * kActBlock, a.s[ab]);
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
                                _mm256_mul_ps(t.dw, _mm256_set1_ps(a.d[ab])), acc[r]);
     }
@@ -166,16 +182,16 @@ void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, s
   }
 }
 
-template <bool Q8, int MR>
+template <Wfmt F, int MR>
 void micro_tail(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
                 std::size_t mr, float* y, std::size_t ldy, std::size_t g, std::size_t h) {
   if constexpr (MR > 0) {
-    if (mr == MR) return micro<Q8, MR>(w, geo, a, m0, y, ldy, g, h);
-    micro_tail<Q8, MR - 1>(w, geo, a, m0, mr, y, ldy, g, h);
+    if (mr == MR) return micro<F, MR>(w, geo, a, m0, y, ldy, g, h);
+    micro_tail<F, MR - 1>(w, geo, a, m0, mr, y, ldy, g, h);
   }
 }
 
-template <bool Q8>
+template <Wfmt F>
 void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, float* y,
           std::size_t g0, std::size_t g1) {
   for (std::size_t g = g0; g < g1; ++g) {
@@ -187,11 +203,11 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
       const std::int8_t* ab = a.q + b * kActBlock;
       const __m256 da = _mm256_set1_ps(a.d[b]);
       HalfTile t;
-      load_half<Q8>(qt, st, 0, t);
-      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot<Q8>(t, ab, a.s[b])),
+      load_half<F>(qt, st, 0, t);
+      acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot<F>(t, ab, a.s[b])),
                              _mm256_mul_ps(t.dw, da), acc0);
-      load_half<Q8>(qt, st, 1, t);
-      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot<Q8>(t, ab, a.s[b])),
+      load_half<F>(qt, st, 1, t);
+      acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot<F>(t, ab, a.s[b])),
                              _mm256_mul_ps(t.dw, da), acc1);
       qt += geo.tile;
       st += 32;
@@ -201,15 +217,15 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
   }
 }
 
-template <bool Q8>
+template <Wfmt F>
 void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
           std::size_t ldy, std::size_t g0, std::size_t g1) {
   const std::size_t blocks = (k + kActBlock - 1) / kActBlock, groups = (n + kRows - 1) / kRows;
-  const std::size_t tile = Q8 ? 512 : 256;
+  const std::size_t tile = detail::tile_bytes(F);
   const Geometry geo{n, blocks, groups, tile, groups * blocks * tile};
   g1 = std::min(g1, groups);
   if (g0 >= g1 || a.rows == 0) return;
-  if (a.rows == 1) return gemv<Q8>(w, geo, a, y, g0, g1);
+  if (a.rows == 1) return gemv<F>(w, geo, a, y, g0, g1);
   constexpr int kMr = 4;
   const std::size_t group_bytes = blocks * (tile + 32);
   const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{256} << 10) / group_bytes);
@@ -221,9 +237,9 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
         for (std::size_t h = 0; h < 2; ++h) {
           if (g * kRows + h * kHalf >= n) break;
           if (mr == kMr) {
-            micro<Q8, kMr>(w, geo, a, m0, y, ldy, g, h);
+            micro<F, kMr>(w, geo, a, m0, y, ldy, g, h);
           } else {
-            micro_tail<Q8, kMr - 1>(w, geo, a, m0, mr, y, ldy, g, h);
+            micro_tail<F, kMr - 1>(w, geo, a, m0, mr, y, ldy, g, h);
           }
         }
       }
@@ -235,8 +251,8 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
 
 namespace detail {
 const KernelTable& avx2_table() noexcept {
-  static const KernelTable table =
-      table_with_float_ops<xsimd::avx2>(Isa::Avx2, quantize_rows_avx2, gemm<true>, gemm<false>);
+  static const KernelTable table = table_with_float_ops<xsimd::avx2>(
+      Isa::Avx2, quantize_rows_avx2, gemm<Wfmt::Q8>, gemm<Wfmt::Q4>, gemm<Wfmt::Q4nl>);
   return table;
 }
 }  // namespace detail

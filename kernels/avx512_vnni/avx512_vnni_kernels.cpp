@@ -8,7 +8,8 @@ namespace qlm::kernels::detail {
 
 const KernelTable& avx512_vnni_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::avx512bw>(
-      Isa::Avx512Vnni, quantize_rows_avx512, gemm<true, true>, gemm<false, true>);
+      Isa::Avx512Vnni, quantize_rows_avx512, gemm<Wfmt::Q8, true>, gemm<Wfmt::Q4, true>,
+      gemm<Wfmt::Q4nl, true>);
   return table;
 }
 

@@ -1,6 +1,7 @@
 // Internal: AVX-512 quantize/GEMV/GEMM shared by the avx512 and avx512_vnni translation units. The
 // only difference is the 4-byte dot product (vpdpbusd, or an exact vpmaddubsw emulation); all
-// definitions have internal linkage so the two differently-flagged copies never merge.
+// definitions have internal linkage so the two differently-flagged copies never merge. Templates
+// take the weight type (Wfmt): Q8, Q4, or Q4NL (Q4 nibbles decoded by vpshufb, then Q8 math).
 #pragma once
 
 #include <immintrin.h>
@@ -8,10 +9,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "detail/weight_format.hpp"
 #include "kernel_table.hpp"
 
 namespace qlm::kernels {
 namespace {
+
+using detail::Wfmt;
 
 constexpr std::size_t kRows = 16;
 
@@ -55,16 +59,26 @@ void quantize_rows_avx512(const float* x, std::size_t m, std::size_t k, std::siz
 }
 
 // One weight tile in registers: w[i] holds K values 4i..4i+3 of all 16 rows (one row per 32-bit
-// lane). For the non-VNNI Q8 path w holds |q| and neg the lanes where q < 0 (sign trick below).
+// lane). For the non-VNNI Q8/Q4NL path w holds |q| and neg the lanes where q < 0 (sign trick
+// below).
 struct Tile {
   __m512i w[8];
   __mmask64 neg[8];
   __m512 dw;
 };
 
-template <bool Q8, bool Vnni>
+// Q4NL's code book in every 128-bit lane (vpshufb looks up within lanes): level + 128 for
+// vpdpbusd, the signed level for the sign trick.
+template <bool Vnni>
+inline __m512i q4nl_lut() {
+  const void* p = Vnni ? static_cast<const void*>(detail::kQ4nlBiased.data())
+                       : static_cast<const void*>(detail::kQ4nlSigned.data());
+  return _mm512_broadcast_i32x4(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+}
+
+template <Wfmt F, bool Vnni>
 inline void load_tile(const std::uint8_t* qt, const std::uint8_t* st, Tile& t) {
-  if constexpr (Q8) {
+  if constexpr (F == Wfmt::Q8) {
     for (int i = 0; i < 8; ++i) {
       const __m512i u = _mm512_loadu_si512(qt + 64 * i);
       if constexpr (Vnni) {
@@ -77,30 +91,48 @@ inline void load_tile(const std::uint8_t* qt, const std::uint8_t* st, Tile& t) {
         t.neg[i] = _mm512_movepi8_mask(sq);
       }
     }
-  } else {
+  } else if constexpr (F == Wfmt::Q4) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int c = 0; c < 4; ++c) {
       const __m512i v = _mm512_loadu_si512(qt + 64 * c);
       t.w[2 * c] = _mm512_and_si512(v, m4);
       t.w[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
     }
+  } else {
+    // Q4NL: one vpshufb per 64 bytes of nibbles gives the level (+ 128 for vpdpbusd); without VNNI
+    // the levels get the Q8 sign trick (|level| <= 127, so pair sums stay <= 32258).
+    const __m512i m4 = _mm512_set1_epi8(0x0f), lut = q4nl_lut<Vnni>();
+    for (int c = 0; c < 4; ++c) {
+      const __m512i v = _mm512_loadu_si512(qt + 64 * c);
+      const __m512i nib[2] = {_mm512_and_si512(v, m4),
+                              _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)};
+      for (int h = 0; h < 2; ++h) {
+        const __m512i lv = _mm512_shuffle_epi8(lut, nib[h]);
+        if constexpr (Vnni) {
+          t.w[2 * c + h] = lv;
+        } else {
+          t.w[2 * c + h] = _mm512_abs_epi8(lv);
+          t.neg[2 * c + h] = _mm512_movepi8_mask(lv);
+        }
+      }
+    }
   }
   t.dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(st)));
 }
 
-// Exact int32 per row: sum_i u*q - zp*s (Q8 non-VNNI computes sum q_w*q directly, the same
+// Exact int32 per row: sum_i u*q - zp*s (Q8/Q4NL non-VNNI compute sum q_w*q directly, the same
 // number).
-template <bool Q8, bool Vnni>
+template <Wfmt F, bool Vnni>
 inline __m512i block_dot(const Tile& t, const std::int8_t* a, std::int32_t s) {
   if constexpr (Vnni) {
     // Two chains halve the dependent vpdpbusd latency.
-    __m512i acc0 = _mm512_set1_epi32(-(Q8 ? 128 : 8) * s), acc1 = _mm512_setzero_si512();
+    __m512i acc0 = _mm512_set1_epi32(-detail::zero_point(F) * s), acc1 = _mm512_setzero_si512();
     for (int i = 0; i < 8; i += 2) {
       acc0 = _mm512_dpbusd_epi32(acc0, t.w[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
       acc1 = _mm512_dpbusd_epi32(acc1, t.w[i + 1], _mm512_set1_epi32(load_i32(a + 4 * i + 4)));
     }
     return _mm512_add_epi32(acc0, acc1);
-  } else if constexpr (Q8) {
+  } else if constexpr (detail::int8_codes(F)) {
     const __m512i ones = _mm512_set1_epi16(1), zero = _mm512_setzero_si512();
     __m512i acc = zero;
     for (int i = 0; i < 8; ++i) {
@@ -126,10 +158,10 @@ struct Geometry {
   std::size_t n, blocks, groups, tile, scales;
 };
 
-template <bool Q8>
+template <Wfmt F>
 Geometry geometry(std::size_t n, std::size_t k) {
   const std::size_t blocks = (k + kActBlock - 1) / kActBlock, groups = (n + kRows - 1) / kRows;
-  const std::size_t tile = Q8 ? 512 : 256;
+  const std::size_t tile = detail::tile_bytes(F);
   return {n, blocks, groups, tile, groups * blocks * tile};
 }
 
@@ -143,7 +175,7 @@ inline void store_rows(float* y, __m512 v, std::size_t row0, std::size_t n) {
 
 // GEMV: one row group at a time, blocks in order. Quants of consecutive groups are contiguous,
 // so [g0, g1) is one sequential stream (plus the scale stream) for the hardware prefetcher.
-template <bool Q8, bool Vnni>
+template <Wfmt F, bool Vnni>
 void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, float* y,
           std::size_t g0, std::size_t g1) {
   constexpr std::size_t kPrefetch = 1024;  // bytes ahead of the quant stream
@@ -157,14 +189,14 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
     std::size_t b = 0;
     for (; b + 2 <= geo.blocks; b += 2) {
       _mm_prefetch(reinterpret_cast<const char*>(qt + kPrefetch), _MM_HINT_T0);
-      if constexpr (Q8) {
+      if constexpr (F == Wfmt::Q8) {
         _mm_prefetch(reinterpret_cast<const char*>(qt + kPrefetch + 512), _MM_HINT_T0);
       }
       Tile t0, t1;
-      load_tile<Q8, Vnni>(qt, st, t0);
-      load_tile<Q8, Vnni>(qt + geo.tile, st + 32, t1);
-      const __m512i i0 = block_dot<Q8, Vnni>(t0, a.q + b * kActBlock, a.s[b]);
-      const __m512i i1 = block_dot<Q8, Vnni>(t1, a.q + (b + 1) * kActBlock, a.s[b + 1]);
+      load_tile<F, Vnni>(qt, st, t0);
+      load_tile<F, Vnni>(qt + geo.tile, st + 32, t1);
+      const __m512i i0 = block_dot<F, Vnni>(t0, a.q + b * kActBlock, a.s[b]);
+      const __m512i i1 = block_dot<F, Vnni>(t1, a.q + (b + 1) * kActBlock, a.s[b + 1]);
       acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_mul_ps(t0.dw, _mm512_set1_ps(a.d[b])),
                             acc);
       acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1),
@@ -174,8 +206,8 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
     }
     if (b < geo.blocks) {
       Tile t0;
-      load_tile<Q8, Vnni>(qt, st, t0);
-      const __m512i i0 = block_dot<Q8, Vnni>(t0, a.q + b * kActBlock, a.s[b]);
+      load_tile<F, Vnni>(qt, st, t0);
+      const __m512i i0 = block_dot<F, Vnni>(t0, a.q + b * kActBlock, a.s[b]);
       acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_mul_ps(t0.dw, _mm512_set1_ps(a.d[b])),
                             acc);
     }
@@ -184,7 +216,7 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
 }
 
 // GEMM micro-kernel: one tile is unpacked once and feeds MR activation rows.
-template <bool Q8, bool Vnni, int MR>
+template <Wfmt F, bool Vnni, int MR>
 void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
            float* y, std::size_t ldy, std::size_t g) {
   const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
@@ -197,11 +229,11 @@ void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, s
   for (int r = 0; r < MR; ++r) acc[r] = _mm512_setzero_ps();
   for (std::size_t b = 0; b < geo.blocks; ++b) {
     Tile t;
-    load_tile<Q8, Vnni>(qt + b * geo.tile, st + b * 32, t);
+    load_tile<F, Vnni>(qt + b * geo.tile, st + b * 32, t);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const std::size_t ab = r * geo.blocks + b;
-      const __m512i isum = block_dot<Q8, Vnni>(t, q + r * stride + b * kActBlock, s[ab]);
+      const __m512i isum = block_dot<F, Vnni>(t, q + r * stride + b * kActBlock, s[ab]);
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(t.dw, _mm512_set1_ps(d[ab])),
                                acc[r]);
     }
@@ -209,24 +241,24 @@ void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, s
   for (int r = 0; r < MR; ++r) store_rows(y + (m0 + r) * ldy, acc[r], g * kRows, geo.n);
 }
 
-template <bool Q8, bool Vnni, int MR>
+template <Wfmt F, bool Vnni, int MR>
 void micro_tail(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
                 std::size_t mr, float* y, std::size_t ldy, std::size_t g) {
   if constexpr (MR > 0) {
-    if (mr == MR) return micro<Q8, Vnni, MR>(w, geo, a, m0, y, ldy, g);
-    micro_tail<Q8, Vnni, MR - 1>(w, geo, a, m0, mr, y, ldy, g);
+    if (mr == MR) return micro<F, Vnni, MR>(w, geo, a, m0, y, ldy, g);
+    micro_tail<F, Vnni, MR - 1>(w, geo, a, m0, mr, y, ldy, g);
   }
 }
 
-template <bool Q8, bool Vnni>
+template <Wfmt F, bool Vnni>
 void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
           std::size_t ldy, std::size_t g0, std::size_t g1) {
-  const Geometry geo = geometry<Q8>(n, k);
+  const Geometry geo = geometry<F>(n, k);
   g1 = std::min(g1, geo.groups);
   if (g0 >= g1 || a.rows == 0) return;
-  if (a.rows == 1) return gemv<Q8, Vnni>(w, geo, a, y, g0, g1);
-  // The non-VNNI Q8 tile uses 8 mask registers as well, so it gets fewer rows per pass.
-  constexpr int kMr = (Q8 && !Vnni) ? 4 : 8;
+  if (a.rows == 1) return gemv<F, Vnni>(w, geo, a, y, g0, g1);
+  // The non-VNNI Q8/Q4NL tile uses 8 mask registers as well, so it gets fewer rows per pass.
+  constexpr int kMr = (detail::int8_codes(F) && !Vnni) ? 4 : 8;
   // Cache blocking: a chunk of row groups whose weights (~256 KiB) stay in L2 while every
   // activation row streams past them.
   const std::size_t group_bytes = geo.blocks * (geo.tile + 32);
@@ -237,9 +269,9 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
       const std::size_t mr = std::min<std::size_t>(kMr, a.rows - m0);
       for (std::size_t g = gc; g < gend; ++g) {
         if (mr == kMr) {
-          micro<Q8, Vnni, kMr>(w, geo, a, m0, y, ldy, g);
+          micro<F, Vnni, kMr>(w, geo, a, m0, y, ldy, g);
         } else {
-          micro_tail<Q8, Vnni, kMr - 1>(w, geo, a, m0, mr, y, ldy, g);
+          micro_tail<F, Vnni, kMr - 1>(w, geo, a, m0, mr, y, ldy, g);
         }
       }
     }

@@ -129,12 +129,14 @@ struct FloatOps {
 /// A table whose fp32 helpers are FloatOps<A>, f16 conversions HalfOps (the translation unit's
 /// conversion instructions) and attention AttnOps<A>; the caller supplies what differs per ISA.
 template <class A>
-KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, GemmFn q4) {
+KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, GemmFn q4,
+                                 GemmFn q4nl) {
   using F = FloatOps<A>;
   return {isa,
           quantize,
           q8,
           q4,
+          q4nl,
           F::rmsnorm,
           F::softmax,
           F::silu_mul,

@@ -1,6 +1,7 @@
 // Internal: AArch64 GEMV/GEMM shared by the neon, neon-dotprod and neon-i8mm translation units. A
 // 16-row tile is read as four 4-row quads (16 bytes of every 64-byte K group); only the 4-byte dot
-// product differs per ISA. Internal linkage keeps the differently-flagged copies apart.
+// product differs per ISA. Internal linkage keeps the differently-flagged copies apart. Q4NL
+// nibbles are decoded by one tbl into int8 levels (level + 128 for usdot), then Q8's arithmetic.
 #pragma once
 
 #include <arm_neon.h>
@@ -8,34 +9,47 @@
 #include <algorithm>
 #include <cstring>
 
+#include "detail/weight_format.hpp"
 #include "kernel_table.hpp"
 
 namespace qlm::kernels {
 namespace {
+
+using detail::Wfmt;
 
 constexpr std::size_t kRows = 16, kQuad = 4;
 
 enum class NeonDot { Base, Dotprod, I8mm };
 
 // 4 rows x 32 K of one tile: w[i] holds K 4i..4i+3 for the quad's 4 rows (one row per lane).
-// Q8 under Base/Dotprod is stored signed (u ^ 0x80 = q), which makes the zero point vanish.
+// Q8 and Q4NL under Base/Dotprod are held signed (u ^ 0x80 = q, or the level), which makes the
+// zero point vanish; under I8mm they are unsigned (u, or level + 128) for usdot.
 struct QuadTile {
   uint8x16_t w[8];
   float32x4_t dw;
 };
 
-template <bool Q8, NeonDot D>
+template <Wfmt F, NeonDot D>
 inline void load_quad(const std::uint8_t* qt, const std::uint8_t* st, std::size_t v, QuadTile& t) {
-  if constexpr (Q8) {
+  if constexpr (F == Wfmt::Q8) {
     for (int i = 0; i < 8; ++i) {
       const uint8x16_t u = vld1q_u8(qt + 64 * i + 16 * v);
       t.w[i] = D == NeonDot::I8mm ? u : veorq_u8(u, vdupq_n_u8(0x80));
     }
-  } else {
+  } else if constexpr (F == Wfmt::Q4) {
     for (int c = 0; c < 4; ++c) {
       const uint8x16_t u = vld1q_u8(qt + 64 * c + 16 * v);
       t.w[2 * c] = vandq_u8(u, vdupq_n_u8(0x0f));
       t.w[2 * c + 1] = vshrq_n_u8(u, 4);
+    }
+  } else {
+    const uint8x16_t lut = D == NeonDot::I8mm
+                               ? vld1q_u8(detail::kQ4nlBiased.data())
+                               : vreinterpretq_u8_s8(vld1q_s8(detail::kQ4nlSigned.data()));
+    for (int c = 0; c < 4; ++c) {
+      const uint8x16_t u = vld1q_u8(qt + 64 * c + 16 * v);
+      t.w[2 * c] = vqtbl1q_u8(lut, vandq_u8(u, vdupq_n_u8(0x0f)));
+      t.w[2 * c + 1] = vqtbl1q_u8(lut, vshrq_n_u8(u, 4));
     }
   }
   std::uint16_t h[4];
@@ -44,10 +58,11 @@ inline void load_quad(const std::uint8_t* qt, const std::uint8_t* st, std::size_
 }
 
 // Exact int32 per row of the quad: sum_i w*a (minus zp*s where w is unsigned).
-template <bool Q8, NeonDot D>
+template <Wfmt F, NeonDot D>
 inline int32x4_t quad_dot(const QuadTile& t, const std::int8_t* a, std::int32_t s) {
   [[maybe_unused]] const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16);
-  const std::int32_t zps = (Q8 && D != NeonDot::I8mm) ? 0 : (Q8 ? 128 : 8) * s;
+  const std::int32_t zps =
+      (detail::int8_codes(F) && D != NeonDot::I8mm) ? 0 : detail::zero_point(F) * s;
   int32x4_t acc = vdupq_n_s32(-zps);
   if constexpr (D == NeonDot::I8mm) {
 #if defined(__ARM_FEATURE_MATMUL_INT8)
@@ -62,7 +77,7 @@ inline int32x4_t quad_dot(const QuadTile& t, const std::int8_t* a, std::int32_t 
 #endif
   } else if constexpr (D == NeonDot::Dotprod) {
 #if defined(__ARM_FEATURE_DOTPROD)
-    // Q8 weights are signed here and Q4 nibbles (0..15) are valid int8: sdot is exact.
+    // Q8/Q4NL weights are signed here and Q4 nibbles (0..15) are valid int8: sdot is exact.
     acc = vdotq_laneq_s32(acc, vreinterpretq_s8_u8(t.w[0]), a0, 0);
     acc = vdotq_laneq_s32(acc, vreinterpretq_s8_u8(t.w[1]), a0, 1);
     acc = vdotq_laneq_s32(acc, vreinterpretq_s8_u8(t.w[2]), a0, 2);
@@ -104,7 +119,7 @@ struct Geometry {
 
 // One quad of group g against activation rows m0..m0+MR-1; blocks in order into one float per
 // (row, activation row), exactly as the other ISAs (MR = 1 is the GEMV path).
-template <bool Q8, NeonDot D, int MR>
+template <Wfmt F, NeonDot D, int MR>
 void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
            float* y, std::size_t ldy, std::size_t g, std::size_t v) {
   const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
@@ -114,10 +129,10 @@ void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, s
   for (int r = 0; r < MR; ++r) acc[r] = vdupq_n_f32(0.0f);
   for (std::size_t b = 0; b < geo.blocks; ++b) {
     QuadTile t;
-    load_quad<Q8, D>(qt + b * geo.tile, st + b * 32, v, t);
+    load_quad<F, D>(qt + b * geo.tile, st + b * 32, v, t);
     for (int r = 0; r < MR; ++r) {
       const std::size_t ab = (m0 + r) * geo.blocks + b;
-      const int32x4_t isum = quad_dot<Q8, D>(t, a.q + (m0 + r) * stride + b * kActBlock, a.s[ab]);
+      const int32x4_t isum = quad_dot<F, D>(t, a.q + (m0 + r) * stride + b * kActBlock, a.s[ab]);
       acc[r] = vfmaq_f32(acc[r], vcvtq_f32_s32(isum), vmulq_n_f32(t.dw, a.d[ab]));
     }
   }
@@ -126,20 +141,20 @@ void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, s
   }
 }
 
-template <bool Q8, NeonDot D, int MR>
+template <Wfmt F, NeonDot D, int MR>
 void micro_tail(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
                 std::size_t mr, float* y, std::size_t ldy, std::size_t g, std::size_t v) {
   if constexpr (MR > 0) {
-    if (mr == MR) return micro<Q8, D, MR>(w, geo, a, m0, y, ldy, g, v);
-    micro_tail<Q8, D, MR - 1>(w, geo, a, m0, mr, y, ldy, g, v);
+    if (mr == MR) return micro<F, D, MR>(w, geo, a, m0, y, ldy, g, v);
+    micro_tail<F, D, MR - 1>(w, geo, a, m0, mr, y, ldy, g, v);
   }
 }
 
-template <bool Q8, NeonDot D>
+template <Wfmt F, NeonDot D>
 void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
           std::size_t ldy, std::size_t g0, std::size_t g1) {
   const std::size_t blocks = (k + kActBlock - 1) / kActBlock, groups = (n + kRows - 1) / kRows;
-  const std::size_t tile = Q8 ? 512 : 256;
+  const std::size_t tile = detail::tile_bytes(F);
   const Geometry geo{n, blocks, groups, tile, groups * blocks * tile};
   g1 = std::min(g1, groups);
   constexpr int kMr = 4;
@@ -148,9 +163,9 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
     for (std::size_t g = g0; g < g1; ++g) {
       for (std::size_t v = 0; v < 4 && g * kRows + v * kQuad < n; ++v) {
         if (mr == kMr) {
-          micro<Q8, D, kMr>(w, geo, a, m0, y, ldy, g, v);
+          micro<F, D, kMr>(w, geo, a, m0, y, ldy, g, v);
         } else {
-          micro_tail<Q8, D, kMr - 1>(w, geo, a, m0, mr, y, ldy, g, v);
+          micro_tail<F, D, kMr - 1>(w, geo, a, m0, mr, y, ldy, g, v);
         }
       }
     }

@@ -9,9 +9,9 @@ namespace qlm::kernels::detail {
 // Activation quantization is the scalar reference's (bit-exact by definition; it is O(k) per
 // row, negligible next to the O(n*k) matmul).
 const KernelTable& neon_i8mm_table() noexcept {
-  static const KernelTable table =
-      table_with_float_ops<xsimd::neon64>(Isa::NeonI8mm, scalar_table().quantize_rows,
-                                          gemm<true, NeonDot::I8mm>, gemm<false, NeonDot::I8mm>);
+  static const KernelTable table = table_with_float_ops<xsimd::neon64>(
+      Isa::NeonI8mm, scalar_table().quantize_rows, gemm<Wfmt::Q8, NeonDot::I8mm>,
+      gemm<Wfmt::Q4, NeonDot::I8mm>, gemm<Wfmt::Q4nl, NeonDot::I8mm>);
   return table;
 }
 

@@ -9,9 +9,9 @@ namespace qlm::kernels::detail {
 // Activation quantization is the scalar reference's (bit-exact by definition; it is O(k) per
 // row, negligible next to the O(n*k) matmul).
 const KernelTable& neon_table() noexcept {
-  static const KernelTable table =
-      table_with_float_ops<xsimd::neon64>(Isa::Neon, scalar_table().quantize_rows,
-                                          gemm<true, NeonDot::Base>, gemm<false, NeonDot::Base>);
+  static const KernelTable table = table_with_float_ops<xsimd::neon64>(
+      Isa::Neon, scalar_table().quantize_rows, gemm<Wfmt::Q8, NeonDot::Base>,
+      gemm<Wfmt::Q4, NeonDot::Base>, gemm<Wfmt::Q4nl, NeonDot::Base>);
   return table;
 }
 

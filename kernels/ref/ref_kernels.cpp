@@ -5,10 +5,13 @@
 #include <cstring>
 
 #include "detail/tables.hpp"
+#include "detail/weight_format.hpp"
 #include "qlm/detail/half.hpp"
 
 namespace qlm::kernels {
 namespace {
+
+using detail::Wfmt;
 
 constexpr std::size_t kRows = 16;  // rows per tile (docs/format.md)
 
@@ -46,11 +49,12 @@ float scale_at(const std::uint8_t* w, std::size_t offset, std::size_t r) {
   return qlm::detail::f16_to_f32(h);
 }
 
-template <bool Q8>
+// Q4NL decodes a nibble to u = level + 128 and then is Q8 (zero point 128).
+template <Wfmt F>
 void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
           std::size_t ldy, std::size_t g0, std::size_t g1) {
-  constexpr std::size_t tile = Q8 ? 512 : 256;
-  constexpr std::int32_t zp = Q8 ? 128 : 8;
+  constexpr std::size_t tile = detail::tile_bytes(F);
+  constexpr std::int32_t zp = detail::zero_point(F);
   const std::size_t blocks = (k + kActBlock - 1) / kActBlock;
   const std::size_t groups = (n + kRows - 1) / kRows;
   const std::size_t scales = groups * blocks * tile;
@@ -66,11 +70,12 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
         std::int32_t isum = 0;
         for (std::size_t c = 0; c < kActBlock; ++c) {
           int u;
-          if constexpr (Q8) {
+          if constexpr (F == Wfmt::Q8) {
             u = t[(c / 4) * 64 + r * 4 + c % 4];
           } else {
             const std::uint8_t byte = t[(c / 8) * 64 + r * 4 + c % 4];
             u = (c % 8) >= 4 ? byte >> 4 : byte & 0x0f;
+            if constexpr (F == Wfmt::Q4nl) u = detail::kQ4nlBiased[u];
           }
           isum += u * qb[c];
         }
@@ -190,9 +195,10 @@ void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k, co
 
 namespace detail {
 const KernelTable& scalar_table() noexcept {
-  static const KernelTable table{Isa::Scalar, quantize_rows, gemm<true>, gemm<false>, rmsnorm,
-                                 softmax,     silu_mul,      rope,       add,         dot,
-                                 axpy,        f16_to_f32,    f32_to_f16, attn_block};
+  static const KernelTable table{
+      Isa::Scalar, quantize_rows, gemm<Wfmt::Q8>, gemm<Wfmt::Q4>, gemm<Wfmt::Q4nl>,
+      rmsnorm,     softmax,       silu_mul,       rope,           add,
+      dot,         axpy,          f16_to_f32,     f32_to_f16,     attn_block};
   return table;
 }
 }  // namespace detail

@@ -58,7 +58,7 @@ void float_matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail
 void matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail::Matrix& w,
             const QuantizedActivations& act, float* y, std::size_t ldy,
             std::vector<float>& scratch) {
-  if (!is_quantized(w.dtype) || w.dtype == DType::Q4NL) {  // Q4NL: until its kernels land
+  if (!is_quantized(w.dtype)) {
     float_matmul(kt, pool, w, act, y, ldy, scratch);
     return;
   }
@@ -75,7 +75,7 @@ void matmul(const kernels::KernelTable& kt, ThreadPool& pool, std::span<const Pr
   std::array<std::size_t, kMax + 1> first_task{};
   std::size_t n = 0, total_groups = 0;
   for (const Product& p : products) {
-    if (!is_quantized(p.w->dtype) || p.w->dtype == DType::Q4NL || n == kMax) {
+    if (!is_quantized(p.w->dtype) || n == kMax) {
       float_matmul(kt, pool, *p.w, act, p.y, p.ldy, scratch);
       continue;
     }
@@ -93,7 +93,9 @@ void matmul(const kernels::KernelTable& kt, ThreadPool& pool, std::span<const Pr
     while (t >= first_task[i + 1]) ++i;
     const Product& p = *fused[i];
     const detail::Matrix& w = *p.w;
-    const kernels::GemmFn gemm = w.dtype == DType::Q8 ? kt.gemm_q8 : kt.gemm_q4;
+    const kernels::GemmFn gemm = w.dtype == DType::Q8   ? kt.gemm_q8
+                                 : w.dtype == DType::Q4 ? kt.gemm_q4
+                                                        : kt.gemm_q4nl;
     const std::size_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
     const std::size_t g0 = (t - first_task[i]) * chunk;
     gemm(w.data.data(), w.rows, w.k, act.rows(), p.y, p.ldy, g0, std::min(groups, g0 + chunk));

@@ -131,7 +131,7 @@ Search search_for(DType t) {
     case DType::Q8:
       return {{{{122.0f, 127.0f}, {0.0f, 0.0f}}}, 1, 1.0f};
     case DType::Q4NL:
-      return {{{{-160.0f, -100.0f}, {90.0f, 140.0f}}}, 2, 5.0f};
+      return {{{{-180.0f, -95.0f}, {95.0f, 180.0f}}}, 2, 5.0f};
     default:
       return {{{{-12.0f, -6.0f}, {6.0f, 10.0f}}}, 2, 0.5f};
   }

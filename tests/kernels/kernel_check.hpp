@@ -129,6 +129,75 @@ inline std::vector<std::uint8_t> quantize_weights(DType t, std::size_t n, std::s
   return out;
 }
 
+// Q4NL tiles built by hand (random nibbles and f16 scales of both signs: all a kernel reads). Rows
+// by r % 5: random; every weight at the extreme level -127 (nibble 0) with scales +-65504 (the
+// largest f16); alternating the two extreme levels -127 / 112; scale 0; subnormal f16 scales.
+// Padding columns hold random nibbles too (the activations are zero there); padding rows are 0.
+inline std::vector<std::uint8_t> make_q4nl_weights(std::size_t n, std::size_t k,
+                                                   std::uint32_t seed) {
+  const quant::TileGeometry geo(DType::Q4NL, n, k);
+  std::vector<std::uint8_t> out(geo.total_bytes(), 0);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> mag(1e-4f, 0.05f);
+  for (std::size_t row = 0; row < n; ++row) {
+    const std::size_t g = row / kRowGroup, r = row % kRowGroup;
+    for (std::size_t b = 0; b < geo.blocks; ++b) {
+      const float sign = rng() % 2 == 0 ? -1.0f : 1.0f;
+      std::uint16_t h = 0;
+      switch (row % 5) {
+        case 1:
+          h = qlm::detail::f32_to_f16(sign * 65504.0f);
+          break;
+        case 3:
+          break;
+        case 4:
+          h = static_cast<std::uint16_t>((sign < 0 ? 0x8000u : 0u) | (1u + rng() % 0x3ffu));
+          break;
+        default:
+          h = qlm::detail::f32_to_f16(sign * mag(rng));
+          break;
+      }
+      std::memcpy(&out[geo.scale_offset(g, b) + 2 * r], &h, 2);
+      for (std::size_t c = 0; c < kBlockK; ++c) {
+        unsigned nib = rng() % 16;
+        if (row % 5 == 1) nib = 0;
+        if (row % 5 == 2) nib = c % 2 == 0 ? 0 : 15;
+        std::uint8_t& byte = out[geo.quant_offset(g, b) + quant::q4_index(r, c)];
+        byte = static_cast<std::uint8_t>(quant::q4_high(c) ? (byte & 0x0f) | (nib << 4)
+                                                           : (byte & 0xf0) | nib);
+      }
+    }
+  }
+  return out;
+}
+
+// Row `row` of a hand-built Q4NL matrix in float: level * d, exact (an int8 times an f16 has at
+// most 18 significant bits).
+inline void dequantize_q4nl_row(const std::vector<std::uint8_t>& w, std::size_t n, std::size_t k,
+                                std::size_t row, std::vector<float>& out) {
+  const quant::TileGeometry geo(DType::Q4NL, n, k);
+  const std::size_t g = row / kRowGroup, r = row % kRowGroup;
+  out.resize(k);
+  for (std::size_t c = 0; c < k; ++c) {
+    const std::size_t b = c / kBlockK, cc = c % kBlockK;
+    const std::uint8_t byte = w[geo.quant_offset(g, b) + quant::q4_index(r, cc)];
+    const unsigned nib = quant::q4_high(cc) ? byte >> 4 : byte & 0x0f;
+    std::uint16_t h;
+    std::memcpy(&h, &w[geo.scale_offset(g, b) + 2 * r], 2);
+    out[c] = static_cast<float>(quant::kQ4nlLevels[nib]) * qlm::detail::f16_to_f32(h);
+  }
+}
+
+// Test weights of a type: Q8/Q4 from the quantizer, Q4NL built by hand.
+inline std::vector<std::uint8_t> test_weights(DType t, std::size_t n, std::size_t k,
+                                              std::uint32_t seed) {
+  return t == DType::Q4NL ? make_q4nl_weights(n, k, seed) : quantize_weights(t, n, k, seed);
+}
+
+inline GemmFn gemm_of(const KernelTable& t, DType type) {
+  return type == DType::Q8 ? t.gemm_q8 : type == DType::Q4NL ? t.gemm_q4nl : t.gemm_q4;
+}
+
 struct Activations {
   Buffer<std::int8_t> q;
   Buffer<float> d;
@@ -200,7 +269,7 @@ inline constexpr float kSentinel = -7.25e33f;
 inline Report check_gemm(const KernelTable& t, const KernelTable* ref, DType type, std::size_t n,
                          std::size_t k, std::size_t m) {
   Report rep;
-  const auto w = quantize_weights(type, n, k, static_cast<std::uint32_t>(n * 7 + k));
+  const auto w = test_weights(type, n, k, static_cast<std::uint32_t>(n * 7 + k));
   Buffer<std::uint8_t> wb(w.size(), 0);
   std::memcpy(wb.data(), w.data(), w.size());
   const std::vector<float> x = make_activations(m, k, static_cast<std::uint32_t>(m + k * 3));
@@ -209,14 +278,21 @@ inline Report check_gemm(const KernelTable& t, const KernelTable* ref, DType typ
   Buffer<float> y(m * ldy + 8, 4), y2(m * ldy + 8, 4);
   std::fill(y.data(), y.data() + y.size(), kSentinel);
   std::fill(y2.data(), y2.data() + y2.size(), kSentinel);
-  const GemmFn f = type == DType::Q8 ? t.gemm_q8 : t.gemm_q4;
-  f(wb.data(), n, k, a.rows, y.data(), ldy, 0, groups);
-  if (ref != nullptr) {
-    const GemmFn g = type == DType::Q8 ? ref->gemm_q8 : ref->gemm_q4;
-    g(wb.data(), n, k, a.rows, y2.data(), ldy, 0, groups);
-  }
+  gemm_of(t, type)(wb.data(), n, k, a.rows, y.data(), ldy, 0, groups);
+  if (ref != nullptr) gemm_of(*ref, type)(wb.data(), n, k, a.rows, y2.data(), ldy, 0, groups);
   std::vector<std::vector<float>> wd(n, std::vector<float>(k));
-  for (std::size_t r = 0; r < n; ++r) quant::dequantize_row(type, w, n, k, r, wd[r]);
+  for (std::size_t r = 0; r < n; ++r) {
+    if (type == DType::Q4NL) {
+      dequantize_q4nl_row(w, n, k, r, wd[r]);
+      std::vector<float> lib(k);  // the format's own decoding must be the same level * d
+      quant::dequantize_row(type, w, n, k, r, lib);
+      if (std::memcmp(lib.data(), wd[r].data(), k * sizeof(float)) != 0) {
+        rep.fail("q4nl: quant::dequantize_row differs from level * d in row ", r);
+      }
+    } else {
+      quant::dequantize_row(type, w, n, k, r, wd[r]);
+    }
+  }
   for (std::size_t mi = 0; mi < m; ++mi) {
     const std::vector<float> ad = dequant_act(a.rows, mi, k);
     for (std::size_t r = 0; r < ldy; ++r) {
@@ -245,11 +321,11 @@ inline Report check_gemm(const KernelTable& t, const KernelTable* ref, DType typ
 inline Report check_split(const KernelTable& t, DType type, std::size_t n, std::size_t k,
                           std::size_t m) {
   Report rep;
-  const auto w = quantize_weights(type, n, k, 99);
+  const auto w = test_weights(type, n, k, 99);
   const std::vector<float> x = make_activations(m, k, 5);
   const Activations a(t, x.data(), m, k, k, 0);
   const std::size_t groups = (n + 15) / 16;
-  const GemmFn f = type == DType::Q8 ? t.gemm_q8 : t.gemm_q4;
+  const GemmFn f = gemm_of(t, type);
   std::vector<float> whole(m * n), parts(m * n);
   f(w.data(), n, k, a.rows, whole.data(), n, 0, groups);
   for (std::size_t threads = 2; threads <= 3; ++threads) {
@@ -281,7 +357,7 @@ inline const std::size_t kShapesN[] = {1, 15, 16, 17, 33, 48};
 // Every awkward shape; long K uses fewer activation row counts to keep the run short.
 inline Report check_all_gemm(const KernelTable& t, const KernelTable* ref) {
   Report rep;
-  for (DType type : {DType::Q8, DType::Q4}) {
+  for (DType type : {DType::Q8, DType::Q4, DType::Q4NL}) {
     for (std::size_t k : kShapesK) {
       for (std::size_t n : kShapesN) {
         for (std::size_t m = 1; m <= 17; ++m) {
@@ -297,6 +373,47 @@ inline Report check_all_gemm(const KernelTable& t, const KernelTable* ref) {
   const KernelTable& qref = ref != nullptr ? *ref : t;
   for (std::size_t k : kShapesK) {
     for (std::size_t m : {1, 2, 7, 17}) rep.merge(check_quantize(t, qref, m, k));
+  }
+  return rep;
+}
+
+// gemm_q4nl decodes every nibble to its code book level, exactly: weight (r, c) has nibble
+// (r + c) % 16 and scale 1, activation row m is 127 at column j_m and 0 elsewhere (so q = 127 and
+// d = 1 there), hence y[m][r] = 127 * kQ4nlLevels[(r + j_m) % 16] with no rounding at all, through
+// the GEMV (m = 1) and GEMM paths.
+inline Report check_q4nl_codebook(const KernelTable& t) {
+  Report rep;
+  for (std::size_t k : {32, 40, 96}) {
+    for (std::size_t m : {1, 3, 9}) {
+      const std::size_t n = 16;
+      const quant::TileGeometry geo(DType::Q4NL, n, k);
+      std::vector<std::uint8_t> w(geo.total_bytes(), 0);
+      const std::uint16_t one = qlm::detail::f32_to_f16(1.0f);
+      for (std::size_t r = 0; r < n; ++r) {
+        for (std::size_t c = 0; c < k; ++c) {
+          const std::size_t b = c / kBlockK, cc = c % kBlockK;
+          const unsigned nib = static_cast<unsigned>((r + c) % 16);
+          w[geo.quant_offset(0, b) + quant::q4_index(r, cc)] |=
+              static_cast<std::uint8_t>(quant::q4_high(cc) ? nib << 4 : nib);
+          std::memcpy(&w[geo.scale_offset(0, b) + 2 * r], &one, 2);
+        }
+      }
+      std::vector<float> x(m * k, 0.0f);
+      for (std::size_t mi = 0; mi < m; ++mi) x[mi * k + (mi * 37 + 5) % k] = 127.0f;
+      const Activations a(t, x.data(), m, k, k, 0);
+      std::vector<float> y(m * n, kSentinel);
+      t.gemm_q4nl(w.data(), n, k, a.rows, y.data(), n, 0, 1);
+      for (std::size_t mi = 0; mi < m; ++mi) {
+        const std::size_t j = (mi * 37 + 5) % k;
+        for (std::size_t r = 0; r < n; ++r) {
+          const float want = 127.0f * static_cast<float>(quant::kQ4nlLevels[(r + j) % 16]);
+          if (y[mi * n + r] != want) {
+            rep.fail(to_string(t.isa), " q4nl code book k=", k, " m=", m, ": y[", mi, "][", r,
+                     "] = ", y[mi * n + r], " want ", want);
+          }
+        }
+      }
+    }
   }
   return rep;
 }

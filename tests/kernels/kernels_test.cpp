@@ -34,6 +34,13 @@ TEST_CASE("every supported ISA matches the scalar kernels", "[kernels]") {
   }
 }
 
+TEST_CASE("Q4NL kernels decode the code book exactly on every ISA", "[kernels][q4nl]") {
+  for (Isa isa : supported_isas()) {
+    INFO("isa " << to_string(isa));
+    require_ok(check::check_q4nl_codebook(kernels_for(isa)));
+  }
+}
+
 TEST_CASE("fp32 helpers match their scalar twins", "[kernels]") {
   const KernelTable& scalar = kernels_for(Isa::Scalar);
   for (Isa isa : supported_isas()) {

@@ -28,10 +28,11 @@ namespace qlm::quant {
 
 /// Q4NL's code book: the 16 levels (times 1/127) minimizing the mean squared error of 32-value
 /// blocks of normally distributed weights scaled so the block's extreme is -1 (Lloyd's algorithm;
-/// see docs/quantization.md), with the level nearest zero set to exactly 0 so that zero blocks and
-/// padding stay exact. Dense near zero, where most weights are. Part of the format.
+/// see docs/quantization.md). Dense near zero, where most weights are. Zero itself is not a level
+/// (forcing one measurably hurt); all-zero blocks still decode exactly (scale 0), and padding
+/// columns meet zero activations. Part of the format.
 inline constexpr std::array<std::int8_t, 16> kQ4nlLevels{-127, -103, -84, -68, -53, -39, -25, -12,
-                                                         0,    14,   27,  41,  55,  72,  90,  112};
+                                                         1,    14,   27,  41,  55,  72,  90,  112};
 
 /// Geometry of a quantized [rows, k] tensor.
 struct TileGeometry {

@@ -1,0 +1,39 @@
+// Internal: which quantized weight type a GEMM template instance reads (Q8, Q4 or Q4NL), and the
+// per-type constants shared by every ISA: tile size, zero point and Q4NL's nibble lookup tables.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "qlm/quant/layout.hpp"
+
+namespace qlm::kernels::detail {
+
+/// Weight type of a GEMM instance. Q4NL has Q4's tiles; a nibble is decoded by one table lookup
+/// into an int8 level (or level + 128), after which the Q8 arithmetic applies.
+enum class Wfmt : std::uint8_t { Q8, Q4, Q4nl };
+
+/// Quant bytes of one 16 x 32 tile.
+constexpr std::size_t tile_bytes(Wfmt f) noexcept {
+  return f == Wfmt::Q8 ? 512 : 256;
+}
+/// Zero point of the unsigned weight byte u (the weight code is u - zp): Q8 and Q4NL store or
+/// decode to u = code + 128, Q4 nibbles are code + 8.
+constexpr std::int32_t zero_point(Wfmt f) noexcept {
+  return f == Wfmt::Q4 ? 8 : 128;
+}
+/// True if the weight codes need the int8 (sign-trick / signed dot product) arithmetic of Q8.
+constexpr bool int8_codes(Wfmt f) noexcept {
+  return f != Wfmt::Q4;
+}
+
+/// Q4NL nibble -> signed level, and nibble -> level + 128 (unsigned, for u8 x s8 instructions).
+inline constexpr std::array<std::int8_t, 16> kQ4nlSigned = quant::kQ4nlLevels;
+inline constexpr std::array<std::uint8_t, 16> kQ4nlBiased = [] {
+  std::array<std::uint8_t, 16> t{};
+  for (std::size_t i = 0; i < 16; ++i) t[i] = static_cast<std::uint8_t>(kQ4nlSigned[i] + 128);
+  return t;
+}();
+
+}  // namespace qlm::kernels::detail
