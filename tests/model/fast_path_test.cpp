@@ -13,33 +13,6 @@
 #include "support/temp_dir.hpp"
 
 namespace qlm::test {
-namespace {
-
-std::vector<std::int32_t> story_tokens(const Model& m) {
-  auto ids = m.tokenizer().encode(
-      "Once upon a time, there was a little dog named Max. Max liked to run in the big green "
-      "park with his friend, a small red bird. One day the bird could not fly.");
-  REQUIRE(ids.size() >= 40);
-  return ids;
-}
-
-std::vector<float> logits_of(std::shared_ptr<const Model> m, SessionOptions o,
-                             const std::vector<std::int32_t>& ids) {
-  auto s = Session::create(std::move(m), std::move(o));
-  INFO((s ? "" : s.error().message));
-  REQUIRE(s.ok());
-  auto l = s->eval(ids, {.all_logits = true});
-  REQUIRE(l.ok());
-  return {l->begin(), l->end()};
-}
-
-// Largest |a - b| relative to the spread of the reference logits.
-float relative_diff(const std::vector<float>& a, const std::vector<float>& ref) {
-  const auto [lo, hi] = std::minmax_element(ref.begin(), ref.end());
-  return max_abs_diff(a, ref) / (*hi - *lo);
-}
-
-}  // namespace
 
 TEST_CASE("fast path logits agree with the reference path", "[model][fast]") {
   TempDir tmp;
@@ -48,14 +21,14 @@ TEST_CASE("fast path logits agree with the reference path", "[model][fast]") {
   convert_or_fail(stories_dir(), tmp / "m.qlm", type);
   auto model = open_or_fail(tmp / "m.qlm");
   const auto ids = story_tokens(*model);
-  const auto ref = logits_of(model, {.reference = true}, ids);
+  const auto ref = eval_all_logits(model, {.reference = true}, ids);
   // Float weights see the same math up to summation order; quantized weights also see int8
   // activations (relative error ~1/254 per block), which compounds over 5 layers.
   const float tolerance = is_quantized(type) ? 0.02f : 1e-5f;
   for (auto isa : kernels::supported_isas()) {
     INFO("type " << to_string(type) << ", isa " << kernels::to_string(isa));
-    const auto fast = logits_of(model, {.isa = std::string(kernels::to_string(isa))}, ids);
-    const float diff = relative_diff(fast, ref);
+    const auto fast = eval_all_logits(model, {.isa = std::string(kernels::to_string(isa))}, ids);
+    const float diff = relative_max_diff(fast, ref);
     INFO("max |fast - reference| / logit range = " << diff);
     CHECK(diff <= tolerance);
   }
@@ -113,10 +86,10 @@ TEST_CASE("fast path is bit-identical for 1, 2 and 3 threads and any chunking", 
   convert_or_fail(stories_dir(), tmp / "m.qlm", type);
   auto model = open_or_fail(tmp / "m.qlm");
   const auto ids = story_tokens(*model);
-  const auto one = logits_of(model, {.pool = make_openmp_pool(1)}, ids);
-  CHECK(logits_of(model, {.pool = make_openmp_pool(2)}, ids) == one);
-  CHECK(logits_of(model, {.pool = make_openmp_pool(3)}, ids) == one);
-  CHECK(logits_of(model, {.pool = make_openmp_pool(2), .batch = 7}, ids) == one);
+  const auto one = eval_all_logits(model, {.pool = make_openmp_pool(1)}, ids);
+  CHECK(eval_all_logits(model, {.pool = make_openmp_pool(2)}, ids) == one);
+  CHECK(eval_all_logits(model, {.pool = make_openmp_pool(3)}, ids) == one);
+  CHECK(eval_all_logits(model, {.pool = make_openmp_pool(2), .batch = 7}, ids) == one);
   // Token by token (the GEMV path) gives the same bits as the batched GEMM path.
   auto s = Session::create(model, {.pool = make_openmp_pool(2)});
   REQUIRE(s.ok());

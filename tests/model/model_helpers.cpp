@@ -2,6 +2,7 @@
 #include "model/model_helpers.hpp"
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdio>
 
@@ -78,6 +79,39 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   float m = 0.0f;
   for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
   return m;
+}
+
+float relative_max_diff(const std::vector<float>& a, const std::vector<float>& ref) {
+  const auto [lo, hi] = std::minmax_element(ref.begin(), ref.end());
+  return max_abs_diff(a, ref) / (*hi - *lo);
+}
+
+std::vector<float> eval_all_logits(std::shared_ptr<const Model> model, SessionOptions options,
+                                   std::span<const std::int32_t> ids) {
+  auto s = Session::create(std::move(model), std::move(options));
+  INFO((s ? "" : s.error().message));
+  REQUIRE(s.ok());
+  auto l = s->eval(ids, {.all_logits = true});
+  REQUIRE(l.ok());
+  return {l->begin(), l->end()};
+}
+
+std::vector<std::int32_t> pseudo_random_tokens(std::size_t n) {
+  std::vector<std::int32_t> ids{1};
+  std::uint32_t s = 12345;
+  while (ids.size() < n) {
+    s = s * 1664525u + 1013904223u;  // a linear congruential generator (Numerical Recipes)
+    ids.push_back(static_cast<std::int32_t>(3 + (s >> 8) % 509));
+  }
+  return ids;
+}
+
+std::vector<std::int32_t> story_tokens(const Model& model) {
+  auto ids = model.tokenizer().encode(
+      "Once upon a time, there was a little dog named Max. Max liked to run in the big green "
+      "park with his friend, a small red bird. One day the bird could not fly.");
+  REQUIRE(ids.size() >= 40);
+  return ids;
 }
 
 }  // namespace qlm::test

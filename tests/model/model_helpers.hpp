@@ -4,11 +4,13 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "qlm/dtype.hpp"
 #include "qlm/model.hpp"
+#include "qlm/session.hpp"
 
 namespace qlm::test {
 
@@ -35,5 +37,22 @@ std::string tool_path(const std::string& name);
 
 /// Largest absolute difference between two equally long vectors.
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
+
+/// max_abs_diff(a, ref) divided by the spread (max - min) of `ref`: one tolerance then fits
+/// models whose logits have different scales.
+float relative_max_diff(const std::vector<float>& a, const std::vector<float>& ref);
+
+/// Logits [ids.size()][vocab] of `ids` evaluated by a new Session with `options`; REQUIREs
+/// success. Tests compare sessions that differ only in their options, so the options are explicit.
+std::vector<float> eval_all_logits(std::shared_ptr<const Model> model, SessionOptions options,
+                                   std::span<const std::int32_t> ids);
+
+/// A fixed pseudo-random sequence of `n` ids starting with BOS; ids < 512 fit the vocabulary of
+/// every test model, and the fixed seed keeps long-context results reproducible.
+std::vector<std::int32_t> pseudo_random_tokens(std::size_t n);
+
+/// stories260K-style prompt of at least 40 tokens (REQUIREd): natural text, so the fast and
+/// reference paths are compared on realistic activations.
+std::vector<std::int32_t> story_tokens(const Model& model);
 
 }  // namespace qlm::test

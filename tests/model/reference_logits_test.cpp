@@ -11,29 +11,13 @@
 namespace qlm::test {
 namespace {
 
-// A fixed pseudo-random sequence starting with BOS (ids < 512, the vocabulary of every model here).
-std::vector<std::int32_t> test_sequence(std::size_t n) {
-  std::vector<std::int32_t> ids{1};
-  std::uint32_t s = 12345;
-  while (ids.size() < n) {
-    s = s * 1664525u + 1013904223u;
-    ids.push_back(static_cast<std::int32_t>(3 + (s >> 8) % 509));
-  }
-  return ids;
-}
-
 std::vector<float> qlm_logits(const std::filesystem::path& qlm,
                               const std::vector<std::int32_t>& ids) {
-  auto model = open_or_fail(qlm);
-  auto session = Session::create(model, {.context = 128, .reference = true});
-  REQUIRE(session.ok());
-  auto logits = session->eval(ids, {.all_logits = true});
-  REQUIRE(logits.ok());
-  return {logits->begin(), logits->end()};
+  return eval_all_logits(open_or_fail(qlm), {.context = 128, .reference = true}, ids);
 }
 
 void compare_with_torch(const std::filesystem::path& dir, const TempDir& tmp, std::size_t n) {
-  const auto ids = test_sequence(n);
+  const auto ids = pseudo_random_tokens(n);
   const auto qlm_path = tmp / "model.qlm";
   convert_or_fail(dir, qlm_path, DType::F32);
   const auto ours = qlm_logits(qlm_path, ids);

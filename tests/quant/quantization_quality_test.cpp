@@ -18,6 +18,7 @@
 namespace {
 
 using qlm::DType;
+using qlm::test::eval_all_logits;
 
 const char* kText =
     "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun. "
@@ -29,16 +30,6 @@ std::vector<std::int32_t> text_tokens(const qlm::Model& model, int repeats) {
   std::string text;
   for (int i = 0; i < repeats; ++i) text += kText;
   return model.tokenizer().encode(text);
-}
-
-std::vector<float> all_logits(std::shared_ptr<const qlm::Model> model,
-                              std::span<const std::int32_t> ids,
-                              std::shared_ptr<qlm::ActivationObserver> observer = nullptr) {
-  auto session = qlm::Session::create(model, {.threads = 1, .observer = std::move(observer)});
-  REQUIRE(session.ok());
-  auto logits = session->eval(ids, {.all_logits = true});
-  REQUIRE(logits.ok());
-  return {logits->begin(), logits->end()};
 }
 
 // Mean KL(P_ref || P) over all positions.
@@ -80,7 +71,7 @@ std::shared_ptr<qlm::Importance> collect(const qlm::test::TempDir& tmp,
   convert(tmp / "calib.qlm", DType::Q8);
   const auto model = qlm::test::open_or_fail(tmp / "calib.qlm");
   auto imp = std::make_shared<qlm::Importance>(model->config());
-  all_logits(model, text_tokens(*model, 2), imp);
+  eval_all_logits(model, {.threads = 1, .observer = imp}, text_tokens(*model, 2));
   REQUIRE(imp->save(file).ok());
   return imp;
 }
@@ -136,7 +127,8 @@ TEST_CASE("channel scales leave the float model's logits unchanged", "[quant][qu
   CHECK(std::ranges::any_of(
       report.notes, [](const std::string& n) { return qlm::test::contains(n, "channel scales"); }));
   const auto ids = text_tokens(*plain, 1);
-  const auto a = all_logits(plain, ids), b = all_logits(scaled, ids);
+  const auto a = eval_all_logits(plain, {.threads = 1}, ids);
+  const auto b = eval_all_logits(scaled, {.threads = 1}, ids);
   float scale = 0.0f;
   for (float v : a) scale = std::max(scale, std::fabs(v));
   CHECK(qlm::test::max_abs_diff(a, b) <= 1e-4f * scale);
@@ -163,7 +155,8 @@ TEST_CASE("fitted, importance-weighted 4-bit scales beat round-to-nearest", "[qu
     double sum = 0.0;
     for (std::size_t w = 0; w < 4; ++w) {
       const std::span<const std::int32_t> ids(all.data() + w * 256, 256);
-      sum += mean_kl(all_logits(ref, ids), all_logits(model, ids), vocab);
+      sum += mean_kl(eval_all_logits(ref, {.threads = 1}, ids),
+                     eval_all_logits(model, {.threads = 1}, ids), vocab);
     }
     return sum / 4.0;
   };
