@@ -27,6 +27,8 @@ field() { grep "^$1 = " | head -1 | sed "s/^$1 = //; s/ .*//"; }
 convert f32 --type f32
 ppl f32 --save-logits "$out/f32.logits" >/dev/null
 convert q8 --type q8
+# Per-column mean squares and, for inputs up to 1024 wide (all of stories260K's), E[x x^T]: the
+# converter then also rounds with error feedback (GPTQ); `--no-gptq` turns that off.
 "$build/tools/qlm-perplexity" -m "$out/q8.qlm" -f "$calib" -c 256 -t 1 \
   --save-importance "$out/importance.qlmi" >/dev/null 2>&1
 
@@ -35,16 +37,21 @@ variants=(
   "bf16|--type bf16"
   "q8 rtn|--type q8 --scales rtn"
   "q8|--type q8"
+  "q8 +imp -gptq|--type q8 --importance $out/importance.qlmi --no-gptq"
   "q8 +imp|--type q8 --importance $out/importance.qlmi"
   "q4 rtn (Q4_0)|--type q4 --scales rtn"
   "q4|--type q4"
+  "q4 +imp -gptq|--type q4 --importance $out/importance.qlmi --no-gptq"
   "q4 +imp|--type q4 --importance $out/importance.qlmi"
   "q4nl|--type q4nl"
+  "q4nl +imp -gptq|--type q4nl --importance $out/importance.qlmi --no-gptq"
   "q4nl +imp|--type q4nl --importance $out/importance.qlmi"
   "mixed q4|--type mixed --mixed-base q4"
   "mixed q4 +imp|--type mixed --mixed-base q4 --importance $out/importance.qlmi"
   "mixed|--type mixed"
   "mixed +imp|--type mixed --importance $out/importance.qlmi"
+  "mixed q4 +imp +cal|--type mixed --mixed-base q4 --importance $out/importance.qlmi --calibration $calib"
+  "mixed +imp +cal|--type mixed --importance $out/importance.qlmi --calibration $calib"
 )
 echo "| type | converter options | bits/weight | file size | PPL | KLD mean | KLD p99 | same top |"
 echo "|------|-------------------|------------:|----------:|----:|---------:|--------:|---------:|"

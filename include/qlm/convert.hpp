@@ -35,6 +35,15 @@ struct ConvertOptions {
   /// With an importance file and a quantized target: fold activation-aware per-channel scales
   /// into the weights before quantizing (the float model is unchanged; see docs/quantization.md).
   bool channel_scaling = true;
+  /// With an importance file that holds an input's second moment E[x x^T] (qlm-perplexity
+  /// --importance-moments): quantize the matrices reading it with error feedback (GPTQ),
+  /// compensating each column's rounding error on the columns not yet quantized.
+  bool error_feedback = true;
+  /// Mixed: a calibration text on which to measure each matrix's sensitivity (the mean KL
+  /// divergence from the float model when only that matrix is at the 4-bit type, on its first 32
+  /// windows of 256 tokens) instead of estimating it from the matrix alone. Costs a conversion
+  /// and an evaluation per matrix; refused above 50M parameters. Empty = estimate.
+  std::filesystem::path calibration{};
   /// Progress (tensors done, total, bytes written); return false to cancel. Optional.
   std::function<bool(std::size_t, std::size_t, std::uint64_t)> on_progress{};
 };

@@ -7,6 +7,7 @@
 
 #include "convert/channel_scales.hpp"
 #include "convert/mixed_recipe.hpp"
+#include "convert/sensitivity.hpp"
 #include "convert/tokenizer_source.hpp"
 #include "qlm/config.hpp"
 #include "qlm/convert.hpp"
@@ -155,6 +156,7 @@ struct Preparation {
   const safetensors::Checkpoint& ckpt;
   const Importance* imp = nullptr;
   std::optional<detail::ChannelScales> scales;
+  std::map<std::string, std::string> input_of;  // matrix -> first matrix reading its input
 
   std::vector<float> load(const ExpectedTensor& e) const {
     std::vector<float> x = load_f32(*ckpt.find(e.name));
@@ -169,12 +171,37 @@ struct Preparation {
     }
     return importance_of(imp, o, e);
   }
+  // E[x x^T] of e's input (in the scaled coordinates, H_ij / (s_i s_j)) for error-feedback
+  // quantization; empty when the importance file does not hold it.
+  std::vector<float> hessian(const ExpectedTensor& e) const {
+    const auto it = input_of.find(e.name);
+    if (!o.error_feedback || imp == nullptr || it == input_of.end()) return {};
+    const std::span<const float> m = imp->second_moment(it->second);
+    const std::size_t k = e.shape[1];
+    if (m.size() != k * k) return {};
+    std::vector<float> h(m.begin(), m.end());
+    if (scales) {
+      if (auto s = scales->columns.find(e.name); s != scales->columns.end()) {
+        for (std::size_t i = 0; i < k; ++i) {
+          for (std::size_t j = 0; j < k; ++j) h[i * k + j] /= s->second[i] * s->second[j];
+        }
+      }
+    }
+    return h;
+  }
 };
 
 Preparation prepare(const ConvertOptions& o, const ModelConfig& config,
                     const safetensors::Checkpoint& ckpt, const Importance* imp,
                     ConvertReport& report) {
-  Preparation prep{o, ckpt, imp, std::nullopt};
+  Preparation prep{o, ckpt, imp, std::nullopt, {}};
+  for (std::uint32_t l = 0; l < config.n_layers; ++l) {
+    for (MatrixInput in : {MatrixInput::Attention, MatrixInput::AttentionOutput, MatrixInput::Mlp,
+                           MatrixInput::MlpHidden, MatrixInput::Head}) {
+      const std::vector<std::string> names = matrices_reading(config, in, l);
+      for (const auto& n : names) prep.input_of[n] = names.front();
+    }
+  }
   if (imp == nullptr || !o.channel_scaling) return prep;
   for (const auto& e : expected_tensors(config)) (void)importance_of(imp, o, e);  // validate
   // Float targets get scales too (chosen for q4): the model is the same up to rounding.
@@ -187,7 +214,9 @@ Preparation prepare(const ConvertOptions& o, const ModelConfig& config,
 
 // Each matrix's type: uniform, or as the mixed recipe decides (its reasons go to the report).
 std::map<std::string, DType> matrix_types(const ConvertOptions& o, const ModelConfig& config,
-                                          const Preparation& prep, ConvertReport& report) {
+                                          const Preparation& prep,
+                                          const detail::ProbeWriter& write_probe,
+                                          ConvertReport& report) {
   const safetensors::Checkpoint& ckpt = prep.ckpt;
   std::map<std::string, DType> types;
   if (o.recipe == Recipe::Uniform) {
@@ -208,14 +237,63 @@ std::map<std::string, DType> matrix_types(const ConvertOptions& o, const ModelCo
       fixed_weights += src->elements();
       continue;
     }
-    candidates.push_back(
-        {e.name, e.shape[0], e.shape[1], [&prep, &e] { return prep.load(e); }, prep.importance(e)});
+    candidates.push_back({e.name, e.shape[0], e.shape[1], [&prep, &e] { return prep.load(e); },
+                          prep.importance(e), [&prep, &e] { return prep.hessian(e); }});
+  }
+  std::map<std::string, double> measured;
+  if (!o.calibration.empty()) {
+    std::uint64_t weights = fixed_weights;
+    std::vector<std::string> names;
+    for (const auto& c : candidates) {
+      weights += c.rows * c.k;
+      names.push_back(c.name);
+    }
+    if (weights > detail::kSensitivityMaxWeights) {
+      fail(ErrorCode::InvalidArgument,
+           "mixed recipe: measuring sensitivity on a calibration text converts the model once "
+           "per matrix; {} parameters is over the limit of {}",
+           weights, detail::kSensitivityMaxWeights);
+    }
+    measured = detail::measure_sensitivity(o.calibration, o.output, names, write_probe);
   }
   const auto plan = detail::plan_mixed(candidates, fixed_bytes, fixed_weights,
-                                       o.max_bits_per_weight, o.type, o.scale_method);
+                                       o.max_bits_per_weight, o.type, o.scale_method, measured);
   types.insert(plan.types.begin(), plan.types.end());
   report.choices = plan.reasons;
   return types;
+}
+
+// Encodes every tensor at its type from `types` into `output`, adding sizes to `report`.
+void write_model(const ConvertOptions& o, const ModelConfig& config, const Preparation& prep,
+                 const format::Metadata& meta, const std::map<std::string, DType>& types,
+                 const std::filesystem::path& output, ConvertReport& report) {
+  std::vector<format::PendingTensor> pending;
+  std::vector<std::string> padded;
+  const std::vector<ExpectedTensor> expected = expected_tensors(config);
+  for (const auto& e : expected) {
+    const safetensors::Tensor* src = prep.ckpt.find(e.name);
+    const DType type = types.at(e.name);
+    if (is_quantized(type) && (e.shape[1] % kBlockK != 0 || e.shape[0] % kRowGroup != 0)) {
+      padded.push_back(fmt::format("{} [{}x{}]", e.name, e.shape[0], e.shape[1]));
+    }
+    pending.push_back(
+        {e.name, type, e.shape, [src, type, &o, &prep, &e](std::span<std::uint8_t> out) {
+           return detail::capture([&] {
+             const std::vector<float> h =
+                 is_quantized(type) ? prep.hessian(e) : std::vector<float>{};
+             encode(type, *src, prep.load(e), {o.scale_method, prep.importance(e), h}, out);
+           });
+         }});
+    report.weights += src->elements();
+    report.weight_bytes += *tensor_bytes(type, e.shape);
+  }
+  if (!padded.empty()) {
+    report.notes.push_back(fmt::format(
+        "{} matrices padded with zero weights to whole 16x32 tiles (docs/format.md), e.g. {}",
+        padded.size(), padded.front()));
+  }
+  report.tensors = pending.size();
+  report.file_bytes = detail::unwrap(format::write_qlm_file(output, meta, pending, o.on_progress));
 }
 
 }  // namespace
@@ -232,33 +310,18 @@ Result<ConvertReport> convert_checkpoint(const ConvertOptions& o) {
     format::Metadata meta = build_metadata(o, config, ckpt, imp);
     add_tokenizer(o.input_dir, config, meta, report);
     const Preparation prep = prepare(o, config, ckpt, imp, report);
-    const std::map<std::string, DType> types = matrix_types(o, config, prep, report);
-
-    std::vector<format::PendingTensor> pending;
-    std::vector<std::string> padded;
-    const std::vector<ExpectedTensor> expected = expected_tensors(config);
-    for (const auto& e : expected) {
-      const safetensors::Tensor* src = ckpt.find(e.name);
-      const DType type = types.at(e.name);
-      const quant::QuantizeOptions q{o.scale_method, prep.importance(e)};
-      if (is_quantized(type) && (e.shape[1] % kBlockK != 0 || e.shape[0] % kRowGroup != 0)) {
-        padded.push_back(fmt::format("{} [{}x{}]", e.name, e.shape[0], e.shape[1]));
-      }
-      pending.push_back(
-          {e.name, type, e.shape, [src, type, q, &prep, &e](std::span<std::uint8_t> out) {
-             return detail::capture([&] { encode(type, *src, prep.load(e), q, out); });
-           }});
-      report.weights += src->elements();
-      report.weight_bytes += *tensor_bytes(type, e.shape);
-    }
-    if (!padded.empty()) {
-      report.notes.push_back(fmt::format(
-          "{} matrices padded with zero weights to whole 16x32 tiles (docs/format.md), e.g. {}",
-          padded.size(), padded.front()));
-    }
-    report.tensors = pending.size();
-    report.file_bytes =
-        detail::unwrap(format::write_qlm_file(o.output, meta, pending, o.on_progress));
+    // For measured sensitivity: the model in f32 with at most one matrix at the mixed base type.
+    auto write_probe = [&](const std::string& quantized, const std::filesystem::path& out) {
+      std::map<std::string, DType> types;
+      for (const auto& e : expected_tensors(config)) types[e.name] = DType::F32;
+      if (!quantized.empty()) types[quantized] = o.type;
+      ConvertOptions quiet = o;
+      quiet.on_progress = {};
+      ConvertReport ignored;
+      write_model(quiet, config, prep, meta, types, out, ignored);
+    };
+    const std::map<std::string, DType> types = matrix_types(o, config, prep, write_probe, report);
+    write_model(o, config, prep, meta, types, o.output, report);
     return report;
   });
 }

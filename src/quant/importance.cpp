@@ -2,6 +2,7 @@
 // whose tensors are f32 vectors named after the matrices they describe).
 #include "qlm/importance.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -16,16 +17,45 @@ using detail::fail;
 
 namespace {
 constexpr const char* kTokensKey = "qlm.importance.tokens";
-}
+constexpr std::string_view kMomentSuffix = ".moment";  // 2-D tensors: E[x x^T]
+}  // namespace
 
-Importance::Importance(const ModelConfig& config) : config_(config) {}
+Importance::Importance(const ModelConfig& config, std::size_t moment_columns)
+    : config_(config), moment_columns_(moment_columns) {}
+
+void Importance::accumulate_moment(const std::string& name, std::span<const float> x,
+                                   std::size_t rows) {
+  const std::size_t k = x.size() / rows;
+  Stat& m = moments_[name];
+  if (m.sum_sq.size() != k * k) {
+    m.sum_sq.assign(k * k, 0.0);
+    m.mean.assign(k * k, 0.0f);
+    m.rows = 0;
+  }
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float* row = x.data() + r * k;
+    for (std::size_t i = 0; i < k; ++i) {
+      const double xi = row[i];
+      for (std::size_t j = 0; j <= i; ++j) m.sum_sq[i * k + j] += xi * row[j];
+    }
+  }
+  m.rows += rows;
+  const double n = static_cast<double>(m.rows);
+  for (std::size_t i = 0; i < k; ++i) {
+    for (std::size_t j = 0; j <= i; ++j) {
+      m.mean[i * k + j] = m.mean[j * k + i] = static_cast<float>(m.sum_sq[i * k + j] / n);
+    }
+  }
+}
 
 void Importance::observe(MatrixInput input, std::uint32_t layer, std::span<const float> x,
                          std::size_t rows) {
   if (rows == 0 || x.size() % rows != 0) return;
   const std::size_t cols = x.size() / rows;
   if (input == MatrixInput::Attention && layer == 0) tokens_ += rows;
-  for (const std::string& name : matrices_reading(config_, input, layer)) {
+  const std::vector<std::string> names = matrices_reading(config_, input, layer);
+  if (!names.empty() && cols <= moment_columns_) accumulate_moment(names.front(), x, rows);
+  for (const std::string& name : names) {
     Stat& s = stats_[name];
     if (s.sum_sq.size() != cols) {  // first sight (a model never changes width)
       s.sum_sq.assign(cols, 0.0);
@@ -48,6 +78,11 @@ std::span<const float> Importance::find(std::string_view tensor) const {
   return it == stats_.end() ? std::span<const float>{} : std::span<const float>(it->second.mean);
 }
 
+std::span<const float> Importance::second_moment(std::string_view tensor) const {
+  const auto it = moments_.find(tensor);
+  return it == moments_.end() ? std::span<const float>{} : std::span<const float>(it->second.mean);
+}
+
 std::vector<std::string> Importance::tensors() const {
   std::vector<std::string> names;
   for (const auto& [name, stat] : stats_) names.push_back(name);
@@ -62,6 +97,17 @@ Result<void> Importance::save(const std::filesystem::path& path) const {
     for (const auto& [name, stat] : stats_) {
       const std::vector<float>* mean = &stat.mean;
       pending.push_back({name, DType::F32, {mean->size()}, [mean](std::span<std::uint8_t> out) {
+                           std::memcpy(out.data(), mean->data(), out.size());
+                           return Result<void>{};
+                         }});
+    }
+    for (const auto& [name, moment] : moments_) {
+      const std::vector<float>* mean = &moment.mean;
+      const std::size_t k = stats_.at(name).mean.size();
+      pending.push_back({name + std::string(kMomentSuffix),
+                         DType::F32,
+                         {k, k},
+                         [mean](std::span<std::uint8_t> out) {
                            std::memcpy(out.data(), mean->data(), out.size());
                            return Result<void>{};
                          }});
@@ -81,6 +127,25 @@ Result<Importance> Importance::load(const std::filesystem::path& path) {
     Importance imp;
     imp.tokens_ = *tokens;
     for (const auto& t : file->tensors()) {
+      if (t.name.ends_with(kMomentSuffix) && t.dtype == DType::F32 && t.shape.size() == 2 &&
+          t.shape[0] == t.shape[1]) {
+        Stat& m = imp.moments_[t.name.substr(0, t.name.size() - kMomentSuffix.size())];
+        m.mean.resize(t.shape[0] * t.shape[1]);
+        std::memcpy(m.mean.data(), file->data(t).data(), t.size);
+        for (float v : m.mean) {
+          if (!std::isfinite(v)) {
+            fail(ErrorCode::Format, "{}: tensor '{}' holds a non-finite value", path.string(),
+                 t.name);
+          }
+        }
+        m.rows = imp.tokens_;
+        m.sum_sq.resize(m.mean.size());
+        for (std::size_t i = 0; i < m.mean.size(); ++i) {  // so that collection can continue
+          m.sum_sq[i] = static_cast<double>(m.mean[i]) * static_cast<double>(m.rows);
+        }
+        imp.moment_columns_ = std::max<std::size_t>(imp.moment_columns_, t.shape[0]);
+        continue;
+      }
       if (t.dtype != DType::F32 || t.shape.size() != 1) {
         fail(ErrorCode::Format, "{}: tensor '{}' is not an f32 vector", path.string(), t.name);
       }

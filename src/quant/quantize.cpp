@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "qlm/detail/half.hpp"
+#include "quant/hessian.hpp"
 
 namespace qlm::quant {
 namespace {
@@ -196,6 +197,52 @@ void store_block(DType t, const Grid& grid, const Block& blk, float d, std::size
   }
 }
 
+float choose_scale(DType t, const Block& blk, const Grid& grid, ScaleMethod method) {
+  return method == ScaleMethod::Fit ? fit_scale(t, blk, grid) : rtn_scale(t, blk);
+}
+
+// GPTQ on rows [g * 16, g * 16 + 16) with u = the upper Cholesky factor of H^-1: quantizing column
+// j changes the row's output error least when the rest of the row absorbs e_j / u_jj * u_j,i.
+void quantize_group_gptq(DType t, std::span<const float> src, const TileGeometry& geo,
+                         std::size_t g, const std::vector<double>& u,
+                         const QuantizeOptions& options, const Grid& grid,
+                         std::span<std::uint8_t> out) {
+  const std::size_t k = geo.k;
+  std::vector<double> w(k);
+  Block blk;
+  for (std::size_t r = 0; r < kRowGroup; ++r) {
+    const std::size_t row = g * kRowGroup + r;
+    if (row < geo.rows) {
+      for (std::size_t c = 0; c < k; ++c) w[c] = src[row * k + c];
+    }
+    for (std::size_t b = 0; b < geo.blocks; ++b) {
+      std::uint8_t* quants = out.data() + geo.quant_offset(g, b);
+      std::uint8_t* scales = out.data() + geo.scale_offset(g, b);
+      if (row >= geo.rows) {  // padding rows: stored exactly as quantize_matrix stores them
+        load_block(src, geo, row, b, options.importance, blk);
+        store_block(t, grid, blk, choose_scale(t, blk, grid, options.method), r, quants, scales);
+        continue;
+      }
+      const std::size_t c0 = b * kBlockK, n = std::min(kBlockK, k - c0);
+      blk = Block{};
+      for (std::size_t i = 0; i < n; ++i) {
+        blk.x[i] = static_cast<float>(w[c0 + i]);
+        blk.w[i] = options.importance.empty() ? 1.0f : std::max(options.importance[c0 + i], 0.0f);
+      }
+      const float d = choose_scale(t, blk, grid, options.method);
+      const float inv_d = inverse(d);
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t j = c0 + i;
+        const float x = static_cast<float>(w[j]);
+        blk.x[i] = x;  // what store_block rounds: the value as compensated so far
+        const double e = (x - grid.level(grid.code(x, inv_d)) * d) / u[j * k + j];
+        for (std::size_t c = j + 1; c < k; ++c) w[c] -= e * u[j * k + c];
+      }
+      store_block(t, grid, blk, d, r, quants, scales);
+    }
+  }
+}
+
 }  // namespace
 
 void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std::size_t k,
@@ -203,6 +250,15 @@ void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std:
   const TileGeometry geo(t, rows, k);
   const Grid grid(t);
   const auto groups = static_cast<std::ptrdiff_t>(geo.groups);
+  if (!options.hessian.empty()) {
+    const std::vector<double> u = gptq::inverse_cholesky_upper(options.hessian, k);
+    // Rows are independent given u, so the result does not depend on the thread count.
+#pragma omp parallel for schedule(dynamic, 1)
+    for (std::ptrdiff_t g = 0; g < groups; ++g) {
+      quantize_group_gptq(t, src, geo, static_cast<std::size_t>(g), u, options, grid, out);
+    }
+    return;
+  }
   // Tiles are independent, so the result does not depend on the thread count.
 #pragma omp parallel for schedule(dynamic, 1)
   for (std::ptrdiff_t g = 0; g < groups; ++g) {
@@ -213,8 +269,7 @@ void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std:
       std::uint8_t* scales = out.data() + geo.scale_offset(ug, b);
       for (std::size_t r = 0; r < kRowGroup; ++r) {
         load_block(src, geo, ug * kRowGroup + r, b, options.importance, blk);
-        const float d =
-            options.method == ScaleMethod::Fit ? fit_scale(t, blk, grid) : rtn_scale(t, blk);
+        const float d = choose_scale(t, blk, grid, options.method);
         store_block(t, grid, blk, d, r, quants, scales);
       }
     }
@@ -269,6 +324,27 @@ double weighted_error(DType t, std::span<const float> src, std::span<const std::
     for (std::size_t c = 0; c < k; ++c) {
       const double e = static_cast<double>(src[r * k + c]) - row[c];
       err += (importance.empty() ? 1.0 : importance[c]) * e * e;
+    }
+  }
+  return err;
+}
+
+}  // namespace qlm::quant
+
+namespace qlm::quant {
+
+double hessian_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
+                     std::size_t rows, std::size_t k, std::span<const float> hessian) {
+  std::vector<float> row(k);
+  std::vector<double> e(k);
+  double err = 0.0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    dequantize_row(t, data, rows, k, r, row);
+    for (std::size_t c = 0; c < k; ++c) e[c] = static_cast<double>(src[r * k + c]) - row[c];
+    for (std::size_t i = 0; i < k; ++i) {
+      double s = 0.0;
+      for (std::size_t j = 0; j < k; ++j) s += hessian[i * k + j] * e[j];
+      err += e[i] * s;
     }
   }
   return err;

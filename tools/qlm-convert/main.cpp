@@ -34,6 +34,14 @@ int main(int argc, char** argv) {
   app.add_option("--importance", importance,
                  "importance file from qlm-perplexity --save-importance: weighs each weight's "
                  "error by how strongly its input column is activated");
+  std::string calibration;
+  app.add_option("--calibration", calibration,
+                 "mixed: measure each matrix's sensitivity on this text (KL divergence with only "
+                 "it quantized; one conversion per matrix, models up to 50M parameters)");
+  bool no_gptq = false;
+  app.add_flag("--no-gptq", no_gptq,
+               "with --importance: round each weight on its own instead of compensating rounding "
+               "errors on later columns (GPTQ, which needs the file's sampled activations)");
   CLI11_PARSE(app, argc, argv);
 
   const bool mixed = type == "mixed";
@@ -57,6 +65,8 @@ int main(int argc, char** argv) {
   options.scale_method =
       scales == "rtn" ? qlm::quant::ScaleMethod::Rtn : qlm::quant::ScaleMethod::Fit;
   options.importance = importance;
+  options.error_feedback = !no_gptq;
+  options.calibration = calibration;
   options.on_progress = [&](std::size_t done, std::size_t total, std::uint64_t) {
     bar.update(done, total);
     return !g_interrupted.load();

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Perplexity of a .qlm model over a text, and KL divergence from a reference run"};
   std::string model_path, text_path, save_path, kl_path, importance_path;
   std::uint32_t window = 256;
-  std::size_t chunks = 0;
+  std::size_t chunks = 0, moment_columns = 1024;
   int threads = 0;
   app.add_option("-m,--model", model_path, ".qlm model file")->required();
   app.add_option("-f,--file", text_path, "text file to score")->required();
@@ -47,6 +47,10 @@ int main(int argc, char** argv) {
   app.add_option("--save-importance", importance_path,
                  "also collect the activations every weight matrix reads over the whole text "
                  "and save them for qlm-convert --importance (calibration)");
+  app.add_option("--importance-moments", moment_columns,
+                 "with --save-importance: also record E[x x^T] of every matrix input at most this "
+                 "wide (k^2 floats each), for qlm-convert's error-feedback (GPTQ) rounding; 0 = "
+                 "none (default 1024)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
   CLI11_PARSE(app, argc, argv);
 
@@ -99,7 +103,7 @@ int main(int argc, char** argv) {
   session_options.threads = threads;
   std::shared_ptr<qlm::Importance> importance;
   if (!importance_path.empty()) {
-    importance = std::make_shared<qlm::Importance>((*model)->config());
+    importance = std::make_shared<qlm::Importance>((*model)->config(), moment_columns);
     session_options.observer = importance;
   }
   auto result = qlm::evaluate_perplexity(*model, tokens, options, session_options);

@@ -23,6 +23,12 @@ struct QuantizeOptions {
   /// Per input column (k values, >= 0): how much an error in that column costs, e.g. the mean
   /// square of the activations it multiplies (Importance). Empty = every column alike.
   std::span<const float> importance{};
+  /// Optional k x k (row-major) second moment E[x x^T] of the inputs the matrix multiplies. When
+  /// given, each row is quantized column by column and each column's rounding error is
+  /// compensated on the columns not yet quantized, as GPTQ (Frantar et al., 2022) does: it
+  /// minimizes the output error sum_r dw_r^T H dw_r rather than each weight's own error. Block
+  /// scales are still chosen as `method` says, on the values as compensated so far.
+  std::span<const float> hessian{};
 };
 
 /// Quantizes a row-major [rows, k] f32 matrix into the Q8, Q4 or Q4NL tile layout.
@@ -34,6 +40,11 @@ void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std:
 /// Dequantizes logical row `row` of a [rows, k] tensor of any type into `out` (k floats).
 void dequantize_row(DType t, std::span<const std::uint8_t> data, std::size_t rows, std::size_t k,
                     std::size_t row, std::span<float> out);
+
+/// Sum over rows of dw_r^T H dw_r, dw = x - dequantized x: the expected squared output error for
+/// inputs with second moment `hessian` (k x k, row-major).
+double hessian_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
+                     std::size_t rows, std::size_t k, std::span<const float> hessian);
 
 /// Sum over the matrix of importance[c] * (x - dequantized x)^2 (importance empty = 1): the
 /// expected squared output error the quantization adds, up to a constant.

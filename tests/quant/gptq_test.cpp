@@ -1,0 +1,217 @@
+// Error-feedback (GPTQ) quantization and the statistics it needs: the second moment an Importance
+// collects, the inverse factor, and that feeding errors forward lowers the output error measured
+// directly on activations (not through the quadratic form the quantizer itself minimizes).
+#include <omp.h>
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "convert/mixed_recipe.hpp"
+#include "qlm/importance.hpp"
+#include "qlm/quant/layout.hpp"
+#include "qlm/quant/quantize.hpp"
+#include "qlm/tensor_names.hpp"
+#include "quant/hessian.hpp"
+#include "support/temp_dir.hpp"
+
+namespace {
+
+using qlm::DType;
+using qlm::quant::TileGeometry;
+
+// n activation rows of width k with strongly correlated columns (a few shared factors plus noise)
+// and uneven scales, as real layer inputs have.
+std::vector<float> correlated_inputs(std::size_t n, std::size_t k, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  constexpr std::size_t kFactors = 4;
+  std::vector<float> mix(kFactors * k), scale(k);
+  for (float& v : mix) v = normal(rng);
+  for (float& v : scale) v = std::exp(0.5f * normal(rng));
+  std::vector<float> x(n * k);
+  for (std::size_t t = 0; t < n; ++t) {
+    float f[kFactors];
+    for (float& v : f) v = normal(rng);
+    for (std::size_t c = 0; c < k; ++c) {
+      float v = 0.3f * normal(rng);
+      for (std::size_t j = 0; j < kFactors; ++j) v += f[j] * mix[j * k + c];
+      x[t * k + c] = v * scale[c];
+    }
+  }
+  return x;
+}
+
+std::vector<float> second_moment(const std::vector<float>& x, std::size_t k) {
+  const std::size_t n = x.size() / k;
+  std::vector<float> h(k * k);
+  for (std::size_t i = 0; i < k; ++i) {
+    for (std::size_t j = 0; j < k; ++j) {
+      double s = 0.0;
+      for (std::size_t t = 0; t < n; ++t) s += static_cast<double>(x[t * k + i]) * x[t * k + j];
+      h[i * k + j] = static_cast<float>(s / static_cast<double>(n));
+    }
+  }
+  return h;
+}
+
+std::vector<float> random_weights(std::size_t rows, std::size_t k, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<float> w(rows * k);
+  for (float& v : w) v = normal(rng);
+  return w;
+}
+
+std::vector<std::uint8_t> quantize(DType t, const std::vector<float>& w, std::size_t rows,
+                                   std::size_t k, qlm::quant::QuantizeOptions o) {
+  std::vector<std::uint8_t> out(TileGeometry(t, rows, k).total_bytes());
+  qlm::quant::quantize_matrix(t, w, rows, k, out, o);
+  return out;
+}
+
+// Mean over activation rows of |W x - W_q x|^2, computed from the activations themselves.
+double output_error(DType t, const std::vector<float>& w, const std::vector<std::uint8_t>& q,
+                    std::size_t rows, std::size_t k, const std::vector<float>& x) {
+  std::vector<float> wq(rows * k);
+  for (std::size_t r = 0; r < rows; ++r) {
+    qlm::quant::dequantize_row(t, q, rows, k, r, {&wq[r * k], k});
+  }
+  const std::size_t n = x.size() / k;
+  double err = 0.0;
+  for (std::size_t t2 = 0; t2 < n; ++t2) {
+    for (std::size_t r = 0; r < rows; ++r) {
+      double e = 0.0;
+      for (std::size_t c = 0; c < k; ++c) e += (w[r * k + c] - wq[r * k + c]) * x[t2 * k + c];
+      err += e * e;
+    }
+  }
+  return err / static_cast<double>(n);
+}
+
+}  // namespace
+
+TEST_CASE("the inverse factor satisfies U^T U (H + damp I) = I", "[quant][gptq]") {
+  const std::size_t k = 40;
+  const auto h = second_moment(correlated_inputs(500, k, 1), k);
+  const auto u = qlm::quant::gptq::inverse_cholesky_upper(h, k, 0.01);
+  double mean_diag = 0.0;
+  for (std::size_t i = 0; i < k; ++i) mean_diag += h[i * k + i];
+  mean_diag /= static_cast<double>(k);
+  for (std::size_t i = 0; i < k; ++i) {
+    for (std::size_t j = 0; j < i; ++j) CHECK(u[i * k + j] == 0.0);  // upper triangular
+  }
+  double worst = 0.0;
+  for (std::size_t i = 0; i < k; ++i) {
+    for (std::size_t j = 0; j < k; ++j) {
+      double s = 0.0;  // row i of (U^T U)(H + damp I)
+      for (std::size_t p = 0; p < k; ++p) {
+        double inv = 0.0;
+        for (std::size_t q = 0; q <= std::min(i, p); ++q) inv += u[q * k + i] * u[q * k + p];
+        s += inv * (h[p * k + j] + (p == j ? 0.01 * mean_diag : 0.0));
+      }
+      worst = std::max(worst, std::fabs(s - (i == j ? 1.0 : 0.0)));
+    }
+  }
+  CHECK(worst < 1e-6);
+}
+
+TEST_CASE("error feedback lowers the output error on correlated inputs", "[quant][gptq]") {
+  const std::size_t rows = 48, k = 96;  // k spans three blocks, so errors cross block borders
+  const auto x = correlated_inputs(2000, k, 2);
+  const auto h = second_moment(x, k);
+  std::vector<float> imp(k);
+  for (std::size_t c = 0; c < k; ++c) imp[c] = h[c * k + c];
+  const auto w = random_weights(rows, k, 3);
+  for (DType t : {DType::Q4, DType::Q4NL, DType::Q8}) {
+    INFO(qlm::to_string(t));
+    const auto plain = quantize(t, w, rows, k, {.importance = imp});
+    const auto gptq = quantize(t, w, rows, k, {.importance = imp, .hessian = h});
+    const double e_plain = output_error(t, w, plain, rows, k, x);
+    const double e_gptq = output_error(t, w, gptq, rows, k, x);
+    INFO("output error: importance-weighted rounding " << e_plain << ", error feedback " << e_gptq);
+    CHECK(e_gptq < 0.8 * e_plain);
+    // The quadratic form the quantizer reports is the same error, up to float rounding.
+    CHECK(qlm::quant::hessian_error(t, w, gptq, rows, k, h) == Approx(e_gptq).epsilon(1e-3));
+  }
+}
+
+TEST_CASE("error feedback with a diagonal H is plain weighted rounding", "[quant][gptq]") {
+  // U is then diagonal: no error is fed anywhere, so the bytes must be identical.
+  const std::size_t rows = 33, k = 70;  // padding rows and a partial block
+  const auto w = random_weights(rows, k, 4);
+  std::vector<float> imp(k), h(k * k, 0.0f);
+  for (std::size_t c = 0; c < k; ++c) h[c * k + c] = imp[c] = 0.5f + static_cast<float>(c % 7);
+  for (DType t : {DType::Q4, DType::Q4NL, DType::Q8}) {
+    INFO(qlm::to_string(t));
+    CHECK(quantize(t, w, rows, k, {.importance = imp}) ==
+          quantize(t, w, rows, k, {.importance = imp, .hessian = h}));
+  }
+}
+
+TEST_CASE("error feedback gives the same bytes on any number of threads", "[quant][gptq]") {
+  const std::size_t rows = 64, k = 64;
+  const auto x = correlated_inputs(300, k, 5);
+  const auto h = second_moment(x, k);
+  const auto w = random_weights(rows, k, 6);
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const auto one = quantize(DType::Q4NL, w, rows, k, {.hessian = h});
+  omp_set_num_threads(3);
+  const auto three = quantize(DType::Q4NL, w, rows, k, {.hessian = h});
+  omp_set_num_threads(before);
+  CHECK(one == three);
+}
+
+TEST_CASE("importance keeps E[x x^T] of narrow inputs and its file keeps it", "[quant][gptq]") {
+  qlm::ModelConfig c;
+  c.n_layers = 1;
+  c.tie_word_embeddings = true;
+  const std::size_t k = 12;
+  const auto x = correlated_inputs(37, k, 7);
+  qlm::Importance imp(c, 16);                                           // inputs up to 16 wide
+  imp.observe(qlm::MatrixInput::Attention, 0, {x.data(), 20 * k}, 20);  // in two calls
+  imp.observe(qlm::MatrixInput::Attention, 0, {x.data() + 20 * k, 17 * k}, 17);
+  const std::vector<float> wide(3 * 20, 1.0f);
+  imp.observe(qlm::MatrixInput::MlpHidden, 0, wide, 3);  // 20 wide: diagonal only
+  const auto expected = second_moment(x, k);
+  const auto q = qlm::layer_tensor(0, "self_attn.q_proj.weight");
+  const auto m = imp.second_moment(q);
+  REQUIRE(m.size() == k * k);
+  for (std::size_t i = 0; i < k * k; ++i) CHECK(m[i] == Approx(expected[i]).margin(1e-6));
+  CHECK(imp.second_moment(qlm::layer_tensor(0, "self_attn.k_proj.weight")).empty());  // under q
+  CHECK(imp.second_moment(qlm::layer_tensor(0, "mlp.down_proj.weight")).empty());
+  CHECK(imp.find(qlm::layer_tensor(0, "mlp.down_proj.weight")).size() == 20);
+
+  qlm::test::TempDir tmp;
+  REQUIRE(imp.save(tmp / "imp.qlmi").ok());
+  const auto loaded = qlm::Importance::load(tmp / "imp.qlmi");
+  REQUIRE(loaded.ok());
+  CHECK(std::ranges::equal(loaded->second_moment(q), m));
+  CHECK(loaded->tensors() == imp.tensors());
+}
+
+TEST_CASE("the mixed recipe follows measured sensitivity over its estimate", "[quant][gptq]") {
+  // Two same-size matrices: the estimate favours "a" (noisier at 4 bits), the measurement "b".
+  const std::size_t rows = 32, k = 64;
+  auto a = random_weights(rows, k, 8), b = random_weights(rows, k, 9);
+  a[5] = 0.9f;  // an outlier coarsens a's block at 4 bits
+  std::vector<qlm::detail::MixedCandidate> cands{{"a", rows, k, [a] { return a; }, {}},
+                                                 {"b", rows, k, [b] { return b; }, {}}};
+  const std::uint64_t q4 = TileGeometry(DType::Q4, rows, k).total_bytes();
+  const std::uint64_t q8 = TileGeometry(DType::Q8, rows, k).total_bytes();
+  // A budget for exactly one promotion.
+  const double bits = 8.0 * static_cast<double>(q8 + q4) / static_cast<double>(2 * rows * k);
+  const auto est =
+      qlm::detail::plan_mixed(cands, 0, 0, bits, DType::Q4, qlm::quant::ScaleMethod::Fit);
+  CHECK(est.types.at("a") == DType::Q8);
+  CHECK(est.types.at("b") == DType::Q4);
+  const auto meas = qlm::detail::plan_mixed(
+      cands, 0, 0, bits, DType::Q4, qlm::quant::ScaleMethod::Fit, {{"a", 0.01}, {"b", 0.02}});
+  CHECK(meas.types.at("a") == DType::Q4);
+  CHECK(meas.types.at("b") == DType::Q8);
+  CHECK(std::ranges::any_of(meas.reasons, [](const std::string& r) {
+    return r.find("KL 2.00e-02 when only it is q4") != std::string::npos;
+  }));
+}
