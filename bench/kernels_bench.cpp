@@ -3,10 +3,6 @@
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +14,7 @@
 #include "kernel_table.hpp"
 #include "qlm/dtype.hpp"
 #include "qlm/quant/layout.hpp"
+#include "read_probe.hpp"
 
 namespace {
 
@@ -126,42 +123,6 @@ void bm_gemm(benchmark::State& state, Isa isa, DType type, std::size_t k, std::s
   state.counters["Gops/s"] = benchmark::Counter(ops / 1e9, benchmark::Counter::kIsRate);
 }
 
-// Sums [p, p + bytes) with 256-bit loads and four independent accumulators, so the loop is bound
-// by memory, not by load issue: 64-bit scalar loads measured ~15% below what the vector kernels
-// actually stream on this machine.
-#if defined(__x86_64__)
-__attribute__((target("avx2"))) std::uint64_t read_sum_avx2(const std::uint8_t* p,
-                                                            std::size_t bytes) {
-  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-  for (std::size_t i = 0; i + 128 <= bytes; i += 128) {
-    a0 = _mm256_add_epi64(a0, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i)));
-    a1 = _mm256_add_epi64(a1, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
-    a2 = _mm256_add_epi64(a2, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
-    a3 = _mm256_add_epi64(a3, _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
-  }
-  const __m256i r = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-  return static_cast<std::uint64_t>(_mm256_extract_epi64(r, 0) + _mm256_extract_epi64(r, 1) +
-                                    _mm256_extract_epi64(r, 2) + _mm256_extract_epi64(r, 3));
-}
-#endif
-
-std::uint64_t read_sum(const std::uint8_t* p, std::size_t bytes) {
-#if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx2")) return read_sum_avx2(p, bytes);
-#endif
-  std::uint64_t acc[8] = {};
-  for (std::size_t i = 0; i + 64 <= bytes; i += 64) {
-    for (std::size_t j = 0; j < 8; ++j) {
-      std::uint64_t v;
-      std::memcpy(&v, p + i + 8 * j, 8);
-      acc[j] += v;
-    }
-  }
-  std::uint64_t total = 0;
-  for (std::uint64_t v : acc) total += v;
-  return total;
-}
-
 // Read-only sum over 1 GiB: the bandwidth the GEMV kernels are compared against.
 void bm_bandwidth(benchmark::State& state, int threads) {
   constexpr std::size_t kBytes = std::size_t{1} << 30;
@@ -177,7 +138,7 @@ void bm_bandwidth(benchmark::State& state, int threads) {
       const auto t = static_cast<std::size_t>(omp_get_thread_num());
       const auto nt = static_cast<std::size_t>(omp_get_num_threads());
       const std::size_t chunk = kBytes / nt / 128 * 128;
-      total += read_sum(buf.get() + t * chunk, chunk);
+      total += qlm::tools::read_sum(buf.get() + t * chunk, chunk);
     }
     benchmark::DoNotOptimize(total);
   }

@@ -50,7 +50,7 @@ Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptio
       if (!choice.error.empty()) fail(ErrorCode::Unsupported, "{}", choice.error);
       const kernels::KernelTable& kt = kernels::kernels_for(choice.isa);
       impl->isa = kernels::to_string(kt.isa);
-      auto pool = options.pool ? options.pool : make_openmp_pool(options.threads);
+      auto pool = options.pool ? options.pool : make_spin_pool(options.threads);
       impl->forward = detail::make_fast_forward(*impl->model, kt, std::move(pool),
                                                 std::min(options.batch, context), options.observer);
     }

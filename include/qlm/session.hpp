@@ -26,7 +26,7 @@ struct SessionOptions {
   /// Kernel ISA: "" = the QLM_ISA environment variable if set, else the best this CPU runs; or
   /// scalar|avx2|avx512|avx512vnni|neon|neon-dotprod|neon-i8mm (unsupported = an error).
   std::string isa{};
-  std::shared_ptr<ThreadPool> pool{};  ///< run parallel work here; default: OpenMP, `threads`
+  std::shared_ptr<ThreadPool> pool{};  ///< run parallel work here; default: make_spin_pool(threads)
   std::uint32_t batch = 256;  ///< prompt tokens per forward chunk (bounds activation memory)
   /// Sees every weight-matrix input (e.g. an Importance collector); fast path only. Optional.
   std::shared_ptr<ActivationObserver> observer{};

@@ -20,8 +20,14 @@ class ThreadPool {
 };
 
 /// An OpenMP-backed pool of `threads` threads (0 = all hardware threads). It never changes OMP_*
-/// settings; it passes its thread count to each parallel region.
+/// settings; it passes its thread count to each parallel region. Its join waits for every thread,
+/// so on a busy machine a descheduled thread stalls each region (docs/architecture.md, Threads).
 std::shared_ptr<ThreadPool> make_openmp_pool(int threads = 0);
+
+/// A pool of `threads` - 1 own worker threads plus the caller (0 = all hardware threads). Workers
+/// spin briefly between regions, then sleep; a region ends when its tasks are done, so a worker
+/// the OS has descheduled does not hold it up (OpenMP's barrier waits for every thread).
+std::shared_ptr<ThreadPool> make_spin_pool(int threads = 0);
 
 /// Runs every task on the calling thread.
 std::shared_ptr<ThreadPool> make_serial_pool();

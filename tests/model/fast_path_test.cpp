@@ -90,8 +90,10 @@ TEST_CASE("fast path is bit-identical for 1, 2 and 3 threads and any chunking", 
   CHECK(eval_all_logits(model, {.pool = make_openmp_pool(2)}, ids) == one);
   CHECK(eval_all_logits(model, {.pool = make_openmp_pool(3)}, ids) == one);
   CHECK(eval_all_logits(model, {.pool = make_openmp_pool(2), .batch = 7}, ids) == one);
+  CHECK(eval_all_logits(model, {.pool = make_spin_pool(2)}, ids) == one);
+  CHECK(eval_all_logits(model, {.pool = make_spin_pool(3), .batch = 7}, ids) == one);
   // Token by token (the GEMV path) gives the same bits as the batched GEMM path.
-  auto s = Session::create(model, {.pool = make_openmp_pool(2)});
+  auto s = Session::create(model, {.pool = make_spin_pool(2)});
   REQUIRE(s.ok());
   const std::size_t vocab = model->config().vocab_size;
   for (std::size_t i = 0; i < ids.size(); ++i) {

@@ -1,18 +1,22 @@
 // qlm-bench: prompt-processing (ppN) and generation (tgN) throughput over repetitions, per thread
 // count and KV cache depth, like llama.cpp's llama-bench; plus model size, bits per weight, KV
-// cache size and peak memory.
+// cache size and peak memory. For generation it also reports the bytes streamed per second
+// (weights + KV read per token) and, with --bandwidth, that rate as a share of a read probe: the
+// bound a memory-bound decoder is judged by.
 #include <sys/resource.h>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <numeric>
 #include <qlm/model.hpp>
 #include <qlm/session.hpp>
 #include <thread>
 
 #include "cli_util.hpp"
+#include "read_probe.hpp"
 
 namespace {
 
@@ -21,7 +25,25 @@ struct Row {
   int threads;
   double mean, stddev;
   std::size_t kv_bytes;
+  double stream_gbs = 0.0;  ///< tg only: bytes read per token x tokens per second
 };
+
+// Bytes one generated token reads: every tensor except an untied token embedding (one row of it
+// is looked up), plus the keys and values of `positions` cached tokens.
+double bytes_per_token(const qlm::Model& model, double positions, std::size_t kv_elem_bytes) {
+  const qlm::ModelConfig& c = model.config();
+  double bytes = 0.0;
+  for (const auto& t : model.file().tensors()) {
+    if (t.name == "model.embed_tokens.weight" && !c.tie_word_embeddings) {
+      bytes += static_cast<double>(t.size) / c.vocab_size;
+    } else {
+      bytes += static_cast<double>(t.size);
+    }
+  }
+  const double kv_per_position =
+      2.0 * c.n_layers * c.n_kv_heads * c.head_dim * static_cast<double>(kv_elem_bytes);
+  return bytes + positions * kv_per_position;
+}
 
 std::vector<int> parse_list(const std::string& s) {
   std::vector<int> v;
@@ -90,6 +112,13 @@ int main(int argc, char** argv) {
   app.add_option("--kv-type", kv_type, "KV cache element type: f32 or f16 (default f32)")
       ->check(CLI::IsMember({"f32", "f16"}));
   app.add_option("--isa", isa, "force a kernel ISA (default: best)");
+  std::string pool = "spin";
+  app.add_option("--pool", pool, "thread pool: spin (qlm's own, the default) or omp (OpenMP)")
+      ->check(CLI::IsMember({"omp", "spin"}));
+  bool bandwidth = false;
+  app.add_flag("--bandwidth", bandwidth,
+               "after the tests, probe read bandwidth (1 GiB, per thread count) and report tg "
+               "speed as a share of it");
   CLI11_PARSE(app, argc, argv);
   if (format != "md" && format != "csv" && format != "json") {
     fmt::print(stderr, "qlm-bench: unknown output format '{}'\n", format);
@@ -130,7 +159,7 @@ int main(int argc, char** argv) {
                               .threads = t,
                               .kv_type = *qlm::parse_kv_type(kv_type),
                               .isa = isa};
-        o.pool = qlm::make_openmp_pool(t);
+        o.pool = pool == "spin" ? qlm::make_spin_pool(t) : qlm::make_openmp_pool(t);
         std::string error;
         auto session = qlm::Session::create(*model, o);
         if (!session) error = session.error().message;
@@ -150,33 +179,61 @@ int main(int argc, char** argv) {
         for (double x : v) var += (x - mean) * (x - mean);
         std::string test = (prompt ? "pp" : "tg") + std::to_string(n);
         if (depth > 0) test += " @ d" + std::to_string(depth);
+        // Average cached positions a timed tg token attends to (depth 0 starts after 1 token).
+        const double positions = depth + (depth == 0 ? 1.0 : 0.0) + (n + 1) / 2.0;
+        const std::size_t kv_elem = kv_type == "f16" ? 2 : 4;
+        const double gbs = prompt ? 0.0 : mean * bytes_per_token(**model, positions, kv_elem) / 1e9;
         rows.push_back({test, t, mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0,
-                        session->kv_cache().bytes()});
+                        session->kv_cache().bytes(), gbs});
       }
     }
   }
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   const double peak_mib = static_cast<double>(ru.ru_maxrss) / 1024.0;
+  // The probe runs after peak memory is taken (its 1 GiB buffer is not the model's).
+  std::map<int, double> probe;
+  if (bandwidth) {
+    for (const Row& r : rows) {
+      if (!probe.contains(r.threads)) {
+        probe[r.threads] = qlm::tools::read_bandwidth_gbs(std::size_t{1} << 30, r.threads, 5);
+      }
+    }
+  }
+  const auto share = [&](const Row& r) {
+    const auto it = probe.find(r.threads);
+    return r.stream_gbs > 0.0 && it != probe.end() && it->second > 0.0
+               ? 100.0 * r.stream_gbs / it->second
+               : 0.0;
+  };
   const std::string name = std::filesystem::path(path).filename().string();
   const double bpw = 8.0 * static_cast<double>(bytes) / static_cast<double>(params);
+  const auto gbs_text = [](double v) { return v > 0.0 ? fmt::format("{:.2f}", v) : "-"; };
   if (format == "md") {
-    fmt::print("| model | size | params | bpw | kv | kv cache | threads | test | t/s |\n");
-    fmt::print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    fmt::print("| model | size | params | bpw | kv | kv cache | threads | test | t/s | GB/s |{}\n",
+               bandwidth ? " of bound |" : "");
+    fmt::print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |{}\n",
+               bandwidth ? " ---: |" : "");
     for (const auto& r : rows) {
-      fmt::print("| {} | {} | {:.2f} M | {:.2f} | {} | {} | {} | {} | {:.2f} ± {:.2f} |\n", name,
-                 qlm::tools::human_bytes(bytes), params / 1e6, bpw, kv_type,
-                 qlm::tools::human_bytes(r.kv_bytes), r.threads, r.test, r.mean, r.stddev);
+      fmt::print("| {} | {} | {:.2f} M | {:.2f} | {} | {} | {} | {} | {:.2f} ± {:.2f} | {} |{}\n",
+                 name, qlm::tools::human_bytes(bytes), params / 1e6, bpw, kv_type,
+                 qlm::tools::human_bytes(r.kv_bytes), r.threads, r.test, r.mean, r.stddev,
+                 gbs_text(r.stream_gbs),
+                 bandwidth ? (share(r) > 0.0 ? fmt::format(" {:.0f}% |", share(r)) : " - |") : "");
     }
     fmt::print("\npeak memory: {:.1f} MiB (model file {})\n", peak_mib,
                qlm::tools::human_bytes((*model)->file().file_size()));
+    for (const auto& [t, gbs] : probe) {
+      fmt::print("read bandwidth probe: {:.2f} GB/s with {} thread{}\n", gbs, t, t == 1 ? "" : "s");
+    }
   } else if (format == "csv") {
     fmt::print(
         "model,size_bytes,params,bpw,kv_type,kv_bytes,threads,test,tps_mean,tps_stddev,"
-        "peak_mib\n");
+        "peak_mib,stream_gbs,probe_gbs\n");
     for (const auto& r : rows) {
-      fmt::print("{},{},{},{:.4f},{},{},{},{},{:.4f},{:.4f},{:.1f}\n", name, bytes, params, bpw,
-                 kv_type, r.kv_bytes, r.threads, r.test, r.mean, r.stddev, peak_mib);
+      fmt::print("{},{},{},{:.4f},{},{},{},{},{:.4f},{:.4f},{:.1f},{:.6f},{:.3f}\n", name, bytes,
+                 params, bpw, kv_type, r.kv_bytes, r.threads, r.test, r.mean, r.stddev, peak_mib,
+                 r.stream_gbs, probe.contains(r.threads) ? probe[r.threads] : 0.0);
     }
   } else {
     fmt::print("[\n");
@@ -185,9 +242,11 @@ int main(int argc, char** argv) {
       fmt::print(
           "  {{\"model\": \"{}\", \"size_bytes\": {}, \"params\": {}, \"bpw\": {:.4f}, "
           "\"kv_type\": \"{}\", \"kv_bytes\": {}, \"threads\": {}, \"test\": \"{}\", "
-          "\"tps_mean\": {:.4f}, \"tps_stddev\": {:.4f}, \"peak_mib\": {:.1f}}}{}\n",
+          "\"tps_mean\": {:.4f}, \"tps_stddev\": {:.4f}, \"peak_mib\": {:.1f}, "
+          "\"stream_gbs\": {:.3f}, \"probe_gbs\": {:.3f}}}{}\n",
           name, bytes, params, bpw, kv_type, r.kv_bytes, r.threads, r.test, r.mean, r.stddev,
-          peak_mib, i + 1 < rows.size() ? "," : "");
+          peak_mib, r.stream_gbs, probe.contains(r.threads) ? probe[r.threads] : 0.0,
+          i + 1 < rows.size() ? "," : "");
     }
     fmt::print("]\n");
   }
