@@ -178,7 +178,10 @@ inline void store_rows(float* y, __m512 v, std::size_t row0, std::size_t n) {
 template <Wfmt F, bool Vnni>
 void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, float* y,
           std::size_t g0, std::size_t g1) {
-  constexpr std::size_t kPrefetch = 1024;  // bytes ahead of the quant stream
+  // Every line of the quant stream is prefetched 2 KiB ahead: the hardware prefetcher stops at
+  // each 4 KiB page boundary and has to ramp up again, which capped one core at ~80% of the read
+  // probe with a sparse 1 KiB prefetch (all lines 2 KiB ahead: +10-15% in qlm_bench_kernels).
+  constexpr std::size_t kPrefetch = 2048;
   for (std::size_t g = g0; g < g1; ++g) {
     const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
     const std::uint8_t* st = w + geo.scales + g * geo.blocks * 32;
@@ -188,9 +191,8 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
     __m512 acc = _mm512_setzero_ps();
     std::size_t b = 0;
     for (; b + 2 <= geo.blocks; b += 2) {
-      _mm_prefetch(reinterpret_cast<const char*>(qt + kPrefetch), _MM_HINT_T0);
-      if constexpr (F == Wfmt::Q8) {
-        _mm_prefetch(reinterpret_cast<const char*>(qt + kPrefetch + 512), _MM_HINT_T0);
+      for (std::size_t line = 0; line < 2 * geo.tile; line += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(qt + kPrefetch + line), _MM_HINT_T0);
       }
       Tile t0, t1;
       load_tile<F, Vnni>(qt, st, t0);
