@@ -23,7 +23,7 @@ ln -sfn /usr/include/xsimd "$out/inc/xsimd"  # header-only; only this directory,
 # -Wno-unknown-pragmas: quantize.cpp's OpenMP pragmas are ignored here (no -fopenmp: serial).
 flags="-std=c++20 -O2 -Wall -Wextra -Wpedantic -Wshadow -Wno-psabi -Wno-unknown-pragmas -Werror"
 flags="$flags -I$root/kernels"
-flags="$flags -I$root/include -I$root/tests/kernels -isystem $out/inc"
+flags="$flags -I$root/include -I$root/src -I$root/tests/kernels -isystem $out/inc"
 
 compile() {  # source object extra-flags
   # shellcheck disable=SC2086
@@ -35,6 +35,7 @@ compile "$root/kernels/neon/neon_kernels.cpp" neon ""
 compile "$root/kernels/neon/neon_dotprod_kernels.cpp" neon_dotprod "-march=armv8.2-a+dotprod"
 compile "$root/kernels/neon/neon_i8mm_kernels.cpp" neon_i8mm "-march=armv8.6-a+dotprod+i8mm"
 compile "$root/src/quant/quantize.cpp" quantize ""
+compile "$root/src/quant/hessian.cpp" hessian ""
 compile "$root/tests/kernels/neon/neon_driver.cpp" driver ""
 "$cxx" -static -o "$out/neon_kernel_tests" "$out"/obj/*.o
 
