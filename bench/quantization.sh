@@ -35,9 +35,13 @@ convert q8 --type q8
 variants=(
   "f16|--type f16"
   "bf16|--type bf16"
+  "q8 rtn|--type q8 --scales rtn|--activations int8"
   "q8 rtn|--type q8 --scales rtn"
+  "q8|--type q8|--activations int8"
   "q8|--type q8"
+  "q8 +imp -gptq|--type q8 --importance $out/importance.qlmi --no-gptq|--activations int8"
   "q8 +imp -gptq|--type q8 --importance $out/importance.qlmi --no-gptq"
+  "q8 +imp|--type q8 --importance $out/importance.qlmi|--activations int8"
   "q8 +imp|--type q8 --importance $out/importance.qlmi"
   "q4 rtn (Q4_0)|--type q4 --scales rtn"
   "q4|--type q4"
@@ -51,18 +55,29 @@ variants=(
   "mixed|--type mixed"
   "mixed +imp|--type mixed --importance $out/importance.qlmi"
   "mixed q4 +imp +cal|--type mixed --mixed-base q4 --importance $out/importance.qlmi --calibration $calib"
+  "mixed +imp +cal|--type mixed --importance $out/importance.qlmi --calibration $calib|--activations int8"
   "mixed +imp +cal|--type mixed --importance $out/importance.qlmi --calibration $calib"
 )
-echo "| type | converter options | bits/weight | file size | PPL | KLD mean | KLD p99 | same top |"
-echo "|------|-------------------|------------:|----------:|----:|---------:|--------:|---------:|"
+# A third field holds run-time options (--activations); rows sharing converter options share
+# one converted file.
+echo "| type | converter options | activations | bits/weight | file size | PPL | KLD mean | KLD p99 | same top |"
+echo "|------|-------------------|-------------|------------:|----------:|----:|---------:|--------:|---------:|"
 ref=$(ppl f32)
-echo "| f32 | \`--type f32\` | 32.00 | $(stat -c %s "$out/f32.qlm") B | $(echo "$ref" | field PPL) | 0 | 0 | 100% |"
+echo "| f32 | \`--type f32\` | f32 | 32.00 | $(stat -c %s "$out/f32.qlm") B | $(echo "$ref" | field PPL) | 0 | 0 | 100% |"
+declare -A converted
 for v in "${variants[@]}"; do
-  label=${v%%|*}; opts=${v#*|}; name=${label// /_}; name=${name//+/}
-  # shellcheck disable=SC2086
-  convert "$name" $opts
+  IFS='|' read -r label opts run <<<"$v"
+  name=$(echo "$opts" | md5sum | cut -c1-12)
+  if [ -z "${converted[$name]:-}" ]; then
+    # shellcheck disable=SC2086
+    convert "$name" $opts
+    converted[$name]=1
+  fi
   bpw=$(grep '^wrote' "$out/$name.convert.log" | grep -o '[0-9.]* bits per weight' | cut -d' ' -f1)
-  r=$(ppl "$name" --kl "$out/f32.logits")
-  echo "| $label | \`${opts//$out\//}\` | $bpw | $(stat -c %s "$out/$name.qlm") B | $(echo "$r" | field PPL) |" \
-    "$(echo "$r" | field 'KLD mean') | $(echo "$r" | field 'KLD p99') | $(echo "$r" | field 'same top') |"
+  # shellcheck disable=SC2086
+  r=$(ppl "$name" --kl "$out/f32.logits" $run)
+  act=${run#--activations }
+  echo "| $label | \`${opts//$out\//}\` | ${act:-auto} | $bpw | $(stat -c %s "$out/$name.qlm") B |" \
+    "$(echo "$r" | field PPL) | $(echo "$r" | field 'KLD mean') | $(echo "$r" | field 'KLD p99') |" \
+    "$(echo "$r" | field 'same top') |"
 done

@@ -77,8 +77,9 @@ using QuantizeRowsFn = void (*)(const float* x, std::size_t m, std::size_t k, st
 
 /// y[m*ldy + r] = row r of W (n x k, tile layout) dotted with activation row m, for every
 /// m < a.rows and r in [16*g0, min(16*g1, n)). Rows >= n are never written. a.blocks must be
-/// ceil(k/32). m == 1 takes a GEMV path, m > 1 a register-tiled GEMM. Splitting [0, ceil(n/16))
-/// into any set of [g0, g1) chunks gives bit-identical y. Nothing is allocated.
+/// ceil(k/32). Small m (1; 2 for a split input) may take a streaming GEMV path, larger m a
+/// register-tiled GEMM. Splitting [0, ceil(n/16)) into any set of [g0, g1) chunks gives
+/// bit-identical y. Nothing is allocated.
 using GemmFn = void (*)(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a,
                         float* y, std::size_t ldy, std::size_t g0, std::size_t g1);
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "qlm/activation_observer.hpp"
+#include "qlm/activation_precision.hpp"
 #include "qlm/error.hpp"
 #include "qlm/kv_cache.hpp"
 #include "qlm/model.hpp"
@@ -28,6 +29,8 @@ struct SessionOptions {
   std::string isa{};
   std::shared_ptr<ThreadPool> pool{};  ///< run parallel work here; default: make_spin_pool(threads)
   std::uint32_t batch = 256;  ///< prompt tokens per forward chunk (bounds activation memory)
+  /// Integer precision of matmul inputs on the fast path (Auto: two int8 passes into q8 weights).
+  ActivationPrecision activations = ActivationPrecision::Auto;
   /// Sees every weight-matrix input (e.g. an Importance collector); fast path only. Optional.
   std::shared_ptr<ActivationObserver> observer{};
 };

@@ -173,22 +173,33 @@ inline void store_rows(float* y, __m512 v, std::size_t row0, std::size_t n) {
   }
 }
 
-// GEMV: one row group at a time, blocks in order. Quants of consecutive groups are contiguous,
-// so [g0, g1) is one sequential stream (plus the scale stream) for the hardware prefetcher.
-template <Wfmt F, bool Vnni>
+// GEMV: one row group at a time, blocks in order, for R = 1 or 2 activation rows (two: a split
+// int8x2 input, docs/quantization.md). Quants of consecutive groups are contiguous, so [g0, g1)
+// is one sequential stream (plus the scale stream) for the hardware prefetcher.
+template <Wfmt F, bool Vnni, int R>
 void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, float* y,
-          std::size_t g0, std::size_t g1) {
+          std::size_t ldy, std::size_t g0, std::size_t g1) {
   // Every line of the quant stream is prefetched 2 KiB ahead: the hardware prefetcher stops at
   // each 4 KiB page boundary and has to ramp up again, which capped one core at ~80% of the read
   // probe with a sparse 1 KiB prefetch (all lines 2 KiB ahead: +10-15% in qlm_bench_kernels).
   constexpr std::size_t kPrefetch = 2048;
+  const std::size_t stride = geo.blocks * kActBlock;
   for (std::size_t g = g0; g < g1; ++g) {
     const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
     const std::uint8_t* st = w + geo.scales + g * geo.blocks * 32;
-    // One accumulator, blocks in order: the same float operations as the GEMM path, so a row's
-    // result does not depend on how many activation rows were batched. The 4-cycle FMA chain is
-    // far below the ~40 cycles of DRAM time per tile.
-    __m512 acc = _mm512_setzero_ps();
+    // One accumulator per row, blocks in order: the same float operations as the GEMM path, so
+    // a row's result does not depend on how many activation rows were batched. The 4-cycle FMA
+    // chain is far below the ~40 cycles of DRAM time per tile.
+    __m512 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    const auto step = [&](const Tile& t, std::size_t b) {
+      for (int r = 0; r < R; ++r) {
+        const std::size_t ab = r * geo.blocks + b;
+        const __m512i isum = block_dot<F, Vnni>(t, a.q + r * stride + b * kActBlock, a.s[ab]);
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
+                                 _mm512_mul_ps(t.dw, _mm512_set1_ps(a.d[ab])), acc[r]);
+      }
+    };
     std::size_t b = 0;
     for (; b + 2 <= geo.blocks; b += 2) {
       for (std::size_t line = 0; line < 2 * geo.tile; line += 64) {
@@ -197,23 +208,17 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
       Tile t0, t1;
       load_tile<F, Vnni>(qt, st, t0);
       load_tile<F, Vnni>(qt + geo.tile, st + 32, t1);
-      const __m512i i0 = block_dot<F, Vnni>(t0, a.q + b * kActBlock, a.s[b]);
-      const __m512i i1 = block_dot<F, Vnni>(t1, a.q + (b + 1) * kActBlock, a.s[b + 1]);
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_mul_ps(t0.dw, _mm512_set1_ps(a.d[b])),
-                            acc);
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1),
-                            _mm512_mul_ps(t1.dw, _mm512_set1_ps(a.d[b + 1])), acc);
+      step(t0, b);
+      step(t1, b + 1);
       qt += 2 * geo.tile;
       st += 64;
     }
     if (b < geo.blocks) {
       Tile t0;
       load_tile<F, Vnni>(qt, st, t0);
-      const __m512i i0 = block_dot<F, Vnni>(t0, a.q + b * kActBlock, a.s[b]);
-      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), _mm512_mul_ps(t0.dw, _mm512_set1_ps(a.d[b])),
-                            acc);
+      step(t0, b);
     }
-    store_rows(y, acc, g * kRows, geo.n);
+    for (int r = 0; r < R; ++r) store_rows(y + r * ldy, acc[r], g * kRows, geo.n);
   }
 }
 
@@ -258,7 +263,8 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
   const Geometry geo = geometry<F>(n, k);
   g1 = std::min(g1, geo.groups);
   if (g0 >= g1 || a.rows == 0) return;
-  if (a.rows == 1) return gemv<F, Vnni>(w, geo, a, y, g0, g1);
+  if (a.rows == 1) return gemv<F, Vnni, 1>(w, geo, a, y, ldy, g0, g1);
+  if (a.rows == 2) return gemv<F, Vnni, 2>(w, geo, a, y, ldy, g0, g1);
   // The non-VNNI Q8/Q4NL tile uses 8 mask registers as well, so it gets fewer rows per pass.
   constexpr int kMr = (detail::int8_codes(F) && !Vnni) ? 4 : 8;
   // Cache blocking: a chunk of row groups whose weights (~256 KiB) stay in L2 while every

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <vector>
 
 #include "model_weights.hpp"
@@ -19,7 +20,8 @@ namespace {
 class FastForward final : public Forward {
  public:
   FastForward(const Model& model, const kernels::KernelTable& kt, std::shared_ptr<ThreadPool> pool,
-              std::uint32_t max_batch, std::shared_ptr<ActivationObserver> observer)
+              std::uint32_t max_batch, ActivationPrecision activations,
+              std::shared_ptr<ActivationObserver> observer)
       : c_(model.config()),
         w_(model.weights()),
         kt_(kt),
@@ -28,6 +30,7 @@ class FastForward final : public Forward {
         inv_freq_(ref::rope_inv_freq(c_)),
         qd_(c_.n_heads * c_.head_dim),
         kvd_(c_.n_kv_heads * c_.head_dim),
+        activations_(activations),
         observer_(std::move(observer)) {
     const std::size_t b = batch_;
     x_.resize(b * c_.hidden_size);
@@ -40,7 +43,8 @@ class FastForward final : public Forward {
     up_.resize(b * c_.intermediate_size);
     cos_.resize(b * c_.head_dim / 2);
     sin_.resize(b * c_.head_dim / 2);
-    act_.reserve(b, std::max<std::size_t>({c_.hidden_size, c_.intermediate_size, qd_}));
+    act_.reserve(b, std::max<std::size_t>({c_.hidden_size, c_.intermediate_size, qd_}),
+                 activations_ != ActivationPrecision::Int8);
   }
 
   void run(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache,
@@ -80,6 +84,23 @@ class FastForward final : public Forward {
     if (observer_) observer_->observe(input, layer, {x, rows * cols}, rows);
   }
 
+  // Two int8 passes for an input if any matrix reading it asks for them (a fused q/k/v or gate/up
+  // of a mixed file may hold both q8 and q4 weights; the q4 ones just get exact-er inputs).
+  bool split(std::initializer_list<const Matrix*> readers) const {
+    const auto wants = [this](const Matrix* w) {
+      switch (activations_) {
+        case ActivationPrecision::Int8:
+          return false;
+        case ActivationPrecision::Int8x2:
+          return is_quantized(w->dtype);
+        case ActivationPrecision::Auto:
+          break;
+      }
+      return w->dtype == DType::Q8;
+    };
+    return std::any_of(readers.begin(), readers.end(), wants);
+  }
+
   void project(const Matrix& w, float* out, std::size_t ldy) {
     ops::matmul(kt_, *pool_, w, act_, out, ldy, scratch_);
   }
@@ -104,7 +125,7 @@ class FastForward final : public Forward {
       kt_.rmsnorm(&xb_[i * d], &x_[i * d], lw.attn_norm.data(), d, c_.rms_norm_eps);
     }
     observe(MatrixInput::Attention, l, xb_.data(), m, d);
-    act_.quantize(kt_, xb_.data(), m, d, d);
+    act_.quantize(kt_, xb_.data(), m, d, d, split({&lw.wq, &lw.wk, &lw.wv}));
     const ops::Product qkv[] = {
         {&lw.wq, q_.data(), qd_}, {&lw.wk, k_.data(), kvd_}, {&lw.wv, v_.data(), kvd_}};
     ops::matmul(kt_, *pool_, qkv, act_, scratch_);
@@ -135,7 +156,7 @@ class FastForward final : public Forward {
                   {cache.key_data(l, g), cache.value_data(l, g), cache.type()}, &att_[q_off]);
     });
     observe(MatrixInput::AttentionOutput, l, att_.data(), m, qd_);
-    act_.quantize(kt_, att_.data(), m, qd_, qd_);
+    act_.quantize(kt_, att_.data(), m, qd_, qd_, split({&lw.wo}));
     project(lw.wo, xb_.data(), d);
     for (std::size_t i = 0; i < m; ++i) kt_.add(&x_[i * d], &xb_[i * d], d);
   }
@@ -147,14 +168,14 @@ class FastForward final : public Forward {
       kt_.rmsnorm(&xb_[i * d], &x_[i * d], lw.ffn_norm.data(), d, c_.rms_norm_eps);
     }
     observe(MatrixInput::Mlp, l, xb_.data(), m, d);
-    act_.quantize(kt_, xb_.data(), m, d, d);
+    act_.quantize(kt_, xb_.data(), m, d, d, split({&lw.w_gate, &lw.w_up}));
     const ops::Product gate_up[] = {{&lw.w_gate, gate_.data(), ff}, {&lw.w_up, up_.data(), ff}};
     ops::matmul(kt_, *pool_, gate_up, act_, scratch_);
     // Row by row: a vector body and its scalar tail may round differently, so every row must be
     // split the same way whatever the batch size (results may not depend on chunking).
     for (std::size_t i = 0; i < m; ++i) kt_.silu_mul(&gate_[i * ff], &up_[i * ff], ff);
     observe(MatrixInput::MlpHidden, l, gate_.data(), m, ff);
-    act_.quantize(kt_, gate_.data(), m, ff, ff);
+    act_.quantize(kt_, gate_.data(), m, ff, ff, split({&lw.w_down}));
     project(lw.w_down, xb_.data(), d);
     for (std::size_t i = 0; i < m; ++i) kt_.add(&x_[i * d], &xb_[i * d], d);
   }
@@ -166,8 +187,15 @@ class FastForward final : public Forward {
       kt_.rmsnorm(&xb_[i * d], &x_[(first + i) * d], w_.final_norm.data(), d, c_.rms_norm_eps);
     }
     observe(MatrixInput::Head, 0, xb_.data(), n, d);
-    act_.quantize(kt_, xb_.data(), n, d, d);
-    project(w_.lm_head, out, c_.vocab_size);
+    // Split inputs stage 2 result rows per token in scratch: a vocabulary-wide [2n][vocab] would
+    // cost more memory than the logits themselves, so those go 16 tokens at a time.
+    const bool two = split({&w_.lm_head});
+    const std::size_t step = two ? 16 : n;
+    for (std::size_t i = 0; i < n; i += step) {
+      const std::size_t rows = std::min(step, n - i);
+      act_.quantize(kt_, &xb_[i * d], rows, d, d, two);
+      project(w_.lm_head, out + i * c_.vocab_size, c_.vocab_size);
+    }
   }
 
   const ModelConfig& c_;
@@ -177,6 +205,7 @@ class FastForward final : public Forward {
   std::uint32_t batch_;
   std::vector<float> inv_freq_;
   std::size_t qd_, kvd_;
+  ActivationPrecision activations_;
   // Activations of one chunk, row-major [batch][dim].
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_, cos_, sin_, scratch_;
   ops::QuantizedActivations act_;
@@ -187,9 +216,9 @@ class FastForward final : public Forward {
 
 std::unique_ptr<Forward> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
                                            std::shared_ptr<ThreadPool> pool,
-                                           std::uint32_t max_batch,
+                                           std::uint32_t max_batch, ActivationPrecision activations,
                                            std::shared_ptr<ActivationObserver> observer) {
-  return std::make_unique<FastForward>(model, kernels, std::move(pool), max_batch,
+  return std::make_unique<FastForward>(model, kernels, std::move(pool), max_batch, activations,
                                        std::move(observer));
 }
 

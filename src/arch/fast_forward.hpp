@@ -7,16 +7,18 @@
 #include "arch/forward.hpp"
 #include "kernel_table.hpp"
 #include "qlm/activation_observer.hpp"
+#include "qlm/activation_precision.hpp"
 #include "qlm/model.hpp"
 #include "qlm/thread_pool.hpp"
 
 namespace qlm::detail {
 
 /// Builds the fast path for `model`; `max_batch` bounds the tokens processed per chunk;
-/// `observer` (may be null) sees every weight-matrix input.
+/// `activations` picks one or two int8 passes per input; `observer` (may be null) sees every
+/// weight-matrix input.
 std::unique_ptr<Forward> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
                                            std::shared_ptr<ThreadPool> pool,
-                                           std::uint32_t max_batch,
+                                           std::uint32_t max_batch, ActivationPrecision activations,
                                            std::shared_ptr<ActivationObserver> observer);
 
 }  // namespace qlm::detail

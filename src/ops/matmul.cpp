@@ -9,18 +9,35 @@
 
 namespace qlm::ops {
 
-void QuantizedActivations::reserve(std::size_t m, std::size_t k) {
-  const auto size = kernels::quantized_rows_size(m, k);
+void QuantizedActivations::reserve(std::size_t m, std::size_t k, bool split) {
+  const auto size = kernels::quantized_rows_size(split ? 2 * m : m, k);
   if (q_.size() < size.q) q_.resize(size.q);
   if (d_.size() < size.d) d_.resize(size.d);
   if (s_.size() < size.s) s_.resize(size.s);
+  if (split && residual_.size() < m * k) residual_.resize(m * k);
 }
 
 void QuantizedActivations::quantize(const kernels::KernelTable& kt, const float* x, std::size_t m,
-                                    std::size_t k, std::size_t ldx) {
-  reserve(m, k);
+                                    std::size_t k, std::size_t ldx, bool split) {
+  reserve(m, k, split);
   kt.quantize_rows(x, m, k, ldx, q_.data(), d_.data(), s_.data());
-  rows_ = {q_.data(), d_.data(), s_.data(), kernels::quantized_rows_size(1, k).blocks, m};
+  const std::size_t blocks = kernels::quantized_rows_size(1, k).blocks;
+  if (split) {
+    // What the first quantization missed, exactly as the kernels will dequantize it (q * d).
+    for (std::size_t i = 0; i < m; ++i) {
+      const std::int8_t* q = q_.data() + i * blocks * kernels::kActBlock;
+      const float* d = d_.data() + i * blocks;
+      float* r = residual_.data() + i * k;
+      for (std::size_t j = 0; j < k; ++j) {
+        r[j] = x[i * ldx + j] - static_cast<float>(q[j]) * d[j / kernels::kActBlock];
+      }
+    }
+    const std::size_t off = m * blocks;
+    kt.quantize_rows(residual_.data(), m, k, k, q_.data() + off * kernels::kActBlock,
+                     d_.data() + off, s_.data() + off);
+  }
+  rows_ = {q_.data(), d_.data(), s_.data(), blocks, split ? 2 * m : m};
+  split_ = split;
   x_ = x;
   k_ = k;
   ldx_ = ldx;
@@ -38,7 +55,7 @@ std::size_t chunk_groups(std::size_t groups, int threads) {
 void float_matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail::Matrix& w,
                   const QuantizedActivations& act, float* y, std::size_t ldy,
                   std::vector<float>& scratch) {
-  const std::size_t rows = w.rows, k = w.k, m = act.rows().rows;
+  const std::size_t rows = w.rows, k = w.k, m = act.tokens();
   const std::size_t per_task =
       std::max<std::size_t>(16, (rows + 4 * pool.threads() - 1) / (4 * pool.threads()));
   const std::size_t tasks = (rows + per_task - 1) / per_task;
@@ -84,10 +101,16 @@ void matmul(const kernels::KernelTable& kt, ThreadPool& pool, std::span<const Pr
   }
   if (n == 0) return;
   const std::size_t chunk = chunk_groups(total_groups, pool.threads());
+  // Split activations: each product's 2m result rows go to scratch first, then the two halves
+  // are summed into y by the task that computed them (while they are in cache).
+  const std::size_t m = act.tokens();
+  std::array<std::size_t, kMax + 1> scratch_at{};
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t groups = (fused[i]->w->rows + kRowGroup - 1) / kRowGroup;
     first_task[i + 1] = first_task[i] + (groups + chunk - 1) / chunk;
+    scratch_at[i + 1] = scratch_at[i] + (act.split() ? 2 * m * fused[i]->w->rows : 0);
   }
+  if (scratch.size() < scratch_at[n]) scratch.resize(scratch_at[n]);
   pool.parallel_for(first_task[n], [&](std::size_t t) {
     std::size_t i = 0;
     while (t >= first_task[i + 1]) ++i;
@@ -97,8 +120,19 @@ void matmul(const kernels::KernelTable& kt, ThreadPool& pool, std::span<const Pr
                                  : w.dtype == DType::Q4 ? kt.gemm_q4
                                                         : kt.gemm_q4nl;
     const std::size_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
-    const std::size_t g0 = (t - first_task[i]) * chunk;
-    gemm(w.data.data(), w.rows, w.k, act.rows(), p.y, p.ldy, g0, std::min(groups, g0 + chunk));
+    const std::size_t g0 = (t - first_task[i]) * chunk, g1 = std::min(groups, g0 + chunk);
+    if (!act.split()) {
+      gemm(w.data.data(), w.rows, w.k, act.rows(), p.y, p.ldy, g0, g1);
+      return;
+    }
+    float* part = scratch.data() + scratch_at[i];
+    gemm(w.data.data(), w.rows, w.k, act.rows(), part, w.rows, g0, g1);
+    const std::size_t r0 = g0 * kRowGroup, r1 = std::min<std::size_t>(w.rows, g1 * kRowGroup);
+    for (std::size_t row = 0; row < m; ++row) {
+      const float* hi = part + row * w.rows;
+      const float* lo = part + (m + row) * w.rows;
+      for (std::size_t r = r0; r < r1; ++r) p.y[row * p.ldy + r] = hi[r] + lo[r];
+    }
   });
 }
 

@@ -17,20 +17,27 @@ namespace qlm::ops {
 class QuantizedActivations {
  public:
   /// Quantizes x[m][k] (row stride ldx); buffers grow only the first time a size is seen.
+  /// With `split`, rows [m, 2m) hold the int8 quantization of what rows [0, m) missed
+  /// (x - dequantized x), so a matmul over both and a sum of the halves sees ~15-bit inputs.
   void quantize(const kernels::KernelTable& kt, const float* x, std::size_t m, std::size_t k,
-                std::size_t ldx);
+                std::size_t ldx, bool split = false);
+  /// The integer rows: m of them, or 2m (first quantization, then residual) when split.
   const kernels::QuantizedRows& rows() const { return rows_; }
+  bool split() const { return split_; }
+  std::size_t tokens() const { return split_ ? rows_.rows / 2 : rows_.rows; }  ///< m
   const float* source() const { return x_; }  ///< the float rows (for non-quantized weights)
   std::size_t k() const { return k_; }
   std::size_t ldx() const { return ldx_; }
-  /// Reserves room for m rows of length k (to size buffers once per session).
-  void reserve(std::size_t m, std::size_t k);
+  /// Reserves room for m rows of length k (to size buffers once per session), split or not.
+  void reserve(std::size_t m, std::size_t k, bool split = false);
 
  private:
   std::vector<std::int8_t> q_;
   std::vector<float> d_;
   std::vector<std::int32_t> s_;
+  std::vector<float> residual_;
   kernels::QuantizedRows rows_{};
+  bool split_ = false;
   const float* x_ = nullptr;
   std::size_t k_ = 0, ldx_ = 0;
 };

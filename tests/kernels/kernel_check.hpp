@@ -368,6 +368,7 @@ inline Report check_all_gemm(const KernelTable& t, const KernelTable* ref) {
       }
     }
     rep.merge(check_split(t, type, 100, 200, 1));
+    rep.merge(check_split(t, type, 100, 200, 2));  // the two-row GEMV of split inputs
     rep.merge(check_split(t, type, 100, 200, 11));
   }
   const KernelTable& qref = ref != nullptr ? *ref : t;

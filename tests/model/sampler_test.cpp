@@ -30,7 +30,7 @@ TEST_CASE("penalty window forgets old tokens", "[sampler]") {
   CHECK(s.sample(std::vector<float>{1.0f, 0.9f}) == 0);
 }
 
-TEST_CASE("top-k 1 and tiny top-p are greedy; min-p removes the tail", "[sampler]") {
+TEST_CASE("top-k 1 and tiny top-p are greedy and min-p removes the tail", "[sampler]") {
   const std::vector<float> logits{1.0f, 2.0f, 4.0f, 3.0f};
   for (std::uint64_t seed = 0; seed < 50; ++seed) {
     Sampler k1({.temperature = 1.5f, .top_k = 1, .top_p = 1.0f, .min_p = 0.0f, .seed = seed});

@@ -112,6 +112,11 @@ int main(int argc, char** argv) {
   app.add_option("--kv-type", kv_type, "KV cache element type: f32 or f16 (default f32)")
       ->check(CLI::IsMember({"f32", "f16"}));
   app.add_option("--isa", isa, "force a kernel ISA (default: best)");
+  std::string activations = "auto";
+  app.add_option(
+         "--activations", activations,
+         "matmul inputs: auto (two int8 passes into q8 weights), int8 or int8x2 (default auto)")
+      ->check(CLI::IsMember({"auto", "int8", "int8x2"}));
   std::string pool = "spin";
   app.add_option("--pool", pool, "thread pool: spin (qlm's own, the default) or omp (OpenMP)")
       ->check(CLI::IsMember({"omp", "spin"}));
@@ -158,7 +163,8 @@ int main(int argc, char** argv) {
         qlm::SessionOptions o{.context = static_cast<std::uint32_t>(depth + n + 8),
                               .threads = t,
                               .kv_type = *qlm::parse_kv_type(kv_type),
-                              .isa = isa};
+                              .isa = isa,
+                              .activations = *qlm::parse_activation_precision(activations)};
         o.pool = pool == "spin" ? qlm::make_spin_pool(t) : qlm::make_openmp_pool(t);
         std::string error;
         auto session = qlm::Session::create(*model, o);

@@ -52,6 +52,11 @@ int main(int argc, char** argv) {
                  "wide (k^2 floats each), for qlm-convert's error-feedback (GPTQ) rounding; 0 = "
                  "none (default 1024)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
+  std::string activations = "auto";
+  app.add_option(
+         "--activations", activations,
+         "matmul inputs: auto (two int8 passes into q8 weights), int8 or int8x2 (default auto)")
+      ->check(CLI::IsMember({"auto", "int8", "int8x2"}));
   CLI11_PARSE(app, argc, argv);
 
   std::ifstream in(text_path, std::ios::binary);
@@ -101,6 +106,7 @@ int main(int argc, char** argv) {
   };
   qlm::SessionOptions session_options;
   session_options.threads = threads;
+  session_options.activations = *qlm::parse_activation_precision(activations);
   std::shared_ptr<qlm::Importance> importance;
   if (!importance_path.empty()) {
     importance = std::make_shared<qlm::Importance>((*model)->config(), moment_columns);

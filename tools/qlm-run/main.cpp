@@ -19,6 +19,7 @@ struct Args {
   bool reference = false;
   bool ignore_eos = false;
   std::string kv_type = "f32";
+  std::string activations = "auto";
 };
 
 int fail(const std::string& message) {
@@ -48,6 +49,10 @@ int main(int argc, char** argv) {
   app.add_option("-c,--ctx-size", a.context, "context size (default min(trained, 4096))");
   app.add_option("--kv-type", a.kv_type, "KV cache element type: f32 or f16 (default f32)")
       ->check(CLI::IsMember({"f32", "f16"}));
+  app.add_option(
+         "--activations", a.activations,
+         "matmul inputs: auto (two int8 passes into q8 weights), int8 or int8x2 (default auto)")
+      ->check(CLI::IsMember({"auto", "int8", "int8x2"}));
   app.add_option("--stop", a.stop, "stop string (repeatable)");
   app.add_flag("--ignore-eos", a.ignore_eos, "keep generating past end-of-generation tokens");
   app.add_flag("--reference", a.reference, "use the scalar fp32 reference path (slow)");
@@ -68,10 +73,12 @@ int main(int argc, char** argv) {
     if (tok.bos() < 0) return fail("empty prompt and the model has no BOS token");
     prompt.push_back(tok.bos());
   }
-  auto session = qlm::Session::create(*model, {.context = a.context,
-                                               .threads = a.threads,
-                                               .kv_type = *qlm::parse_kv_type(a.kv_type),
-                                               .reference = a.reference});
+  auto session = qlm::Session::create(
+      *model, {.context = a.context,
+               .threads = a.threads,
+               .kv_type = *qlm::parse_kv_type(a.kv_type),
+               .reference = a.reference,
+               .activations = *qlm::parse_activation_precision(a.activations)});
   if (!session) return fail(session.error().message);
   qlm::Sampler sampler(a.sampling);
   qlm::GenerateOptions options;
