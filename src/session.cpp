@@ -52,8 +52,8 @@ Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptio
       impl->isa = kernels::to_string(kt.isa);
       auto pool = options.pool ? options.pool : make_spin_pool(options.threads);
       impl->forward = detail::make_fast_forward(*impl->model, kt, std::move(pool),
-                                                std::min(options.batch, context), options.activations,
-                                                options.observer);
+                                                std::min(options.batch, context),
+                                                options.activations, options.observer);
     }
     impl->tokens.reserve(context);
     return Session(std::move(impl));
