@@ -89,12 +89,13 @@ void run_gemm(GemmFn f, const std::uint8_t* w, std::size_t n, std::size_t k, con
   }
 }
 
+// rows = 2 is decode with int8x2 activations (a second int8 pass for the residual).
 void bm_gemv(benchmark::State& state, Isa isa, DType type, std::size_t k, std::size_t n,
-             int threads) {
+             std::size_t rows, int threads) {
   const KernelTable& t = kernels_for(isa);
   const WeightSet ws(type, n, k, kDramBytes);
-  const Acts a(t, 1, k);
-  std::vector<float> y(n);
+  const Acts a(t, rows, k);
+  std::vector<float> y(rows * n);
   const GemmFn f = gemm_for(t, type);
   std::size_t i = 0;
   for (auto _ : state) {
@@ -166,13 +167,17 @@ int main(int argc, char** argv) {
     for (DType type : {DType::Q4, DType::Q4NL, DType::Q8}) {
       const std::string tn(qlm::to_string(type));
       for (const Shape& s : kDecode) {
-        for (int threads : {1, 2}) {
-          if (isa == Isa::Scalar && threads == 2) continue;
-          const std::string name = "gemv/" + in + "/" + tn + "/" + std::to_string(s.k) + "x" +
-                                   std::to_string(s.n) + "/threads:" + std::to_string(threads);
-          benchmark::RegisterBenchmark(name.c_str(), bm_gemv, isa, type, s.k, s.n, threads)
-              ->UseRealTime()
-              ->Unit(benchmark::kMicrosecond);
+        for (std::size_t rows : {1, 2}) {
+          if (rows == 2 && (type != DType::Q8 || isa == Isa::Scalar)) continue;
+          for (int threads : {1, 2}) {
+            if (isa == Isa::Scalar && threads == 2) continue;
+            const std::string name = std::string(rows == 1 ? "gemv/" : "gemv-int8x2/") + in + "/" +
+                                     tn + "/" + std::to_string(s.k) + "x" + std::to_string(s.n) +
+                                     "/threads:" + std::to_string(threads);
+            benchmark::RegisterBenchmark(name.c_str(), bm_gemv, isa, type, s.k, s.n, rows, threads)
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
         }
       }
       if (isa == Isa::Scalar) continue;  // seconds per call: not worth timing
