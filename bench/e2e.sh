@@ -21,8 +21,9 @@ for shape in smollm2-135m tinyllama-1.1b; do
   [ -f "$work/$shape/config.json" ] ||
     "$build/tools/qlm-synth" --config "$shared/shapes/$shape.json" $tok -o "$work/$shape"
   for type in q4 q8; do
-    [ -f "$work/$shape-$type.qlm" ] ||
-      "$build/tools/qlm-convert" "$work/$shape" -o "$work/$shape-$type.qlm" --type "$type" 2>/dev/null
+    # Converted afresh every run: on the development VM a model file kept from an earlier session
+    # decoded up to 40% slower than a byte-identical new copy (bench/RESULTS.md, session 4).
+    "$build/tools/qlm-convert" "$work/$shape" -o "$work/$shape-$type.qlm" --type "$type" 2>/dev/null
     echo "### $shape $type"
     "$build/tools/qlm-bench" -m "$work/$shape-$type.qlm" -p 512 -n 64 -t 1,2 -r "$reps"
     echo
