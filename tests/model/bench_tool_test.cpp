@@ -36,13 +36,15 @@ TEST_CASE("qlm-bench reports the bytes a generated token streams", "[tools]") {
   std::string line;
   std::getline(lines, line);
   const auto header = split(line, ',');
-  REQUIRE(header.size() == 13);
+  REQUIRE(header.size() == 14);
   CHECK(header[11] == "stream_gbs");
   CHECK(header[12] == "probe_gbs");
+  CHECK(header[13] == "activations");
   int tg_rows = 0;
   while (std::getline(lines, line)) {
     const auto f = split(line, ',');
-    REQUIRE(f.size() == 13);
+    REQUIRE(f.size() == 14);
+    CHECK(f[13] == "auto");
     const double size = std::stod(f[1]), tps = std::stod(f[8]), gbs = std::stod(f[11]);
     CHECK(std::stod(f[12]) > 0.0);  // the probe ran for this thread count
     if (f[7].rfind("pp", 0) == 0) {

@@ -216,16 +216,18 @@ int main(int argc, char** argv) {
   const double bpw = 8.0 * static_cast<double>(bytes) / static_cast<double>(params);
   const auto gbs_text = [](double v) { return v > 0.0 ? fmt::format("{:.2f}", v) : "-"; };
   if (format == "md") {
-    fmt::print("| model | size | params | bpw | kv | kv cache | threads | test | t/s | GB/s |{}\n",
-               bandwidth ? " of bound |" : "");
-    fmt::print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |{}\n",
+    fmt::print(
+        "| model | size | params | bpw | kv | act | kv cache | threads | test | t/s | GB/s |{}\n",
+        bandwidth ? " of bound |" : "");
+    fmt::print("| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |{}\n",
                bandwidth ? " ---: |" : "");
     for (const auto& r : rows) {
-      fmt::print("| {} | {} | {:.2f} M | {:.2f} | {} | {} | {} | {} | {:.2f} ± {:.2f} | {} |{}\n",
-                 name, qlm::tools::human_bytes(bytes), params / 1e6, bpw, kv_type,
-                 qlm::tools::human_bytes(r.kv_bytes), r.threads, r.test, r.mean, r.stddev,
-                 gbs_text(r.stream_gbs),
-                 bandwidth ? (share(r) > 0.0 ? fmt::format(" {:.0f}% |", share(r)) : " - |") : "");
+      fmt::print(
+          "| {} | {} | {:.2f} M | {:.2f} | {} | {} | {} | {} | {} | {:.2f} ± {:.2f} | {} |{}\n",
+          name, qlm::tools::human_bytes(bytes), params / 1e6, bpw, kv_type, activations,
+          qlm::tools::human_bytes(r.kv_bytes), r.threads, r.test, r.mean, r.stddev,
+          gbs_text(r.stream_gbs),
+          bandwidth ? (share(r) > 0.0 ? fmt::format(" {:.0f}% |", share(r)) : " - |") : "");
     }
     fmt::print("\npeak memory: {:.1f} MiB (model file {})\n", peak_mib,
                qlm::tools::human_bytes((*model)->file().file_size()));
@@ -235,11 +237,11 @@ int main(int argc, char** argv) {
   } else if (format == "csv") {
     fmt::print(
         "model,size_bytes,params,bpw,kv_type,kv_bytes,threads,test,tps_mean,tps_stddev,"
-        "peak_mib,stream_gbs,probe_gbs\n");
+        "peak_mib,stream_gbs,probe_gbs,activations\n");
     for (const auto& r : rows) {
-      fmt::print("{},{},{},{:.4f},{},{},{},{},{:.4f},{:.4f},{:.1f},{:.6f},{:.3f}\n", name, bytes,
+      fmt::print("{},{},{},{:.4f},{},{},{},{},{:.4f},{:.4f},{:.1f},{:.6f},{:.3f},{}\n", name, bytes,
                  params, bpw, kv_type, r.kv_bytes, r.threads, r.test, r.mean, r.stddev, peak_mib,
-                 r.stream_gbs, probe.contains(r.threads) ? probe[r.threads] : 0.0);
+                 r.stream_gbs, probe.contains(r.threads) ? probe[r.threads] : 0.0, activations);
     }
   } else {
     fmt::print("[\n");
@@ -249,9 +251,9 @@ int main(int argc, char** argv) {
           "  {{\"model\": \"{}\", \"size_bytes\": {}, \"params\": {}, \"bpw\": {:.4f}, "
           "\"kv_type\": \"{}\", \"kv_bytes\": {}, \"threads\": {}, \"test\": \"{}\", "
           "\"tps_mean\": {:.4f}, \"tps_stddev\": {:.4f}, \"peak_mib\": {:.1f}, "
-          "\"stream_gbs\": {:.3f}, \"probe_gbs\": {:.3f}}}{}\n",
+          "\"stream_gbs\": {:.3f}, \"probe_gbs\": {:.3f}, \"activations\": \"{}\"}}{}\n",
           name, bytes, params, bpw, kv_type, r.kv_bytes, r.threads, r.test, r.mean, r.stddev,
-          peak_mib, r.stream_gbs, probe.contains(r.threads) ? probe[r.threads] : 0.0,
+          peak_mib, r.stream_gbs, probe.contains(r.threads) ? probe[r.threads] : 0.0, activations,
           i + 1 < rows.size() ? "," : "");
     }
     fmt::print("]\n");
