@@ -44,7 +44,7 @@ class FastForward final : public Forward {
     cos_.resize(b * c_.head_dim / 2);
     sin_.resize(b * c_.head_dim / 2);
     act_.reserve(b, std::max<std::size_t>({c_.hidden_size, c_.intermediate_size, qd_}),
-                 activations_ != ActivationPrecision::Int8);
+                 splits_any());
   }
 
   void run(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache,
@@ -87,18 +87,25 @@ class FastForward final : public Forward {
   // Two int8 passes for an input if any matrix reading it asks for them (a fused q/k/v or gate/up
   // of a mixed file may hold both q8 and q4 weights; the q4 ones just get exact-er inputs).
   bool split(std::initializer_list<const Matrix*> readers) const {
-    const auto wants = [this](const Matrix* w) {
+    return std::any_of(readers.begin(), readers.end(), [this](const Matrix* w) {
       switch (activations_) {
         case ActivationPrecision::Int8:
           return false;
         case ActivationPrecision::Int8x2:
           return is_quantized(w->dtype);
         case ActivationPrecision::Auto:
-          break;
+          return w->dtype == DType::Q8;
       }
-      return w->dtype == DType::Q8;
-    };
-    return std::any_of(readers.begin(), readers.end(), wants);
+      return false;
+    });
+  }
+
+  // Whether any input of this model gets two passes: only then are the buffers sized for them.
+  bool splits_any() const {
+    return split({&w_.lm_head}) ||
+           std::any_of(w_.layers.begin(), w_.layers.end(), [this](const LayerWeights& lw) {
+             return split({&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down});
+           });
   }
 
   void project(const Matrix& w, float* out, std::size_t ldy) {

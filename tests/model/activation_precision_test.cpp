@@ -60,11 +60,9 @@ TEST_CASE("int8x2 activations: the residual pass leaves at most 1/508 of a block
 TEST_CASE("int8x2 activations bring q8 closer to the reference, and Auto picks them for q8 only",
           "[model][activations]") {
   TempDir tmp;
-  const auto ids = [&] {
-    convert_or_fail(stories_dir(), tmp / "q8.qlm", DType::Q8);
-    return story_tokens(*open_or_fail(tmp / "q8.qlm"));
-  }();
+  convert_or_fail(stories_dir(), tmp / "q8.qlm", DType::Q8);
   auto q8 = open_or_fail(tmp / "q8.qlm");
+  const auto ids = story_tokens(*q8);
   const auto ref = eval_all_logits(q8, {.reference = true}, ids);
   const auto int8 = eval_all_logits(q8, {.activations = ActivationPrecision::Int8}, ids);
   const auto int8x2 = eval_all_logits(q8, {.activations = ActivationPrecision::Int8x2}, ids);

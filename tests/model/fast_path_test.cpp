@@ -42,11 +42,11 @@ TEST_CASE("fast path: greedy q8 text equals the reference path's up to the first
   const std::int32_t bos = model->tokenizer().bos();
   // With one int8 pass per input the q8 fast path moved the gap between the reference's top two
   // logits by up to 0.22 (measured over these 120 tokens on every ISA); the default two passes
-  // move it far less. Where the
-  // reference's own gap is far smaller, the two tokens are tied for any practical purpose and
-  // which one a path picks depends on float rounding order alone (any change to summation order
-  // or exp may flip it), so the texts are compared up to the first gap below 0.05: token 71 of
-  // stories260K (gap 0.011; 0.020 at token 114; the next smallest are 0.092 at 61 and 0.11 at 27).
+  // move it far less. Where the reference's own gap is far smaller, the two tokens are tied for any
+  // practical purpose and which one a path picks depends on float rounding order alone (any change
+  // to summation order or exp may flip it), so the texts are compared up to the first gap below
+  // 0.05: token 71 of stories260K (gap 0.011; 0.020 at token 114; the next smallest are 0.092 at 61
+  // and 0.11 at 27).
   std::size_t decided = 0;
   {
     auto s = Session::create(model, {.reference = true});
