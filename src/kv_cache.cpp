@@ -1,6 +1,10 @@
-// KvCache storage: one 64-byte-aligned allocation, K then V, never value-initialized. Large
-// allocations come straight from the OS as untouched pages, so only written positions use memory.
+// KvCache storage: one anonymous page mapping, K then V. It comes straight from the OS as
+// untouched zero pages, so only written positions use memory, and goes straight back when freed.
+// (Through malloc, a freed cache raises glibc's mmap threshold and the next, smaller cache lands
+// in the heap, whose pages stay resident after it is freed.)
 #include "qlm/kv_cache.hpp"
+
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -10,12 +14,8 @@
 
 namespace qlm {
 
-namespace {
-constexpr std::align_val_t kAlign{64};
-}  // namespace
-
 void KvCache::Free::operator()(std::byte* p) const noexcept {
-  ::operator delete[](p, kAlign);
+  munmap(p, bytes);
 }
 
 KvCache::KvCache(const ModelConfig& c, std::uint32_t context, KvType type)
@@ -29,8 +29,10 @@ KvCache::KvCache(const ModelConfig& c, std::uint32_t context, KvType type)
 }
 
 void KvCache::allocate() {
-  // operator new[] without an initializer: no page is written here.
-  data_.reset(static_cast<std::byte*>(::operator new[](std::max<std::size_t>(bytes(), 1), kAlign)));
+  const std::size_t n = std::max<std::size_t>(bytes(), 1);
+  void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  data_ = std::unique_ptr<std::byte[], Free>(static_cast<std::byte*>(p), Free{n});
 }
 
 KvCache KvCache::clone(std::uint32_t positions) const {

@@ -1,6 +1,10 @@
 // Model::open: map the file, read config and tokenizer, bind weight views (no copies).
 #include "qlm/model.hpp"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "model_weights.hpp"
 #include "qlm/tensor_names.hpp"
 #include "qlm/vocabulary.hpp"
@@ -72,8 +76,25 @@ ModelWeights bind_weights(const format::ModelFile& file, const ModelConfig& c) {
 
 }  // namespace detail
 
-Model::Model(std::shared_ptr<const format::ModelFile> file, ModelConfig config, Tokenizer tokenizer)
-    : file_(std::move(file)), config_(config), tokenizer_(std::move(tokenizer)) {
+namespace {
+
+// Decodes the tokenizer keys from the file's metadata block and builds the Tokenizer. The file's
+// own decoded metadata no longer holds them, so that they are not kept in memory twice.
+Tokenizer read_tokenizer(const format::ModelFile& file, std::span<const std::uint8_t> block,
+                         std::uint32_t vocab_size) {
+  const format::Metadata meta = detail::unwrap(format::decode_metadata(block, file.path()));
+  Vocabulary vocab = detail::unwrap(load_vocabulary(meta, file.path()));
+  if (vocab.tokens.size() > vocab_size) {
+    detail::fail(ErrorCode::Format, "{}: tokenizer has {} tokens but the model only {} logits",
+                 file.path(), vocab.tokens.size(), vocab_size);
+  }
+  return detail::unwrap(Tokenizer::create(std::move(vocab)));
+}
+
+}  // namespace
+
+Model::Model(std::shared_ptr<const format::ModelFile> file, ModelConfig config)
+    : file_(std::move(file)), config_(config) {
   weights_ = std::make_unique<const detail::ModelWeights>(detail::bind_weights(*file_, config_));
 }
 
@@ -82,17 +103,28 @@ Model::~Model() = default;
 Result<std::shared_ptr<const Model>> Model::open(const std::filesystem::path& path,
                                                  LoadOptions options) {
   return detail::capture([&] {
-    auto file = detail::unwrap(format::ModelFile::open(
-        path, format::OpenOptions{options.verify_checksums, options.populate}));
+    std::shared_ptr<format::ModelFile> file = format::ModelFile::load(
+        path, format::OpenOptions{options.verify_checksums, options.populate});
     ModelConfig config = detail::unwrap(load_config(file->metadata(), file->path()));
-    Vocabulary vocab = detail::unwrap(load_vocabulary(file->metadata(), file->path()));
-    if (vocab.tokens.size() > config.vocab_size) {
-      detail::fail(ErrorCode::Format, "{}: tokenizer has {} tokens but the model only {} logits",
-                   file->path(), vocab.tokens.size(), config.vocab_size);
-    }
-    Tokenizer tok = detail::unwrap(Tokenizer::create(std::move(vocab)));
-    return std::shared_ptr<const Model>(new Model(std::move(file), config, std::move(tok)));
+    // Built once here so that a bad tokenizer is an error of open(), then dropped: tokenizer()
+    // rebuilds it from the mapping when first asked.
+    file->meta_.erase_prefix("tokenizer.");
+    read_tokenizer(*file, file->metadata_block(), config.vocab_size);
+    // That build's many small blocks would otherwise stay resident in the heap for good.
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+    return std::shared_ptr<const Model>(new Model(std::move(file), config));
   });
+}
+
+const Tokenizer& Model::tokenizer() const {
+  // Cannot fail: open() validated these very bytes of the read-only mapping (a file rewritten on
+  // disk while mapped is outside the contract; its weights would not survive that either).
+  std::call_once(tokenizer_once_, [this] {
+    tokenizer_.emplace(read_tokenizer(*file_, file_->metadata_block(), config_.vocab_size));
+  });
+  return *tokenizer_;
 }
 
 }  // namespace qlm

@@ -51,9 +51,12 @@ Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptio
       const kernels::KernelTable& kt = kernels::kernels_for(choice.isa);
       impl->isa = kernels::to_string(kt.isa);
       auto pool = options.pool ? options.pool : make_spin_pool(options.threads);
-      impl->forward = detail::make_fast_forward(*impl->model, kt, std::move(pool),
-                                                std::min(options.batch, context),
-                                                options.activations, options.observer);
+      const std::uint32_t batch = options.batch != 0
+                                      ? options.batch
+                                      : detail::default_batch(*impl->model, options.activations);
+      impl->forward =
+          detail::make_fast_forward(*impl->model, kt, std::move(pool), std::min(batch, context),
+                                    options.activations, options.observer);
     }
     impl->tokens.reserve(context);
     return Session(std::move(impl));

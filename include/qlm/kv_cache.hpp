@@ -81,6 +81,7 @@ class KvCache {
 
  private:
   struct Free {
+    std::size_t bytes;  // length of the mapping (no initializer: KvCache is not complete yet)
     void operator()(std::byte* p) const noexcept;
   };
   KvCache() = default;

@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
+#include <optional>
 
 #include "qlm/config.hpp"
 #include "qlm/error.hpp"
@@ -33,16 +35,20 @@ class Model {
   Model& operator=(const Model&) = delete;
 
   const ModelConfig& config() const { return config_; }
-  const Tokenizer& tokenizer() const { return tokenizer_; }
+  /// The tokenizer, validated by open() but built on first use (a 49k-token vocabulary's tables
+  /// take ~4 MB, which applications that pass token ids never need). Thread-safe.
+  const Tokenizer& tokenizer() const;
+  /// The mapped file. Its decoded metadata lacks the "tokenizer." keys (see tokenizer()).
   const format::ModelFile& file() const { return *file_; }
   /// The weight views (internal layout; see src/model_weights.hpp).
   const detail::ModelWeights& weights() const { return *weights_; }
 
  private:
-  Model(std::shared_ptr<const format::ModelFile> file, ModelConfig config, Tokenizer tokenizer);
+  Model(std::shared_ptr<const format::ModelFile> file, ModelConfig config);
   std::shared_ptr<const format::ModelFile> file_;
   ModelConfig config_;
-  Tokenizer tokenizer_;
+  mutable std::once_flag tokenizer_once_;
+  mutable std::optional<Tokenizer> tokenizer_;
   std::unique_ptr<const detail::ModelWeights> weights_;
 };
 

@@ -28,7 +28,9 @@ struct SessionOptions {
   /// scalar|avx2|avx512|avx512vnni|neon|neon-dotprod|neon-i8mm (unsupported = an error).
   std::string isa{};
   std::shared_ptr<ThreadPool> pool{};  ///< run parallel work here; default: make_spin_pool(threads)
-  std::uint32_t batch = 256;  ///< prompt tokens per forward chunk (bounds activation memory)
+  /// Prompt tokens per forward chunk (bounds activation memory). 0 = 256, or down to 64 for
+  /// small models, keeping the chunk's buffers within 4% of the model file.
+  std::uint32_t batch = 0;
   /// Integer precision of matmul inputs on the fast path (Auto: two int8 passes into q8 weights).
   ActivationPrecision activations = ActivationPrecision::Auto;
   /// Sees every weight-matrix input (e.g. an Importance collector); fast path only. Optional.

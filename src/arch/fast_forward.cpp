@@ -17,6 +17,46 @@
 namespace qlm::detail {
 namespace {
 
+// Whether a matrix's inputs get two int8 passes.
+bool two_passes(const Matrix& w, ActivationPrecision activations) {
+  switch (activations) {
+    case ActivationPrecision::Int8:
+      return false;
+    case ActivationPrecision::Int8x2:
+      return is_quantized(w.dtype);
+    case ActivationPrecision::Auto:
+      return w.dtype == DType::Q8;
+  }
+  return false;
+}
+
+// Whether any input of the model gets two passes: only then are the buffers sized for them.
+bool splits_any(const ModelWeights& w, ActivationPrecision activations) {
+  const auto two = [&](const Matrix& m) { return two_passes(m, activations); };
+  return two(w.lm_head) || std::any_of(w.layers.begin(), w.layers.end(), [&](const auto& lw) {
+           return two(lw.wq) || two(lw.wk) || two(lw.wv) || two(lw.wo) || two(lw.w_gate) ||
+                  two(lw.w_up) || two(lw.w_down);
+         });
+}
+
+// Widest matrix input of a layer (the quantized-activation buffers hold one).
+std::size_t widest_input(const ModelConfig& c) {
+  return std::max<std::size_t>({c.hidden_size, c.intermediate_size, c.n_heads * c.head_dim});
+}
+
+// Bytes of activation buffers the fast path holds per token of a chunk (the float rows below,
+// the quantized rows, and with two passes the residual and the doubled matmul output).
+std::size_t buffer_bytes_per_token(const ModelConfig& c, bool split) {
+  const std::size_t d = c.hidden_size, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim,
+                    k = widest_input(c);
+  const std::size_t floats = 2 * d + qd + 2 * kvd + std::max<std::size_t>(c.intermediate_size, qd) +
+                             c.intermediate_size + c.head_dim;
+  const std::size_t quantized = (split ? 2 : 1) * (k + k / kernels::kActBlock * 8);
+  const std::size_t two_pass =
+      split ? (k + std::max<std::size_t>(qd + 2 * kvd, 2 * c.intermediate_size)) : 0;
+  return 4 * (floats + two_pass) + quantized;
+}
+
 class FastForward final : public Forward {
  public:
   FastForward(const Model& model, const kernels::KernelTable& kt, std::shared_ptr<ThreadPool> pool,
@@ -38,13 +78,13 @@ class FastForward final : public Forward {
     q_.resize(b * qd_);
     k_.resize(b * kvd_);
     v_.resize(b * kvd_);
-    att_.resize(b * qd_);
-    gate_.resize(b * c_.intermediate_size);
+    // gate_ also holds the attention output (att below): the MLP is not running then, and a
+    // float matmul reads its input while writing its output, so att may not share with xb_.
+    gate_.resize(b * std::max<std::size_t>(c_.intermediate_size, qd_));
     up_.resize(b * c_.intermediate_size);
     cos_.resize(b * c_.head_dim / 2);
     sin_.resize(b * c_.head_dim / 2);
-    act_.reserve(b, std::max<std::size_t>({c_.hidden_size, c_.intermediate_size, qd_}),
-                 splits_any());
+    act_.reserve(b, widest_input(c_), splits_any(w_, activations_));
   }
 
   void run(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache,
@@ -87,25 +127,8 @@ class FastForward final : public Forward {
   // Two int8 passes for an input if any matrix reading it asks for them (a fused q/k/v or gate/up
   // of a mixed file may hold both q8 and q4 weights; the q4 ones just get exact-er inputs).
   bool split(std::initializer_list<const Matrix*> readers) const {
-    return std::any_of(readers.begin(), readers.end(), [this](const Matrix* w) {
-      switch (activations_) {
-        case ActivationPrecision::Int8:
-          return false;
-        case ActivationPrecision::Int8x2:
-          return is_quantized(w->dtype);
-        case ActivationPrecision::Auto:
-          return w->dtype == DType::Q8;
-      }
-      return false;
-    });
-  }
-
-  // Whether any input of this model gets two passes: only then are the buffers sized for them.
-  bool splits_any() const {
-    return split({&w_.lm_head}) ||
-           std::any_of(w_.layers.begin(), w_.layers.end(), [this](const LayerWeights& lw) {
-             return split({&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.w_gate, &lw.w_up, &lw.w_down});
-           });
+    return std::any_of(readers.begin(), readers.end(),
+                       [this](const Matrix* w) { return two_passes(*w, activations_); });
   }
 
   void project(const Matrix& w, float* out, std::size_t ldy) {
@@ -152,6 +175,7 @@ class FastForward final : public Forward {
       }
     }
     const std::uint32_t group = c_.n_heads / c_.n_kv_heads;
+    float* const att = gate_.data();
     pool_->parallel_for(m * c_.n_kv_heads, [&](std::size_t task) {
       const std::size_t i = task / c_.n_kv_heads;
       const std::uint32_t g = static_cast<std::uint32_t>(task % c_.n_kv_heads);
@@ -160,10 +184,10 @@ class FastForward final : public Forward {
           c_.sliding_window && pos >= c_.sliding_window ? pos - c_.sliding_window + 1 : 0;
       const std::size_t q_off = i * qd_ + static_cast<std::size_t>(g) * group * hd;
       ops::attend(kt_, {static_cast<std::uint32_t>(hd), group, first, pos}, &q_[q_off],
-                  {cache.key_data(l, g), cache.value_data(l, g), cache.type()}, &att_[q_off]);
+                  {cache.key_data(l, g), cache.value_data(l, g), cache.type()}, &att[q_off]);
     });
-    observe(MatrixInput::AttentionOutput, l, att_.data(), m, qd_);
-    act_.quantize(kt_, att_.data(), m, qd_, qd_, split({&lw.wo}));
+    observe(MatrixInput::AttentionOutput, l, att, m, qd_);
+    act_.quantize(kt_, att, m, qd_, qd_, split({&lw.wo}));
     project(lw.wo, xb_.data(), d);
     for (std::size_t i = 0; i < m; ++i) kt_.add(&x_[i * d], &xb_[i * d], d);
   }
@@ -214,12 +238,23 @@ class FastForward final : public Forward {
   std::size_t qd_, kvd_;
   ActivationPrecision activations_;
   // Activations of one chunk, row-major [batch][dim].
-  std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_, cos_, sin_, scratch_;
+  std::vector<float> x_, xb_, q_, k_, v_, gate_, up_, cos_, sin_, scratch_;
   ops::QuantizedActivations act_;
   std::shared_ptr<ActivationObserver> observer_;
 };
 
 }  // namespace
+
+std::uint32_t default_batch(const Model& model, ActivationPrecision activations) {
+  // Prompt speed barely changes between 64 and 256 tokens per chunk on the shapes measured
+  // (bench/RESULTS.md), while the buffers of 256 tokens would add ~9% to a 135M q4 model.
+  const std::size_t per_token =
+      buffer_bytes_per_token(model.config(), splits_any(model.weights(), activations));
+  const std::uint64_t budget = model.file().file_size() / 25;  // 4% of the weights
+  std::uint32_t batch = 256;
+  while (batch > 64 && batch * per_token > budget) batch /= 2;
+  return batch;
+}
 
 std::unique_ptr<Forward> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
                                            std::shared_ptr<ThreadPool> pool,

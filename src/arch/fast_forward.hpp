@@ -13,6 +13,10 @@
 
 namespace qlm::detail {
 
+/// Tokens per prompt chunk when the session leaves it to us: 256, halved (down to 64) while
+/// the chunk's activation buffers would exceed 4% of the model file.
+std::uint32_t default_batch(const Model& model, ActivationPrecision activations);
+
 /// Builds the fast path for `model`; `max_batch` bounds the tokens processed per chunk;
 /// `activations` picks one or two int8 passes per input; `observer` (may be null) sees every
 /// weight-matrix input.

@@ -2,6 +2,8 @@
 #include "tokenizer/bpe.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <functional>
 
 #include "tokenizer/text.hpp"
 #include "util/fail.hpp"
@@ -15,9 +17,25 @@ bool heap_after(const BpeScratch::Candidate& a, const BpeScratch::Candidate& b) 
   return a.left > b.left;
 }
 
-std::uint64_t pair_key(std::int32_t a, std::int32_t b) {
-  return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
-         static_cast<std::uint32_t>(b);
+std::size_t pair_hash(std::int32_t a, std::int32_t b) {
+  const std::uint64_t key = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
+                            static_cast<std::uint32_t>(b);
+  return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ULL) >> 32);  // Fibonacci hashing
+}
+
+// Slot count for `n` entries: a power of two at most 3/4 full (a miss then probes ~8 slots).
+std::size_t table_size(std::size_t n) {
+  return std::bit_ceil(std::max<std::size_t>(n + (n + 2) / 3, 16));
+}
+
+// Linear probing from `hash`: the slot holding an id for which same(id) is true, else the empty
+// slot where such an id would go.
+template <class Same>
+std::size_t probe(const std::vector<std::int32_t>& table, std::size_t hash, Same&& same) {
+  const std::size_t mask = table.size() - 1;
+  for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+    if (table[i] < 0 || same(table[i])) return i;
+  }
 }
 
 }  // namespace
@@ -31,7 +49,7 @@ Bpe Bpe::create(const Vocabulary& vocab, std::string_view source) {
   b.ignore_merges_ = vocab.ignore_merges;
   b.unk_ = vocab.unk_id;
   const auto n = static_cast<std::int32_t>(vocab.tokens.size());
-  b.pieces_.reserve(vocab.tokens.size());
+  b.pieces_.assign(table_size(vocab.tokens.size()), -1);
   for (std::int32_t id = 0; id < n; ++id) {
     const TokenType t = vocab.types[id];
     // Special tokens only come from added-token matching; SentencePiece also keeps unknown and
@@ -39,7 +57,11 @@ Bpe Bpe::create(const Vocabulary& vocab, std::string_view source) {
     if (t == TokenType::Control) continue;
     if (b.by_score_ && (t == TokenType::Unknown || t == TokenType::Byte)) continue;
     b.has_unused_ = b.has_unused_ || t == TokenType::Unused;
-    b.pieces_.emplace(vocab.tokens[id], id);  // keeps the lowest id of duplicates
+    const std::string_view piece = vocab.tokens[id];
+    const std::size_t slot =
+        probe(b.pieces_, std::hash<std::string_view>{}(piece),
+              [&](std::int32_t other) { return vocab.tokens[other] == piece; });
+    if (b.pieces_[slot] < 0) b.pieces_[slot] = id;  // keeps the lowest id of duplicates
   }
   b.byte_ids_.fill(-1);
   for (int byte = 0; byte < 256; ++byte) {
@@ -61,7 +83,8 @@ Bpe Bpe::create(const Vocabulary& vocab, std::string_view source) {
       if (b.byte_ids_[byte] < 0) b.byte_ids_[byte] = b.lookup(fmt::format("<0x{:02X}>", byte));
     }
   }
-  b.merges_.reserve(vocab.merges.size());
+  b.merges_.assign(table_size(vocab.merges.size()), -1);
+  b.merge_result_.resize(vocab.merges.size());
   std::string joined;
   for (std::size_t rank = 0; rank < vocab.merges.size(); ++rank) {
     const auto [l, r] = vocab.merges[rank];
@@ -72,15 +95,25 @@ Bpe Bpe::create(const Vocabulary& vocab, std::string_view source) {
       fail(ErrorCode::Format, "{}: merge {} ('{}' + '{}') makes '{}', which is not a token", source,
            rank, vocab.tokens[l], vocab.tokens[r], joined);
     }
+    b.merge_result_[rank] = result;
     // The first (lowest-rank) occurrence of a duplicated merge wins, as in HF.
-    b.merges_.emplace(pair_key(l, r), std::pair{static_cast<std::int32_t>(rank), result});
+    const std::size_t slot = probe(b.merges_, pair_hash(l, r), [&](std::int32_t other) {
+      return vocab.merges[other] == vocab.merges[rank];
+    });
+    if (b.merges_[slot] < 0) b.merges_[slot] = static_cast<std::int32_t>(rank);
   }
   return b;
 }
 
 std::int32_t Bpe::lookup(std::string_view piece) const {
-  const auto it = pieces_.find(piece);
-  return it == pieces_.end() ? -1 : it->second;
+  return pieces_[probe(pieces_, std::hash<std::string_view>{}(piece),
+                       [&](std::int32_t id) { return vocab_->tokens[id] == piece; })];
+}
+
+std::int32_t Bpe::merge_rank(std::int32_t left, std::int32_t right) const {
+  return merges_[probe(merges_, pair_hash(left, right), [&](std::int32_t rank) {
+    return vocab_->merges[rank] == std::pair{left, right};
+  })];
 }
 
 void Bpe::push_candidate(BpeScratch& s, std::string_view word, std::int32_t left) const {
@@ -101,10 +134,10 @@ void Bpe::push_candidate(BpeScratch& s, std::string_view word, std::int32_t left
     }
   } else {
     if (a.id < 0 || b.id < 0) return;
-    const auto it = merges_.find(pair_key(a.id, b.id));
-    if (it == merges_.end()) return;
-    c.priority = it->second.first;
-    c.result = it->second.second;
+    const std::int32_t rank = merge_rank(a.id, b.id);
+    if (rank < 0) return;
+    c.priority = rank;
+    c.result = merge_result_[rank];
   }
   s.heap.push_back(c);
   std::push_heap(s.heap.begin(), s.heap.end(), heap_after);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 
 #include "tokenizer/bpe.hpp"
 #include "tokenizer/pretokenize.hpp"
@@ -31,7 +32,14 @@ struct Tokenizer::Impl {
   detail::PreTokenizer pre;
   AddedTable raw_added, normalized_added;
   bool has_raw_added = false, has_normalized_added = false;
-  std::vector<std::string> text;         // id -> decoded bytes
+  // id -> decoded bytes, as one buffer and n + 1 offsets: per-id std::strings would cost
+  // 32 bytes of header each (1.6 MB for a 49k vocabulary) on top of the text itself.
+  std::string text_bytes;
+  std::vector<std::uint32_t> text_offsets;
+  std::string_view text(std::int32_t id) const {
+    return std::string_view(text_bytes)
+        .substr(text_offsets[id], text_offsets[id + 1] - text_offsets[id]);
+  }
   std::vector<std::uint8_t> special;     // id -> dropped by skip_special
   std::vector<std::uint8_t> strippable;  // id -> its leading ' ' is a dummy prefix
 };
@@ -159,9 +167,9 @@ std::size_t incomplete_tail(std::string_view s) {
 
 void append_token(const Impl& impl, std::int32_t id, bool skip_special, DecodeState& st,
                   std::string& out) {
-  if (id < 0 || static_cast<std::size_t>(id) >= impl.text.size()) return;
+  if (id < 0 || static_cast<std::size_t>(id) >= impl.special.size()) return;
   if (skip_special && impl.special[id]) return;
-  std::string_view t = impl.text[id];
+  std::string_view t = impl.text(id);
   const DecodeStrip mode = impl.vocab.decode_strip;
   const bool at_start = mode == DecodeStrip::WhileEmpty ? !st.any_text : !st.any_token;
   if (mode != DecodeStrip::None && at_start && impl.strippable[id] && t.starts_with(' ')) {
@@ -188,20 +196,28 @@ Result<Tokenizer> Tokenizer::create(Vocabulary vocab) {
       (a.normalized ? impl->has_normalized_added : impl->has_raw_added) = true;
     }
     const std::size_t n = v.tokens.size();
-    impl->text.resize(n);
+    std::vector<const AddedToken*> added(n, nullptr);
+    for (const AddedToken& a : v.added_tokens) added[a.id] = &a;
     impl->special.assign(n, 0);
     impl->strippable.assign(n, 0);
+    impl->text_offsets.reserve(n + 1);
+    impl->text_offsets.push_back(0);
     for (std::size_t id = 0; id < n; ++id) {
       const auto i = static_cast<std::int32_t>(id);
-      impl->text[id] = piece_text(v, i);
-      impl->special[id] = v.types[id] == TokenType::Control;
-      impl->strippable[id] = (v.types[id] == TokenType::Normal || v.types[id] == TokenType::Unused);
+      if (const AddedToken* a = added[id]) {
+        impl->text_bytes += a->content;  // added tokens decode verbatim
+        impl->special[id] = a->special;
+      } else {
+        impl->text_bytes += piece_text(v, i);
+        impl->special[id] = v.types[id] == TokenType::Control;
+        impl->strippable[id] = v.types[id] == TokenType::Normal || v.types[id] == TokenType::Unused;
+      }
+      if (impl->text_bytes.size() > std::numeric_limits<std::uint32_t>::max()) {
+        detail::fail(ErrorCode::Format, "vocabulary: decoded text exceeds 4 GiB");
+      }
+      impl->text_offsets.push_back(static_cast<std::uint32_t>(impl->text_bytes.size()));
     }
-    for (const AddedToken& a : v.added_tokens) {
-      impl->text[a.id] = a.content;  // added tokens decode verbatim
-      impl->special[a.id] = a.special;
-      impl->strippable[a.id] = 0;
-    }
+    impl->text_bytes.shrink_to_fit();
     return Tokenizer(std::move(impl));
   });
 }

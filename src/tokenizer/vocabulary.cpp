@@ -220,6 +220,7 @@ Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view f
         detail::fail(ErrorCode::Format, "{}: tokenizer.merges has an odd length {}", file,
                      merges->size());
       }
+      v.merges.reserve(merges->size() / 2);
       for (std::size_t i = 0; i < merges->size(); i += 2) {
         const std::uint32_t a = (*merges)[i], b = (*merges)[i + 1];
         if (a >= n || b >= n) {

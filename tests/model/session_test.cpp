@@ -2,9 +2,13 @@
 // token-by-token evaluation, truncate() for prefix reuse, and the context limit.
 #include <catch2/catch.hpp>
 
+#include <thread>
+
 #include "model/model_helpers.hpp"
+#include "qlm/format/file_writer.hpp"
 #include "qlm/generate.hpp"
 #include "qlm/session.hpp"
+#include "qlm/vocabulary.hpp"
 #include "support/files.hpp"
 #include "support/temp_dir.hpp"
 
@@ -102,6 +106,63 @@ TEST_CASE("the context limit is a clear error that leaves the session intact", "
   REQUIRE(r.ok());
   CHECK(r->stop == StopReason::ContextFull);
   CHECK(r->tokens.size() == 10);
+}
+
+}  // namespace qlm::test
+
+namespace qlm::test {
+
+TEST_CASE("the tokenizer is validated by open and built once, on first use", "[model][tokenizer]") {
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
+  auto model = open_or_fail(tmp / "m.qlm");
+  // Its keys are not held a second time in the decoded metadata ...
+  for (const auto& [key, value] : model->file().metadata().entries()) {
+    INFO(key);
+    CHECK_FALSE(key.starts_with("tokenizer."));
+  }
+  CHECK(model->file().metadata().contains("model.vocab_size"));
+  // ... but read back from the file, identical to what the converter stored (which a plain
+  // ModelFile still decodes).
+  auto file = format::ModelFile::open(tmp / "m.qlm");
+  REQUIRE(file.ok());
+  auto stored = load_vocabulary((*file)->metadata(), "m.qlm");
+  REQUIRE(stored.ok());
+  std::vector<const Tokenizer*> seen(4, nullptr);
+  std::vector<std::vector<std::int32_t>> ids(4);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < seen.size(); ++t) {
+    threads.emplace_back([&, t] {
+      seen[t] = &model->tokenizer();
+      ids[t] = seen[t]->encode("Once upon a time, there was a little girl.");
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (std::size_t t = 0; t < seen.size(); ++t) {
+    CHECK(seen[t] == seen[0]);
+    CHECK(ids[t] == ids[0]);
+  }
+  CHECK(model->tokenizer().vocabulary() == *stored);
+  CHECK(ids[0].size() > 5);
+
+  // A file whose tokenizer is inconsistent fails at open, naming the file and the key.
+  format::Metadata meta = (*file)->metadata();
+  auto tokens = *meta.find<std::vector<std::string>>("tokenizer.tokens");
+  tokens.push_back("extra");
+  meta.set("tokenizer.tokens", tokens);
+  std::vector<format::PendingTensor> tensors;
+  for (const format::TensorInfo& t : (*file)->tensors()) {
+    tensors.push_back({t.name, t.dtype, t.shape, [&file, &t](std::span<std::uint8_t> out) {
+                         const auto bytes = (*file)->data(t);
+                         std::copy(bytes.begin(), bytes.end(), out.begin());
+                         return Result<void>{};
+                       }});
+  }
+  REQUIRE(format::write_qlm_file(tmp / "bad.qlm", meta, tensors).ok());
+  auto bad = Model::open(tmp / "bad.qlm");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().code == ErrorCode::Format);
+  CHECK_THAT(bad.error().message, Catch::Contains("bad.qlm") && Catch::Contains("tokenizer."));
 }
 
 }  // namespace qlm::test

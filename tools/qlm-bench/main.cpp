@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   std::string path, pp = "512", tg = "64", depths = "0", threads, format = "md", isa;
   std::string kv_type = "f32";
   int reps = 5;
+  std::uint32_t batch = 0;
   app.add_option("-m,--model", path, ".qlm model")->required();
   app.add_option("-p,--n-prompt", pp, "prompt lengths, comma-separated (default 512; 0 = none)");
   app.add_option("-n,--n-gen", tg, "generation lengths, comma-separated (default 64; 0 = none)");
@@ -111,6 +112,9 @@ int main(int argc, char** argv) {
                  "tokens in the KV cache before each test, comma-separated (default 0)");
   app.add_option("--kv-type", kv_type, "KV cache element type: f32 or f16 (default f32)")
       ->check(CLI::IsMember({"f32", "f16"}));
+  app.add_option("-b,--batch", batch,
+                 "prompt tokens per forward chunk (default 0: 256, fewer for small models)")
+      ->check(CLI::Range(0u, 1u << 16));
   app.add_option("--isa", isa, "force a kernel ISA (default: best)");
   std::string activations = "auto";
   app.add_option(
@@ -164,6 +168,7 @@ int main(int argc, char** argv) {
                               .threads = t,
                               .kv_type = *qlm::parse_kv_type(kv_type),
                               .isa = isa,
+                              .batch = batch,
                               .activations = *qlm::parse_activation_precision(activations)};
         o.pool = pool == "spin" ? qlm::make_spin_pool(t) : qlm::make_openmp_pool(t);
         std::string error;

@@ -34,6 +34,11 @@ class Metadata {
     return it == entries_.end() ? nullptr : std::get_if<T>(&it->second);
   }
 
+  /// Removes every key that starts with `prefix`; returns how many.
+  std::size_t erase_prefix(std::string_view prefix) {
+    return std::erase_if(entries_, [&](const auto& e) { return e.first.starts_with(prefix); });
+  }
+
   bool contains(std::string_view key) const { return entries_.find(key) != entries_.end(); }
   const std::map<std::string, MetaValue, std::less<>>& entries() const { return entries_; }
 

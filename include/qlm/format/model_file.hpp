@@ -16,6 +16,10 @@
 #include "qlm/format/metadata.hpp"
 #include "qlm/format/tensor_info.hpp"
 
+namespace qlm {
+class Model;
+}
+
 namespace qlm::format {
 
 /// Options for opening a .qlm file.
@@ -58,6 +62,12 @@ class ModelFile {
   Metadata meta_;
   std::vector<TensorInfo> tensors_;
   friend struct ModelFileLoader;
+  // Model::open moves the tokenizer keys out of meta_ (into its Tokenizer) before sharing.
+  friend class qlm::Model;
+  static std::shared_ptr<ModelFile> load(const std::filesystem::path& path, OpenOptions options);
+  std::span<const std::uint8_t> metadata_block() const {
+    return {base_ + header_.metadata_offset, header_.metadata_size};
+  }
 };
 
 /// XXH3-64 of a byte span (the checksum the format uses).
