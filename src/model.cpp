@@ -104,7 +104,7 @@ Result<std::shared_ptr<const Model>> Model::open(const std::filesystem::path& pa
                                                  LoadOptions options) {
   return detail::capture([&] {
     std::shared_ptr<format::ModelFile> file = format::ModelFile::load(
-        path, format::OpenOptions{options.verify_checksums, options.populate});
+        path, format::OpenOptions{options.verify_checksums, options.populate, !options.mmap});
     ModelConfig config = detail::unwrap(load_config(file->metadata(), file->path()));
     // Built once here so that a bad tokenizer is an error of open(), then dropped: tokenizer()
     // rebuilds it from the mapping when first asked.

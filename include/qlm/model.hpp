@@ -22,6 +22,9 @@ struct ModelWeights;
 struct LoadOptions {
   bool verify_checksums = false;  ///< hash every tensor on open (reads the whole file; default off)
   bool populate = false;          ///< pre-fault the mapping so the first tokens pay no page faults
+  /// false: read the file into private memory (huge pages where allowed) instead of mapping it,
+  /// like llama.cpp's --no-mmap: slower to open, not shared, steadier decode (bench/RESULTS.md).
+  bool mmap = true;
 };
 
 /// A loaded model. Weights are views into the mapped file; nothing is copied.

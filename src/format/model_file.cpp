@@ -21,7 +21,11 @@ std::uint64_t checksum(std::span<const std::uint8_t> bytes) {
 
 struct ModelFileLoader {
   static void map(ModelFile& f, const std::filesystem::path& path, const OpenOptions& options) {
-    auto mapping = std::make_shared<qlm::detail::MappedFile>(path, options.populate);
+    using qlm::detail::MapMode;
+    const MapMode mode = options.copy       ? MapMode::Copy
+                         : options.populate ? MapMode::Populate
+                                            : MapMode::Map;
+    auto mapping = std::make_shared<qlm::detail::MappedFile>(path, mode);
     f.base_ = mapping->bytes().data();
     f.size_ = mapping->bytes().size();
     f.mapping_ = std::move(mapping);

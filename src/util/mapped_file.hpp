@@ -8,11 +8,18 @@
 
 namespace qlm::detail {
 
-/// Maps a regular file read-only; throws Failure (Io) naming the file on any error.
+/// How MappedFile brings the file into memory.
+enum class MapMode {
+  Map,       ///< map the file (pages fault in from the page cache on first touch)
+  Populate,  ///< map the file and pre-fault every page (MAP_POPULATE)
+  Copy,      ///< read it into private anonymous memory, transparent huge pages where allowed
+};
+
+/// A regular file's bytes, read-only; throws Failure (Io) naming the file on any error.
 class MappedFile {
  public:
   MappedFile() = default;
-  explicit MappedFile(const std::filesystem::path& path, bool populate = false);
+  explicit MappedFile(const std::filesystem::path& path, MapMode mode = MapMode::Map);
   ~MappedFile();
   MappedFile(MappedFile&& o) noexcept;
   MappedFile& operator=(MappedFile&& o) noexcept;
@@ -24,8 +31,11 @@ class MappedFile {
 
  private:
   std::string path_;
+  void release() noexcept;
   const std::uint8_t* data_ = nullptr;
   std::uint64_t size_ = 0;
+  void* region_ = nullptr;  // what munmap gets: the mapping, or the aligned anonymous region
+  std::uint64_t region_size_ = 0;
 };
 
 }  // namespace qlm::detail

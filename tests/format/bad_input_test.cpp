@@ -97,6 +97,16 @@ TEST_CASE("the small .qlm fixture is valid", "[format]") {
   CHECK((*f)->tensors().size() == 3);
   // Rebuilding it unchanged through the test helpers gives the same file.
   CHECK(qlm::test::build_qlm(qlm::test::parse_qlm(file)) == file);
+  // Read into private memory rather than mapped, it is the same file, byte for byte.
+  const auto copy = ModelFile::open(tmp / "bad.qlm", {.verify_checksums = true, .copy = true});
+  REQUIRE(copy.ok());
+  REQUIRE(copy.value()->tensors().size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto a = (*f)->data((*f)->tensors()[i]);
+    const auto b = (*copy)->data((*copy)->tensors()[i]);
+    CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+  }
+  CHECK((*copy)->metadata().entries() == (*f)->metadata().entries());
 }
 
 TEST_CASE("truncated .qlm files are rejected at every cut point", "[format]") {
@@ -119,6 +129,9 @@ TEST_CASE("truncated .qlm files are rejected at every cut point", "[format]") {
     INFO("cut at " << cut << " of " << file.size());
     expect_open_error(tmp, Bytes(file.begin(), file.begin() + static_cast<std::ptrdiff_t>(cut)),
                       ErrorCode::Format, {});
+    // Read into memory instead of mapped: the same checks, the same error.
+    expect_error(ModelFile::open(tmp / "bad.qlm", {.copy = true}), ErrorCode::Format,
+                 {(tmp / "bad.qlm").string()});
   }
 }
 

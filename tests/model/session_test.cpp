@@ -165,4 +165,19 @@ TEST_CASE("the tokenizer is validated by open and built once, on first use", "[m
   CHECK_THAT(bad.error().message, Catch::Contains("bad.qlm") && Catch::Contains("tokenizer."));
 }
 
+TEST_CASE("a model read into memory computes what the mapped one does", "[model]") {
+  TempDir tmp;
+  const DType type = GENERATE(DType::Q4, DType::Q8, DType::F32);
+  INFO("type " << to_string(type));
+  convert_or_fail(stories_dir(), tmp / "m.qlm", type);
+  auto mapped = open_or_fail(tmp / "m.qlm");
+  auto read = Model::open(tmp / "m.qlm", {.mmap = false});
+  REQUIRE(read.ok());
+  const auto ids = story_tokens(*mapped);
+  CHECK(eval_all_logits(*read, {.threads = 2}, ids) ==
+        eval_all_logits(mapped, {.threads = 2}, ids));
+  CHECK(read.value()->tokenizer().encode("Once upon a time") ==
+        mapped->tokenizer().encode("Once upon a time"));
+}
+
 }  // namespace qlm::test

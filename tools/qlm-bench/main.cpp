@@ -124,6 +124,9 @@ int main(int argc, char** argv) {
   std::string pool = "spin";
   app.add_option("--pool", pool, "thread pool: spin (qlm's own, the default) or omp (OpenMP)")
       ->check(CLI::IsMember({"omp", "spin"}));
+  bool no_mmap = false;
+  app.add_flag("--no-mmap", no_mmap,
+               "read the model into private memory instead of mapping it (huge pages)");
   bool bandwidth = false;
   app.add_flag("--bandwidth", bandwidth,
                "after the tests, probe read bandwidth (1 GiB, per thread count) and report tg "
@@ -135,7 +138,7 @@ int main(int argc, char** argv) {
   }
   if (threads.empty()) threads = std::to_string(std::thread::hardware_concurrency());
 
-  auto model = qlm::Model::open(path, {.populate = true});
+  auto model = qlm::Model::open(path, {.populate = true, .mmap = !no_mmap});
   if (!model) {
     fmt::print(stderr, "qlm-bench: {}\n", model.error().message);
     return 1;

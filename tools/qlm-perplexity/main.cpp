@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
                  "wide (k^2 floats each), for qlm-convert's error-feedback (GPTQ) rounding; 0 = "
                  "none (default 1024)");
   app.add_option("-t,--threads", threads, "threads (default: all cores)");
+  bool no_mmap = false;
+  app.add_flag("--no-mmap", no_mmap,
+               "read the model into private memory instead of mapping it (huge pages)");
   std::string activations = "auto";
   app.add_option(
          "--activations", activations,
@@ -64,7 +67,7 @@ int main(int argc, char** argv) {
   std::ostringstream text;
   text << in.rdbuf();
 
-  auto model = qlm::Model::open(model_path);
+  auto model = qlm::Model::open(model_path, {.mmap = !no_mmap});
   if (!model) return fail(model.error().message);
   const std::vector<std::int32_t> tokens =
       qlm::perplexity_tokens((*model)->tokenizer(), text.str());

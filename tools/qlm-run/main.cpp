@@ -18,6 +18,7 @@ struct Args {
   std::vector<std::string> stop;
   bool reference = false;
   bool ignore_eos = false;
+  bool no_mmap = false;
   std::string kv_type = "f32";
   std::string activations = "auto";
 };
@@ -47,6 +48,8 @@ int main(int argc, char** argv) {
   app.add_option("--seed", a.sampling.seed, "RNG seed (default 0)");
   app.add_option("-t,--threads", a.threads, "threads (default: all cores)");
   app.add_option("-c,--ctx-size", a.context, "context size (default min(trained, 4096))");
+  app.add_flag("--no-mmap", a.no_mmap,
+               "read the model into private memory instead of mapping it (huge pages)");
   app.add_option("--kv-type", a.kv_type, "KV cache element type: f32 or f16 (default f32)")
       ->check(CLI::IsMember({"f32", "f16"}));
   app.add_option(
@@ -65,7 +68,7 @@ int main(int argc, char** argv) {
     ss << in.rdbuf();
     a.prompt = ss.str();
   }
-  auto model = qlm::Model::open(a.model);
+  auto model = qlm::Model::open(a.model, {.mmap = !a.no_mmap});
   if (!model) return fail(model.error().message);
   const qlm::Tokenizer& tok = (*model)->tokenizer();
   std::vector<std::int32_t> prompt = tok.encode(a.prompt);

@@ -26,6 +26,9 @@ namespace qlm::format {
 struct OpenOptions {
   bool verify_checksums = false;  ///< hash every tensor payload on open (reads the whole file)
   bool populate = false;  ///< pre-fault the mapping (MAP_POPULATE) to avoid page faults later
+  /// Read the file into private memory (transparent huge pages where the kernel allows) instead
+  /// of mapping it: the read costs time at open and the memory is not shared with other processes.
+  bool copy = false;
 };
 
 /// An open, validated, memory-mapped .qlm file. Immutable; safe to share across threads.
