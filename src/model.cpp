@@ -78,15 +78,13 @@ ModelWeights bind_weights(const format::ModelFile& file, const ModelConfig& c) {
 
 namespace {
 
-// Decodes the tokenizer keys from the file's metadata block and builds the Tokenizer. The file's
-// own decoded metadata no longer holds them, so that they are not kept in memory twice.
-Tokenizer read_tokenizer(const format::ModelFile& file, std::span<const std::uint8_t> block,
-                         std::uint32_t vocab_size) {
-  const format::Metadata meta = detail::unwrap(format::decode_metadata(block, file.path()));
-  Vocabulary vocab = detail::unwrap(load_vocabulary(meta, file.path()));
+// Builds the Tokenizer from the "tokenizer." keys of `meta`, decoded from `file`.
+Tokenizer build_tokenizer(const format::Metadata& meta, const std::string& file,
+                          std::uint32_t vocab_size) {
+  Vocabulary vocab = detail::unwrap(load_vocabulary(meta, file));
   if (vocab.tokens.size() > vocab_size) {
     detail::fail(ErrorCode::Format, "{}: tokenizer has {} tokens but the model only {} logits",
-                 file.path(), vocab.tokens.size(), vocab_size);
+                 file, vocab.tokens.size(), vocab_size);
   }
   return detail::unwrap(Tokenizer::create(std::move(vocab)));
 }
@@ -108,8 +106,9 @@ Result<std::shared_ptr<const Model>> Model::open(const std::filesystem::path& pa
     ModelConfig config = detail::unwrap(load_config(file->metadata(), file->path()));
     // Built once here so that a bad tokenizer is an error of open(), then dropped: tokenizer()
     // rebuilds it from the mapping when first asked.
+    // The decoded metadata then drops its keys, so that they are not kept in memory twice.
+    build_tokenizer(file->metadata(), file->path(), config.vocab_size);
     file->meta_.erase_prefix("tokenizer.");
-    read_tokenizer(*file, file->metadata_block(), config.vocab_size);
     // That build's many small blocks would otherwise stay resident in the heap for good.
 #if defined(__GLIBC__)
     malloc_trim(0);
@@ -122,7 +121,9 @@ const Tokenizer& Model::tokenizer() const {
   // Cannot fail: open() validated these very bytes of the read-only mapping (a file rewritten on
   // disk while mapped is outside the contract; its weights would not survive that either).
   std::call_once(tokenizer_once_, [this] {
-    tokenizer_.emplace(read_tokenizer(*file_, file_->metadata_block(), config_.vocab_size));
+    const format::Metadata meta =
+        detail::unwrap(format::decode_metadata(file_->metadata_block(), file_->path()));
+    tokenizer_.emplace(build_tokenizer(meta, file_->path(), config_.vocab_size));
   });
   return *tokenizer_;
 }
