@@ -1,8 +1,11 @@
 // Kernel benchmarks: Q8/Q4/Q4NL GEMV at decode shapes streaming weights from DRAM (GB/s), GEMM at
-// 128 and 512 rows (int8 ops/s), 1 and 2 threads, and a read-bandwidth probe for reference.
+// 128 and 512 rows (int8 ops/s), decode attention over a long KV cache (GB/s of keys and values),
+// 1 and 2 threads, and a read-bandwidth probe for reference.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "kernel_table.hpp"
+#include "qlm/detail/half.hpp"
 #include "qlm/dtype.hpp"
 #include "qlm/quant/layout.hpp"
 #include "read_probe.hpp"
@@ -124,6 +128,54 @@ void bm_gemm(benchmark::State& state, Isa isa, DType type, std::size_t k, std::s
   state.counters["Gops/s"] = benchmark::Counter(ops / 1e9, benchmark::Counter::kIsRate);
 }
 
+// Decode attention at Llama-3.2-1B's shape (8 KV heads of 64, 4 query heads each) over `context`
+// cached positions: one call attends one layer's heads, rotating through 16 layers' caches (> L3),
+// as kt.attn_block is driven block by block by ops::attend. GB/s counts the K and V bytes read.
+void bm_attention(benchmark::State& state, Isa isa, KvElem elem, std::size_t context, int threads) {
+  constexpr std::size_t kLayers = 16, kKvHeads = 8, kGroup = 4, kHd = 64;
+  const KernelTable& t = kernels_for(isa);
+  const std::size_t esize = elem == KvElem::F16 ? 2 : 4;
+  const std::size_t head_bytes = context * kHd * esize, layer_bytes = 2 * kKvHeads * head_bytes;
+  const Bytes kv = alloc64(kLayers * layer_bytes);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  for (std::size_t i = 0; i < kLayers * layer_bytes / esize; ++i) {
+    const float x = nd(rng);
+    if (elem == KvElem::F16) {
+      const std::uint16_t h = qlm::detail::f32_to_f16(x);
+      std::memcpy(kv.get() + 2 * i, &h, 2);
+    } else {
+      std::memcpy(kv.get() + 4 * i, &x, 4);
+    }
+  }
+  std::vector<float> q(kKvHeads * kGroup * kHd), out(q.size());
+  for (float& x : q) x = nd(rng);
+  const float scale = 0.125f;
+  std::size_t layer = 0;
+  for (auto _ : state) {
+    const std::uint8_t* base = kv.get() + (layer++ % kLayers) * layer_bytes;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::size_t h = 0; h < kKvHeads; ++h) {
+      const std::uint8_t* k = base + h * head_bytes;
+      const std::uint8_t* v = base + (kKvHeads + h) * head_bytes;
+      float m[kGroup], l[kGroup];
+      std::fill_n(m, kGroup, -INFINITY);
+      std::fill_n(l, kGroup, 0.0f);
+      float* o = out.data() + h * kGroup * kHd;
+      std::fill_n(o, kGroup * kHd, 0.0f);
+      for (std::size_t t0 = 0; t0 < context; t0 += kAttnBlock) {
+        const std::size_t n = std::min(kAttnBlock, context - t0);
+        t.attn_block(q.data() + h * kGroup * kHd, kGroup, kHd, k + t0 * kHd * esize,
+                     v + t0 * kHd * esize, elem, n, scale, m, l, o);
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  const double bytes = static_cast<double>(layer_bytes) * static_cast<double>(state.iterations());
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsRate);
+}
+
 // Read-only sum over 1 GiB: the bandwidth the GEMV kernels are compared against.
 void bm_bandwidth(benchmark::State& state, int threads) {
   constexpr std::size_t kBytes = std::size_t{1} << 30;
@@ -189,6 +241,18 @@ int main(int argc, char** argv) {
               ->UseRealTime()
               ->Unit(benchmark::kMillisecond);
         }
+      }
+    }
+  }
+  for (Isa isa : supported_isas()) {
+    for (KvElem elem : {KvElem::F32, KvElem::F16}) {
+      for (int threads : {1, 2}) {
+        const std::string name = "attention/" + std::string(to_string(isa)) +
+                                 (elem == KvElem::F16 ? "/f16" : "/f32") +
+                                 "/ctx:4096/threads:" + std::to_string(threads);
+        benchmark::RegisterBenchmark(name.c_str(), bm_attention, isa, elem, 4096, threads)
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
       }
     }
   }

@@ -41,6 +41,7 @@ struct AttnOps {
   static constexpr std::size_t kKeys = W / kHeads >= 2 ? W / kHeads : 2;
   // Value vectors per accumulate step: 4 x kCols accumulators stay in registers (AVX2 has 16).
   static constexpr std::size_t kCols = W == 8 ? 2 : 4;
+  static constexpr std::size_t kAhead = 2;  // blocks between a prefetch and its use
 
   using Scores = float[kHeads][kAttnBlock];
 
@@ -121,12 +122,27 @@ struct AttnOps {
     return xsimd::haddp(row);
   }
 
+  // Asks for `rows` rows of hd elements, row `at` onwards of `base`. Callers ask for rows two
+  // blocks ahead (positions ops::attend reaches next): a 32-key block of a 64-wide f16 head is
+  // exactly one 4 KiB page, and the hardware prefetcher stops at page boundaries, so without this
+  // every block starts with a full memory latency (decode attention at 4096 positions: +30-50%,
+  // bench/RESULTS.md). Prefetches never fault, so rows past the end are harmless; the address is
+  // formed as an integer because such a pointer would not be a valid one.
+  template <class T>
+  static void prefetch_rows(const T* base, std::size_t at, std::size_t rows, std::size_t hd) {
+    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(base) + at * hd * sizeof(T);
+    for (std::size_t b = 0; b < rows * hd * sizeof(T); b += 64) {
+      __builtin_prefetch(reinterpret_cast<const void*>(p + b));
+    }
+  }
+
   template <std::size_t G, class T>
   static void scores(const float* q, std::size_t hd, const T* k, std::size_t n, float scale,
                      Scores& s) {
     constexpr std::size_t kAcc = (G * kKeys + W - 1) / W * W;
     std::size_t t = 0;
     for (; t + kKeys <= n; t += kKeys) {
+      prefetch_rows(k, t + kAhead * n, kKeys, hd);
       B acc[kAcc];
       for (auto& a : acc) a = B(0.0f);
       std::size_t i = 0;
@@ -269,6 +285,7 @@ struct AttnOps {
       for (std::size_t c = 0; c < C; ++c) a[j][c] = B::load_unaligned(acc + j * hd + i + c * W);
     }
     for (std::size_t t = 0; t < n; ++t) {
+      if (i == 0) prefetch_rows(v, t + kAhead * n, 1, hd);
       B vv[C];
       for (std::size_t c = 0; c < C; ++c) vv[c] = load(v + t * hd + i + c * W);
       for (std::size_t j = 0; j < G; ++j) {
