@@ -123,11 +123,12 @@ struct AttnOps {
   }
 
   // Asks for `rows` rows of hd elements, row `at` onwards of `base`. Callers ask for rows two
-  // blocks ahead (positions ops::attend reaches next): a 32-key block of a 64-wide f16 head is
-  // exactly one 4 KiB page, and the hardware prefetcher stops at page boundaries, so without this
-  // every block starts with a full memory latency (decode attention at 4096 positions: +30-50%,
-  // bench/RESULTS.md). Prefetches never fault, so rows past the end are harmless; the address is
-  // formed as an integer because such a pointer would not be a valid one.
+  // blocks of kAttnBlock ahead (ops::attend's stride, whatever this block's length): a 32-key block
+  // of a 64-wide f16 head is exactly one 4 KiB page, and the hardware prefetcher stops at page
+  // boundaries, so without this every block starts with a full memory latency (decode attention at
+  // 4096 positions: 1.2-1.7x in qlm_bench_kernels, bench/RESULTS.md). Prefetches never fault, so
+  // rows past the end are harmless; the address is formed as an integer because such a pointer
+  // would not be a valid one.
   template <class T>
   static void prefetch_rows(const T* base, std::size_t at, std::size_t rows, std::size_t hd) {
     const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(base) + at * hd * sizeof(T);
@@ -142,7 +143,7 @@ struct AttnOps {
     constexpr std::size_t kAcc = (G * kKeys + W - 1) / W * W;
     std::size_t t = 0;
     for (; t + kKeys <= n; t += kKeys) {
-      prefetch_rows(k, t + kAhead * n, kKeys, hd);
+      prefetch_rows(k, t + kAhead * kAttnBlock, kKeys, hd);
       B acc[kAcc];
       for (auto& a : acc) a = B(0.0f);
       std::size_t i = 0;
@@ -285,7 +286,7 @@ struct AttnOps {
       for (std::size_t c = 0; c < C; ++c) a[j][c] = B::load_unaligned(acc + j * hd + i + c * W);
     }
     for (std::size_t t = 0; t < n; ++t) {
-      if (i == 0) prefetch_rows(v, t + kAhead * n, 1, hd);
+      if (i == 0) prefetch_rows(v, t + kAhead * kAttnBlock, 1, hd);
       B vv[C];
       for (std::size_t c = 0; c < C; ++c) vv[c] = load(v + t * hd + i + c * W);
       for (std::size_t j = 0; j < G; ++j) {
