@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "detail/act_panel.hpp"
 #include "detail/float_ops.hpp"
 #include "detail/tables.hpp"
 #include "detail/weight_format.hpp"
@@ -156,38 +157,110 @@ struct Geometry {
   std::size_t n, blocks, groups, tile, scales;
 };
 
-// One 8-row half of group g against activation rows m0..m0+MR-1; blocks in order, one float
-// accumulator per (row, activation row) exactly as the other ISAs.
+inline __m256 load_half(const float* y, std::size_t row0, std::size_t n) {
+  if (row0 + kHalf <= n) return _mm256_loadu_ps(y + row0);
+  alignas(32) float t[kHalf] = {};
+  for (std::size_t r = row0; r < n; ++r) t[r - row0] = y[r];
+  return _mm256_load_ps(t);
+}
+
+// An empty asm that claims to change v: it keeps GCC's reassociation from turning each row's chain
+// of adds into a tree, which hoisted all of a block's products ahead of the adds and spilled most
+// of them (objdump of the Q4 micro-kernel: 14 ymm spills per block; with the barrier the GEMM
+// runs 1.11-1.18x faster, qlm_bench_kernels).
+inline void keep(__m256i& v) {
+  __asm__("" : "+x"(v));
+}
+
+// Exact int32 sums of one block for the panel's MR rows, K group by K group: the weights of a group
+// are decoded once and feed every row, so only one group is live (a whole decoded half tile is
+// 16 registers, all AVX2 has). Same integers as block_dot.
 template <Wfmt F, int MR>
-void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
-           float* y, std::size_t ldy, std::size_t g, std::size_t h) {
-  const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
-  const std::uint8_t* st = w + geo.scales + g * geo.blocks * 32;
-  const std::size_t stride = geo.blocks * kActBlock;
-  __m256 acc[MR];
-  for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_ps();
-  for (std::size_t b = 0; b < geo.blocks; ++b) {
-    HalfTile t;
-    load_half<F>(qt + b * geo.tile, st + b * 32, h, t);
+inline void block_sums(const std::uint8_t* qt, const Panel& p, std::size_t b, __m256i (&isum)[MR]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  if constexpr (F == Wfmt::Q4) {
+    // Nibble products of a block fit int16 (see block_dot): one widening vpmaddwd per row.
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i s16[MR];
+    for (int r = 0; r < MR; ++r) s16[r] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * c));
+      const __m256i lo = _mm256_and_si256(v, m4),
+                    hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const std::size_t ab = (m0 + r) * geo.blocks + b;
-      const __m256i isum = block_dot<F>(t, a.q + (m0 + r) * stride + b * kActBlock, a.s[ab]);
-      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
-                               _mm256_mul_ps(t.dw, _mm256_set1_ps(a.d[ab])), acc[r]);
+      for (int r = 0; r < MR; ++r) {
+        const std::int8_t* a = p.q[b][r] + 8 * c;
+        s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(load_i32(a))));
+        s16[r] =
+            _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(load_i32(a + 4))));
+        keep(s16[r]);
+      }
     }
-  }
-  for (int r = 0; r < MR; ++r) {
-    store_half(y + (m0 + r) * ldy, acc[r], g * kRows + h * kHalf, geo.n);
+    for (int r = 0; r < MR; ++r) {
+      isum[r] = _mm256_add_epi32(_mm256_madd_epi16(s16[r], ones), _mm256_set1_epi32(p.bias[b][r]));
+    }
+  } else {
+    const __m256i lut = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kQ4nlSigned.data())));
+    for (int r = 0; r < MR; ++r) isum[r] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+      __m256i sq;
+      if constexpr (F == Wfmt::Q8) {
+        const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * i));
+        sq = _mm256_xor_si256(u, _mm256_set1_epi8(static_cast<char>(0x80)));
+      } else {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * (i / 2)));
+        const __m256i nib = (i & 1) ? _mm256_srli_epi16(v, 4) : v;
+        sq = _mm256_shuffle_epi8(lut, _mm256_and_si256(nib, _mm256_set1_epi8(0x0f)));
+      }
+      const __m256i aw = _mm256_abs_epi8(sq);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m256i av = _mm256_set1_epi32(load_i32(p.q[b][r] + 4 * i));
+        const __m256i pr = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(av, sq));
+        isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(pr, ones));
+        keep(isum[r]);
+      }
+    }
   }
 }
 
+// One 8-row half h of group g, blocks [b0, b0 + nb), against the panel's MR rows. b0 > 0 continues
+// the sums stored in y: blocks are added in order into one float per (row, activation row), the
+// same operations as the GEMV and the other ISAs, so K chunking changes no result.
 template <Wfmt F, int MR>
-void micro_tail(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
-                std::size_t mr, float* y, std::size_t ldy, std::size_t g, std::size_t h) {
+void micro(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size_t b0,
+           std::size_t nb, std::size_t m0, float* y, std::size_t ldy, std::size_t g,
+           std::size_t h) {
+  const std::uint8_t* qt = w + (g * geo.blocks + b0) * geo.tile + 32 * h;
+  const std::uint8_t* st = w + geo.scales + (g * geo.blocks + b0) * 32 + 16 * h;
+  const std::size_t row0 = g * kRows + h * kHalf;
+  __m256 acc[MR];
+  for (int r = 0; r < MR; ++r) {
+    acc[r] = b0 == 0 ? _mm256_setzero_ps() : load_half(y + (m0 + r) * ldy, row0, geo.n);
+  }
+  for (std::size_t b = 0; b < nb; ++b) {
+    __m256i isum[MR];
+    block_sums<F, MR>(qt + b * geo.tile, p, b, isum);
+    const __m256 dw =
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(st + b * 32)));
+    for (int r = 0; r < MR; ++r) {
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]),
+                               _mm256_mul_ps(dw, _mm256_set1_ps(p.d[b][r])), acc[r]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) store_half(y + (m0 + r) * ldy, acc[r], row0, geo.n);
+}
+
+template <Wfmt F, int MR>
+void micro_tail(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size_t b0,
+                std::size_t nb, std::size_t m0, std::size_t mr, float* y, std::size_t ldy,
+                std::size_t g, std::size_t h) {
   if constexpr (MR > 0) {
-    if (mr == MR) return micro<F, MR>(w, geo, a, m0, y, ldy, g, h);
-    micro_tail<F, MR - 1>(w, geo, a, m0, mr, y, ldy, g, h);
+    if (mr == MR) return micro<F, MR>(w, geo, p, b0, nb, m0, y, ldy, g, h);
+    micro_tail<F, MR - 1>(w, geo, p, b0, nb, m0, mr, y, ldy, g, h);
   }
 }
 
@@ -227,19 +300,25 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
   if (g0 >= g1 || a.rows == 0) return;
   if (a.rows == 1) return gemv<F>(w, geo, a, y, g0, g1);
   constexpr int kMr = 4;
+  // Cache blocking as the AVX-512 GEMM: a chunk of row groups (~256 KiB of weights) stays in L2
+  // while the activation panels stream past; each panel is packed once per chunk.
   const std::size_t group_bytes = blocks * (tile + 32);
   const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{256} << 10) / group_bytes);
+  Panel panel;
   for (std::size_t gc = g0; gc < g1; gc += chunk) {
     const std::size_t gend = std::min(g1, gc + chunk);
     for (std::size_t m0 = 0; m0 < a.rows; m0 += kMr) {
       const std::size_t mr = std::min<std::size_t>(kMr, a.rows - m0);
-      for (std::size_t g = gc; g < gend; ++g) {
-        for (std::size_t h = 0; h < 2; ++h) {
-          if (g * kRows + h * kHalf >= n) break;
-          if (mr == kMr) {
-            micro<F, kMr>(w, geo, a, m0, y, ldy, g, h);
-          } else {
-            micro_tail<F, kMr - 1>(w, geo, a, m0, mr, y, ldy, g, h);
+      for (std::size_t b0 = 0; b0 < blocks; b0 += kKc) {
+        const std::size_t nb = std::min(kKc, blocks - b0);
+        pack_panel<F>(a, m0, mr, b0, nb, panel);
+        for (std::size_t g = gc; g < gend; ++g) {
+          for (std::size_t h = 0; h < 2 && g * kRows + h * kHalf < n; ++h) {
+            if (mr == kMr) {
+              micro<F, kMr>(w, geo, panel, b0, nb, m0, y, ldy, g, h);
+            } else {
+              micro_tail<F, kMr - 1>(w, geo, panel, b0, nb, m0, mr, y, ldy, g, h);
+            }
           }
         }
       }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "detail/act_panel.hpp"
 #include "detail/weight_format.hpp"
 #include "kernel_table.hpp"
 
@@ -219,34 +220,6 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
       step(t0, b);
     }
     for (int r = 0; r < R; ++r) store_rows(y + r * ldy, acc[r], g * kRows, geo.n);
-  }
-}
-
-// GEMM activation panel: up to kMrMax rows x kKc blocks of the quantized activations, copied so
-// that a block's rows sit side by side ([block][row]). The micro-kernel then addresses every row
-// at a constant offset from one pointer: with the rows' own pointers, strides and scale arrays
-// GCC ran out of general registers and spilled in the inner loop. The zero-point term -zp * s is
-// precomputed so the kernel broadcasts it from memory. 16 KiB of codes: the panel stays in L1.
-constexpr std::size_t kMrMax = 8;
-constexpr std::size_t kKc = 64;
-
-struct Panel {
-  alignas(64) std::int8_t q[kKc][kMrMax][kActBlock];
-  alignas(64) float d[kKc][kMrMax];
-  alignas(64) std::int32_t bias[kKc][kMrMax];
-};
-
-template <Wfmt F>
-void pack_panel(const QuantizedRows& a, std::size_t m0, std::size_t mr, std::size_t b0,
-                std::size_t nb, Panel& p) {
-  const std::size_t stride = a.blocks * kActBlock;
-  for (std::size_t r = 0; r < mr; ++r) {
-    const std::size_t ab = (m0 + r) * a.blocks + b0;
-    for (std::size_t b = 0; b < nb; ++b) {
-      std::memcpy(p.q[b][r], a.q + (m0 + r) * stride + (b0 + b) * kActBlock, kActBlock);
-      p.d[b][r] = a.d[ab + b];
-      p.bias[b][r] = -detail::zero_point(F) * a.s[ab + b];
-    }
   }
 }
 
