@@ -158,14 +158,21 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
   const Geometry geo{n, blocks, groups, tile, groups * blocks * tile};
   g1 = std::min(g1, groups);
   constexpr int kMr = 4;
-  for (std::size_t m0 = 0; m0 < a.rows; m0 += kMr) {
-    const std::size_t mr = std::min<std::size_t>(kMr, a.rows - m0);
-    for (std::size_t g = g0; g < g1; ++g) {
-      for (std::size_t v = 0; v < 4 && g * kRows + v * kQuad < n; ++v) {
-        if (mr == kMr) {
-          micro<F, D, kMr>(w, geo, a, m0, y, ldy, g, v);
-        } else {
-          micro_tail<F, D, kMr - 1>(w, geo, a, m0, mr, y, ldy, g, v);
+  // Cache blocking as on x86: a chunk of row groups (~256 KiB of weights) stays in L2 while every
+  // activation row passes; without it a prompt of m rows streamed each matrix from DRAM m/4 times.
+  const std::size_t group_bytes = blocks * (tile + 32);
+  const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{256} << 10) / group_bytes);
+  for (std::size_t gc = g0; gc < g1; gc += chunk) {
+    const std::size_t gend = std::min(g1, gc + chunk);
+    for (std::size_t m0 = 0; m0 < a.rows; m0 += kMr) {
+      const std::size_t mr = std::min<std::size_t>(kMr, a.rows - m0);
+      for (std::size_t g = gc; g < gend; ++g) {
+        for (std::size_t v = 0; v < 4 && g * kRows + v * kQuad < n; ++v) {
+          if (mr == kMr) {
+            micro<F, D, kMr>(w, geo, a, m0, y, ldy, g, v);
+          } else {
+            micro_tail<F, D, kMr - 1>(w, geo, a, m0, mr, y, ldy, g, v);
+          }
         }
       }
     }
