@@ -121,13 +121,13 @@ inline void load_tile(const std::uint8_t* qt, const std::uint8_t* st, Tile& t) {
   t.dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(st)));
 }
 
-// Exact int32 per row: sum_i u*q - zp*s (Q8/Q4NL non-VNNI compute sum q_w*q directly, the same
-// number).
+// Exact int32 per row: sum_i u*q + bias, where bias = -zp * s is the zero-point term (Q8/Q4NL
+// non-VNNI compute sum q_w*q directly, the same number, and ignore it).
 template <Wfmt F, bool Vnni>
-inline __m512i block_dot(const Tile& t, const std::int8_t* a, std::int32_t s) {
+inline __m512i block_dot(const Tile& t, const std::int8_t* a, std::int32_t bias) {
   if constexpr (Vnni) {
     // Two chains halve the dependent vpdpbusd latency.
-    __m512i acc0 = _mm512_set1_epi32(-detail::zero_point(F) * s), acc1 = _mm512_setzero_si512();
+    __m512i acc0 = _mm512_set1_epi32(bias), acc1 = _mm512_setzero_si512();
     for (int i = 0; i < 8; i += 2) {
       acc0 = _mm512_dpbusd_epi32(acc0, t.w[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
       acc1 = _mm512_dpbusd_epi32(acc1, t.w[i + 1], _mm512_set1_epi32(load_i32(a + 4 * i + 4)));
@@ -150,8 +150,8 @@ inline __m512i block_dot(const Tile& t, const std::int8_t* a, std::int32_t s) {
       acc16 = _mm512_add_epi16(
           acc16, _mm512_maddubs_epi16(t.w[i], _mm512_set1_epi32(load_i32(a + 4 * i))));
     }
-    return _mm512_sub_epi32(_mm512_madd_epi16(acc16, _mm512_set1_epi16(1)),
-                            _mm512_set1_epi32(8 * s));
+    return _mm512_add_epi32(_mm512_madd_epi16(acc16, _mm512_set1_epi16(1)),
+                            _mm512_set1_epi32(bias));
   }
 }
 
@@ -196,7 +196,8 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
     const auto step = [&](const Tile& t, std::size_t b) {
       for (int r = 0; r < R; ++r) {
         const std::size_t ab = r * geo.blocks + b;
-        const __m512i isum = block_dot<F, Vnni>(t, a.q + r * stride + b * kActBlock, a.s[ab]);
+        const __m512i isum = block_dot<F, Vnni>(t, a.q + r * stride + b * kActBlock,
+                                                -detail::zero_point(F) * a.s[ab]);
         acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
                                  _mm512_mul_ps(t.dw, _mm512_set1_ps(a.d[ab])), acc[r]);
       }
@@ -264,8 +265,7 @@ void micro(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size
     } else {
 #pragma GCC unroll 16
       for (int r = 0; r < MR; ++r) {
-        const std::int32_t s = -p.bias[b][r] / detail::zero_point(F);
-        const __m512i isum = block_dot<F, Vnni>(t, p.q[b][r], s);
+        const __m512i isum = block_dot<F, Vnni>(t, p.q[b][r], p.bias[b][r]);
         acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
                                  _mm512_mul_ps(t.dw, _mm512_set1_ps(p.d[b][r])), acc[r]);
       }
