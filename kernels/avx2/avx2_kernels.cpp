@@ -157,7 +157,8 @@ struct Geometry {
   std::size_t n, blocks, groups, tile, scales;
 };
 
-inline __m256 load_half(const float* y, std::size_t row0, std::size_t n) {
+// The 8 results of rows [row0, row0 + 8) of y that exist (rows >= n read as 0).
+inline __m256 load_y_half(const float* y, std::size_t row0, std::size_t n) {
   if (row0 + kHalf <= n) return _mm256_loadu_ps(y + row0);
   alignas(32) float t[kHalf] = {};
   for (std::size_t r = row0; r < n; ++r) t[r - row0] = y[r];
@@ -239,7 +240,7 @@ void micro(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size
   const std::size_t row0 = g * kRows + h * kHalf;
   __m256 acc[MR];
   for (int r = 0; r < MR; ++r) {
-    acc[r] = b0 == 0 ? _mm256_setzero_ps() : load_half(y + (m0 + r) * ldy, row0, geo.n);
+    acc[r] = b0 == 0 ? _mm256_setzero_ps() : load_y_half(y + (m0 + r) * ldy, row0, geo.n);
   }
   for (std::size_t b = 0; b < nb; ++b) {
     __m256i isum[MR];
@@ -302,8 +303,7 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
   constexpr int kMr = 4;
   // Cache blocking as the AVX-512 GEMM: a chunk of row groups (~256 KiB of weights) stays in L2
   // while the activation panels stream past; each panel is packed once per chunk.
-  const std::size_t group_bytes = blocks * (tile + 32);
-  const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{256} << 10) / group_bytes);
+  const std::size_t chunk = detail::l2_chunk_groups(blocks, tile);
   Panel panel;
   for (std::size_t gc = g0; gc < g1; gc += chunk) {
     const std::size_t gend = std::min(g1, gc + chunk);

@@ -297,8 +297,7 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
   static_assert(kMr <= static_cast<int>(kMrMax));
   // Cache blocking: a chunk of row groups whose weights (~256 KiB) stay in L2 while every
   // activation panel streams past them; the panel itself is packed once per chunk.
-  const std::size_t group_bytes = geo.blocks * (geo.tile + 32);
-  const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{256} << 10) / group_bytes);
+  const std::size_t chunk = detail::l2_chunk_groups(geo.blocks, geo.tile);
   Panel panel;
   for (std::size_t gc = g0; gc < g1; gc += chunk) {
     const std::size_t gend = std::min(g1, gc + chunk);

@@ -160,8 +160,7 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
   constexpr int kMr = 4;
   // Cache blocking as on x86: a chunk of row groups (~256 KiB of weights) stays in L2 while every
   // activation row passes; without it a prompt of m rows streamed each matrix from DRAM m/4 times.
-  const std::size_t group_bytes = blocks * (tile + 32);
-  const std::size_t chunk = std::max<std::size_t>(1, (std::size_t{256} << 10) / group_bytes);
+  const std::size_t chunk = detail::l2_chunk_groups(blocks, tile);
   for (std::size_t gc = g0; gc < g1; gc += chunk) {
     const std::size_t gend = std::min(g1, gc + chunk);
     for (std::size_t m0 = 0; m0 < a.rows; m0 += kMr) {

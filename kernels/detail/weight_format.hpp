@@ -2,6 +2,7 @@
 // per-type constants shared by every ISA: tile size, zero point and Q4NL's nibble lookup tables.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +18,12 @@ enum class Wfmt : std::uint8_t { Q8, Q4, Q4nl };
 /// Quant bytes of one 16 x 32 tile.
 constexpr std::size_t tile_bytes(Wfmt f) noexcept {
   return f == Wfmt::Q8 ? 512 : 256;
+}
+/// Row groups per cache block of a GEMM: ~256 KiB of a group range's quants and scales stay in L2
+/// while every activation row passes over them (the same blocking on every ISA).
+constexpr std::size_t l2_chunk_groups(std::size_t blocks, std::size_t tile) noexcept {
+  const std::size_t group_bytes = std::max<std::size_t>(1, blocks * (tile + 32));
+  return std::max<std::size_t>(1, (std::size_t{256} << 10) / group_bytes);
 }
 /// Zero point of the unsigned weight byte u (the weight code is u - zp): Q8 and Q4NL store or
 /// decode to u = code + 128, Q4 nibbles are code + 8.
