@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+#include "qlm/dtype.hpp"
+
 namespace qlm::kernels {
 
 /// Instruction-set variants. Scalar runs anywhere; the others need the CPU features in their name.
@@ -91,6 +93,9 @@ struct KernelTable {
   /// Q4NL weights (Q4's tiles, weight kQ4nlLevels[nibble] * d): gemm_q4's contract, exact Q8
   /// integer arithmetic per block on the decoded levels.
   GemmFn gemm_q4nl = nullptr;
+  /// Q5 weights (Q4's nibbles plus a plane of fifth bits, weight (code - 16) * d): gemm_q8's
+  /// contract, exact Q8 integer arithmetic per block on the decoded codes.
+  GemmFn gemm_q5 = nullptr;
   /// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; out may alias x.
   void (*rmsnorm)(float* out, const float* x, const float* w, std::size_t n, float eps) = nullptr;
   /// x = softmax(x) in place (max-subtracted); n >= 1.
@@ -124,6 +129,22 @@ struct KernelTable {
   void (*attn_block)(const float* q, std::size_t g, std::size_t hd, const void* k, const void* v,
                      KvElem type, std::size_t n, float scale, float* m, float* l,
                      float* acc) = nullptr;
+
+  /// The GEMM for a quantized weight type (nullptr for a float type).
+  GemmFn gemm_for(DType t) const noexcept {
+    switch (t) {
+      case DType::Q8:
+        return gemm_q8;
+      case DType::Q4:
+        return gemm_q4;
+      case DType::Q4NL:
+        return gemm_q4nl;
+      case DType::Q5:
+        return gemm_q5;
+      default:
+        return nullptr;
+    }
+  }
 };
 
 /// Best ISA this CPU (and OS) supports among those compiled into this binary.

@@ -20,6 +20,9 @@ enum class DType : std::uint8_t {
   /// Q4's layout, but each nibble indexes a fixed 16-level non-linear code book (kQ4nlLevels in
   /// quant/layout.hpp) that fits weight distributions better than evenly spaced levels; 4.5 bpw.
   Q4NL = 5,
+  /// 5-bit blocks of 32 along K: Q4's nibbles plus a 64-byte plane of fifth bits per tile (see
+  /// quant/layout.hpp), value (q - 16) * d; 5.5 bpw. Between q4 and q8 for the mixed recipe.
+  Q5 = 6,
 };
 
 inline constexpr std::size_t kBlockK = 32;    ///< weights per quantization block (along K)
@@ -27,14 +30,15 @@ inline constexpr std::size_t kRowGroup = 16;  ///< rows interleaved together in 
 
 /// Lower-case type name as used on the command line ("f32", "q4", …).
 constexpr std::string_view to_string(DType t) noexcept {
-  constexpr std::array<std::string_view, 6> names{"f32", "f16", "bf16", "q8", "q4", "q4nl"};
+  constexpr std::array<std::string_view, 7> names{"f32", "f16",  "bf16", "q8",
+                                                  "q4",  "q4nl", "q5"};
   const auto i = static_cast<std::size_t>(t);
   return i < names.size() ? names[i] : "?";
 }
 
 /// Parses a type name; nullopt if unknown.
 constexpr std::optional<DType> parse_dtype(std::string_view s) noexcept {
-  for (std::uint8_t i = 0; i <= static_cast<std::uint8_t>(DType::Q4NL); ++i) {
+  for (std::uint8_t i = 0; i <= static_cast<std::uint8_t>(DType::Q5); ++i) {
     if (to_string(static_cast<DType>(i)) == s) return static_cast<DType>(i);
   }
   return std::nullopt;
@@ -42,7 +46,7 @@ constexpr std::optional<DType> parse_dtype(std::string_view s) noexcept {
 
 /// True if the type is a block-quantized, row-interleaved matrix type.
 constexpr bool is_quantized(DType t) noexcept {
-  return t == DType::Q8 || t == DType::Q4 || t == DType::Q4NL;
+  return t == DType::Q8 || t == DType::Q4 || t == DType::Q4NL || t == DType::Q5;
 }
 
 /// Rounds n up to a multiple of m (m > 0).
@@ -52,7 +56,7 @@ constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t m) noexcept {
 
 /// Bytes of quantized values in one (16 rows x 32 K) tile.
 constexpr std::size_t tile_quant_bytes(DType t) noexcept {
-  return t == DType::Q8 ? 512 : 256;
+  return t == DType::Q8 ? 512 : t == DType::Q5 ? 320 : 256;
 }
 /// Bytes of scales in one tile: 16 f16 scales.
 inline constexpr std::size_t kTileScaleBytes = kRowGroup * 2;
@@ -76,7 +80,8 @@ constexpr std::optional<std::uint64_t> tensor_bytes(DType t,
       return count * 2;
     case DType::Q8:
     case DType::Q4:
-    case DType::Q4NL: {
+    case DType::Q4NL:
+    case DType::Q5: {
       if (shape.size() != 2) return std::nullopt;
       const std::uint64_t tiles =
           round_up(shape[0], kRowGroup) / kRowGroup * (round_up(shape[1], kBlockK) / kBlockK);

@@ -1,6 +1,7 @@
 // AVX2 kernels (Isa::Avx2, needs AVX2 + FMA + F16C): a 16-row tile is read as two 8-row halves
-// (the low and high 32 bytes of every 64-byte K group), so the layout needs no repacking. Q4NL
-// nibbles are decoded to int8 levels by vpshufb and then take the Q8 path.
+// (the low and high 32 bytes of every 64-byte K group), so the layout needs no repacking. Q4NL and
+// Q5 nibbles are decoded to int8 levels by vpshufb (Q5 then adds its fifth bit) and take the Q8
+// path.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -80,13 +81,28 @@ void quantize_rows_avx2(const float* x, std::size_t m, std::size_t k, std::size_
   }
 }
 
-// Half a tile (8 rows) in registers: w[i] = K values 4i..4i+3 of the 8 rows. For Q8 and Q4NL,
+// Half a tile (8 rows) in registers: w[i] = K values 4i..4i+3 of the 8 rows. For Q8, Q4NL and Q5,
 // w = |q| and sq = q (signed), for the sign trick.
 struct HalfTile {
   __m256i w[8];
   __m256i sq[8];
   __m256 dw;
 };
+
+// The signed level of each nibble: Q4NL's code book or Q5's nibble - 16 (in both 128-bit lanes).
+template <Wfmt F>
+inline __m256i nibble_lut() {
+  const void* p = F == Wfmt::Q5 ? static_cast<const void*>(detail::kQ5Signed.data())
+                                : static_cast<const void*>(detail::kQ4nlSigned.data());
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+}
+
+// Q5: adds 16 to the bytes of lane i (K values 4i..4i+3) whose fifth bit is set in `fifth`.
+inline __m256i add_fifth_bit(__m256i level, __m256i fifth, int i) {
+  const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << i));
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(fifth, bit), bit);
+  return _mm256_add_epi8(level, _mm256_and_si256(set, _mm256_set1_epi8(16)));
+}
 
 template <Wfmt F>
 inline void load_half(const std::uint8_t* qt, const std::uint8_t* st, std::size_t h, HalfTile& t) {
@@ -104,14 +120,20 @@ inline void load_half(const std::uint8_t* qt, const std::uint8_t* st, std::size_
       t.w[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
     }
   } else {
-    // Q4NL: vpshufb looks each nibble up in the code book (broadcast to both 128-bit lanes).
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    const __m256i lut = _mm256_broadcastsi128_si256(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kQ4nlSigned.data())));
+    // Q4NL, Q5: vpshufb looks each nibble up (table broadcast to both 128-bit lanes).
+    const __m256i m4 = _mm256_set1_epi8(0x0f), lut = nibble_lut<F>();
+    [[maybe_unused]] __m256i fifth;
+    if constexpr (F == Wfmt::Q5) {
+      fifth = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + detail::kQ5Bits + 32 * h));
+    }
     for (int c = 0; c < 4; ++c) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * c + 32 * h));
       t.sq[2 * c] = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, m4));
       t.sq[2 * c + 1] = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+      if constexpr (F == Wfmt::Q5) {
+        t.sq[2 * c] = add_fifth_bit(t.sq[2 * c], fifth, 2 * c);
+        t.sq[2 * c + 1] = add_fifth_bit(t.sq[2 * c + 1], fifth, 2 * c + 1);
+      }
       t.w[2 * c] = _mm256_abs_epi8(t.sq[2 * c]);
       t.w[2 * c + 1] = _mm256_abs_epi8(t.sq[2 * c + 1]);
     }
@@ -119,7 +141,7 @@ inline void load_half(const std::uint8_t* qt, const std::uint8_t* st, std::size_
   t.dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(st + 16 * h)));
 }
 
-// Exact int32 per row. Q8/Q4NL: vpmaddubsw(|q|, sign(a, q)) peaks at 127 * 127 * 2 = 32258 (no
+// Exact int32 per row. Q8/Q4NL/Q5: vpmaddubsw(|q|, sign(a, q)) peaks at 127 * 127 * 2 = 32258 (no
 // saturation) and yields sum q*a directly. Q4: nibble products sum to at most 8 * 3810 = 30480 in
 // int16, so one vpmaddwd per block suffices; then subtract the zero point 8 * s.
 template <Wfmt F>
@@ -202,8 +224,11 @@ inline void block_sums(const std::uint8_t* qt, const Panel& p, std::size_t b, __
       isum[r] = _mm256_add_epi32(_mm256_madd_epi16(s16[r], ones), _mm256_set1_epi32(p.bias[b][r]));
     }
   } else {
-    const __m256i lut = _mm256_broadcastsi128_si256(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(detail::kQ4nlSigned.data())));
+    const __m256i lut = nibble_lut<F>();
+    [[maybe_unused]] __m256i fifth;
+    if constexpr (F == Wfmt::Q5) {
+      fifth = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + detail::kQ5Bits));
+    }
     for (int r = 0; r < MR; ++r) isum[r] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) {
@@ -215,6 +240,7 @@ inline void block_sums(const std::uint8_t* qt, const Panel& p, std::size_t b, __
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * (i / 2)));
         const __m256i nib = (i & 1) ? _mm256_srli_epi16(v, 4) : v;
         sq = _mm256_shuffle_epi8(lut, _mm256_and_si256(nib, _mm256_set1_epi8(0x0f)));
+        if constexpr (F == Wfmt::Q5) sq = add_fifth_bit(sq, fifth, i);
       }
       const __m256i aw = _mm256_abs_epi8(sq);
 #pragma GCC unroll 8
@@ -331,7 +357,8 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
 namespace detail {
 const KernelTable& avx2_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::avx2>(
-      Isa::Avx2, quantize_rows_avx2, gemm<Wfmt::Q8>, gemm<Wfmt::Q4>, gemm<Wfmt::Q4nl>);
+      Isa::Avx2, quantize_rows_avx2, gemm<Wfmt::Q8>, gemm<Wfmt::Q4>, gemm<Wfmt::Q4nl>,
+      gemm<Wfmt::Q5>);
   return table;
 }
 }  // namespace detail

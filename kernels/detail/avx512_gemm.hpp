@@ -1,7 +1,7 @@
 // Internal: AVX-512 quantize/GEMV/GEMM shared by the avx512 and avx512_vnni translation units. The
 // only difference is the 4-byte dot product (vpdpbusd, or an exact vpmaddubsw emulation); all
 // definitions have internal linkage so the two differently-flagged copies never merge. Templates
-// take the weight type (Wfmt): Q8, Q4, or Q4NL (Q4 nibbles decoded by vpshufb, then Q8 math).
+// take the weight type (Wfmt): Q8, Q4, or Q4NL / Q5 (nibbles decoded by vpshufb, then Q8 math).
 #pragma once
 
 #include <immintrin.h>
@@ -68,12 +68,14 @@ struct Tile {
   __m512 dw;
 };
 
-// Q4NL's code book in every 128-bit lane (vpshufb looks up within lanes): level + 128 for
-// vpdpbusd, the signed level for the sign trick.
-template <bool Vnni>
-inline __m512i q4nl_lut() {
-  const void* p = Vnni ? static_cast<const void*>(detail::kQ4nlBiased.data())
-                       : static_cast<const void*>(detail::kQ4nlSigned.data());
+// Q4NL's code book, or Q5's nibble - 16, in every 128-bit lane (vpshufb looks up within lanes):
+// + 128 for vpdpbusd, signed for the sign trick.
+template <Wfmt F, bool Vnni>
+inline __m512i nibble_lut() {
+  const void* p = F == Wfmt::Q5 ? (Vnni ? static_cast<const void*>(detail::kQ5Biased.data())
+                                        : static_cast<const void*>(detail::kQ5Signed.data()))
+                                : (Vnni ? static_cast<const void*>(detail::kQ4nlBiased.data())
+                                        : static_cast<const void*>(detail::kQ4nlSigned.data()));
   return _mm512_broadcast_i32x4(_mm_loadu_si128(static_cast<const __m128i*>(p)));
 }
 
@@ -100,15 +102,23 @@ inline void load_tile(const std::uint8_t* qt, const std::uint8_t* st, Tile& t) {
       t.w[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
     }
   } else {
-    // Q4NL: one vpshufb per 64 bytes of nibbles gives the level (+ 128 for vpdpbusd); without VNNI
-    // the levels get the Q8 sign trick (|level| <= 127, so pair sums stay <= 32258).
-    const __m512i m4 = _mm512_set1_epi8(0x0f), lut = q4nl_lut<Vnni>();
+    // Q4NL, Q5: one vpshufb per 64 bytes of nibbles gives the level (+ 128 for vpdpbusd), and
+    // Q5's fifth bit of lane i adds 16 (one vptestmb); without VNNI the levels get the Q8 sign
+    // trick (|level| <= 127, so pair sums stay <= 32258).
+    const __m512i m4 = _mm512_set1_epi8(0x0f), lut = nibble_lut<F, Vnni>();
+    [[maybe_unused]] __m512i fifth;
+    if constexpr (F == Wfmt::Q5) fifth = _mm512_loadu_si512(qt + detail::kQ5Bits);
     for (int c = 0; c < 4; ++c) {
       const __m512i v = _mm512_loadu_si512(qt + 64 * c);
       const __m512i nib[2] = {_mm512_and_si512(v, m4),
                               _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)};
       for (int h = 0; h < 2; ++h) {
-        const __m512i lv = _mm512_shuffle_epi8(lut, nib[h]);
+        __m512i lv = _mm512_shuffle_epi8(lut, nib[h]);
+        if constexpr (F == Wfmt::Q5) {
+          const __mmask64 set =
+              _mm512_test_epi8_mask(fifth, _mm512_set1_epi8(static_cast<char>(1 << (2 * c + h))));
+          lv = _mm512_mask_add_epi8(lv, set, lv, _mm512_set1_epi8(16));
+        }
         if constexpr (Vnni) {
           t.w[2 * c + h] = lv;
         } else {

@@ -130,13 +130,14 @@ struct FloatOps {
 /// conversion instructions) and attention AttnOps<A>; the caller supplies what differs per ISA.
 template <class A>
 KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, GemmFn q4,
-                                 GemmFn q4nl) {
+                                 GemmFn q4nl, GemmFn q5) {
   using F = FloatOps<A>;
   return {isa,
           quantize,
           q8,
           q4,
           q4nl,
+          q5,
           F::rmsnorm,
           F::softmax,
           F::silu_mul,

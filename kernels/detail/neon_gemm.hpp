@@ -1,7 +1,8 @@
 // Internal: AArch64 GEMV/GEMM shared by the neon, neon-dotprod and neon-i8mm translation units. A
 // 16-row tile is read as four 4-row quads (16 bytes of every 64-byte K group); only the 4-byte dot
-// product differs per ISA. Internal linkage keeps the differently-flagged copies apart. Q4NL
-// nibbles are decoded by one tbl into int8 levels (level + 128 for usdot), then Q8's arithmetic.
+// product differs per ISA. Internal linkage keeps the differently-flagged copies apart. Q4NL and Q5
+// nibbles are decoded by one tbl into int8 levels (level + 128 for usdot; Q5 then adds its fifth
+// bit), then Q8's arithmetic.
 #pragma once
 
 #include <arm_neon.h>
@@ -22,7 +23,7 @@ constexpr std::size_t kRows = 16, kQuad = 4;
 enum class NeonDot { Base, Dotprod, I8mm };
 
 // 4 rows x 32 K of one tile: w[i] holds K 4i..4i+3 for the quad's 4 rows (one row per lane).
-// Q8 and Q4NL under Base/Dotprod are held signed (u ^ 0x80 = q, or the level), which makes the
+// Q8, Q4NL and Q5 under Base/Dotprod are held signed (u ^ 0x80 = q, or the level), which makes the
 // zero point vanish; under I8mm they are unsigned (u, or level + 128) for usdot.
 struct QuadTile {
   uint8x16_t w[8];
@@ -43,13 +44,23 @@ inline void load_quad(const std::uint8_t* qt, const std::uint8_t* st, std::size_
       t.w[2 * c + 1] = vshrq_n_u8(u, 4);
     }
   } else {
-    const uint8x16_t lut = D == NeonDot::I8mm
-                               ? vld1q_u8(detail::kQ4nlBiased.data())
-                               : vreinterpretq_u8_s8(vld1q_s8(detail::kQ4nlSigned.data()));
+    constexpr bool q5 = F == Wfmt::Q5;
+    const uint8x16_t lut =
+        D == NeonDot::I8mm
+            ? vld1q_u8(q5 ? detail::kQ5Biased.data() : detail::kQ4nlBiased.data())
+            : vreinterpretq_u8_s8(vld1q_s8(q5 ? detail::kQ5Signed.data() : detail::kQ4nlSigned.data()));
     for (int c = 0; c < 4; ++c) {
       const uint8x16_t u = vld1q_u8(qt + 64 * c + 16 * v);
       t.w[2 * c] = vqtbl1q_u8(lut, vandq_u8(u, vdupq_n_u8(0x0f)));
       t.w[2 * c + 1] = vqtbl1q_u8(lut, vshrq_n_u8(u, 4));
+    }
+    if constexpr (q5) {
+      // Lane i's fifth bits: vtst gives 0xff where set; + 16 wraps correctly for either bias.
+      const uint8x16_t fifth = vld1q_u8(qt + detail::kQ5Bits + 16 * v);
+      for (int i = 0; i < 8; ++i) {
+        const uint8x16_t set = vtstq_u8(fifth, vdupq_n_u8(static_cast<std::uint8_t>(1u << i)));
+        t.w[i] = vaddq_u8(t.w[i], vandq_u8(set, vdupq_n_u8(16)));
+      }
     }
   }
   std::uint16_t h[4];

@@ -11,7 +11,8 @@ namespace qlm::kernels::detail {
 const KernelTable& neon_dotprod_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::neon64>(
       Isa::NeonDotprod, scalar_table().quantize_rows, gemm<Wfmt::Q8, NeonDot::Dotprod>,
-      gemm<Wfmt::Q4, NeonDot::Dotprod>, gemm<Wfmt::Q4nl, NeonDot::Dotprod>);
+      gemm<Wfmt::Q4, NeonDot::Dotprod>, gemm<Wfmt::Q4nl, NeonDot::Dotprod>,
+      gemm<Wfmt::Q5, NeonDot::Dotprod>);
   return table;
 }
 

@@ -11,7 +11,8 @@ namespace qlm::kernels::detail {
 const KernelTable& neon_i8mm_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::neon64>(
       Isa::NeonI8mm, scalar_table().quantize_rows, gemm<Wfmt::Q8, NeonDot::I8mm>,
-      gemm<Wfmt::Q4, NeonDot::I8mm>, gemm<Wfmt::Q4nl, NeonDot::I8mm>);
+      gemm<Wfmt::Q4, NeonDot::I8mm>, gemm<Wfmt::Q4nl, NeonDot::I8mm>,
+      gemm<Wfmt::Q5, NeonDot::I8mm>);
   return table;
 }
 

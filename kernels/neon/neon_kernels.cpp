@@ -11,7 +11,8 @@ namespace qlm::kernels::detail {
 const KernelTable& neon_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::neon64>(
       Isa::Neon, scalar_table().quantize_rows, gemm<Wfmt::Q8, NeonDot::Base>,
-      gemm<Wfmt::Q4, NeonDot::Base>, gemm<Wfmt::Q4nl, NeonDot::Base>);
+      gemm<Wfmt::Q4, NeonDot::Base>, gemm<Wfmt::Q4nl, NeonDot::Base>,
+      gemm<Wfmt::Q5, NeonDot::Base>);
   return table;
 }
 

@@ -49,7 +49,8 @@ float scale_at(const std::uint8_t* w, std::size_t offset, std::size_t r) {
   return qlm::detail::f16_to_f32(h);
 }
 
-// Q4NL decodes a nibble to u = level + 128 and then is Q8 (zero point 128).
+// Q4NL decodes a nibble to u = level + 128 and Q5 a nibble and its fifth bit to u = code + 112;
+// then both are Q8 (zero point 128).
 template <Wfmt F>
 void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
           std::size_t ldy, std::size_t g0, std::size_t g1) {
@@ -76,6 +77,10 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
             const std::uint8_t byte = t[(c / 8) * 64 + r * 4 + c % 4];
             u = (c % 8) >= 4 ? byte >> 4 : byte & 0x0f;
             if constexpr (F == Wfmt::Q4nl) u = detail::kQ4nlBiased[u];
+            if constexpr (F == Wfmt::Q5) {
+              const int fifth = (t[detail::kQ5Bits + r * 4 + c % 4] >> (c / 4)) & 1;
+              u = detail::kQ5Biased[u] + 16 * fifth;
+            }
           }
           isum += u * qb[c];
         }
@@ -196,9 +201,10 @@ void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k, co
 namespace detail {
 const KernelTable& scalar_table() noexcept {
   static const KernelTable table{
-      Isa::Scalar, quantize_rows, gemm<Wfmt::Q8>, gemm<Wfmt::Q4>, gemm<Wfmt::Q4nl>,
-      rmsnorm,     softmax,       silu_mul,       rope,           add,
-      dot,         axpy,          f16_to_f32,     f32_to_f16,     attn_block};
+      Isa::Scalar,     quantize_rows, gemm<Wfmt::Q8>, gemm<Wfmt::Q4>, gemm<Wfmt::Q4nl>,
+      gemm<Wfmt::Q5>, rmsnorm,      softmax,        silu_mul,       rope,
+      add,             dot,           axpy,           f16_to_f32,     f32_to_f16,
+      attn_block};
   return table;
 }
 }  // namespace detail

@@ -91,7 +91,8 @@ void encode(DType type, const safetensors::Tensor& t, const std::vector<float>& 
       return;
     case DType::Q8:
     case DType::Q4:
-    case DType::Q4NL: {
+    case DType::Q4NL:
+    case DType::Q5: {
       float amax = 0.0f;
       for (float v : x) amax = std::max(amax, std::fabs(v));
       if (amax / quant::max_level(type) > 65504.0f) {

@@ -40,7 +40,7 @@ TensorInfo decode_entry(ByteReader& r, std::uint64_t data_size, std::string_view
   t.name = std::string(r.take_string(r.get<std::uint16_t>()));
   if (t.name.empty()) fail(ErrorCode::Format, "{}: tensor table has an entry with no name", file);
   const auto dtype = r.get<std::uint8_t>();
-  if (dtype > static_cast<std::uint8_t>(DType::Q4NL)) {
+  if (dtype > static_cast<std::uint8_t>(DType::Q5)) {
     fail(ErrorCode::Format, "{}: tensor '{}' has unknown dtype {}", file, t.name, dtype);
   }
   t.dtype = static_cast<DType>(dtype);

@@ -116,9 +116,7 @@ void matmul(const kernels::KernelTable& kt, ThreadPool& pool, std::span<const Pr
     while (t >= first_task[i + 1]) ++i;
     const Product& p = *fused[i];
     const detail::Matrix& w = *p.w;
-    const kernels::GemmFn gemm = w.dtype == DType::Q8   ? kt.gemm_q8
-                                 : w.dtype == DType::Q4 ? kt.gemm_q4
-                                                        : kt.gemm_q4nl;
+    const kernels::GemmFn gemm = kt.gemm_for(w.dtype);
     const std::size_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
     const std::size_t g0 = (t - first_task[i]) * chunk, g1 = std::min(groups, g0 + chunk);
     if (!act.split()) {

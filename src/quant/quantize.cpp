@@ -21,8 +21,8 @@ float round_f16(float d) {
   return detail::f16_to_f32(detail::f32_to_f16(d));
 }
 
-// The codes a type stores and the level each code stands for: Q8 levels -127..127 and Q4 -8..7
-// are the codes themselves; Q4NL codes 0..15 index the non-linear code book.
+// The codes a type stores and the level each code stands for: Q8 levels -127..127, Q4 -8..7 and
+// Q5 -16..15 are the codes themselves; Q4NL codes 0..15 index the non-linear code book.
 class Grid {
  public:
   explicit Grid(DType t) : t_(t) {
@@ -40,7 +40,9 @@ class Grid {
       for (float m : mid_) c += v > m;  // branch-free: 15 compares
       return c;
     }
-    const Levels lv = t_ == DType::Q8 ? Levels{-127, 127} : Levels{-8, 7};
+    const Levels lv = t_ == DType::Q8   ? Levels{-127, 127}
+                      : t_ == DType::Q5 ? Levels{-16, 15}
+                                        : Levels{-8, 7};
     // Adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits: exact, branch-free
     // and inlined (std::nearbyint is a library call on baseline x86-64), which matters because
     // the scale search calls this millions of times.
@@ -54,10 +56,11 @@ class Grid {
     return t_ == DType::Q4NL ? static_cast<float>(kQ4nlLevels[static_cast<std::size_t>(code)])
                              : static_cast<float>(code);
   }
-  // What the tile stores for a code.
+  // What the tile stores for a code (Q5: 0..31, split into a nibble and a fifth bit).
   std::uint8_t stored(int code) const {
     return static_cast<std::uint8_t>(t_ == DType::Q8   ? code + 128
                                      : t_ == DType::Q4 ? code + 8
+                                     : t_ == DType::Q5 ? code + 16
                                                        : code);
   }
 
@@ -97,11 +100,13 @@ float block_extreme(const Block& b) {
 }
 
 // Round-to-nearest scale: Q8 d = amax / 127; Q4 maps the largest-magnitude value to -8 (so its
-// sign decides the direction) as llama.cpp's Q4_0 does; Q4NL maps it to the code book's -127.
+// sign decides the direction) as llama.cpp's Q4_0 does, Q5 to -16 (Q5_0); Q4NL maps it to the
+// code book's -127.
 float rtn_scale(DType t, const Block& b) {
   const float max = block_extreme(b);
   const float d = t == DType::Q8   ? std::fabs(max) / 127.0f
                   : t == DType::Q4 ? max / -8.0f
+                  : t == DType::Q5 ? max / -16.0f
                                    : max / -127.0f;
   return round_f16(d);
 }
@@ -133,6 +138,8 @@ Search search_for(DType t) {
       return {{{{122.0f, 127.0f}, {0.0f, 0.0f}}}, 1, 1.0f};
     case DType::Q4NL:
       return {{{{-180.0f, -95.0f}, {95.0f, 180.0f}}}, 2, 5.0f};
+    case DType::Q5:
+      return {{{{-22.0f, -13.0f}, {13.0f, 18.0f}}}, 2, 0.5f};
     default:
       return {{{{-12.0f, -6.0f}, {6.0f, 10.0f}}}, 2, 0.5f};
   }
@@ -187,10 +194,16 @@ void store_block(DType t, const Grid& grid, const Block& blk, float d, std::size
   std::memcpy(scales + 2 * r, &d16, 2);
   const float inv_d = inverse(d);
   for (std::size_t c = 0; c < kBlockK; ++c) {
-    const std::uint8_t u = grid.stored(grid.code(blk.x[c], inv_d));
+    std::uint8_t u = grid.stored(grid.code(blk.x[c], inv_d));
     if (t == DType::Q8) {
       quants[q8_index(r, c)] = u;
     } else {
+      if (t == DType::Q5) {
+        std::uint8_t& bits = quants[q5_bit_index(r, c)];
+        const auto mask = static_cast<std::uint8_t>(1u << q5_bit(c));
+        bits = static_cast<std::uint8_t>((u & 16) ? bits | mask : bits & ~mask);
+        u = static_cast<std::uint8_t>(u & 15);
+      }
       std::uint8_t& byte = quants[q4_index(r, c)];
       byte = static_cast<std::uint8_t>(q4_high(c) ? (byte & 0x0f) | (u << 4) : (byte & 0xf0) | u);
     }
@@ -308,7 +321,11 @@ void dequantize_row(DType t, std::span<const std::uint8_t> data, std::size_t row
       } else {
         const std::uint8_t byte = quants[q4_index(r, c)];
         const int nibble = q4_high(c) ? byte >> 4 : byte & 0x0f;
-        q = t == DType::Q4 ? nibble - 8 : kQ4nlLevels[static_cast<std::size_t>(nibble)];
+        if (t == DType::Q5) {
+          q = nibble + 16 * ((quants[q5_bit_index(r, c)] >> q5_bit(c)) & 1) - 16;
+        } else {
+          q = t == DType::Q4 ? nibble - 8 : kQ4nlLevels[static_cast<std::size_t>(nibble)];
+        }
       }
       out[c0 + c] = static_cast<float>(q) * d;
     }

@@ -129,13 +129,37 @@ inline std::vector<std::uint8_t> quantize_weights(DType t, std::size_t n, std::s
   return out;
 }
 
-// Q4NL tiles built by hand (random nibbles and f16 scales of both signs: all a kernel reads). Rows
-// by r % 5: random; every weight at the extreme level -127 (nibble 0) with scales +-65504 (the
-// largest f16); alternating the two extreme levels -127 / 112; scale 0; subnormal f16 scales.
-// Padding columns hold random nibbles too (the activations are zero there); padding rows are 0.
-inline std::vector<std::uint8_t> make_q4nl_weights(std::size_t n, std::size_t k,
+// Stores code `code` of (row r, column c) of a Q4NL (0..15) or Q5 (0..31) tile.
+inline void put_code(DType t, std::uint8_t* tile, std::size_t r, std::size_t c, unsigned code) {
+  std::uint8_t& byte = tile[quant::q4_index(r, c)];
+  const unsigned nib = code & 15;
+  byte = static_cast<std::uint8_t>(quant::q4_high(c) ? (byte & 0x0f) | (nib << 4)
+                                                     : (byte & 0xf0) | nib);
+  if (t == DType::Q5) {
+    std::uint8_t& bits = tile[quant::q5_bit_index(r, c)];
+    const unsigned mask = 1u << quant::q5_bit(c);
+    bits = static_cast<std::uint8_t>(code & 16 ? bits | mask : bits & ~mask);
+  }
+}
+
+// The level of (row r, column c) of a hand-built Q4NL or Q5 tile, decoded here independently of
+// the library: the code book entry, or the 5-bit code - 16.
+inline int hand_level(DType t, const std::uint8_t* tile, std::size_t r, std::size_t c) {
+  const std::uint8_t byte = tile[quant::q4_index(r, c)];
+  const unsigned nib = quant::q4_high(c) ? byte >> 4 : byte & 0x0f;
+  if (t == DType::Q4NL) return quant::kQ4nlLevels[nib];
+  const unsigned fifth = (tile[256 + r * 4 + c % 4] >> (c / 4)) & 1u;
+  return static_cast<int>(nib + 16 * fifth) - 16;
+}
+
+// Q4NL or Q5 tiles built by hand (random codes and f16 scales of both signs: all a kernel reads).
+// Rows by r % 5: random; every weight at code 0 (Q4NL's -127, Q5's -16) with scales +-65504 (the
+// largest f16); alternating the lowest and highest codes; scale 0; subnormal f16 scales.
+// Padding columns hold random codes too (the activations are zero there); padding rows are 0.
+inline std::vector<std::uint8_t> make_code_weights(DType t, std::size_t n, std::size_t k,
                                                    std::uint32_t seed) {
-  const quant::TileGeometry geo(DType::Q4NL, n, k);
+  const quant::TileGeometry geo(t, n, k);
+  const unsigned codes = t == DType::Q5 ? 32 : 16;
   std::vector<std::uint8_t> out(geo.total_bytes(), 0);
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> mag(1e-4f, 0.05f);
@@ -159,43 +183,43 @@ inline std::vector<std::uint8_t> make_q4nl_weights(std::size_t n, std::size_t k,
       }
       std::memcpy(&out[geo.scale_offset(g, b) + 2 * r], &h, 2);
       for (std::size_t c = 0; c < kBlockK; ++c) {
-        unsigned nib = rng() % 16;
-        if (row % 5 == 1) nib = 0;
-        if (row % 5 == 2) nib = c % 2 == 0 ? 0 : 15;
-        std::uint8_t& byte = out[geo.quant_offset(g, b) + quant::q4_index(r, c)];
-        byte = static_cast<std::uint8_t>(quant::q4_high(c) ? (byte & 0x0f) | (nib << 4)
-                                                           : (byte & 0xf0) | nib);
+        unsigned code = rng() % codes;
+        if (row % 5 == 1) code = 0;
+        if (row % 5 == 2) code = c % 2 == 0 ? 0 : codes - 1;
+        put_code(t, &out[geo.quant_offset(g, b)], r, c, code);
       }
     }
   }
   return out;
 }
 
-// Row `row` of a hand-built Q4NL matrix in float: level * d, exact (an int8 times an f16 has at
-// most 18 significant bits).
-inline void dequantize_q4nl_row(const std::vector<std::uint8_t>& w, std::size_t n, std::size_t k,
-                                std::size_t row, std::vector<float>& out) {
-  const quant::TileGeometry geo(DType::Q4NL, n, k);
+// Row `row` of a hand-built Q4NL or Q5 matrix in float: level * d, exact (an int8 times an f16
+// has at most 18 significant bits).
+inline void dequantize_hand_row(DType t, const std::vector<std::uint8_t>& w, std::size_t n,
+                                std::size_t k, std::size_t row, std::vector<float>& out) {
+  const quant::TileGeometry geo(t, n, k);
   const std::size_t g = row / kRowGroup, r = row % kRowGroup;
   out.resize(k);
   for (std::size_t c = 0; c < k; ++c) {
     const std::size_t b = c / kBlockK, cc = c % kBlockK;
-    const std::uint8_t byte = w[geo.quant_offset(g, b) + quant::q4_index(r, cc)];
-    const unsigned nib = quant::q4_high(cc) ? byte >> 4 : byte & 0x0f;
     std::uint16_t h;
     std::memcpy(&h, &w[geo.scale_offset(g, b) + 2 * r], 2);
-    out[c] = static_cast<float>(quant::kQ4nlLevels[nib]) * qlm::detail::f16_to_f32(h);
+    out[c] = static_cast<float>(hand_level(t, &w[geo.quant_offset(g, b)], r, cc)) *
+             qlm::detail::f16_to_f32(h);
   }
 }
 
-// Test weights of a type: Q8/Q4 from the quantizer, Q4NL built by hand.
+// Test weights of a type: Q8/Q4 from the quantizer, Q4NL and Q5 built by hand.
+inline bool hand_built(DType t) {
+  return t == DType::Q4NL || t == DType::Q5;
+}
 inline std::vector<std::uint8_t> test_weights(DType t, std::size_t n, std::size_t k,
                                               std::uint32_t seed) {
-  return t == DType::Q4NL ? make_q4nl_weights(n, k, seed) : quantize_weights(t, n, k, seed);
+  return hand_built(t) ? make_code_weights(t, n, k, seed) : quantize_weights(t, n, k, seed);
 }
 
 inline GemmFn gemm_of(const KernelTable& t, DType type) {
-  return type == DType::Q8 ? t.gemm_q8 : type == DType::Q4NL ? t.gemm_q4nl : t.gemm_q4;
+  return t.gemm_for(type);
 }
 
 struct Activations {
@@ -282,12 +306,12 @@ inline Report check_gemm(const KernelTable& t, const KernelTable* ref, DType typ
   if (ref != nullptr) gemm_of(*ref, type)(wb.data(), n, k, a.rows, y2.data(), ldy, 0, groups);
   std::vector<std::vector<float>> wd(n, std::vector<float>(k));
   for (std::size_t r = 0; r < n; ++r) {
-    if (type == DType::Q4NL) {
-      dequantize_q4nl_row(w, n, k, r, wd[r]);
+    if (hand_built(type)) {
+      dequantize_hand_row(type, w, n, k, r, wd[r]);
       std::vector<float> lib(k);  // the format's own decoding must be the same level * d
       quant::dequantize_row(type, w, n, k, r, lib);
       if (std::memcmp(lib.data(), wd[r].data(), k * sizeof(float)) != 0) {
-        rep.fail("q4nl: quant::dequantize_row differs from level * d in row ", r);
+        rep.fail(to_string(type), ": quant::dequantize_row differs from level * d in row ", r);
       }
     } else {
       quant::dequantize_row(type, w, n, k, r, wd[r]);
@@ -357,7 +381,7 @@ inline const std::size_t kShapesN[] = {1, 15, 16, 17, 33, 48};
 // Every awkward shape; long K uses fewer activation row counts to keep the run short.
 inline Report check_all_gemm(const KernelTable& t, const KernelTable* ref) {
   Report rep;
-  for (DType type : {DType::Q8, DType::Q4, DType::Q4NL}) {
+  for (DType type : {DType::Q8, DType::Q4, DType::Q4NL, DType::Q5}) {
     for (std::size_t k : kShapesK) {
       for (std::size_t n : kShapesN) {
         for (std::size_t m = 1; m <= 17; ++m) {
@@ -378,24 +402,23 @@ inline Report check_all_gemm(const KernelTable& t, const KernelTable* ref) {
   return rep;
 }
 
-// gemm_q4nl decodes every nibble to its code book level, exactly: weight (r, c) has nibble
-// (r + c) % 16 and scale 1, activation row m is 127 at column j_m and 0 elsewhere (so q = 127 and
-// d = 1 there), hence y[m][r] = 127 * kQ4nlLevels[(r + j_m) % 16] with no rounding at all, through
-// the GEMV (m = 1) and GEMM paths.
-inline Report check_q4nl_codebook(const KernelTable& t) {
+// gemm_q4nl and gemm_q5 decode every code to its level, exactly: weight (r, c) has code
+// (r + c) % codes and scale 1, activation row m is 127 at column j_m and 0 elsewhere (so q = 127
+// and d = 1 there), hence y[m][r] = 127 * level((r + j_m) % codes) with no rounding at all,
+// through the GEMV (m = 1) and GEMM paths.
+inline Report check_codebook(const KernelTable& t, DType type) {
   Report rep;
+  const std::size_t codes = type == DType::Q5 ? 32 : 16;
   for (std::size_t k : {32, 40, 96}) {
     for (std::size_t m : {1, 3, 9}) {
       const std::size_t n = 16;
-      const quant::TileGeometry geo(DType::Q4NL, n, k);
+      const quant::TileGeometry geo(type, n, k);
       std::vector<std::uint8_t> w(geo.total_bytes(), 0);
       const std::uint16_t one = qlm::detail::f32_to_f16(1.0f);
       for (std::size_t r = 0; r < n; ++r) {
         for (std::size_t c = 0; c < k; ++c) {
           const std::size_t b = c / kBlockK, cc = c % kBlockK;
-          const unsigned nib = static_cast<unsigned>((r + c) % 16);
-          w[geo.quant_offset(0, b) + quant::q4_index(r, cc)] |=
-              static_cast<std::uint8_t>(quant::q4_high(cc) ? nib << 4 : nib);
+          put_code(type, &w[geo.quant_offset(0, b)], r, cc, static_cast<unsigned>((r + c) % codes));
           std::memcpy(&w[geo.scale_offset(0, b) + 2 * r], &one, 2);
         }
       }
@@ -403,14 +426,17 @@ inline Report check_q4nl_codebook(const KernelTable& t) {
       for (std::size_t mi = 0; mi < m; ++mi) x[mi * k + (mi * 37 + 5) % k] = 127.0f;
       const Activations a(t, x.data(), m, k, k, 0);
       std::vector<float> y(m * n, kSentinel);
-      t.gemm_q4nl(w.data(), n, k, a.rows, y.data(), n, 0, 1);
+      t.gemm_for(type)(w.data(), n, k, a.rows, y.data(), n, 0, 1);
       for (std::size_t mi = 0; mi < m; ++mi) {
         const std::size_t j = (mi * 37 + 5) % k;
         for (std::size_t r = 0; r < n; ++r) {
-          const float want = 127.0f * static_cast<float>(quant::kQ4nlLevels[(r + j) % 16]);
+          const std::size_t code = (r + j) % codes;
+          const int level = type == DType::Q5 ? static_cast<int>(code) - 16
+                                              : quant::kQ4nlLevels[code];
+          const float want = 127.0f * static_cast<float>(level);
           if (y[mi * n + r] != want) {
-            rep.fail(to_string(t.isa), " q4nl code book k=", k, " m=", m, ": y[", mi, "][", r,
-                     "] = ", y[mi * n + r], " want ", want);
+            rep.fail(to_string(t.isa), " ", to_string(type), " codes k=", k, " m=", m, ": y[",
+                     mi, "][", r, "] = ", y[mi * n + r], " want ", want);
           }
         }
       }

@@ -34,10 +34,11 @@ TEST_CASE("every supported ISA matches the scalar kernels", "[kernels]") {
   }
 }
 
-TEST_CASE("Q4NL kernels decode the code book exactly on every ISA", "[kernels][q4nl]") {
+TEST_CASE("Q4NL and Q5 kernels decode every code exactly on every ISA", "[kernels][q4nl][q5]") {
   for (Isa isa : supported_isas()) {
     INFO("isa " << to_string(isa));
-    require_ok(check::check_q4nl_codebook(kernels_for(isa)));
+    require_ok(check::check_codebook(kernels_for(isa), qlm::DType::Q4NL));
+    require_ok(check::check_codebook(kernels_for(isa), qlm::DType::Q5));
   }
 }
 

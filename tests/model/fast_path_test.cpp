@@ -17,7 +17,7 @@ namespace qlm::test {
 TEST_CASE("fast path logits agree with the reference path", "[model][fast]") {
   TempDir tmp;
   const DType type =
-      GENERATE(DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4, DType::Q4NL);
+      GENERATE(DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q4, DType::Q4NL, DType::Q5);
   convert_or_fail(stories_dir(), tmp / "m.qlm", type);
   auto model = open_or_fail(tmp / "m.qlm");
   const auto ids = story_tokens(*model);

@@ -124,7 +124,7 @@ TEST_CASE("error feedback lowers the output error on correlated inputs", "[quant
   std::vector<float> imp(k);
   for (std::size_t c = 0; c < k; ++c) imp[c] = h[c * k + c];
   const auto w = random_weights(rows, k, 3);
-  for (DType t : {DType::Q4, DType::Q4NL, DType::Q8}) {
+  for (DType t : {DType::Q4, DType::Q4NL, DType::Q5, DType::Q8}) {
     INFO(qlm::to_string(t));
     const auto plain = quantize(t, w, rows, k, {.importance = imp});
     const auto gptq = quantize(t, w, rows, k, {.importance = imp, .hessian = h});
@@ -143,7 +143,7 @@ TEST_CASE("error feedback with a diagonal H is plain weighted rounding", "[quant
   const auto w = random_weights(rows, k, 4);
   std::vector<float> imp(k), h(k * k, 0.0f);
   for (std::size_t c = 0; c < k; ++c) h[c * k + c] = imp[c] = 0.5f + static_cast<float>(c % 7);
-  for (DType t : {DType::Q4, DType::Q4NL, DType::Q8}) {
+  for (DType t : {DType::Q4, DType::Q4NL, DType::Q5, DType::Q8}) {
     INFO(qlm::to_string(t));
     CHECK(quantize(t, w, rows, k, {.importance = imp}) ==
           quantize(t, w, rows, k, {.importance = imp, .hessian = h}));

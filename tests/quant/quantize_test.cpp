@@ -46,7 +46,8 @@ std::vector<float> dequantize_row(DType t, std::span<const std::uint8_t> q, std:
   return buf;
 }
 
-// Quantized level stored for (row, col) of the padded matrix (Q8: -127..127, Q4: 0..15 minus 8).
+// Quantized level stored for (row, col) of the padded matrix (Q8: -127..127, Q4: 0..15 minus 8,
+// Q5: nibble + 16 * fifth bit (byte 256 + 4r + c % 4, bit c / 4) minus 16).
 int stored_level(DType t, std::span<const std::uint8_t> q, const TileGeometry& geo, std::size_t row,
                  std::size_t col) {
   const std::uint8_t* tile = q.data() + geo.quant_offset(row / 16, col / 32);
@@ -54,6 +55,7 @@ int stored_level(DType t, std::span<const std::uint8_t> q, const TileGeometry& g
   if (t == DType::Q8) return static_cast<int>(tile[qlm::quant::q8_index(r, c)]) - 128;
   const std::uint8_t byte = tile[qlm::quant::q4_index(r, c)];
   const int nibble = qlm::quant::q4_high(c) ? byte >> 4 : byte & 0x0f;
+  if (t == DType::Q5) return nibble + 16 * ((tile[256 + 4 * r + c % 4] >> (c / 4)) & 1) - 16;
   return t == DType::Q4 ? nibble - 8 : qlm::quant::kQ4nlLevels[static_cast<std::size_t>(nibble)];
 }
 
@@ -277,7 +279,7 @@ std::vector<float> random_importance(std::size_t k, std::uint32_t seed) {
 
 TEST_CASE("the fitted quantizer's error is never worse than round-to-nearest", "[quant]") {
   using qlm::quant::ScaleMethod;
-  const DType t = GENERATE(DType::Q8, DType::Q4, DType::Q4NL);
+  const DType t = GENERATE(DType::Q8, DType::Q4, DType::Q4NL, DType::Q5);
   const int kind = GENERATE(0, 1, 2);
   const bool weighted = GENERATE(false, true);
   const std::size_t rows = 37, k = 200;
@@ -310,7 +312,7 @@ TEST_CASE("the fitted quantizer's error is never worse than round-to-nearest", "
   CHECK(total_fit <= total_rtn);
   // Q4 has room to improve: most on normal weights, least where outliers pin the scales.
   if (t == DType::Q4) CHECK(total_fit < (kind == 0 ? 0.92 : kind == 1 ? 0.97 : 0.99) * total_rtn);
-  if (t == DType::Q4NL) CHECK(total_fit < total_rtn);
+  if (t == DType::Q4NL || t == DType::Q5) CHECK(total_fit < total_rtn);
   CHECK(qlm::quant::weighted_error(t, x, fit, rows, k, imp) == Approx(total_fit).epsilon(1e-6));
 }
 
@@ -331,7 +333,7 @@ TEST_CASE("importance weighting moves error away from the columns that matter", 
 
 TEST_CASE("the fitted quantizer keeps zero blocks exact and padding at the level nearest zero",
           "[quant]") {
-  const DType t = GENERATE(DType::Q8, DType::Q4, DType::Q4NL);
+  const DType t = GENERATE(DType::Q8, DType::Q4, DType::Q4NL, DType::Q5);
   const std::size_t rows = 17, k = 45;
   auto x = awkward_matrix(rows, k, 2, 5);
   std::fill(x.begin(), x.begin() + k, 0.0f);  // row 0 all zero
@@ -380,4 +382,43 @@ TEST_CASE("Q4NL stores code book levels and beats evenly spaced 4-bit levels on 
   const double e_q4 = qlm::quant::weighted_error(DType::Q4, x, q4, rows, k);
   INFO("squared error: q4 " << e_q4 << ", q4nl " << e_nl);
   CHECK(e_nl < 0.9 * e_q4);
+}
+
+TEST_CASE("Q5 stores 5-bit codes, rounds to nearest as Q5_0 does, and quarters Q4's error",
+          "[quant][q5]") {
+  using qlm::quant::ScaleMethod;
+  const std::size_t rows = 40, k = 100;
+  const auto x = awkward_matrix(rows, k, 0, 23);
+  const auto q5 = quantize(DType::Q5, x, rows, k, {.method = ScaleMethod::Fit});
+  const auto q4 = quantize(DType::Q4, x, rows, k, {.method = ScaleMethod::Fit});
+  const TileGeometry geo(DType::Q5, rows, k);
+  REQUIRE(geo.quant_bytes == 320);
+  REQUIRE(q5.size() == *qlm::tensor_bytes(DType::Q5, std::vector<std::uint64_t>{rows, k}));
+  std::size_t high_codes = 0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const auto xhat = dequantize_row(DType::Q5, q5, rows, k, r);
+    for (std::size_t c = 0; c < k; ++c) {
+      const int level = stored_level(DType::Q5, q5, geo, r, c);
+      REQUIRE(level >= -16);
+      REQUIRE(level <= 15);
+      high_codes += level >= 0;  // the fifth bit is set
+      REQUIRE(xhat[c] == static_cast<float>(level) * stored_scale(q5, geo, r, c / 32));
+    }
+  }
+  CHECK(high_codes > rows * k / 4);
+  // Round to nearest maps each block's extreme onto -16 exactly (d = extreme / -16).
+  const auto rtn = quantize(DType::Q5, x, rows, k, {.method = ScaleMethod::Rtn});
+  const auto row = dequantize_row(DType::Q5, rtn, rows, k, 7);
+  std::size_t extreme = 0;
+  for (std::size_t c = 0; c < 32; ++c) {
+    if (std::fabs(x[7 * k + c]) > std::fabs(x[7 * k + extreme])) extreme = c;
+  }
+  CHECK(stored_level(DType::Q5, rtn, geo, 7, extreme) == -16);
+  CHECK(row[extreme] == Approx(x[7 * k + extreme]).epsilon(1e-3));
+  // One more bit halves the step: about a quarter of the squared error.
+  const double e5 = qlm::quant::weighted_error(DType::Q5, x, q5, rows, k);
+  const double e4 = qlm::quant::weighted_error(DType::Q4, x, q4, rows, k);
+  INFO("squared error: q4 " << e4 << ", q5 " << e5);
+  CHECK(e5 < 0.32 * e4);
+  CHECK(e5 > 0.15 * e4);
 }

@@ -14,6 +14,9 @@
 //       value (q - 8) * d). One AND and one shift recover two 64-byte lanes of K.
 //   Q4NL: as Q4, but the value is kQ4nlLevels[q] * d: one table lookup (vpshufb, tbl) per 64
 //       bytes turns nibbles into int8 levels, then the Q8 arithmetic applies.
+//   Q5: 320 bytes: Q4's 256 bytes hold each code's low nibble (code in 0..31, value
+//       (code - 16) * d), then byte 256 + r*4 + j holds in bit i the fifth bit of (row r, col
+//       4*i + j): bit i completes the 64-byte lane of K values 4i..4i+3 (one mask test per lane).
 // Weights are unsigned with a zero point (128 or 8) so that u8 x s8 instructions apply directly;
 // the zero point times the activation block's sum is subtracted once per block.
 #pragma once
@@ -40,7 +43,7 @@ struct TileGeometry {
   std::size_t k = 0;            ///< logical columns (K)
   std::size_t groups = 0;       ///< row groups of 16
   std::size_t blocks = 0;       ///< blocks of 32 along K
-  std::size_t quant_bytes = 0;  ///< bytes of quantized values per tile (512 or 256)
+  std::size_t quant_bytes = 0;  ///< bytes of quantized values per tile (512, 320 or 256)
 
   constexpr TileGeometry(DType t, std::size_t n, std::size_t kk) noexcept
       : rows(n),
@@ -75,6 +78,13 @@ constexpr std::size_t q4_index(std::size_t r, std::size_t c) noexcept {
 }
 constexpr bool q4_high(std::size_t c) noexcept {
   return (c % 8) >= 4;
+}
+/// Byte index inside a Q5 tile of (row r, column c)'s fifth bit, and the bit.
+constexpr std::size_t q5_bit_index(std::size_t r, std::size_t c) noexcept {
+  return 256 + r * 4 + (c % 4);
+}
+constexpr unsigned q5_bit(std::size_t c) noexcept {
+  return static_cast<unsigned>(c / 4);
 }
 
 }  // namespace qlm::quant

@@ -31,7 +31,7 @@ struct QuantizeOptions {
   std::span<const float> hessian{};
 };
 
-/// Quantizes a row-major [rows, k] f32 matrix into the Q8, Q4 or Q4NL tile layout.
+/// Quantizes a row-major [rows, k] f32 matrix into the Q8, Q4, Q4NL or Q5 tile layout.
 /// `out` must hold TileGeometry(t, rows, k).total_bytes(). Inputs must be finite with
 /// |x| <= 65504 * max_level(t), so every block scale fits an f16 (the converter checks this).
 void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std::size_t k,
@@ -51,9 +51,9 @@ double hessian_error(DType t, std::span<const float> src, std::span<const std::u
 double weighted_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
                       std::size_t rows, std::size_t k, std::span<const float> importance = {});
 
-/// Largest |x| / scale that still fits the type's range: 8 (Q4) or 127 (Q8, Q4NL).
+/// Largest |x| / scale that still fits the type's range: 8 (Q4), 16 (Q5) or 127 (Q8, Q4NL).
 constexpr float max_level(DType t) noexcept {
-  return t == DType::Q4 ? 8.0f : 127.0f;
+  return t == DType::Q4 ? 8.0f : t == DType::Q5 ? 16.0f : 127.0f;
 }
 
 }  // namespace qlm::quant
