@@ -30,8 +30,7 @@ inline constexpr std::size_t kRowGroup = 16;  ///< rows interleaved together in 
 
 /// Lower-case type name as used on the command line ("f32", "q4", …).
 constexpr std::string_view to_string(DType t) noexcept {
-  constexpr std::array<std::string_view, 7> names{"f32", "f16",  "bf16", "q8",
-                                                  "q4",  "q4nl", "q5"};
+  constexpr std::array<std::string_view, 7> names{"f32", "f16", "bf16", "q8", "q4", "q4nl", "q5"};
   const auto i = static_cast<std::size_t>(t);
   return i < names.size() ? names[i] : "?";
 }

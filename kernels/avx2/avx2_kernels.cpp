@@ -356,9 +356,9 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
 
 namespace detail {
 const KernelTable& avx2_table() noexcept {
-  static const KernelTable table = table_with_float_ops<xsimd::avx2>(
-      Isa::Avx2, quantize_rows_avx2, gemm<Wfmt::Q8>, gemm<Wfmt::Q4>, gemm<Wfmt::Q4nl>,
-      gemm<Wfmt::Q5>);
+  static const KernelTable table =
+      table_with_float_ops<xsimd::avx2>(Isa::Avx2, quantize_rows_avx2, gemm<Wfmt::Q8>,
+                                        gemm<Wfmt::Q4>, gemm<Wfmt::Q4nl>, gemm<Wfmt::Q5>);
   return table;
 }
 }  // namespace detail

@@ -46,9 +46,9 @@ inline void load_quad(const std::uint8_t* qt, const std::uint8_t* st, std::size_
   } else {
     constexpr bool q5 = F == Wfmt::Q5;
     const uint8x16_t lut =
-        D == NeonDot::I8mm
-            ? vld1q_u8(q5 ? detail::kQ5Biased.data() : detail::kQ4nlBiased.data())
-            : vreinterpretq_u8_s8(vld1q_s8(q5 ? detail::kQ5Signed.data() : detail::kQ4nlSigned.data()));
+        D == NeonDot::I8mm ? vld1q_u8(q5 ? detail::kQ5Biased.data() : detail::kQ4nlBiased.data())
+                           : vreinterpretq_u8_s8(vld1q_s8(q5 ? detail::kQ5Signed.data()
+                                                             : detail::kQ4nlSigned.data()));
     for (int c = 0; c < 4; ++c) {
       const uint8x16_t u = vld1q_u8(qt + 64 * c + 16 * v);
       t.w[2 * c] = vqtbl1q_u8(lut, vandq_u8(u, vdupq_n_u8(0x0f)));

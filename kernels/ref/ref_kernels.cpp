@@ -200,11 +200,22 @@ void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k, co
 
 namespace detail {
 const KernelTable& scalar_table() noexcept {
-  static const KernelTable table{
-      Isa::Scalar,     quantize_rows, gemm<Wfmt::Q8>, gemm<Wfmt::Q4>, gemm<Wfmt::Q4nl>,
-      gemm<Wfmt::Q5>, rmsnorm,      softmax,        silu_mul,       rope,
-      add,             dot,           axpy,           f16_to_f32,     f32_to_f16,
-      attn_block};
+  static const KernelTable table{Isa::Scalar,
+                                 quantize_rows,
+                                 gemm<Wfmt::Q8>,
+                                 gemm<Wfmt::Q4>,
+                                 gemm<Wfmt::Q4nl>,
+                                 gemm<Wfmt::Q5>,
+                                 rmsnorm,
+                                 softmax,
+                                 silu_mul,
+                                 rope,
+                                 add,
+                                 dot,
+                                 axpy,
+                                 f16_to_f32,
+                                 f32_to_f16,
+                                 attn_block};
   return table;
 }
 }  // namespace detail

@@ -431,12 +431,12 @@ inline Report check_codebook(const KernelTable& t, DType type) {
         const std::size_t j = (mi * 37 + 5) % k;
         for (std::size_t r = 0; r < n; ++r) {
           const std::size_t code = (r + j) % codes;
-          const int level = type == DType::Q5 ? static_cast<int>(code) - 16
-                                              : quant::kQ4nlLevels[code];
+          const int level =
+              type == DType::Q5 ? static_cast<int>(code) - 16 : quant::kQ4nlLevels[code];
           const float want = 127.0f * static_cast<float>(level);
           if (y[mi * n + r] != want) {
-            rep.fail(to_string(t.isa), " ", to_string(type), " codes k=", k, " m=", m, ": y[",
-                     mi, "][", r, "] = ", y[mi * n + r], " want ", want);
+            rep.fail(to_string(t.isa), " ", to_string(type), " codes k=", k, " m=", m, ": y[", mi,
+                     "][", r, "] = ", y[mi * n + r], " want ", want);
           }
         }
       }
