@@ -2,7 +2,8 @@
 # Quantization quality on the real stories260K model: every type and recipe against the model's own
 # f32 conversion, on English text from Debian's fortunes package (scored: fortunes/wisdom;
 # calibration for importance: fortunes/literature, a different text). Prints the markdown table of
-# docs/quantization.md. Usage: bash bench/quantization.sh [build-dir] (default build-release).
+# docs/quantization.md. Usage: bash bench/quantization.sh [build-dir] (default build-release);
+# QLM_ONLY=regex keeps only the rows whose label matches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-release}
@@ -50,6 +51,9 @@ variants=(
   "q4nl|--type q4nl"
   "q4nl +imp -gptq|--type q4nl --importance $out/importance.qlmi --no-gptq"
   "q4nl +imp|--type q4nl --importance $out/importance.qlmi"
+  "q5 rtn (Q5_0)|--type q5 --scales rtn"
+  "q5|--type q5"
+  "q5 +imp|--type q5 --importance $out/importance.qlmi"
   "mixed q4|--type mixed --mixed-base q4"
   "mixed q4 +imp|--type mixed --mixed-base q4 --importance $out/importance.qlmi"
   "mixed|--type mixed"
@@ -57,6 +61,7 @@ variants=(
   "mixed q4 +imp +cal|--type mixed --mixed-base q4 --importance $out/importance.qlmi --calibration $calib"
   "mixed +imp +cal|--type mixed --importance $out/importance.qlmi --calibration $calib|--activations int8"
   "mixed +imp +cal|--type mixed --importance $out/importance.qlmi --calibration $calib"
+  "mixed +imp +cal, q8 only|--type mixed --importance $out/importance.qlmi --calibration $calib --mixed-promote q8"
 )
 # A third field holds run-time options (--activations); rows sharing converter options share
 # one converted file.
@@ -67,6 +72,7 @@ echo "| f32 | \`--type f32\` | f32 | 32.00 | $(stat -c %s "$out/f32.qlm") B | $(
 declare -A converted
 for v in "${variants[@]}"; do
   IFS='|' read -r label opts run <<<"$v"
+  [[ -z "${QLM_ONLY:-}" || "$label" =~ $QLM_ONLY ]] || continue
   name=$(echo "$opts" | md5sum | cut -c1-12)
   if [ -z "${converted[$name]:-}" ]; then
     # shellcheck disable=SC2086

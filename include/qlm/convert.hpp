@@ -17,7 +17,7 @@ namespace qlm {
 /// How weight matrices get their types.
 enum class Recipe : std::uint8_t {
   Uniform,  ///< every 2-D matrix is ConvertOptions::type
-  Mixed,    ///< `type` (4-bit), with the matrices whose error costs most per byte at q8 (budgeted)
+  Mixed,    ///< `type` (4-bit), promoting the matrices whose error costs most per byte (budgeted)
 };
 
 /// What to convert and how.
@@ -28,6 +28,8 @@ struct ConvertOptions {
   DType type = DType::Q8;
   Recipe recipe = Recipe::Uniform;
   double max_bits_per_weight = 5.0;  ///< Mixed: average over all tensors, padding included
+  /// Mixed: the types a matrix may be promoted to from `type` (any of q5, q8, in any order).
+  std::vector<DType> mixed_promotions{DType::Q5, DType::Q8};
   quant::ScaleMethod scale_method = quant::ScaleMethod::Fit;  ///< how q4/q8 block scales are chosen
   /// Optional Importance file (qlm-perplexity --save-importance): weighs each weight's error by its
   /// input column's activations, for the scale search and the mixed recipe's sensitivities.
@@ -40,9 +42,10 @@ struct ConvertOptions {
   /// compensating each column's rounding error on the columns not yet quantized.
   bool error_feedback = true;
   /// Mixed: a calibration text on which to measure each matrix's sensitivity (the mean KL
-  /// divergence from the float model when only that matrix is at the 4-bit type, on its first 32
-  /// windows of 256 tokens) instead of estimating it from the matrix alone. Costs a conversion
-  /// and an evaluation per matrix; refused above 50M parameters. Empty = estimate.
+  /// divergence from the float model when only that matrix is at the 4-bit type, and at each
+  /// promotion but q8, on its first 32 windows of 256 tokens) instead of estimating it from the
+  /// matrix alone. Costs a conversion and an evaluation per matrix and type; refused above 50M
+  /// parameters. Empty = estimate.
   std::filesystem::path calibration{};
   /// Progress (tensors done, total, bytes written); return false to cancel. Optional.
   std::function<bool(std::size_t, std::size_t, std::uint64_t)> on_progress{};

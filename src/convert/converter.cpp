@@ -241,7 +241,7 @@ std::map<std::string, DType> matrix_types(const ConvertOptions& o, const ModelCo
     candidates.push_back({e.name, e.shape[0], e.shape[1], [&prep, &e] { return prep.load(e); },
                           prep.importance(e), [&prep, &e] { return prep.hessian(e); }});
   }
-  std::map<std::string, double> measured;
+  detail::MeasuredSensitivity measured;
   if (!o.calibration.empty()) {
     std::uint64_t weights = fixed_weights;
     std::vector<std::string> names;
@@ -255,10 +255,16 @@ std::map<std::string, DType> matrix_types(const ConvertOptions& o, const ModelCo
            "per matrix; {} parameters is over the limit of {}",
            weights, detail::kSensitivityMaxWeights);
     }
-    measured = detail::measure_sensitivity(o.calibration, o.output, names, write_probe);
+    // q8's KL is two orders of magnitude below 4-bit's: not worth a model write per matrix.
+    std::vector<DType> probed{o.type};
+    for (DType t : o.mixed_promotions) {
+      if (t != DType::Q8 && t != o.type) probed.push_back(t);
+    }
+    measured = detail::measure_sensitivity(o.calibration, o.output, names, probed, write_probe);
   }
-  const auto plan = detail::plan_mixed(candidates, fixed_bytes, fixed_weights,
-                                       o.max_bits_per_weight, o.type, o.scale_method, measured);
+  const auto plan =
+      detail::plan_mixed(candidates, fixed_bytes, fixed_weights, o.max_bits_per_weight, o.type,
+                         o.mixed_promotions, o.scale_method, measured);
   types.insert(plan.types.begin(), plan.types.end());
   report.choices = plan.reasons;
   return types;
@@ -311,11 +317,12 @@ Result<ConvertReport> convert_checkpoint(const ConvertOptions& o) {
     format::Metadata meta = build_metadata(o, config, ckpt, imp);
     add_tokenizer(o.input_dir, config, meta, report);
     const Preparation prep = prepare(o, config, ckpt, imp, report);
-    // For measured sensitivity: the model in f32 with at most one matrix at the mixed base type.
-    auto write_probe = [&](const std::string& quantized, const std::filesystem::path& out) {
+    // For measured sensitivity: the model in f32 with at most one matrix quantized.
+    auto write_probe = [&](const std::string& quantized, DType type,
+                           const std::filesystem::path& out) {
       std::map<std::string, DType> types;
       for (const auto& e : expected_tensors(config)) types[e.name] = DType::F32;
-      if (!quantized.empty()) types[quantized] = o.type;
+      if (!quantized.empty()) types[quantized] = type;
       ConvertOptions quiet = o;
       quiet.on_progress = {};
       ConvertReport ignored;

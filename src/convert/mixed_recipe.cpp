@@ -1,9 +1,9 @@
-// plan_mixed: sensitivity = how much the matrix's output noise-to-signal ratio falls from q4 to q8,
-// with noise and signal weighted by the input's second moment (H, or the importance of each input
-// column: the expected squared output error of the product, when calibration statistics are
-// given); or, where measured, the KL divergence with only this matrix at 4 bits (q8's is taken as
-// 0: it is two orders of magnitude smaller). Greedy by sensitivity per extra byte: a knapsack
-// heuristic that is optimal when every matrix costs the same.
+// plan_mixed: each matrix's error at each type is its output noise-to-signal ratio, with noise and
+// signal weighted by the input's second moment (H, or the importance of each input column: the
+// expected squared output error of the product, when calibration statistics are given); or, where
+// measured, the KL divergence with only this matrix at that type. Promotions are taken greedily by
+// error removed per extra byte, one step at a time (a matrix may go to q5 first and to q8 later):
+// a knapsack heuristic that is optimal when every step costs the same.
 #include "convert/mixed_recipe.hpp"
 
 #include <fmt/format.h>
@@ -17,14 +17,19 @@ using detail::fail;
 
 namespace {
 
+struct Level {
+  DType type;
+  std::uint64_t bytes;
+  double nsr;          // output noise-to-signal ratio at this type
+  double error = 0.0;  // what the recipe minimizes: measured KL, or estimated from nsr
+  bool measured = false;
+};
+
 struct Scored {
   const MixedCandidate* c;
-  double nsr4, nsr8;  // output noise-to-signal ratios at the 4-bit type and at q8
-  std::uint64_t bytes4, bytes8;
-  double measured = -1.0;  // KL with only this matrix at the 4-bit type; < 0: not measured
-  double gain() const {
-    return (measured >= 0.0 ? measured : nsr4 - nsr8) / static_cast<double>(bytes8 - bytes4);
-  }
+  std::vector<Level> levels;  // levels[0] is the base type; then by size
+  std::size_t at = 0;         // the chosen level
+  double ratio = 0.0;         // error removed per extra byte by the step that reached `at`
 };
 
 double signal(std::span<const float> x, std::uint64_t rows, std::uint64_t k,
@@ -52,7 +57,27 @@ double nsr(DType t, std::span<const float> x, const MixedCandidate& c, quant::Sc
   return sig > 0.0 ? err / sig : 0.0;
 }
 
-Scored score(const MixedCandidate& c, DType low, quant::ScaleMethod method) {
+// With measurements, unmeasured types are scaled from the base's KL by their noise ratio (q8's is
+// taken as 0); without, the noise ratio itself is the error.
+void assign_errors(Scored& s, const MeasuredSensitivity& measured) {
+  const auto it = measured.find(s.c->name);
+  const std::map<DType, double>* kl = it != measured.end() ? &it->second : nullptr;
+  const Level& base = s.levels.front();
+  const auto base_kl = kl ? kl->find(base.type) : std::map<DType, double>::const_iterator{};
+  for (Level& l : s.levels) {
+    if (kl == nullptr || base_kl == kl->end()) {
+      l.error = l.nsr;
+    } else if (const auto m = kl->find(l.type); m != kl->end()) {
+      l.error = m->second;
+      l.measured = true;
+    } else {
+      l.error = l.type == DType::Q8 || base.nsr <= 0.0 ? 0.0 : base_kl->second * l.nsr / base.nsr;
+    }
+  }
+}
+
+Scored score(const MixedCandidate& c, std::span<const DType> types, quant::ScaleMethod method,
+             const MeasuredSensitivity& measured) {
   const std::vector<float> x = c.load();
   const std::vector<float> h = c.hessian();
   double sig = 0.0;
@@ -68,25 +93,59 @@ Scored score(const MixedCandidate& c, DType low, quant::ScaleMethod method) {
     }
   }
   const std::vector<std::uint64_t> shape{c.rows, c.k};
-  return {&c, nsr(low, x, c, method, h, sig), nsr(DType::Q8, x, c, method, h, sig),
-          *tensor_bytes(low, shape), *tensor_bytes(DType::Q8, shape)};
+  Scored s{&c, {}};
+  for (DType t : types)
+    s.levels.push_back({t, *tensor_bytes(t, shape), nsr(t, x, c, method, h, sig)});
+  assign_errors(s, measured);
+  return s;
+}
+
+std::string describe(const Scored& s, bool over_budget) {
+  std::string line =
+      fmt::format("{:<4} {}: output noise/signal", to_string(s.levels[s.at].type), s.c->name);
+  for (const Level& l : s.levels) line += fmt::format(" {:.2e} at {},", l.nsr, to_string(l.type));
+  line.back() = ';';
+  std::string kl;
+  for (const Level& l : s.levels) {
+    if (l.measured) kl += fmt::format(" {:.2e} at {},", l.error, to_string(l.type));
+  }
+  if (!kl.empty()) {
+    kl.pop_back();
+    line += " KL" + kl + " with only it quantized;";
+  }
+  if (s.at > 0) {
+    line += fmt::format(" promoted at {:.3g} per extra KiB", s.ratio * 1024.0);
+  } else {
+    line += over_budget ? " stays (promotions over budget)" : " stays";
+  }
+  return line;
 }
 
 }  // namespace
 
 MixedPlan plan_mixed(std::span<const MixedCandidate> candidates, std::uint64_t fixed_bytes,
                      std::uint64_t fixed_weights, double max_bits, DType low,
-                     quant::ScaleMethod method, const std::map<std::string, double>& measured) {
+                     std::span<const DType> promotions, quant::ScaleMethod method,
+                     const MeasuredSensitivity& measured) {
   if (low != DType::Q4 && low != DType::Q4NL) {
     fail(ErrorCode::InvalidArgument, "mixed recipe: the base type must be q4 or q4nl, not {}",
          to_string(low));
   }
+  std::vector<DType> types{low};
+  for (DType t : promotions) {
+    if (t != DType::Q5 && t != DType::Q8) {
+      fail(ErrorCode::InvalidArgument, "mixed recipe: a matrix can be promoted to q5 or q8, not {}",
+           to_string(t));
+    }
+    if (std::find(types.begin(), types.end(), t) == types.end()) types.push_back(t);
+  }
+  std::sort(types.begin() + 1, types.end(),
+            [](DType a, DType b) { return tile_quant_bytes(a) < tile_quant_bytes(b); });
   std::vector<Scored> scored;
   std::uint64_t bytes = fixed_bytes, weights = fixed_weights;
   for (const auto& c : candidates) {
-    scored.push_back(score(c, low, method));
-    if (auto it = measured.find(c.name); it != measured.end()) scored.back().measured = it->second;
-    bytes += scored.back().bytes4;
+    scored.push_back(score(c, types, method, measured));
+    bytes += scored.back().levels.front().bytes;
     weights += c.rows * c.k;
   }
   const double budget_bytes = max_bits * static_cast<double>(weights) / 8.0;
@@ -95,21 +154,31 @@ MixedPlan plan_mixed(std::span<const MixedCandidate> candidates, std::uint64_t f
          "mixed recipe: a budget of {:.3f} bits per weight is below all-{}'s {:.3f}", max_bits,
          to_string(low), 8.0 * static_cast<double>(bytes) / static_cast<double>(weights));
   }
-  std::stable_sort(scored.begin(), scored.end(),
-                   [](const Scored& a, const Scored& b) { return a.gain() > b.gain(); });
+  // One step at a time: the promotion (from where a matrix is now to any larger type) that
+  // removes the most error per extra byte and still fits. Ties go to the earlier matrix.
+  for (;;) {
+    Scored* best = nullptr;
+    std::size_t best_to = 0;
+    double best_ratio = 0.0;
+    for (Scored& s : scored) {
+      for (std::size_t to = s.at + 1; to < s.levels.size(); ++to) {
+        const std::uint64_t extra = s.levels[to].bytes - s.levels[s.at].bytes;
+        const double gain = s.levels[s.at].error - s.levels[to].error;
+        if (gain <= 0.0 || static_cast<double>(bytes + extra) > budget_bytes) continue;
+        const double ratio = gain / static_cast<double>(extra);
+        if (ratio > best_ratio) best = &s, best_to = to, best_ratio = ratio;
+      }
+    }
+    if (best == nullptr) break;
+    bytes += best->levels[best_to].bytes - best->levels[best->at].bytes;
+    best->at = best_to;
+    best->ratio = best_ratio;
+  }
   MixedPlan plan;
   for (const Scored& s : scored) {
-    const std::uint64_t extra = s.bytes8 - s.bytes4;
-    const bool promote = static_cast<double>(bytes + extra) <= budget_bytes;
-    if (promote) bytes += extra;
-    plan.types[s.c->name] = promote ? DType::Q8 : low;
-    const std::string kl = s.measured >= 0.0 ? fmt::format("; KL {:.2e} when only it is {}",
-                                                           s.measured, to_string(low))
-                                             : "";
-    plan.reasons.push_back(fmt::format(
-        "{:<4} {}: output noise/signal {:.2e} at {}, {:.2e} at q8{}; {:.3g} per extra KiB{}",
-        to_string(promote ? DType::Q8 : low), s.c->name, s.nsr4, to_string(low), s.nsr8, kl,
-        s.gain() * 1024.0, promote ? "" : " (over budget)"));
+    plan.types[s.c->name] = s.levels[s.at].type;
+    const bool over = s.at + 1 < s.levels.size();
+    plan.reasons.push_back(describe(s, over));
   }
   plan.reasons.push_back(
       fmt::format("{:.3f} bits per weight of a {:.2f} budget",

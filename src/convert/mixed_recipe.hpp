@@ -1,4 +1,4 @@
-// The mixed recipe: which weight matrices stay at 8 bits when the rest go to 4, chosen by measured
+// The mixed recipe: which weight matrices get 5 or 8 bits when the rest go to 4, chosen by measured
 // sensitivity under a bits-per-weight budget.
 #pragma once
 
@@ -31,13 +31,19 @@ struct MixedPlan {
   std::vector<std::string> reasons;
 };
 
-/// Starts every candidate at `low` (a 4-bit type) and promotes to q8 those whose relative output
-/// error drops most per extra byte, while the total stays within `max_bits` per weight.
-/// `fixed_bytes` and `fixed_weights` account for the tensors the recipe does not touch (norms).
-/// `measured` (matrix -> KL divergence with only it at `low`), where given, replaces the
-/// estimated drop as the gain of promoting a matrix.
+/// Sensitivity of each matrix at each type: the mean KL divergence from the float model with only
+/// that matrix at that type (matrix -> type -> KL). A type not measured is estimated.
+using MeasuredSensitivity = std::map<std::string, std::map<DType, double>>;
+
+/// Starts every candidate at `low` (a 4-bit type) and promotes, one step at a time, the matrix
+/// and type (of `promotions`: q5, q8) whose error falls most per extra byte, while the total stays
+/// within `max_bits` per weight. The error is the matrix's relative output error at each type, or,
+/// where `measured` has it, the KL divergence (q8's, if not measured, is taken as 0: two orders
+/// of magnitude below 4-bit's). `fixed_bytes` and `fixed_weights` account for the tensors the
+/// recipe does not touch (norms).
 MixedPlan plan_mixed(std::span<const MixedCandidate> candidates, std::uint64_t fixed_bytes,
                      std::uint64_t fixed_weights, double max_bits, DType low,
-                     quant::ScaleMethod method, const std::map<std::string, double>& measured = {});
+                     std::span<const DType> promotions, quant::ScaleMethod method,
+                     const MeasuredSensitivity& measured = {});
 
 }  // namespace qlm::detail

@@ -1,6 +1,6 @@
-// measure_sensitivity: writes the model once in f32 (the reference logits) and once per matrix with
-// only that matrix quantized, through the conversion's own writer (channel scales and error
-// feedback included), so the measured matrix is exactly the one the recipe would ship.
+// measure_sensitivity: writes the model once in f32 (the reference logits) and once per matrix and
+// type with only that matrix quantized, through the conversion's own writer (channel scales and
+// error feedback included), so the measured matrix is exactly the one the recipe would ship.
 #include "convert/sensitivity.hpp"
 
 #include <fstream>
@@ -24,18 +24,18 @@ struct TempFile {
 
 }  // namespace
 
-std::map<std::string, double> measure_sensitivity(const std::filesystem::path& calibration,
-                                                  const std::filesystem::path& output,
-                                                  std::span<const std::string> names,
-                                                  const ProbeWriter& write) {
+MeasuredSensitivity measure_sensitivity(const std::filesystem::path& calibration,
+                                        const std::filesystem::path& output,
+                                        std::span<const std::string> names,
+                                        std::span<const DType> types, const ProbeWriter& write) {
   std::ifstream in(calibration, std::ios::binary);
   if (!in) fail(ErrorCode::Io, "{}: cannot open calibration text", calibration.string());
   std::ostringstream text;
   text << in.rdbuf();
   const std::string base = output.string();
   const TempFile model_file{base + ".sensitivity.qlm"}, ref{base + ".sensitivity.logits"};
-  auto evaluate = [&](const std::string& quantized, const PerplexityOptions& p) {
-    write(quantized, model_file.path);
+  auto evaluate = [&](const std::string& quantized, DType type, const PerplexityOptions& p) {
+    write(quantized, type, model_file.path);
     const auto model = unwrap(Model::open(model_file.path));
     const auto tokens = perplexity_tokens(model->tokenizer(), text.str());
     if (tokens.size() < p.window) {
@@ -44,11 +44,11 @@ std::map<std::string, double> measure_sensitivity(const std::filesystem::path& c
     }
     return unwrap(evaluate_perplexity(model, tokens, p, {}));
   };
-  evaluate("", {.max_windows = kSensitivityWindows, .save_logits = ref.path});
-  std::map<std::string, double> kl;
+  evaluate("", DType::F32, {.max_windows = kSensitivityWindows, .save_logits = ref.path});
+  MeasuredSensitivity kl;
+  const PerplexityOptions p{.max_windows = kSensitivityWindows, .reference_logits = ref.path};
   for (const auto& name : names) {
-    const PerplexityOptions p{.max_windows = kSensitivityWindows, .reference_logits = ref.path};
-    kl[name] = evaluate(name, p).kld.mean();
+    for (DType t : types) kl[name][t] = evaluate(name, t, p).kld.mean();
   }
   return kl;
 }

@@ -12,21 +12,24 @@
 #include <span>
 #include <string>
 
+#include "convert/mixed_recipe.hpp"
+
 namespace qlm::detail {
 
 /// Writes the model being converted to a file, in f32 except the named matrix (none if empty),
-/// which gets the recipe's 4-bit type exactly as the conversion would quantize it.
-using ProbeWriter = std::function<void(const std::string&, const std::filesystem::path&)>;
+/// which gets the given type exactly as the conversion would quantize it.
+using ProbeWriter = std::function<void(const std::string&, DType, const std::filesystem::path&)>;
 
 inline constexpr std::size_t kSensitivityWindows = 32;  ///< windows of 256 calibration tokens
 /// Larger models are refused: measuring writes the whole model once per matrix.
 inline constexpr std::uint64_t kSensitivityMaxWeights = 50'000'000;
 
-/// Mean KL divergence per matrix of `names` (only it quantized) from the f32 model, on the first
-/// kSensitivityWindows windows of `calibration`. Temporary files next to `output` are removed.
-std::map<std::string, double> measure_sensitivity(const std::filesystem::path& calibration,
-                                                  const std::filesystem::path& output,
-                                                  std::span<const std::string> names,
-                                                  const ProbeWriter& write);
+/// Mean KL divergence per matrix of `names` and type of `types` (only that matrix quantized, to
+/// that type) from the f32 model, on the first kSensitivityWindows windows of `calibration`.
+/// Temporary files next to `output` are removed.
+MeasuredSensitivity measure_sensitivity(const std::filesystem::path& calibration,
+                                        const std::filesystem::path& output,
+                                        std::span<const std::string> names,
+                                        std::span<const DType> types, const ProbeWriter& write);
 
 }  // namespace qlm::detail

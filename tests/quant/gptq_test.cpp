@@ -14,7 +14,9 @@
 #include "qlm/quant/quantize.hpp"
 #include "qlm/tensor_names.hpp"
 #include "quant/hessian.hpp"
+#include "support/expect_error.hpp"
 #include "support/temp_dir.hpp"
+#include "util/fail.hpp"
 
 namespace {
 
@@ -203,15 +205,57 @@ TEST_CASE("the mixed recipe follows measured sensitivity over its estimate", "[q
   const std::uint64_t q8 = TileGeometry(DType::Q8, rows, k).total_bytes();
   // A budget for exactly one promotion.
   const double bits = 8.0 * static_cast<double>(q8 + q4) / static_cast<double>(2 * rows * k);
+  const std::vector<DType> q8_only{DType::Q8};
   const auto est =
-      qlm::detail::plan_mixed(cands, 0, 0, bits, DType::Q4, qlm::quant::ScaleMethod::Fit);
+      qlm::detail::plan_mixed(cands, 0, 0, bits, DType::Q4, q8_only, qlm::quant::ScaleMethod::Fit);
   CHECK(est.types.at("a") == DType::Q8);
   CHECK(est.types.at("b") == DType::Q4);
-  const auto meas = qlm::detail::plan_mixed(
-      cands, 0, 0, bits, DType::Q4, qlm::quant::ScaleMethod::Fit, {{"a", 0.01}, {"b", 0.02}});
+  const auto meas =
+      qlm::detail::plan_mixed(cands, 0, 0, bits, DType::Q4, q8_only, qlm::quant::ScaleMethod::Fit,
+                              {{"a", {{DType::Q4, 0.01}}}, {"b", {{DType::Q4, 0.02}}}});
   CHECK(meas.types.at("a") == DType::Q4);
   CHECK(meas.types.at("b") == DType::Q8);
   CHECK(std::ranges::any_of(meas.reasons, [](const std::string& r) {
-    return r.find("KL 2.00e-02 when only it is q4") != std::string::npos;
+    return r.find("KL 2.00e-02 at q4 with only it quantized") != std::string::npos;
   }));
+}
+
+TEST_CASE("the mixed recipe climbs to q5 or q8, whichever removes more error per byte",
+          "[quant][gptq][mixed]") {
+  const std::size_t rows = 32, k = 64;
+  const auto a = random_weights(rows, k, 10), b = random_weights(rows, k, 11);
+  std::vector<qlm::detail::MixedCandidate> cands{{"a", rows, k, [a] { return a; }, {}},
+                                                 {"b", rows, k, [b] { return b; }, {}}};
+  const auto size = [&](DType t) {
+    return static_cast<double>(TileGeometry(t, rows, k).total_bytes());
+  };
+  const double bits = 8.0 * (size(DType::Q8) + size(DType::Q4)) / static_cast<double>(2 * rows * k);
+  const std::vector<DType> ladder{DType::Q8, DType::Q5};  // any order
+  using qlm::detail::plan_mixed;
+  using qlm::quant::ScaleMethod;
+  // q5 removes three quarters of each matrix's KL for a quarter of q8's extra bytes: with room
+  // for one q8, both matrices go to q5 instead (0.01 left in all, against 0.02).
+  auto plan = plan_mixed(cands, 0, 0, bits, DType::Q4, ladder, ScaleMethod::Fit,
+                         {{"a", {{DType::Q4, 0.02}, {DType::Q5, 0.005}}},
+                          {"b", {{DType::Q4, 0.02}, {DType::Q5, 0.005}}}});
+  CHECK(plan.types.at("a") == DType::Q5);
+  CHECK(plan.types.at("b") == DType::Q5);
+  // Where q5 hardly helps a matrix, its bytes go straight to q8.
+  plan = plan_mixed(cands, 0, 0, bits, DType::Q4, ladder, ScaleMethod::Fit,
+                    {{"a", {{DType::Q4, 0.02}, {DType::Q5, 0.019}}},
+                     {"b", {{DType::Q4, 0.01}, {DType::Q5, 0.009}}}});
+  CHECK(plan.types.at("a") == DType::Q8);
+  CHECK(plan.types.at("b") == DType::Q4);
+  // Without measurements the noise ratios decide; every choice fits the budget.
+  plan = plan_mixed(cands, 0, 0, bits, DType::Q4, ladder, ScaleMethod::Fit);
+  double total = 0.0;
+  for (const auto& [name, t] : plan.types) total += size(t);
+  CHECK(total <= size(DType::Q8) + size(DType::Q4));
+  CHECK(plan.types.at("a") != DType::Q4);
+  // q5 and q8 are the only promotions.
+  const std::vector<DType> bad{DType::Q4NL};
+  qlm::test::expect_error(qlm::detail::capture([&] {
+                            return plan_mixed(cands, 0, 0, bits, DType::Q4, bad, ScaleMethod::Fit);
+                          }),
+                          qlm::ErrorCode::InvalidArgument, {"promoted to q5 or q8"});
 }

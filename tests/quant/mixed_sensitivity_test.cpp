@@ -36,7 +36,8 @@ qlm::ConvertReport convert(const qlm::ConvertOptions& o) {
   return *report;
 }
 
-// The KL a choice line reports ("...; KL 1.23e-02 when only it is q4; ..."), or -1.
+// The base type's KL a choice line reports ("...; KL 1.23e-02 at q4, ... with only it
+// quantized; ..."), or -1.
 double reported_kl(const std::string& line) {
   const auto at = line.find("; KL ");
   return at == std::string::npos ? -1.0 : std::stod(line.substr(at + 5));
@@ -51,6 +52,7 @@ TEST_CASE("measured sensitivities decide the mixed plan and say so", "[quant][qu
   qlm::ConvertOptions o{qlm::test::stories_dir(), tmp / "measured.qlm", DType::Q4, {}};
   o.recipe = qlm::Recipe::Mixed;
   o.calibration = calib;
+  o.mixed_promotions = {DType::Q8};
   const auto report = convert(o);
   CHECK(report.bits_per_weight() <= 5.0);
   // Every matrix has the same q4 -> q8 cost per weight, so the largest measured KL per weight is
@@ -77,6 +79,28 @@ TEST_CASE("measured sensitivities decide the mixed plan and say so", "[quant][qu
   for (const auto& f : std::filesystem::directory_iterator(tmp.path())) {
     CHECK(f.path().string().find("sensitivity") == std::string::npos);  // temporaries removed
   }
+}
+
+TEST_CASE("with q5 allowed, the mixed plan measures it and spends the budget on it",
+          "[quant][quality][mixed]") {
+  qlm::test::TempDir tmp;
+  const auto calib = tmp / "calib.txt";
+  std::ofstream(calib) << calibration_text();
+  qlm::ConvertOptions o{qlm::test::stories_dir(), tmp / "ladder.qlm", DType::Q4NL, {}};
+  o.recipe = qlm::Recipe::Mixed;
+  o.calibration = calib;
+  const auto report = convert(o);
+  CHECK(report.bits_per_weight() <= 5.0);
+  std::size_t q5 = 0;
+  for (std::size_t i = 0; i + 1 < report.choices.size(); ++i) {
+    const std::string& line = report.choices[i];
+    INFO(line);
+    CHECK(line.find(" at q4nl, ") != std::string::npos);  // both measured KLs are reported
+    CHECK(line.find(" at q5 with only it quantized") != std::string::npos);
+    q5 += line.starts_with("q5");
+  }
+  // One step to q5 buys a quarter of q8's bytes for most of its gain: most promotions are q5.
+  CHECK(q5 > 4);
 }
 
 TEST_CASE("a calibration text that is missing or too short is refused by name", "[quant][mixed]") {

@@ -1,5 +1,6 @@
 // qlm-convert: Hugging Face checkpoint directory -> packed .qlm file.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -24,10 +25,13 @@ int main(int argc, char** argv) {
   app.add_option("input", input, "Hugging Face model directory")->required();
   app.add_option("-o,--output", output, "output .qlm file")->required();
   app.add_option("--type", type,
-                 "type of weight matrices: f32|f16|bf16|q8|q4|q4nl, or mixed (4-bit with the "
-                 "most sensitive matrices at q8, within --max-bpw) (default q8)");
+                 "type of weight matrices: f32|f16|bf16|q8|q5|q4|q4nl, or mixed (4-bit with the "
+                 "most sensitive matrices at q5 or q8, within --max-bpw) (default q8)");
   app.add_option("--max-bpw", max_bpw, "mixed: average bits per weight budget (default 5.0)");
   app.add_option("--mixed-base", mixed_base, "mixed: the 4-bit type, q4nl (default) or q4");
+  std::string promotions = "q5,q8";
+  app.add_option("--mixed-promote", promotions,
+                 "mixed: the types a matrix may be promoted to, q5,q8 (default), q5 or q8");
   app.add_option("--scales", scales,
                  "q4/q8 block scales: fit (error-minimizing search, default) or rtn (round to "
                  "nearest, as llama.cpp's Q4_0/Q8_0)");
@@ -47,13 +51,26 @@ int main(int argc, char** argv) {
   const bool mixed = type == "mixed";
   const auto dtype = qlm::parse_dtype(mixed ? mixed_base : type);
   if (!dtype) {
-    fmt::print(stderr, "qlm-convert: unknown --type '{}' (f32, f16, bf16, q8, q4, q4nl, mixed)\n",
+    fmt::print(stderr,
+               "qlm-convert: unknown --type '{}' (f32, f16, bf16, q8, q5, q4, q4nl, mixed)\n",
                mixed ? mixed_base : type);
     return 2;
   }
   if (scales != "fit" && scales != "rtn") {
     fmt::print(stderr, "qlm-convert: unknown --scales '{}' (fit, rtn)\n", scales);
     return 2;
+  }
+  std::vector<qlm::DType> promote;
+  for (std::size_t at = 0; at <= promotions.size();) {
+    const std::size_t end = std::min(promotions.find(',', at), promotions.size());
+    const std::string name = promotions.substr(at, end - at);
+    const auto t = qlm::parse_dtype(name);
+    if (!t || (*t != qlm::DType::Q5 && *t != qlm::DType::Q8)) {
+      fmt::print(stderr, "qlm-convert: --mixed-promote takes q5 and/or q8, not '{}'\n", name);
+      return 2;
+    }
+    promote.push_back(*t);
+    at = end + 1;
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
@@ -62,6 +79,7 @@ int main(int argc, char** argv) {
   qlm::ConvertOptions options{input, output, *dtype, {}};
   options.recipe = mixed ? qlm::Recipe::Mixed : qlm::Recipe::Uniform;
   options.max_bits_per_weight = max_bpw;
+  options.mixed_promotions = promote;
   options.scale_method =
       scales == "rtn" ? qlm::quant::ScaleMethod::Rtn : qlm::quant::ScaleMethod::Fit;
   options.importance = importance;

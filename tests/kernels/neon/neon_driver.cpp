@@ -32,15 +32,15 @@ int main(int argc, char** argv) {
   }
   const KernelTable& scalar = kernels_for(Isa::Scalar);
   report("scalar vs dequantized float", check::check_all_gemm(scalar, nullptr));
-  report("scalar q4nl code book", check::check_codebook(scalar, DType::Q4NL));
-  report("scalar q5 codes", check::check_codebook(scalar, DType::Q5));
+  report("scalar q4nl code book", check::check_codebook(scalar, qlm::DType::Q4NL));
+  report("scalar q5 codes", check::check_codebook(scalar, qlm::DType::Q5));
   report("scalar attention vs double", check::check_attention(scalar, nullptr));
   for (Isa isa : supported_isas()) {
     if (isa == Isa::Scalar) continue;
     const std::string name(to_string(isa));
     report(name + " gemm/quantize vs scalar", check::check_all_gemm(kernels_for(isa), &scalar));
-    report(name + " q4nl code book", check::check_codebook(kernels_for(isa), DType::Q4NL));
-    report(name + " q5 codes", check::check_codebook(kernels_for(isa), DType::Q5));
+    report(name + " q4nl code book", check::check_codebook(kernels_for(isa), qlm::DType::Q4NL));
+    report(name + " q5 codes", check::check_codebook(kernels_for(isa), qlm::DType::Q5));
     report(name + " fp32 helpers vs scalar", check::check_float_helpers(kernels_for(isa), scalar));
     report(name + " f16 conversions vs scalar", check::check_half(kernels_for(isa), scalar));
     report(name + " attention vs scalar", check::check_attention(kernels_for(isa), &scalar));
