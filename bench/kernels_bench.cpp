@@ -1,4 +1,4 @@
-// Kernel benchmarks: Q8/Q4/Q4NL GEMV at decode shapes streaming weights from DRAM (GB/s), GEMM at
+// Kernel benchmarks: Q8/Q4/Q4NL/Q5 GEMV at decode shapes streaming weights from DRAM (GB/s), GEMM at
 // 128 and 512 rows (int8 ops/s), decode attention over a long KV cache (GB/s of keys and values),
 // 1 and 2 threads, and a read-bandwidth probe for reference.
 #include <benchmark/benchmark.h>
@@ -77,7 +77,7 @@ struct Acts {
 };
 
 GemmFn gemm_for(const KernelTable& t, DType type) {
-  return type == DType::Q8 ? t.gemm_q8 : type == DType::Q4NL ? t.gemm_q4nl : t.gemm_q4;
+  return t.gemm_for(type);
 }
 
 // Splits the row groups evenly over `threads` threads (fixed chunks: results independent of it).
@@ -216,7 +216,7 @@ int main(int argc, char** argv) {
   }
   for (Isa isa : supported_isas()) {
     const std::string in(to_string(isa));
-    for (DType type : {DType::Q4, DType::Q4NL, DType::Q8}) {
+    for (DType type : {DType::Q4, DType::Q4NL, DType::Q5, DType::Q8}) {
       const std::string tn(qlm::to_string(type));
       for (const Shape& s : kDecode) {
         for (std::size_t rows : {1, 2}) {
