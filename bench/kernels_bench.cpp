@@ -1,6 +1,6 @@
-// Kernel benchmarks: Q8/Q4/Q4NL/Q5 GEMV at decode shapes streaming weights from DRAM (GB/s), GEMM at
-// 128 and 512 rows (int8 ops/s), decode attention over a long KV cache (GB/s of keys and values),
-// 1 and 2 threads, and a read-bandwidth probe for reference.
+// Kernel benchmarks: Q8/Q4/Q4NL/Q5 GEMV at decode shapes streaming weights from DRAM (GB/s), GEMM
+// at 128 and 512 rows (int8 ops/s), decode attention over a long KV cache (GB/s of keys and
+// values), 1 and 2 threads, and a read-bandwidth probe for reference.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 

@@ -36,6 +36,16 @@ qlm::ConvertReport convert(const qlm::ConvertOptions& o) {
   return *report;
 }
 
+// A mixed conversion of stories260K on `base`, measured on the calibration text (written to tmp).
+qlm::ConvertOptions measured_mixed(const qlm::test::TempDir& tmp, DType base) {
+  const auto calib = tmp / "calib.txt";
+  std::ofstream(calib) << calibration_text();
+  qlm::ConvertOptions o{qlm::test::stories_dir(), tmp / "mixed.qlm", base, {}};
+  o.recipe = qlm::Recipe::Mixed;
+  o.calibration = calib;
+  return o;
+}
+
 // The base type's KL a choice line reports ("...; KL 1.23e-02 at q4, ... with only it
 // quantized; ..."), or -1.
 double reported_kl(const std::string& line) {
@@ -47,11 +57,7 @@ double reported_kl(const std::string& line) {
 
 TEST_CASE("measured sensitivities decide the mixed plan and say so", "[quant][quality][mixed]") {
   qlm::test::TempDir tmp;
-  const auto calib = tmp / "calib.txt";
-  std::ofstream(calib) << calibration_text();
-  qlm::ConvertOptions o{qlm::test::stories_dir(), tmp / "measured.qlm", DType::Q4, {}};
-  o.recipe = qlm::Recipe::Mixed;
-  o.calibration = calib;
+  qlm::ConvertOptions o = measured_mixed(tmp, DType::Q4);
   o.mixed_promotions = {DType::Q8};
   const auto report = convert(o);
   CHECK(report.bits_per_weight() <= 5.0);
@@ -84,11 +90,7 @@ TEST_CASE("measured sensitivities decide the mixed plan and say so", "[quant][qu
 TEST_CASE("with q5 allowed, the mixed plan measures it and spends the budget on it",
           "[quant][quality][mixed]") {
   qlm::test::TempDir tmp;
-  const auto calib = tmp / "calib.txt";
-  std::ofstream(calib) << calibration_text();
-  qlm::ConvertOptions o{qlm::test::stories_dir(), tmp / "ladder.qlm", DType::Q4NL, {}};
-  o.recipe = qlm::Recipe::Mixed;
-  o.calibration = calib;
+  const qlm::ConvertOptions o = measured_mixed(tmp, DType::Q4NL);
   const auto report = convert(o);
   CHECK(report.bits_per_weight() <= 5.0);
   std::size_t q5 = 0;

@@ -1,10 +1,12 @@
 // Q8/Q4 reference quantizers on awkward shapes: error bounds, padding, zero blocks and outliers,
 // read back both through dequantize_row and directly through the documented tile layout.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <set>
+#include <span>
 #include <vector>
 
 #include "qlm/detail/half.hpp"
@@ -275,6 +277,31 @@ std::vector<float> random_importance(std::size_t k, std::uint32_t seed) {
   return w;
 }
 
+// Every stored level of a [rows, k] matrix, after checking that dequantize_row gives exactly
+// level * scale for each (the format's decoding, read back independently).
+std::vector<int> decoded_levels(DType t, std::span<const std::uint8_t> q, std::size_t rows,
+                                std::size_t k) {
+  const TileGeometry geo(t, rows, k);
+  std::vector<int> levels;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const auto xhat = dequantize_row(t, q, rows, k, r);
+    for (std::size_t c = 0; c < k; ++c) {
+      levels.push_back(stored_level(t, q, geo, r, c));
+      REQUIRE(xhat[c] == static_cast<float>(levels.back()) * stored_scale(q, geo, r, c / 32));
+    }
+  }
+  return levels;
+}
+
+// The column of row `row`'s first block with the largest magnitude.
+std::size_t first_block_extreme(std::span<const float> x, std::size_t k, std::size_t row) {
+  std::size_t extreme = 0;
+  for (std::size_t c = 0; c < 32; ++c) {
+    if (std::fabs(x[row * k + c]) > std::fabs(x[row * k + extreme])) extreme = c;
+  }
+  return extreme;
+}
+
 }  // namespace
 
 TEST_CASE("the fitted quantizer's error is never worse than round-to-nearest", "[quant]") {
@@ -360,23 +387,12 @@ TEST_CASE("Q4NL stores code book levels and beats evenly spaced 4-bit levels on 
   const auto x = awkward_matrix(rows, k, 0, 21);
   const auto nl = quantize(DType::Q4NL, x, rows, k, {.method = ScaleMethod::Fit});
   const auto q4 = quantize(DType::Q4, x, rows, k, {.method = ScaleMethod::Fit});
-  const TileGeometry geo(DType::Q4NL, rows, k);
   REQUIRE(nl.size() == *qlm::tensor_bytes(DType::Q4NL, std::vector<std::uint64_t>{rows, k}));
-  for (std::size_t r = 0; r < rows; ++r) {
-    const auto xhat = dequantize_row(DType::Q4NL, nl, rows, k, r);
-    for (std::size_t c = 0; c < k; ++c) {
-      const float want = static_cast<float>(stored_level(DType::Q4NL, nl, geo, r, c)) *
-                         stored_scale(nl, geo, r, c / 32);
-      REQUIRE(xhat[c] == want);
-    }
-  }
+  (void)decoded_levels(DType::Q4NL, nl, rows, k);
   // Round to nearest maps each block's extreme onto the code book's end exactly.
   const auto rtn = quantize(DType::Q4NL, x, rows, k);
   const auto row = dequantize_row(DType::Q4NL, rtn, rows, k, 5);
-  std::size_t extreme = 0;
-  for (std::size_t c = 0; c < 32; ++c) {
-    if (std::fabs(x[5 * k + c]) > std::fabs(x[5 * k + extreme])) extreme = c;
-  }
+  const std::size_t extreme = first_block_extreme(x, k, 5);
   CHECK(row[extreme] == Approx(x[5 * k + extreme]).epsilon(1e-3));
   const double e_nl = qlm::quant::weighted_error(DType::Q4NL, x, nl, rows, k);
   const double e_q4 = qlm::quant::weighted_error(DType::Q4, x, q4, rows, k);
@@ -394,25 +410,15 @@ TEST_CASE("Q5 stores 5-bit codes, rounds to nearest as Q5_0 does, and quarters Q
   const TileGeometry geo(DType::Q5, rows, k);
   REQUIRE(geo.quant_bytes == 320);
   REQUIRE(q5.size() == *qlm::tensor_bytes(DType::Q5, std::vector<std::uint64_t>{rows, k}));
-  std::size_t high_codes = 0;
-  for (std::size_t r = 0; r < rows; ++r) {
-    const auto xhat = dequantize_row(DType::Q5, q5, rows, k, r);
-    for (std::size_t c = 0; c < k; ++c) {
-      const int level = stored_level(DType::Q5, q5, geo, r, c);
-      REQUIRE(level >= -16);
-      REQUIRE(level <= 15);
-      high_codes += level >= 0;  // the fifth bit is set
-      REQUIRE(xhat[c] == static_cast<float>(level) * stored_scale(q5, geo, r, c / 32));
-    }
-  }
-  CHECK(high_codes > rows * k / 4);
+  const std::vector<int> levels = decoded_levels(DType::Q5, q5, rows, k);
+  CHECK(std::ranges::all_of(levels, [](int l) { return l >= -16 && l <= 15; }));
+  // Levels 0..15 have the fifth bit set: a normal block uses both halves.
+  CHECK(std::ranges::count_if(levels, [](int l) { return l >= 0; }) >
+        static_cast<std::ptrdiff_t>(rows * k / 4));
   // Round to nearest maps each block's extreme onto -16 exactly (d = extreme / -16).
   const auto rtn = quantize(DType::Q5, x, rows, k, {.method = ScaleMethod::Rtn});
   const auto row = dequantize_row(DType::Q5, rtn, rows, k, 7);
-  std::size_t extreme = 0;
-  for (std::size_t c = 0; c < 32; ++c) {
-    if (std::fabs(x[7 * k + c]) > std::fabs(x[7 * k + extreme])) extreme = c;
-  }
+  const std::size_t extreme = first_block_extreme(x, k, 7);
   CHECK(stored_level(DType::Q5, rtn, geo, 7, extreme) == -16);
   CHECK(row[extreme] == Approx(x[7 * k + extreme]).epsilon(1e-3));
   // One more bit halves the step: about a quarter of the squared error.
