@@ -30,7 +30,7 @@ struct ConvertOptions {
   double max_bits_per_weight = 5.0;  ///< Mixed: average over all tensors, padding included
   /// Mixed: the types a matrix may be promoted to from `type` (any of q5, q8, in any order).
   std::vector<DType> mixed_promotions{DType::Q5, DType::Q8};
-  quant::ScaleMethod scale_method = quant::ScaleMethod::Fit;  ///< how q4/q8 block scales are chosen
+  quant::ScaleMethod scale_method = quant::ScaleMethod::Fit;  ///< how block scales are chosen
   /// Optional Importance file (qlm-perplexity --save-importance): weighs each weight's error by its
   /// input column's activations, for the scale search and the mixed recipe's sensitivities.
   std::filesystem::path importance{};

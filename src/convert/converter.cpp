@@ -106,9 +106,11 @@ void encode(DType type, const safetensors::Tensor& t, const std::vector<float>& 
 }
 
 std::string recipe_text(const ConvertOptions& o, const Importance* imp) {
+  std::string promoted;
+  for (DType t : o.mixed_promotions) promoted += fmt::format(" or {}", to_string(t));
   std::string text = o.recipe == Recipe::Mixed
-                         ? fmt::format("mixed: 2-D weights {} or q8 within {:.2f} bits per weight",
-                                       to_string(o.type), o.max_bits_per_weight)
+                         ? fmt::format("mixed: 2-D weights {}{} within {:.2f} bits per weight",
+                                       to_string(o.type), promoted, o.max_bits_per_weight)
                          : fmt::format("uniform: 2-D weights {}", to_string(o.type));
   text += ", 1-D tensors f32";
   if (o.recipe == Recipe::Mixed || is_quantized(o.type)) {

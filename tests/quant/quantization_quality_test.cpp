@@ -188,6 +188,8 @@ TEST_CASE("the mixed recipe keeps within its budget and says why", "[quant][qual
   CHECK(q4 > 0);                                      // all-q5 would be over 5.5 bits per weight
   CHECK(report->choices.size() == q8 + q5 + q4 + 1);  // one line per matrix and a total
   CHECK(*(*file)->metadata().find<std::string>("qlm.quantization.type") == "mixed");
+  CHECK(qlm::test::contains(*(*file)->metadata().find<std::string>("qlm.quantization.recipe"),
+                            "mixed: 2-D weights q4 or q5 or q8 within 5.00 bits per weight"));
 
   o.max_bits_per_weight = 4.0;  // below what all-q4 needs (scales and padding)
   o.output = tmp / "tight.qlm";

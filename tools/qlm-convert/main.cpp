@@ -32,9 +32,10 @@ int main(int argc, char** argv) {
   std::string promotions = "q5,q8";
   app.add_option("--mixed-promote", promotions,
                  "mixed: the types a matrix may be promoted to, q5,q8 (default), q5 or q8");
-  app.add_option("--scales", scales,
-                 "q4/q8 block scales: fit (error-minimizing search, default) or rtn (round to "
-                 "nearest, as llama.cpp's Q4_0/Q8_0)");
+  app.add_option(
+      "--scales", scales,
+      "block scales of quantized types: fit (error-minimizing search, default) or rtn (round to "
+      "nearest, as llama.cpp's Q4_0/Q5_0/Q8_0)");
   app.add_option("--importance", importance,
                  "importance file from qlm-perplexity --save-importance: weighs each weight's "
                  "error by how strongly its input column is activated");
