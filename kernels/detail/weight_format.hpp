@@ -22,7 +22,7 @@ constexpr std::size_t tile_bytes(Wfmt f) noexcept {
 }
 /// Where a Q5 tile's fifth-bit plane starts: byte kQ5Bits + 4r + j holds, in bit i, the fifth bit
 /// of (row r, column 4i + j) (quant/layout.hpp).
-inline constexpr std::size_t kQ5Bits = 256;
+inline constexpr std::size_t kQ5Bits = quant::q5_bit_index(0, 0);
 /// Row groups per cache block of a GEMM: ~256 KiB of a group range's quants and scales stay in L2
 /// while every activation row passes over them (the same blocking on every ISA).
 constexpr std::size_t l2_chunk_groups(std::size_t blocks, std::size_t tile) noexcept {

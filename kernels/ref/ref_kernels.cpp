@@ -78,7 +78,7 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
             u = (c % 8) >= 4 ? byte >> 4 : byte & 0x0f;
             if constexpr (F == Wfmt::Q4nl) u = detail::kQ4nlBiased[u];
             if constexpr (F == Wfmt::Q5) {
-              const int fifth = (t[detail::kQ5Bits + r * 4 + c % 4] >> (c / 4)) & 1;
+              const int fifth = (t[quant::q5_bit_index(r, c)] >> quant::q5_bit(c)) & 1;
               u = detail::kQ5Biased[u] + 16 * fifth;
             }
           }

@@ -100,7 +100,7 @@ Scored score(const MixedCandidate& c, std::span<const DType> types, quant::Scale
   return s;
 }
 
-std::string describe(const Scored& s, bool over_budget) {
+std::string describe(const Scored& s) {
   std::string line =
       fmt::format("{:<4} {}: output noise/signal", to_string(s.levels[s.at].type), s.c->name);
   for (const Level& l : s.levels) line += fmt::format(" {:.2e} at {},", l.nsr, to_string(l.type));
@@ -116,7 +116,7 @@ std::string describe(const Scored& s, bool over_budget) {
   if (s.at > 0) {
     line += fmt::format(" promoted at {:.3g} per extra KiB", s.ratio * 1024.0);
   } else {
-    line += over_budget ? " stays (promotions over budget)" : " stays";
+    line += s.levels.size() > 1 ? " stays (promotions over budget)" : " stays";
   }
   return line;
 }
@@ -177,8 +177,7 @@ MixedPlan plan_mixed(std::span<const MixedCandidate> candidates, std::uint64_t f
   MixedPlan plan;
   for (const Scored& s : scored) {
     plan.types[s.c->name] = s.levels[s.at].type;
-    const bool over = s.at + 1 < s.levels.size();
-    plan.reasons.push_back(describe(s, over));
+    plan.reasons.push_back(describe(s));
   }
   plan.reasons.push_back(
       fmt::format("{:.3f} bits per weight of a {:.2f} budget",
