@@ -5,6 +5,9 @@
 #include <malloc.h>
 #endif
 
+#include <algorithm>
+#include <map>
+
 #include "model_weights.hpp"
 #include "qlm/tensor_names.hpp"
 #include "qlm/vocabulary.hpp"
@@ -15,14 +18,56 @@ namespace qlm {
 namespace detail {
 namespace {
 
-Matrix bind_matrix(const format::ModelFile& file, const std::string& name) {
-  const auto t = file.find(name);
-  if (!t) fail(ErrorCode::Format, "{}: missing tensor '{}'", file.path(), name);
-  if (t->info->shape.size() != 2) {
-    fail(ErrorCode::Format, "{}: tensor '{}' must be 2-D", file.path(), name);
+Matrix single_band(const format::ModelFile& file, const format::TensorView& t,
+                   const ExpectedTensor& e) {
+  if (t.info->shape != e.shape) {
+    fail(ErrorCode::Format, "{}: tensor '{}' has shape {} but the config implies {}", file.path(),
+         e.name, fmt::join(t.info->shape, "x"), fmt::join(e.shape, "x"));
   }
-  return Matrix{t->info->dtype, static_cast<std::uint32_t>(t->info->shape[0]),
-                static_cast<std::uint32_t>(t->info->shape[1]), t->data};
+  const auto rows = static_cast<std::uint32_t>(e.shape[0]);
+  return Matrix{rows, static_cast<std::uint32_t>(e.shape[1]), {{t.info->dtype, 0, rows, t.data}}};
+}
+
+// A matrix is one tensor of its own name, or bands `name[r0:r1]` that cover its rows in order
+// with interior edges on whole row groups (so each band has a tile layout of its own).
+Matrix bind_matrix(const format::ModelFile& file, const ExpectedTensor& e) {
+  std::vector<std::pair<RowBand, const format::TensorInfo*>> found;
+  for (const auto& t : file.tensors()) {
+    if (auto b = parse_band_tensor(t.name, e.name)) found.emplace_back(*b, &t);
+  }
+  const auto whole = file.find(e.name);
+  if (whole && !found.empty()) {
+    fail(ErrorCode::Format, "{}: matrix '{}' is stored both whole and in bands ('{}')", file.path(),
+         e.name, found.front().second->name);
+  }
+  if (whole) return single_band(file, *whole, e);
+  if (found.empty()) fail(ErrorCode::Format, "{}: missing tensor '{}'", file.path(), e.name);
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first.row0 < b.first.row0; });
+  Matrix m{static_cast<std::uint32_t>(e.shape[0]), static_cast<std::uint32_t>(e.shape[1]), {}};
+  std::uint64_t next = 0;
+  for (const auto& [band, info] : found) {
+    if (band.row0 != next || band.row1 <= band.row0 || band.row1 > m.rows ||
+        (band.row1 < m.rows && band.row1 % kRowGroup != 0)) {
+      fail(ErrorCode::Format,
+           "{}: band '{}' of a {}-row matrix does not start where the bands before end (row {}) "
+           "or does not end on a {}-row group",
+           file.path(), info->name, m.rows, next, kRowGroup);
+    }
+    const std::vector<std::uint64_t> shape{band.row1 - band.row0, m.k};
+    if (info->shape != shape) {
+      fail(ErrorCode::Format, "{}: band '{}' has shape {} but its rows and the config imply {}",
+           file.path(), info->name, fmt::join(info->shape, "x"), fmt::join(shape, "x"));
+    }
+    m.bands.push_back({info->dtype, static_cast<std::uint32_t>(band.row0),
+                       static_cast<std::uint32_t>(band.row1 - band.row0), file.data(*info)});
+    next = band.row1;
+  }
+  if (next != m.rows) {
+    fail(ErrorCode::Format, "{}: the bands of '{}' end at row {} of {}", file.path(), e.name, next,
+         m.rows);
+  }
+  return m;
 }
 
 // 1-D tensors are always f32; the mapping is page aligned and payloads 64-byte aligned, so
@@ -39,7 +84,12 @@ std::span<const float> bind_vector(const format::ModelFile& file, const std::str
 }  // namespace
 
 ModelWeights bind_weights(const format::ModelFile& file, const ModelConfig& c) {
+  std::map<std::string, Matrix> matrices;
   for (const auto& e : expected_tensors(c)) {  // shapes first, so views below can trust them
+    if (e.matrix) {
+      matrices.emplace(e.name, bind_matrix(file, e));
+      continue;
+    }
     const auto t = file.find(e.name);
     if (!t) fail(ErrorCode::Format, "{}: missing tensor '{}'", file.path(), e.name);
     if (t->info->shape != e.shape) {
@@ -48,12 +98,12 @@ ModelWeights bind_weights(const format::ModelFile& file, const ModelConfig& c) {
     }
   }
   ModelWeights w;
-  w.embed = bind_matrix(file, "model.embed_tokens.weight");
-  w.lm_head = c.tie_word_embeddings ? w.embed : bind_matrix(file, "lm_head.weight");
+  w.embed = matrices.at("model.embed_tokens.weight");
+  w.lm_head = c.tie_word_embeddings ? w.embed : matrices.at("lm_head.weight");
   w.final_norm = bind_vector(file, "model.norm.weight");
   for (std::uint32_t l = 0; l < c.n_layers; ++l) {
     LayerWeights lw;
-    auto m = [&](const char* s) { return bind_matrix(file, layer_tensor(l, s)); };
+    auto m = [&](const char* s) { return matrices.at(layer_tensor(l, s)); };
     auto v = [&](const char* s) { return bind_vector(file, layer_tensor(l, s)); };
     lw.attn_norm = v("input_layernorm.weight");
     lw.wq = m("self_attn.q_proj.weight");

@@ -11,12 +11,28 @@
 
 namespace qlm::detail {
 
-/// A [rows, k] weight matrix of any DType (a view into the mapping).
-struct Matrix {
+/// Rows [row0, row0 + rows) of a weight matrix, stored at one DType (a view into the mapping).
+struct MatrixBand {
   DType dtype = DType::F32;
+  std::uint32_t row0 = 0;
+  std::uint32_t rows = 0;
+  std::span<const std::uint8_t> data;
+};
+
+/// A [rows, k] weight matrix: one band, or several of different types (a mixed recipe may keep
+/// some of a matrix's rows at more bits). Bands are in row order and interior edges fall on whole
+/// 16-row groups, so each band is laid out as a matrix of its own.
+struct Matrix {
   std::uint32_t rows = 0;
   std::uint32_t k = 0;
-  std::span<const std::uint8_t> data;
+  std::vector<MatrixBand> bands;
+
+  /// Writes row r (< rows) as f32 into out[0, k).
+  void dequantize_row(std::uint32_t r, std::span<float> out) const;
+  /// Whether any band is stored at `t`.
+  bool has(DType t) const;
+  /// Whether any band holds quantized (integer-kernel) weights.
+  bool any_quantized() const;
 };
 
 /// A set of views for one decoder layer; biases are empty when the architecture has none.

@@ -1,7 +1,28 @@
 // The Llama-family tensor list (llama, mistral, qwen2 share it; qwen2 adds q/k/v biases).
 #include "qlm/tensor_names.hpp"
 
+#include <charconv>
+
 namespace qlm {
+
+std::string band_tensor(std::string_view matrix, RowBand band) {
+  return std::string(matrix) + "[" + std::to_string(band.row0) + ":" + std::to_string(band.row1) +
+         "]";
+}
+
+std::optional<RowBand> parse_band_tensor(std::string_view tensor, std::string_view matrix) {
+  if (!tensor.starts_with(matrix) || tensor.size() < matrix.size() + 5) return std::nullopt;
+  std::string_view s = tensor.substr(matrix.size());
+  if (s.front() != '[' || s.back() != ']') return std::nullopt;
+  s = s.substr(1, s.size() - 2);
+  RowBand b;
+  const char* end = s.data() + s.size();
+  auto [colon, e1] = std::from_chars(s.data(), end, b.row0);
+  if (e1 != std::errc{} || colon == end || *colon != ':') return std::nullopt;
+  auto [last, e2] = std::from_chars(colon + 1, end, b.row1);
+  if (e2 != std::errc{} || last != end) return std::nullopt;
+  return b;
+}
 
 std::string layer_tensor(std::uint32_t layer, const char* suffix) {
   return "model.layers." + std::to_string(layer) + "." + suffix;

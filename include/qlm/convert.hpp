@@ -30,6 +30,10 @@ struct ConvertOptions {
   double max_bits_per_weight = 5.0;  ///< Mixed: average over all tensors, padding included
   /// Mixed: the types a matrix may be promoted to from `type` (any of q5, q8, in any order).
   std::vector<DType> mixed_promotions{DType::Q5, DType::Q8};
+  /// Mixed: a matrix may be split into up to this many bands of rows, each at its own type (stored
+  /// as tensors "name[row0:row1]"), so that rows that matter more (frequent tokens) get the bits;
+  /// 1 = whole matrices.
+  std::uint32_t mixed_bands = 16;
   quant::ScaleMethod scale_method = quant::ScaleMethod::Fit;  ///< how block scales are chosen
   /// Optional Importance file (qlm-perplexity --save-importance): weighs each weight's error by its
   /// input column's activations, for the scale search and the mixed recipe's sensitivities.

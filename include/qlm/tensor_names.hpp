@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "qlm/activation_observer.hpp"
@@ -23,6 +25,19 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& config);
 
 /// Name of a per-layer tensor, e.g. layer_tensor(3, "self_attn.q_proj.weight").
 std::string layer_tensor(std::uint32_t layer, const char* suffix);
+
+/// Rows [row0, row1) of a matrix stored in bands (docs/format.md): a matrix whose rows are not
+/// all at one type has no tensor of its own name but one `name[row0:row1]` per band.
+struct RowBand {
+  std::uint64_t row0 = 0, row1 = 0;
+};
+
+/// The tensor name of a band, e.g. "model.embed_tokens.weight[256:512]".
+std::string band_tensor(std::string_view matrix, RowBand band);
+
+/// The band `tensor` names if it is a band of `matrix`; nullopt if it is not one (malformed
+/// suffixes are not bands).
+std::optional<RowBand> parse_band_tensor(std::string_view tensor, std::string_view matrix);
 
 /// The weight matrices that read `input` at `layer` (the LM head is the embedding when tied).
 std::vector<std::string> matrices_reading(const ModelConfig& config, MatrixInput input,

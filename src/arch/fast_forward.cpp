@@ -23,9 +23,9 @@ bool two_passes(const Matrix& w, ActivationPrecision activations) {
     case ActivationPrecision::Int8:
       return false;
     case ActivationPrecision::Int8x2:
-      return is_quantized(w.dtype);
+      return w.any_quantized();
     case ActivationPrecision::Auto:
-      return w.dtype == DType::Q8;
+      return w.has(DType::Q8);
   }
   return false;
 }
@@ -105,8 +105,7 @@ class FastForward final : public Forward {
   void chunk(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache) {
     const std::size_t m = tokens.size(), d = c_.hidden_size, half = c_.head_dim / 2;
     for (std::size_t i = 0; i < m; ++i) {
-      quant::dequantize_row(w_.embed.dtype, w_.embed.data, w_.embed.rows, w_.embed.k,
-                            static_cast<std::size_t>(tokens[i]), {&x_[i * d], d});
+      w_.embed.dequantize_row(static_cast<std::uint32_t>(tokens[i]), {&x_[i * d], d});
       const float pos = static_cast<float>(start + i);
       for (std::size_t f = 0; f < half; ++f) {  // same float math as the reference path
         cos_[i * half + f] = std::cos(pos * inv_freq_[f]);

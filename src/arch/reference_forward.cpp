@@ -42,8 +42,7 @@ class ReferenceForward final : public Forward {
 
  private:
   void token(std::int32_t id, std::uint32_t pos, KvCache& cache, std::span<float> logits) {
-    quant::dequantize_row(w_.embed.dtype, w_.embed.data, w_.embed.rows, w_.embed.k,
-                          static_cast<std::size_t>(id), x_);
+    w_.embed.dequantize_row(static_cast<std::uint32_t>(id), x_);
     for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
       attention(l, pos, cache);
       mlp(l);

@@ -71,8 +71,9 @@ std::vector<float> load_f32(const safetensors::Tensor& t) {
   return x;
 }
 
-void encode(DType type, const safetensors::Tensor& t, const std::vector<float>& x,
-            const quant::QuantizeOptions& q, std::span<std::uint8_t> out) {
+// Encodes x (the rows x k values of tensor t, or of a band of its rows) at `type` into out.
+void encode(DType type, const safetensors::Tensor& t, std::span<const float> x, std::uint64_t rows,
+            std::uint64_t k, const quant::QuantizeOptions& q, std::span<std::uint8_t> out) {
   switch (type) {
     case DType::F32:
       std::memcpy(out.data(), x.data(), x.size() * 4);
@@ -99,7 +100,7 @@ void encode(DType type, const safetensors::Tensor& t, const std::vector<float>& 
         fail(ErrorCode::Unsupported, "{}: tensor '{}' has values up to {}, beyond a {} scale",
              t.file, t.name, amax, to_string(type));
       }
-      quant::quantize_matrix(type, x, t.shape[0], t.shape[1], out, q);
+      quant::quantize_matrix(type, x, rows, k, out, q);
       return;
     }
   }
@@ -112,6 +113,9 @@ std::string recipe_text(const ConvertOptions& o, const Importance* imp) {
                          ? fmt::format("mixed: 2-D weights {}{} within {:.2f} bits per weight",
                                        to_string(o.type), promoted, o.max_bits_per_weight)
                          : fmt::format("uniform: 2-D weights {}", to_string(o.type));
+  if (o.recipe == Recipe::Mixed && o.mixed_bands > 1) {
+    text += fmt::format(", in up to {} bands of rows per matrix", o.mixed_bands);
+  }
   text += ", 1-D tensors f32";
   if (o.recipe == Recipe::Mixed || is_quantized(o.type)) {
     text += o.scale_method == quant::ScaleMethod::Fit ? "; scales fitted" : "; scales rtn";
@@ -215,17 +219,27 @@ Preparation prepare(const ConvertOptions& o, const ModelConfig& config,
   return prep;
 }
 
-// Each matrix's type: uniform, or as the mixed recipe decides (its reasons go to the report).
-std::map<std::string, DType> matrix_types(const ConvertOptions& o, const ModelConfig& config,
-                                          const Preparation& prep,
-                                          const detail::ProbeWriter& write_probe,
-                                          ConvertReport& report) {
-  const safetensors::Checkpoint& ckpt = prep.ckpt;
-  std::map<std::string, DType> types;
-  if (o.recipe == Recipe::Uniform) {
-    for (const auto& e : expected_tensors(config)) types[e.name] = e.matrix ? o.type : DType::F32;
-    return types;
+using Layouts = std::map<std::string, detail::MatrixLayout>;
+
+// Every tensor whole: matrices at `type` (plus `overrides`), vectors f32.
+Layouts uniform_layouts(const ModelConfig& config, DType type,
+                        const std::map<std::string, DType>& overrides = {}) {
+  Layouts layouts;
+  for (const auto& e : expected_tensors(config)) {
+    const auto it = overrides.find(e.name);
+    const DType t = it != overrides.end() ? it->second : e.matrix ? type : DType::F32;
+    layouts[e.name] = {{0, e.shape[0], t}};
   }
+  return layouts;
+}
+
+// Each tensor's bands and types: uniform, or as the mixed recipe decides (its reasons go to the
+// report).
+Layouts matrix_layouts(const ConvertOptions& o, const ModelConfig& config, const Preparation& prep,
+                       const detail::ProbeWriter& write_probe, ConvertReport& report) {
+  const safetensors::Checkpoint& ckpt = prep.ckpt;
+  if (o.recipe == Recipe::Uniform) return uniform_layouts(config, o.type);
+  Layouts layouts;
   if (!(o.max_bits_per_weight > 0.0)) {
     fail(ErrorCode::InvalidArgument, "mixed recipe: --max-bpw must be positive");
   }
@@ -235,7 +249,7 @@ std::map<std::string, DType> matrix_types(const ConvertOptions& o, const ModelCo
   for (const auto& e : expected) {
     const safetensors::Tensor* src = ckpt.find(e.name);
     if (!e.matrix) {
-      types[e.name] = DType::F32;
+      layouts[e.name] = {{0, e.shape[0], DType::F32}};
       fixed_bytes += *tensor_bytes(DType::F32, e.shape);
       fixed_weights += src->elements();
       continue;
@@ -243,7 +257,7 @@ std::map<std::string, DType> matrix_types(const ConvertOptions& o, const ModelCo
     candidates.push_back({e.name, e.shape[0], e.shape[1], [&prep, &e] { return prep.load(e); },
                           prep.importance(e), [&prep, &e] { return prep.hessian(e); }});
   }
-  detail::MeasuredSensitivity measured;
+  detail::Sensitivity measured;
   if (!o.calibration.empty()) {
     std::uint64_t weights = fixed_weights;
     std::vector<std::string> names;
@@ -263,38 +277,57 @@ std::map<std::string, DType> matrix_types(const ConvertOptions& o, const ModelCo
       if (t != DType::Q8 && t != o.type) probed.push_back(t);
     }
     measured = detail::measure_sensitivity(o.calibration, o.output, names, probed, write_probe);
+    // A token row's error matters as often as the token occurs, as input (embedding) or as a
+    // likely next token (LM head); add-half keeps unseen tokens from counting for nothing.
+    for (auto& c : candidates) {
+      if (c.name != "model.embed_tokens.weight" && c.name != "lm_head.weight") continue;
+      c.row_weights = measured.token_counts;
+      c.row_weights.resize(c.rows, 0.0);
+      for (double& w : c.row_weights) w += 0.5;
+    }
   }
   const auto plan =
       detail::plan_mixed(candidates, fixed_bytes, fixed_weights, o.max_bits_per_weight, o.type,
-                         o.mixed_promotions, o.scale_method, measured);
-  types.insert(plan.types.begin(), plan.types.end());
+                         o.mixed_promotions, o.scale_method, measured.kl, o.mixed_bands);
+  layouts.insert(plan.layouts.begin(), plan.layouts.end());
   report.choices = plan.reasons;
-  return types;
+  return layouts;
 }
 
-// Encodes every tensor at its type from `types` into `output`, adding sizes to `report`.
+// Encodes every tensor (or band of a matrix's rows) at its type from `layouts` into `output`,
+// adding sizes to `report`.
 void write_model(const ConvertOptions& o, const ModelConfig& config, const Preparation& prep,
-                 const format::Metadata& meta, const std::map<std::string, DType>& types,
+                 const format::Metadata& meta, const Layouts& layouts,
                  const std::filesystem::path& output, ConvertReport& report) {
   std::vector<format::PendingTensor> pending;
   std::vector<std::string> padded;
   const std::vector<ExpectedTensor> expected = expected_tensors(config);
   for (const auto& e : expected) {
     const safetensors::Tensor* src = prep.ckpt.find(e.name);
-    const DType type = types.at(e.name);
-    if (is_quantized(type) && (e.shape[1] % kBlockK != 0 || e.shape[0] % kRowGroup != 0)) {
-      padded.push_back(fmt::format("{} [{}x{}]", e.name, e.shape[0], e.shape[1]));
+    const detail::MatrixLayout& layout = layouts.at(e.name);
+    const std::uint64_t k = e.shape.size() == 2 ? e.shape[1] : 1;
+    for (const detail::TypedBand& b : layout) {
+      const DType type = b.type;
+      const std::string name = layout.size() == 1 ? e.name : band_tensor(e.name, {b.row0, b.row1});
+      std::vector<std::uint64_t> shape = e.shape;
+      shape[0] = b.row1 - b.row0;
+      if (is_quantized(type) && (k % kBlockK != 0 || shape[0] % kRowGroup != 0)) {
+        padded.push_back(fmt::format("{} [{}x{}]", name, shape[0], k));
+      }
+      pending.push_back(
+          {name, type, shape, [src, type, b, k, &o, &prep, &e](std::span<std::uint8_t> out) {
+             return detail::capture([&] {
+               const std::vector<float> h =
+                   is_quantized(type) ? prep.hessian(e) : std::vector<float>{};
+               const std::vector<float> x = prep.load(e);
+               const std::span<const float> rows(x.data() + b.row0 * k, (b.row1 - b.row0) * k);
+               encode(type, *src, rows, b.row1 - b.row0, k, {o.scale_method, prep.importance(e), h},
+                      out);
+             });
+           }});
+      report.weight_bytes += *tensor_bytes(type, shape);
     }
-    pending.push_back(
-        {e.name, type, e.shape, [src, type, &o, &prep, &e](std::span<std::uint8_t> out) {
-           return detail::capture([&] {
-             const std::vector<float> h =
-                 is_quantized(type) ? prep.hessian(e) : std::vector<float>{};
-             encode(type, *src, prep.load(e), {o.scale_method, prep.importance(e), h}, out);
-           });
-         }});
     report.weights += src->elements();
-    report.weight_bytes += *tensor_bytes(type, e.shape);
   }
   if (!padded.empty()) {
     report.notes.push_back(fmt::format(
@@ -322,16 +355,16 @@ Result<ConvertReport> convert_checkpoint(const ConvertOptions& o) {
     // For measured sensitivity: the model in f32 with at most one matrix quantized.
     auto write_probe = [&](const std::string& quantized, DType type,
                            const std::filesystem::path& out) {
-      std::map<std::string, DType> types;
-      for (const auto& e : expected_tensors(config)) types[e.name] = DType::F32;
-      if (!quantized.empty()) types[quantized] = type;
+      std::map<std::string, DType> overrides;
+      if (!quantized.empty()) overrides[quantized] = type;
       ConvertOptions quiet = o;
       quiet.on_progress = {};
       ConvertReport ignored;
-      write_model(quiet, config, prep, meta, types, out, ignored);
+      write_model(quiet, config, prep, meta, uniform_layouts(config, DType::F32, overrides), out,
+                  ignored);
     };
-    const std::map<std::string, DType> types = matrix_types(o, config, prep, write_probe, report);
-    write_model(o, config, prep, meta, types, o.output, report);
+    const Layouts layouts = matrix_layouts(o, config, prep, write_probe, report);
+    write_model(o, config, prep, meta, layouts, o.output, report);
     return report;
   });
 }

@@ -1,13 +1,16 @@
 // plan_mixed: each matrix's error at each type is its output noise-to-signal ratio, with noise and
 // signal weighted by the input's second moment (H, or the importance of each input column: the
 // expected squared output error of the product, when calibration statistics are given); or, where
-// measured, the KL divergence with only this matrix at that type. Promotions are taken greedily by
-// error removed per extra byte, one step at a time (a matrix may go to q5 first and to q8 later):
-// a knapsack heuristic that is optimal when every step costs the same.
+// measured, the KL divergence with only this matrix at that type. A matrix is cut into bands of
+// whole row groups, and each band carries the share of that error its rows' output errors make up
+// (weighted per row: a token that never occurs costs nothing, whatever its error). Promotions are
+// taken greedily by error removed per extra byte, one step at a time (a band may go to q5 first
+// and to q8 later): a knapsack heuristic that is optimal when every step costs the same.
 #include "convert/mixed_recipe.hpp"
 
 #include <fmt/format.h>
 #include <algorithm>
+#include <numeric>
 
 #include "util/fail.hpp"
 
@@ -23,13 +26,22 @@ struct Level {
   double nsr;          // output noise-to-signal ratio at this type
   double error = 0.0;  // what the recipe minimizes: measured KL, or estimated from nsr
   bool measured = false;
+  std::vector<double> row_noise{};  // each row's output error at this type
 };
 
 struct Scored {
   const MixedCandidate* c;
   std::vector<Level> levels;  // levels[0] is the base type; then by size
-  std::size_t at = 0;         // the chosen level
-  double ratio = 0.0;         // error removed per extra byte by the step that reached `at`
+};
+
+// A band of whole row groups of one matrix: what the recipe promotes.
+struct Unit {
+  const Scored* s;
+  std::uint64_t row0, row1;
+  std::vector<std::uint64_t> bytes;  // at each level
+  std::vector<double> error;         // at each level: the matrix's error times this band's share
+  std::size_t at = 0;                // the chosen level
+  double ratio = 0.0;                // error removed per extra byte by the step that reached `at`
 };
 
 double signal(std::span<const float> x, std::uint64_t rows, std::uint64_t k,
@@ -46,15 +58,18 @@ double signal(std::span<const float> x, std::uint64_t rows, std::uint64_t k,
 
 // With H, signal and error are the quadratic forms w^T H w of the output (the quantizer then
 // minimizes that same error); without, the importance-weighted diagonal.
-double nsr(DType t, std::span<const float> x, const MixedCandidate& c, quant::ScaleMethod method,
-           std::span<const float> h, double sig) {
+Level level(DType t, std::span<const float> x, const MixedCandidate& c, quant::ScaleMethod method,
+            std::span<const float> h, double sig) {
   const quant::TileGeometry geo(t, c.rows, c.k);
   std::vector<std::uint8_t> q(geo.total_bytes());
   quant::quantize_matrix(t, x, c.rows, c.k, q,
                          {.method = method, .importance = c.importance, .hessian = h});
-  const double err = h.empty() ? quant::weighted_error(t, x, q, c.rows, c.k, c.importance)
-                               : quant::hessian_error(t, x, q, c.rows, c.k, h);
-  return sig > 0.0 ? err / sig : 0.0;
+  Level l{t, *tensor_bytes(t, std::vector<std::uint64_t>{c.rows, c.k}), 0.0};
+  l.row_noise = quant::row_errors(t, x, q, c.rows, c.k,
+                                  h.empty() ? c.importance : std::span<const float>{}, h);
+  const double err = std::accumulate(l.row_noise.begin(), l.row_noise.end(), 0.0);
+  l.nsr = sig > 0.0 ? err / sig : 0.0;
+  return l;
 }
 
 // With measurements, unmeasured types are scaled from the base's KL by their noise ratio (q8's is
@@ -92,17 +107,63 @@ Scored score(const MixedCandidate& c, std::span<const DType> types, quant::Scale
       }
     }
   }
-  const std::vector<std::uint64_t> shape{c.rows, c.k};
   Scored s{&c, {}};
-  for (DType t : types)
-    s.levels.push_back({t, *tensor_bytes(t, shape), nsr(t, x, c, method, h, sig)});
+  for (DType t : types) s.levels.push_back(level(t, x, c, method, h, sig));
   assign_errors(s, measured);
   return s;
 }
 
-std::string describe(const Scored& s) {
-  std::string line =
-      fmt::format("{:<4} {}: output noise/signal", to_string(s.levels[s.at].type), s.c->name);
+// Cuts a matrix into at most max_bands bands of whole row groups, each carrying its share of the
+// matrix's error at every level.
+void add_units(const Scored& s, std::uint32_t max_bands, std::vector<Unit>& units) {
+  const MixedCandidate& c = *s.c;
+  const std::uint64_t groups = (c.rows + kRowGroup - 1) / kRowGroup;
+  const std::uint64_t bands = std::max<std::uint64_t>(1, max_bands);
+  const std::uint64_t step = (groups + bands - 1) / bands * kRowGroup;
+  auto weight = [&](std::uint64_t r) { return c.row_weights.empty() ? 1.0 : c.row_weights[r]; };
+  std::vector<double> total(s.levels.size(), 0.0);
+  for (std::size_t l = 0; l < s.levels.size(); ++l) {
+    for (std::uint64_t r = 0; r < c.rows; ++r) total[l] += weight(r) * s.levels[l].row_noise[r];
+  }
+  for (std::uint64_t r0 = 0; r0 < c.rows; r0 += step) {
+    Unit u{&s, r0, std::min(c.rows, r0 + step), {}, {}};
+    for (std::size_t l = 0; l < s.levels.size(); ++l) {
+      double part = 0.0;
+      for (std::uint64_t r = u.row0; r < u.row1; ++r) part += weight(r) * s.levels[l].row_noise[r];
+      const double share =
+          total[l] > 0.0 ? part / total[l] : static_cast<double>(u.row1 - u.row0) / c.rows;
+      u.bytes.push_back(
+          *tensor_bytes(s.levels[l].type, std::vector<std::uint64_t>{u.row1 - u.row0, c.k}));
+      u.error.push_back(s.levels[l].error * share);
+    }
+    units.push_back(std::move(u));
+  }
+}
+
+// The matrix's bands: runs of units at the same type.
+MatrixLayout layout_of(std::span<const Unit> units) {
+  MatrixLayout layout;
+  for (const Unit& u : units) {
+    const DType t = u.s->levels[u.at].type;
+    if (!layout.empty() && layout.back().type == t) {
+      layout.back().row1 = u.row1;
+    } else {
+      layout.push_back({u.row0, u.row1, t});
+    }
+  }
+  return layout;
+}
+
+std::string describe(const Scored& s, std::span<const Unit> units) {
+  const MatrixLayout layout = layout_of(units);
+  std::vector<DType> present;
+  for (const Level& l : s.levels) {
+    if (std::any_of(layout.begin(), layout.end(), [&](const auto& b) { return b.type == l.type; }))
+      present.push_back(l.type);
+  }
+  std::string label;
+  for (DType t : present) label += fmt::format("{}{}", label.empty() ? "" : "+", to_string(t));
+  std::string line = fmt::format("{:<4} {}: output noise/signal", label, s.c->name);
   for (const Level& l : s.levels) line += fmt::format(" {:.2e} at {},", l.nsr, to_string(l.type));
   line.back() = ';';
   std::string kl;
@@ -113,8 +174,19 @@ std::string describe(const Scored& s) {
     kl.pop_back();
     line += " KL" + kl + " with only it quantized;";
   }
-  if (s.at > 0) {
-    line += fmt::format(" promoted at {:.3g} per extra KiB", s.ratio * 1024.0);
+  double least = 0.0;
+  for (const Unit& u : units) {
+    if (u.at > 0 && (least == 0.0 || u.ratio < least)) least = u.ratio;
+  }
+  if (layout.size() > 1) {
+    line += " rows";
+    for (const TypedBand& b : layout)
+      line += fmt::format(" {}-{} {},", b.row0, b.row1, to_string(b.type));
+    line.back() = ';';
+  }
+  if (least > 0.0) {
+    line += fmt::format(" promoted at {:.3g} per extra KiB", least * 1024.0);
+    if (layout.size() > 1) line += " or more";
   } else {
     line += s.levels.size() > 1 ? " stays (promotions over budget)" : " stays";
   }
@@ -126,7 +198,7 @@ std::string describe(const Scored& s) {
 MixedPlan plan_mixed(std::span<const MixedCandidate> candidates, std::uint64_t fixed_bytes,
                      std::uint64_t fixed_weights, double max_bits, DType low,
                      std::span<const DType> promotions, quant::ScaleMethod method,
-                     const MeasuredSensitivity& measured) {
+                     const MeasuredSensitivity& measured, std::uint32_t max_bands) {
   if (low != DType::Q4 && low != DType::Q4NL) {
     fail(ErrorCode::InvalidArgument, "mixed recipe: the base type must be q4 or q4nl, not {}",
          to_string(low));
@@ -142,42 +214,56 @@ MixedPlan plan_mixed(std::span<const MixedCandidate> candidates, std::uint64_t f
   std::sort(types.begin() + 1, types.end(),
             [](DType a, DType b) { return tile_quant_bytes(a) < tile_quant_bytes(b); });
   std::vector<Scored> scored;
+  scored.reserve(candidates.size());  // units point into it
   std::uint64_t bytes = fixed_bytes, weights = fixed_weights;
   for (const auto& c : candidates) {
+    if (!c.row_weights.empty() && c.row_weights.size() != c.rows) {
+      fail(ErrorCode::InvalidArgument, "mixed recipe: {} has {} rows but {} row weights", c.name,
+           c.rows, c.row_weights.size());
+    }
     scored.push_back(score(c, types, method, measured));
     bytes += scored.back().levels.front().bytes;
     weights += c.rows * c.k;
   }
+  std::vector<Unit> units;
+  std::vector<std::size_t> first_unit;  // per matrix
+  for (const Scored& s : scored) {
+    first_unit.push_back(units.size());
+    add_units(s, max_bands, units);
+  }
+  first_unit.push_back(units.size());
   const double budget_bytes = max_bits * static_cast<double>(weights) / 8.0;
   if (static_cast<double>(bytes) > budget_bytes) {
     fail(ErrorCode::InvalidArgument,
          "mixed recipe: a budget of {:.3f} bits per weight is below all-{}'s {:.3f}", max_bits,
          to_string(low), 8.0 * static_cast<double>(bytes) / static_cast<double>(weights));
   }
-  // One step at a time: the promotion (from where a matrix is now to any larger type) that
-  // removes the most error per extra byte and still fits. Ties go to the earlier matrix.
+  // One step at a time: the promotion (of a band, from where it is now to any larger type) that
+  // removes the most error per extra byte and still fits. Ties go to the earlier band.
   for (;;) {
-    Scored* best = nullptr;
+    Unit* best = nullptr;
     std::size_t best_to = 0;
     double best_ratio = 0.0;
-    for (Scored& s : scored) {
-      for (std::size_t to = s.at + 1; to < s.levels.size(); ++to) {
-        const std::uint64_t extra = s.levels[to].bytes - s.levels[s.at].bytes;
-        const double gain = s.levels[s.at].error - s.levels[to].error;
+    for (Unit& u : units) {
+      for (std::size_t to = u.at + 1; to < u.bytes.size(); ++to) {
+        const std::uint64_t extra = u.bytes[to] - u.bytes[u.at];
+        const double gain = u.error[u.at] - u.error[to];
         if (gain <= 0.0 || static_cast<double>(bytes + extra) > budget_bytes) continue;
         const double ratio = gain / static_cast<double>(extra);
-        if (ratio > best_ratio) best = &s, best_to = to, best_ratio = ratio;
+        if (ratio > best_ratio) best = &u, best_to = to, best_ratio = ratio;
       }
     }
     if (best == nullptr) break;
-    bytes += best->levels[best_to].bytes - best->levels[best->at].bytes;
+    bytes += best->bytes[best_to] - best->bytes[best->at];
     best->at = best_to;
     best->ratio = best_ratio;
   }
   MixedPlan plan;
-  for (const Scored& s : scored) {
-    plan.types[s.c->name] = s.levels[s.at].type;
-    plan.reasons.push_back(describe(s));
+  for (std::size_t i = 0; i < scored.size(); ++i) {
+    const std::span<const Unit> mine(units.data() + first_unit[i],
+                                     first_unit[i + 1] - first_unit[i]);
+    plan.layouts[scored[i].c->name] = layout_of(mine);
+    plan.reasons.push_back(describe(scored[i], mine));
   }
   plan.reasons.push_back(
       fmt::format("{:.3f} bits per weight of a {:.2f} budget",

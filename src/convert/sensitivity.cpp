@@ -24,20 +24,25 @@ struct TempFile {
 
 }  // namespace
 
-MeasuredSensitivity measure_sensitivity(const std::filesystem::path& calibration,
-                                        const std::filesystem::path& output,
-                                        std::span<const std::string> names,
-                                        std::span<const DType> types, const ProbeWriter& write) {
+Sensitivity measure_sensitivity(const std::filesystem::path& calibration,
+                                const std::filesystem::path& output,
+                                std::span<const std::string> names, std::span<const DType> types,
+                                const ProbeWriter& write) {
   std::ifstream in(calibration, std::ios::binary);
   if (!in) fail(ErrorCode::Io, "{}: cannot open calibration text", calibration.string());
   std::ostringstream text;
   text << in.rdbuf();
   const std::string base = output.string();
   const TempFile model_file{base + ".sensitivity.qlm"}, ref{base + ".sensitivity.logits"};
+  Sensitivity result;
   auto evaluate = [&](const std::string& quantized, DType type, const PerplexityOptions& p) {
     write(quantized, type, model_file.path);
     const auto model = unwrap(Model::open(model_file.path));
     const auto tokens = perplexity_tokens(model->tokenizer(), text.str());
+    if (result.token_counts.empty()) {
+      result.token_counts.assign(model->config().vocab_size, 0.0);
+      for (std::int32_t t : tokens) result.token_counts[static_cast<std::size_t>(t)] += 1.0;
+    }
     if (tokens.size() < p.window) {
       fail(ErrorCode::InvalidArgument, "{}: {} tokens, too short for one window of {}",
            calibration.string(), tokens.size(), p.window);
@@ -45,12 +50,11 @@ MeasuredSensitivity measure_sensitivity(const std::filesystem::path& calibration
     return unwrap(evaluate_perplexity(model, tokens, p, {}));
   };
   evaluate("", DType::F32, {.max_windows = kSensitivityWindows, .save_logits = ref.path});
-  MeasuredSensitivity kl;
   const PerplexityOptions p{.max_windows = kSensitivityWindows, .reference_logits = ref.path};
   for (const auto& name : names) {
-    for (DType t : types) kl[name][t] = evaluate(name, t, p).kld.mean();
+    for (DType t : types) result.kl[name][t] = evaluate(name, t, p).kld.mean();
   }
-  return kl;
+  return result;
 }
 
 }  // namespace qlm::detail

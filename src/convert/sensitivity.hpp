@@ -11,6 +11,7 @@
 #include <map>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "convert/mixed_recipe.hpp"
 
@@ -24,12 +25,20 @@ inline constexpr std::size_t kSensitivityWindows = 32;  ///< windows of 256 cali
 /// Larger models are refused: measuring writes the whole model once per matrix.
 inline constexpr std::uint64_t kSensitivityMaxWeights = 50'000'000;
 
+/// What a calibration text says about the model being converted.
+struct Sensitivity {
+  MeasuredSensitivity kl;
+  /// How often each token id occurs in the whole text (how much an embedding or LM head row
+  /// matters).
+  std::vector<double> token_counts;
+};
+
 /// Mean KL divergence per matrix of `names` and type of `types` (only that matrix quantized, to
-/// that type) from the f32 model, on the first kSensitivityWindows windows of `calibration`.
-/// Temporary files next to `output` are removed.
-MeasuredSensitivity measure_sensitivity(const std::filesystem::path& calibration,
-                                        const std::filesystem::path& output,
-                                        std::span<const std::string> names,
-                                        std::span<const DType> types, const ProbeWriter& write);
+/// that type) from the f32 model, on the first kSensitivityWindows windows of `calibration`, and
+/// the text's token counts. Temporary files next to `output` are removed.
+Sensitivity measure_sensitivity(const std::filesystem::path& calibration,
+                                const std::filesystem::path& output,
+                                std::span<const std::string> names, std::span<const DType> types,
+                                const ProbeWriter& write);
 
 }  // namespace qlm::detail

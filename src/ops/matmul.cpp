@@ -52,10 +52,18 @@ std::size_t chunk_groups(std::size_t groups, int threads) {
   return std::max<std::size_t>(1, (groups + tasks - 1) / tasks);
 }
 
-void float_matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail::Matrix& w,
-                  const QuantizedActivations& act, float* y, std::size_t ldy,
-                  std::vector<float>& scratch) {
-  const std::size_t rows = w.rows, k = w.k, m = act.tokens();
+// One band of one product: y's columns [row0, row0 + rows) = band · act.
+struct BandProduct {
+  const detail::MatrixBand* band = nullptr;
+  std::size_t k = 0;
+  float* y = nullptr;  // already offset to the band's first output column
+  std::size_t ldy = 0;
+};
+
+void float_matmul(const kernels::KernelTable& kt, ThreadPool& pool, const BandProduct& p,
+                  const QuantizedActivations& act, std::vector<float>& scratch) {
+  const detail::MatrixBand& b = *p.band;
+  const std::size_t rows = b.rows, k = p.k, m = act.tokens();
   const std::size_t per_task =
       std::max<std::size_t>(16, (rows + 4 * pool.threads() - 1) / (4 * pool.threads()));
   const std::size_t tasks = (rows + per_task - 1) / per_task;
@@ -63,9 +71,53 @@ void float_matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail
   pool.parallel_for(tasks, [&](std::size_t t) {
     float* row = scratch.data() + t * k;
     for (std::size_t r = t * per_task; r < std::min(rows, (t + 1) * per_task); ++r) {
-      quant::dequantize_row(w.dtype, w.data, rows, k, r, {row, k});
+      quant::dequantize_row(b.dtype, b.data, rows, k, r, {row, k});
       for (std::size_t i = 0; i < m; ++i)
-        y[i * ldy + r] = kt.dot(row, act.source() + i * act.ldx(), k);
+        p.y[i * p.ldy + r] = kt.dot(row, act.source() + i * act.ldx(), k);
+    }
+  });
+}
+
+constexpr std::size_t kMaxFused = 8;
+
+// Integer-kernel bands share one parallel region, cut into chunks of one common size. A row
+// group's bits do not depend on its chunk, so neither does the result.
+void fused_matmul(const kernels::KernelTable& kt, ThreadPool& pool,
+                  std::span<const BandProduct> fused, const QuantizedActivations& act,
+                  std::vector<float>& scratch) {
+  const std::size_t n = fused.size();
+  std::size_t total_groups = 0;
+  for (const BandProduct& p : fused) total_groups += (p.band->rows + kRowGroup - 1) / kRowGroup;
+  const std::size_t chunk = chunk_groups(total_groups, pool.threads());
+  // Split activations: each band's 2m result rows go to scratch first, then the two halves are
+  // summed into y by the task that computed them (while they are in cache).
+  const std::size_t m = act.tokens();
+  std::array<std::size_t, kMaxFused + 1> first_task{}, scratch_at{};
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t rows = fused[i].band->rows, groups = (rows + kRowGroup - 1) / kRowGroup;
+    first_task[i + 1] = first_task[i] + (groups + chunk - 1) / chunk;
+    scratch_at[i + 1] = scratch_at[i] + (act.split() ? 2 * m * rows : 0);
+  }
+  if (scratch.size() < scratch_at[n]) scratch.resize(scratch_at[n]);
+  pool.parallel_for(first_task[n], [&](std::size_t t) {
+    std::size_t i = 0;
+    while (t >= first_task[i + 1]) ++i;
+    const BandProduct& p = fused[i];
+    const detail::MatrixBand& b = *p.band;
+    const kernels::GemmFn gemm = kt.gemm_for(b.dtype);
+    const std::size_t groups = (b.rows + kRowGroup - 1) / kRowGroup;
+    const std::size_t g0 = (t - first_task[i]) * chunk, g1 = std::min(groups, g0 + chunk);
+    if (!act.split()) {
+      gemm(b.data.data(), b.rows, p.k, act.rows(), p.y, p.ldy, g0, g1);
+      return;
+    }
+    float* part = scratch.data() + scratch_at[i];
+    gemm(b.data.data(), b.rows, p.k, act.rows(), part, b.rows, g0, g1);
+    const std::size_t r0 = g0 * kRowGroup, r1 = std::min<std::size_t>(b.rows, g1 * kRowGroup);
+    for (std::size_t row = 0; row < m; ++row) {
+      const float* hi = part + row * b.rows;
+      const float* lo = part + (m + row) * b.rows;
+      for (std::size_t r = r0; r < r1; ++r) p.y[row * p.ldy + r] = hi[r] + lo[r];
     }
   });
 }
@@ -75,63 +127,31 @@ void float_matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail
 void matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail::Matrix& w,
             const QuantizedActivations& act, float* y, std::size_t ldy,
             std::vector<float>& scratch) {
-  if (!is_quantized(w.dtype)) {
-    float_matmul(kt, pool, w, act, y, ldy, scratch);
-    return;
-  }
   const Product p{&w, y, ldy};
   matmul(kt, pool, std::span(&p, 1), act, scratch);
 }
 
 void matmul(const kernels::KernelTable& kt, ThreadPool& pool, std::span<const Product> products,
             const QuantizedActivations& act, std::vector<float>& scratch) {
-  constexpr std::size_t kMax = 3;
-  // Float-path products run on their own; quantized ones share one region, cut into chunks of
-  // one common size. A row group's bits do not depend on its chunk, so neither does the result.
-  std::array<const Product*, kMax> fused{};
-  std::array<std::size_t, kMax + 1> first_task{};
-  std::size_t n = 0, total_groups = 0;
+  // Float bands run on their own; integer ones are fused, up to kMaxFused per region (q/k/v or
+  // gate/up in one band each is one region, so a decode step pays one fork/join per input).
+  std::array<BandProduct, kMaxFused> fused{};
+  std::size_t n = 0;
   for (const Product& p : products) {
-    if (!is_quantized(p.w->dtype) || n == kMax) {
-      float_matmul(kt, pool, *p.w, act, p.y, p.ldy, scratch);
-      continue;
+    for (const detail::MatrixBand& b : p.w->bands) {
+      const BandProduct bp{&b, p.w->k, p.y + b.row0, p.ldy};
+      if (!is_quantized(b.dtype)) {
+        float_matmul(kt, pool, bp, act, scratch);
+        continue;
+      }
+      if (n == kMaxFused) {
+        fused_matmul(kt, pool, std::span(fused.data(), n), act, scratch);
+        n = 0;
+      }
+      fused[n++] = bp;
     }
-    fused[n++] = &p;
-    total_groups += (p.w->rows + kRowGroup - 1) / kRowGroup;
   }
-  if (n == 0) return;
-  const std::size_t chunk = chunk_groups(total_groups, pool.threads());
-  // Split activations: each product's 2m result rows go to scratch first, then the two halves
-  // are summed into y by the task that computed them (while they are in cache).
-  const std::size_t m = act.tokens();
-  std::array<std::size_t, kMax + 1> scratch_at{};
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t groups = (fused[i]->w->rows + kRowGroup - 1) / kRowGroup;
-    first_task[i + 1] = first_task[i] + (groups + chunk - 1) / chunk;
-    scratch_at[i + 1] = scratch_at[i] + (act.split() ? 2 * m * fused[i]->w->rows : 0);
-  }
-  if (scratch.size() < scratch_at[n]) scratch.resize(scratch_at[n]);
-  pool.parallel_for(first_task[n], [&](std::size_t t) {
-    std::size_t i = 0;
-    while (t >= first_task[i + 1]) ++i;
-    const Product& p = *fused[i];
-    const detail::Matrix& w = *p.w;
-    const kernels::GemmFn gemm = kt.gemm_for(w.dtype);
-    const std::size_t groups = (w.rows + kRowGroup - 1) / kRowGroup;
-    const std::size_t g0 = (t - first_task[i]) * chunk, g1 = std::min(groups, g0 + chunk);
-    if (!act.split()) {
-      gemm(w.data.data(), w.rows, w.k, act.rows(), p.y, p.ldy, g0, g1);
-      return;
-    }
-    float* part = scratch.data() + scratch_at[i];
-    gemm(w.data.data(), w.rows, w.k, act.rows(), part, w.rows, g0, g1);
-    const std::size_t r0 = g0 * kRowGroup, r1 = std::min<std::size_t>(w.rows, g1 * kRowGroup);
-    for (std::size_t row = 0; row < m; ++row) {
-      const float* hi = part + row * w.rows;
-      const float* lo = part + (m + row) * w.rows;
-      for (std::size_t r = r0; r < r1; ++r) p.y[row * p.ldy + r] = hi[r] + lo[r];
-    }
-  });
+  if (n > 0) fused_matmul(kt, pool, std::span(fused.data(), n), act, scratch);
 }
 
 }  // namespace qlm::ops

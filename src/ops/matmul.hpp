@@ -1,6 +1,6 @@
 // The matmul driver: quantizes activation rows once, splits a weight matrix's 16-row groups into
-// fixed chunks for the thread pool, and calls the ISA's kernel. Non-quantized weights (f32, f16,
-// bf16) take a row-dequantizing float path.
+// fixed chunks for the thread pool, and calls the ISA's kernel for each band of rows. Non-quantized
+// weights (f32, f16, bf16) take a row-dequantizing float path.
 #pragma once
 
 #include <cstdint>
@@ -49,8 +49,8 @@ struct Product {
   std::size_t ldy = 0;
 };
 
-/// Up to 3 products reading the same activations (q/k/v, gate/up) in one parallel region, so a
-/// decode step pays one fork/join per input instead of one per matrix.
+/// Products reading the same activations (q/k/v, gate/up), their integer-kernel bands in one
+/// parallel region, so a decode step pays one fork/join per input instead of one per matrix.
 void matmul(const kernels::KernelTable& kt, ThreadPool& pool, std::span<const Product> products,
             const QuantizedActivations& act, std::vector<float>& scratch);
 

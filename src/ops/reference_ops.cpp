@@ -11,7 +11,7 @@ void matvec(std::span<float> out, const detail::Matrix& w, std::span<const float
             std::span<const float> bias) {
   std::vector<float> row(w.k);
   for (std::uint32_t r = 0; r < w.rows; ++r) {
-    quant::dequantize_row(w.dtype, w.data, w.rows, w.k, r, row);
+    w.dequantize_row(r, row);
     float acc = 0.0f;
     for (std::uint32_t i = 0; i < w.k; ++i) acc += row[i] * x[i];
     out[r] = bias.empty() ? acc : acc + bias[r];

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <vector>
 
 #include "qlm/detail/half.hpp"
@@ -334,16 +335,8 @@ void dequantize_row(DType t, std::span<const std::uint8_t> data, std::size_t row
 
 double weighted_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
                       std::size_t rows, std::size_t k, std::span<const float> importance) {
-  std::vector<float> row(k);
-  double err = 0.0;
-  for (std::size_t r = 0; r < rows; ++r) {
-    dequantize_row(t, data, rows, k, r, row);
-    for (std::size_t c = 0; c < k; ++c) {
-      const double e = static_cast<double>(src[r * k + c]) - row[c];
-      err += (importance.empty() ? 1.0 : importance[c]) * e * e;
-    }
-  }
-  return err;
+  const std::vector<double> e = row_errors(t, src, data, rows, k, importance, {});
+  return std::accumulate(e.begin(), e.end(), 0.0);
 }
 
 }  // namespace qlm::quant
@@ -352,19 +345,32 @@ namespace qlm::quant {
 
 double hessian_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
                      std::size_t rows, std::size_t k, std::span<const float> hessian) {
+  const std::vector<double> e = row_errors(t, src, data, rows, k, {}, hessian);
+  return std::accumulate(e.begin(), e.end(), 0.0);
+}
+
+std::vector<double> row_errors(DType t, std::span<const float> src,
+                               std::span<const std::uint8_t> data, std::size_t rows, std::size_t k,
+                               std::span<const float> importance, std::span<const float> hessian) {
   std::vector<float> row(k);
-  std::vector<double> e(k);
-  double err = 0.0;
+  std::vector<double> e(k), out(rows, 0.0);
   for (std::size_t r = 0; r < rows; ++r) {
     dequantize_row(t, data, rows, k, r, row);
     for (std::size_t c = 0; c < k; ++c) e[c] = static_cast<double>(src[r * k + c]) - row[c];
-    for (std::size_t i = 0; i < k; ++i) {
-      double s = 0.0;
-      for (std::size_t j = 0; j < k; ++j) s += hessian[i * k + j] * e[j];
-      err += e[i] * s;
+    double err = 0.0;
+    if (hessian.empty()) {
+      for (std::size_t c = 0; c < k; ++c)
+        err += (importance.empty() ? 1.0 : importance[c]) * e[c] * e[c];
+    } else {
+      for (std::size_t i = 0; i < k; ++i) {
+        double s = 0.0;
+        for (std::size_t j = 0; j < k; ++j) s += hessian[i * k + j] * e[j];
+        err += e[i] * s;
+      }
     }
+    out[r] = err;
   }
-  return err;
+  return out;
 }
 
 }  // namespace qlm::quant

@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -90,6 +91,13 @@ double output_error(DType t, const std::vector<float>& w, const std::vector<std:
     }
   }
   return err / static_cast<double>(n);
+}
+
+// The type of a matrix the plan keeps whole (one band).
+DType whole(const qlm::detail::MixedPlan& plan, const std::string& name) {
+  const auto& layout = plan.layouts.at(name);
+  REQUIRE(layout.size() == 1);
+  return layout.front().type;
 }
 
 }  // namespace
@@ -206,15 +214,15 @@ TEST_CASE("the mixed recipe follows measured sensitivity over its estimate", "[q
   // A budget for exactly one promotion.
   const double bits = 8.0 * static_cast<double>(q8 + q4) / static_cast<double>(2 * rows * k);
   const std::vector<DType> q8_only{DType::Q8};
-  const auto est =
-      qlm::detail::plan_mixed(cands, 0, 0, bits, DType::Q4, q8_only, qlm::quant::ScaleMethod::Fit);
-  CHECK(est.types.at("a") == DType::Q8);
-  CHECK(est.types.at("b") == DType::Q4);
+  const auto est = qlm::detail::plan_mixed(cands, 0, 0, bits, DType::Q4, q8_only,
+                                           qlm::quant::ScaleMethod::Fit, {}, 1);
+  CHECK(whole(est, "a") == DType::Q8);
+  CHECK(whole(est, "b") == DType::Q4);
   const auto meas =
       qlm::detail::plan_mixed(cands, 0, 0, bits, DType::Q4, q8_only, qlm::quant::ScaleMethod::Fit,
-                              {{"a", {{DType::Q4, 0.01}}}, {"b", {{DType::Q4, 0.02}}}});
-  CHECK(meas.types.at("a") == DType::Q4);
-  CHECK(meas.types.at("b") == DType::Q8);
+                              {{"a", {{DType::Q4, 0.01}}}, {"b", {{DType::Q4, 0.02}}}}, 1);
+  CHECK(whole(meas, "a") == DType::Q4);
+  CHECK(whole(meas, "b") == DType::Q8);
   CHECK(std::ranges::any_of(meas.reasons, [](const std::string& r) {
     return r.find("KL 2.00e-02 at q4 with only it quantized") != std::string::npos;
   }));
@@ -237,25 +245,65 @@ TEST_CASE("the mixed recipe climbs to q5 or q8, whichever removes more error per
   // for one q8, both matrices go to q5 instead (0.01 left in all, against 0.02).
   auto plan = plan_mixed(cands, 0, 0, bits, DType::Q4, ladder, ScaleMethod::Fit,
                          {{"a", {{DType::Q4, 0.02}, {DType::Q5, 0.005}}},
-                          {"b", {{DType::Q4, 0.02}, {DType::Q5, 0.005}}}});
-  CHECK(plan.types.at("a") == DType::Q5);
-  CHECK(plan.types.at("b") == DType::Q5);
+                          {"b", {{DType::Q4, 0.02}, {DType::Q5, 0.005}}}},
+                         1);
+  CHECK(whole(plan, "a") == DType::Q5);
+  CHECK(whole(plan, "b") == DType::Q5);
   // Where q5 hardly helps a matrix, its bytes go straight to q8.
   plan = plan_mixed(cands, 0, 0, bits, DType::Q4, ladder, ScaleMethod::Fit,
                     {{"a", {{DType::Q4, 0.02}, {DType::Q5, 0.019}}},
-                     {"b", {{DType::Q4, 0.01}, {DType::Q5, 0.009}}}});
-  CHECK(plan.types.at("a") == DType::Q8);
-  CHECK(plan.types.at("b") == DType::Q4);
+                     {"b", {{DType::Q4, 0.01}, {DType::Q5, 0.009}}}},
+                    1);
+  CHECK(whole(plan, "a") == DType::Q8);
+  CHECK(whole(plan, "b") == DType::Q4);
   // Without measurements the noise ratios decide; every choice fits the budget.
-  plan = plan_mixed(cands, 0, 0, bits, DType::Q4, ladder, ScaleMethod::Fit);
+  plan = plan_mixed(cands, 0, 0, bits, DType::Q4, ladder, ScaleMethod::Fit, {}, 1);
   double total = 0.0;
-  for (const auto& [name, t] : plan.types) total += size(t);
+  for (const auto& [name, layout] : plan.layouts) total += size(layout.at(0).type);
   CHECK(total <= size(DType::Q8) + size(DType::Q4));
-  CHECK(plan.types.at("a") != DType::Q4);
+  CHECK(whole(plan, "a") != DType::Q4);
   // q5 and q8 are the only promotions.
   const std::vector<DType> bad{DType::Q4NL};
   qlm::test::expect_error(qlm::detail::capture([&] {
                             return plan_mixed(cands, 0, 0, bits, DType::Q4, bad, ScaleMethod::Fit);
                           }),
                           qlm::ErrorCode::InvalidArgument, {"promoted to q5 or q8"});
+}
+
+TEST_CASE("the mixed recipe promotes the bands of rows that matter", "[quant][gptq][mixed]") {
+  using qlm::detail::plan_mixed;
+  using qlm::quant::ScaleMethod;
+  const std::size_t rows = 128, k = 64;
+  const auto w = random_weights(rows, k, 12);
+  qlm::detail::MixedCandidate emb{"emb", rows, k, [w] { return w; }, {}};
+  // Rows 64..95 are the tokens that occur; the rest hardly ever.
+  emb.row_weights.assign(rows, 0.01);
+  std::fill(emb.row_weights.begin() + 64, emb.row_weights.begin() + 96, 100.0);
+  const std::vector<qlm::detail::MixedCandidate> cands{emb};
+  const auto bytes = [&](DType t, std::size_t n) {
+    return static_cast<double>(TileGeometry(t, n, k).total_bytes());
+  };
+  // Room for 32 rows at q8 and no more.
+  const double bits =
+      8.0 * (bytes(DType::Q4, rows) + bytes(DType::Q8, 32) - bytes(DType::Q4, 32)) / (rows * k);
+  const std::vector<DType> q8{DType::Q8};
+  const qlm::detail::MeasuredSensitivity kl{{"emb", {{DType::Q4, 0.05}}}};
+  auto plan = plan_mixed(cands, 0, 0, bits, DType::Q4, q8, ScaleMethod::Fit, kl, 8);
+  const qlm::detail::MatrixLayout& layout = plan.layouts.at("emb");
+  REQUIRE(layout.size() == 3);  // runs of 16-row units at one type are one band
+  CHECK((layout[0].row0 == 0 && layout[0].row1 == 64 && layout[0].type == DType::Q4));
+  CHECK((layout[1].row0 == 64 && layout[1].row1 == 96 && layout[1].type == DType::Q8));
+  CHECK((layout[2].row0 == 96 && layout[2].row1 == 128 && layout[2].type == DType::Q4));
+  CHECK(qlm::test::contains(plan.reasons.front(), "rows 0-64 q4, 64-96 q8, 96-128 q4"));
+  // Whole matrices only: the budget buys nothing.
+  plan = plan_mixed(cands, 0, 0, bits, DType::Q4, q8, ScaleMethod::Fit, kl, 1);
+  REQUIRE(plan.layouts.at("emb").size() == 1);
+  CHECK(plan.layouts.at("emb").front().type == DType::Q4);
+  // Row weights must match the rows.
+  std::vector<qlm::detail::MixedCandidate> bad{emb};
+  bad[0].row_weights.resize(100);
+  qlm::test::expect_error(qlm::detail::capture([&] {
+                            return plan_mixed(bad, 0, 0, bits, DType::Q4, q8, ScaleMethod::Fit);
+                          }),
+                          qlm::ErrorCode::InvalidArgument, {"emb", "128 rows", "100 row weights"});
 }

@@ -34,7 +34,8 @@ double bytes_per_token(const qlm::Model& model, double positions, std::size_t kv
   const qlm::ModelConfig& c = model.config();
   double bytes = 0.0;
   for (const auto& t : model.file().tensors()) {
-    if (t.name == "model.embed_tokens.weight" && !c.tie_word_embeddings) {
+    // (a mixed file may store it in row bands, "model.embed_tokens.weight[r0:r1]")
+    if (t.name.starts_with("model.embed_tokens.weight") && !c.tie_word_embeddings) {
       bytes += static_cast<double>(t.size) / c.vocab_size;
     } else {
       bytes += static_cast<double>(t.size);

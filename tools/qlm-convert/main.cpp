@@ -39,6 +39,11 @@ int main(int argc, char** argv) {
   app.add_option("--importance", importance,
                  "importance file from qlm-perplexity --save-importance: weighs each weight's "
                  "error by how strongly its input column is activated");
+  unsigned bands = 16;
+  app.add_option("--mixed-bands", bands,
+                 "mixed: cut each matrix into up to this many bands of rows, each at its own type "
+                 "(default 16; 1 = whole matrices)")
+      ->check(CLI::Range(1u, 4096u));
   std::string calibration;
   app.add_option("--calibration", calibration,
                  "mixed: measure each matrix's sensitivity on this text (KL divergence with only "
@@ -81,6 +86,7 @@ int main(int argc, char** argv) {
   options.recipe = mixed ? qlm::Recipe::Mixed : qlm::Recipe::Uniform;
   options.max_bits_per_weight = max_bpw;
   options.mixed_promotions = promote;
+  options.mixed_bands = bands;
   options.scale_method =
       scales == "rtn" ? qlm::quant::ScaleMethod::Rtn : qlm::quant::ScaleMethod::Fit;
   options.importance = importance;

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "qlm/dtype.hpp"
 #include "qlm/quant/layout.hpp"
@@ -50,6 +51,12 @@ double hessian_error(DType t, std::span<const float> src, std::span<const std::u
 /// expected squared output error the quantization adds, up to a constant.
 double weighted_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
                       std::size_t rows, std::size_t k, std::span<const float> importance = {});
+
+/// Each row's expected squared output error, dw_r^T H dw_r with `hessian` (k x k), or else
+/// sum_c importance[c] * dw_rc^2 (importance empty = 1); the two functions above sum these.
+std::vector<double> row_errors(DType t, std::span<const float> src,
+                               std::span<const std::uint8_t> data, std::size_t rows, std::size_t k,
+                               std::span<const float> importance, std::span<const float> hessian);
 
 /// Largest |x| / scale that still fits the type's range: 8 (Q4), 16 (Q5) or 127 (Q8, Q4NL).
 constexpr float max_level(DType t) noexcept {
