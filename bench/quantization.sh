@@ -61,7 +61,8 @@ variants=(
   "mixed q4 +imp +cal|--type mixed --mixed-base q4 --importance $out/importance.qlmi --calibration $calib"
   "mixed +imp +cal|--type mixed --importance $out/importance.qlmi --calibration $calib|--activations int8"
   "mixed +imp +cal|--type mixed --importance $out/importance.qlmi --calibration $calib"
-  "mixed +imp +cal, q8 only|--type mixed --importance $out/importance.qlmi --calibration $calib --mixed-promote q8"
+  "mixed +imp +cal, whole matrices|--type mixed --importance $out/importance.qlmi --calibration $calib --mixed-bands 1"
+  "mixed +imp +cal, q8 only|--type mixed --importance $out/importance.qlmi --calibration $calib --mixed-promote q8 --mixed-bands 1"
 )
 # A third field holds run-time options (--activations); rows sharing converter options share
 # one converted file.

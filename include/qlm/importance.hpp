@@ -40,6 +40,12 @@ class Importance final : public ActivationObserver {
   /// Tensor names with statistics.
   std::vector<std::string> tensors() const;
 
+  /// Counts the calibration tokens the model read (ids outside the vocabulary are ignored): how
+  /// much each row of the embedding and LM head matters to the mixed recipe.
+  void count_tokens(std::span<const std::int32_t> ids);
+  /// Occurrences of each token id, [vocab_size]; empty if never counted.
+  std::span<const float> token_counts() const { return token_counts_; }
+
   /// Saves as a .qlm container of f32 vectors (one per tensor) written atomically.
   Result<void> save(const std::filesystem::path& path) const;
   /// Loads a file written by save(); any other file is an error naming it.
@@ -57,6 +63,7 @@ class Importance final : public ActivationObserver {
   std::map<std::string, Stat, std::less<>> moments_;  // as Stat, over k x k products
   std::size_t moment_columns_ = 0;
   std::uint64_t tokens_ = 0;
+  std::vector<float> token_counts_;  // exact as floats up to 2^24 occurrences of one token
 };
 
 }  // namespace qlm

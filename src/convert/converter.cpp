@@ -277,14 +277,21 @@ Layouts matrix_layouts(const ConvertOptions& o, const ModelConfig& config, const
       if (t != DType::Q8 && t != o.type) probed.push_back(t);
     }
     measured = detail::measure_sensitivity(o.calibration, o.output, names, probed, write_probe);
-    // A token row's error matters as often as the token occurs, as input (embedding) or as a
-    // likely next token (LM head); add-half keeps unseen tokens from counting for nothing.
-    for (auto& c : candidates) {
-      if (c.name != "model.embed_tokens.weight" && c.name != "lm_head.weight") continue;
-      c.row_weights = measured.token_counts;
-      c.row_weights.resize(c.rows, 0.0);
-      for (double& w : c.row_weights) w += 0.5;
+  }
+  // A token row's error matters as often as the token occurs, as input (embedding) or as a likely
+  // next token (LM head): counted on the calibration text, else read from the importance file.
+  // Add-half keeps unseen tokens from counting for nothing.
+  std::vector<double> counts = measured.token_counts;
+  if (counts.empty() && prep.imp) {
+    counts.assign(prep.imp->token_counts().begin(), prep.imp->token_counts().end());
+  }
+  for (auto& c : candidates) {
+    if (counts.empty() || (c.name != "model.embed_tokens.weight" && c.name != "lm_head.weight")) {
+      continue;
     }
+    c.row_weights = counts;
+    c.row_weights.resize(c.rows, 0.0);
+    for (double& w : c.row_weights) w += 0.5;
   }
   const auto plan =
       detail::plan_mixed(candidates, fixed_bytes, fixed_weights, o.max_bits_per_weight, o.type,

@@ -78,7 +78,9 @@ void float_matmul(const kernels::KernelTable& kt, ThreadPool& pool, const BandPr
   });
 }
 
-constexpr std::size_t kMaxFused = 8;
+// Bands per parallel region: a fused q/k/v or gate/up of a mixed file with up to 16 bands per
+// matrix (the recipe's default) stays one region.
+constexpr std::size_t kMaxFused = 64;
 
 // Integer-kernel bands share one parallel region, cut into chunks of one common size. A row
 // group's bits do not depend on its chunk, so neither does the result.

@@ -18,6 +18,7 @@ using detail::fail;
 namespace {
 constexpr const char* kTokensKey = "qlm.importance.tokens";
 constexpr std::string_view kMomentSuffix = ".moment";  // 2-D tensors: E[x x^T]
+constexpr const char* kTokenCounts = "qlm.importance.token_counts";  // f32 [vocab]
 }  // namespace
 
 Importance::Importance(const ModelConfig& config, std::size_t moment_columns)
@@ -89,6 +90,13 @@ std::vector<std::string> Importance::tensors() const {
   return names;
 }
 
+void Importance::count_tokens(std::span<const std::int32_t> ids) {
+  if (token_counts_.empty()) token_counts_.assign(config_.vocab_size, 0.0f);
+  for (std::int32_t id : ids) {
+    if (id >= 0 && static_cast<std::size_t>(id) < token_counts_.size()) token_counts_[id] += 1.0f;
+  }
+}
+
 Result<void> Importance::save(const std::filesystem::path& path) const {
   return detail::capture([&] {
     format::Metadata meta;
@@ -111,6 +119,14 @@ Result<void> Importance::save(const std::filesystem::path& path) const {
                            std::memcpy(out.data(), mean->data(), out.size());
                            return Result<void>{};
                          }});
+    }
+    if (!token_counts_.empty()) {
+      const std::vector<float>* counts = &token_counts_;
+      pending.push_back(
+          {kTokenCounts, DType::F32, {counts->size()}, [counts](std::span<std::uint8_t> out) {
+             std::memcpy(out.data(), counts->data(), out.size());
+             return Result<void>{};
+           }});
     }
     detail::unwrap(format::write_qlm_file(path, meta, pending));
   });
@@ -148,6 +164,17 @@ Result<Importance> Importance::load(const std::filesystem::path& path) {
       }
       if (t.dtype != DType::F32 || t.shape.size() != 1) {
         fail(ErrorCode::Format, "{}: tensor '{}' is not an f32 vector", path.string(), t.name);
+      }
+      if (t.name == kTokenCounts) {
+        imp.token_counts_.resize(t.shape[0]);
+        std::memcpy(imp.token_counts_.data(), file->data(t).data(), t.size);
+        for (float v : imp.token_counts_) {
+          if (!(v >= 0.0f) || !std::isfinite(v)) {
+            fail(ErrorCode::Format, "{}: tensor '{}' holds a negative or non-finite count",
+                 path.string(), t.name);
+          }
+        }
+        continue;
       }
       Stat& s = imp.stats_[t.name];
       s.mean.resize(t.shape[0]);

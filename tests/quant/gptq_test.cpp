@@ -194,12 +194,26 @@ TEST_CASE("importance keeps E[x x^T] of narrow inputs and its file keeps it", "[
   CHECK(imp.second_moment(qlm::layer_tensor(0, "mlp.down_proj.weight")).empty());
   CHECK(imp.find(qlm::layer_tensor(0, "mlp.down_proj.weight")).size() == 20);
 
+  CHECK(imp.token_counts().empty());
+  c.vocab_size = 10;
+  qlm::Importance counted(c);
+  const std::vector<std::int32_t> ids{3, 3, 9, 0, 10, -1, 3};  // 10 and -1 are not tokens
+  counted.count_tokens(ids);
+  const std::vector<float> counts{1, 0, 0, 3, 0, 0, 0, 0, 0, 1};
+  CHECK(std::ranges::equal(counted.token_counts(), counts));
+
   qlm::test::TempDir tmp;
   REQUIRE(imp.save(tmp / "imp.qlmi").ok());
   const auto loaded = qlm::Importance::load(tmp / "imp.qlmi");
   REQUIRE(loaded.ok());
   CHECK(std::ranges::equal(loaded->second_moment(q), m));
   CHECK(loaded->tensors() == imp.tensors());
+  CHECK(loaded->token_counts().empty());
+  REQUIRE(counted.save(tmp / "counted.qlmi").ok());
+  const auto reloaded = qlm::Importance::load(tmp / "counted.qlmi");
+  REQUIRE(reloaded.ok());
+  CHECK(std::ranges::equal(reloaded->token_counts(), counts));
+  CHECK(reloaded->tensors().empty());  // counts are not a matrix's statistics
 }
 
 TEST_CASE("the mixed recipe follows measured sensitivity over its estimate", "[quant][gptq]") {

@@ -9,6 +9,8 @@
 #include <string_view>
 
 #include "qlm/convert.hpp"
+#include "qlm/format/model_file.hpp"
+#include "qlm/tensor_names.hpp"
 #include "support/expect_error.hpp"
 #include "support/files.hpp"
 #include "support/temp_dir.hpp"
@@ -113,6 +115,24 @@ TEST_CASE("with q5 allowed, the mixed plan measures it and spends the budget on 
     CHECK(line.find(" at q5 with only it quantized") != std::string::npos);
     q5 += has_type(line, "q5");
   }
+  // The embedding's rows are weighted by how often the calibration text uses each token: the
+  // story never uses SentencePiece's byte tokens (ids 3-258, but for the newline, 13), so with a
+  // budget that cannot buy everything, those rows stay at the base type.
+  qlm::ConvertOptions tight = o;
+  tight.max_bits_per_weight = 4.85;
+  tight.output = tmp / "tight.qlm";
+  (void)convert(tight);
+  const auto file = qlm::format::ModelFile::open(tight.output);
+  REQUIRE(file.ok());
+  std::size_t embed_bands = 0;
+  for (const auto& t : (*file)->tensors()) {
+    const auto band = qlm::parse_band_tensor(t.name, "model.embed_tokens.weight");
+    if (!band) continue;
+    ++embed_bands;
+    INFO(t.name << " " << qlm::to_string(t.dtype));
+    if (band->row0 >= 32 && band->row1 <= 256) CHECK(t.dtype == DType::Q4NL);
+  }
+  CHECK(embed_bands > 1);
   // One step to q5 buys a quarter of q8's bytes for most of its gain: most promotions are q5.
   CHECK(q5 > 4);
 }

@@ -10,6 +10,7 @@
 #include "qlm/convert.hpp"
 #include "qlm/format/model_file.hpp"
 #include "qlm/importance.hpp"
+#include "qlm/perplexity.hpp"
 #include "qlm/session.hpp"
 #include "qlm/tensor_names.hpp"
 #include "support/expect_error.hpp"
@@ -242,6 +243,12 @@ TEST_CASE("qlm-perplexity --save-importance writes what qlm-convert --importance
   REQUIRE(imp.ok());
   const std::size_t windows = std::stoul(out.substr(out.find("windows = ") + 10));
   CHECK(imp->tokens() == windows * 64);
+  // It counted the tokens the model read (whole windows from the start), for the mixed recipe.
+  const auto model = qlm::test::open_or_fail(tmp / "q8.qlm");
+  const auto ids = qlm::perplexity_tokens(model->tokenizer(), text);
+  std::vector<float> counts(model->config().vocab_size, 0.0f);
+  for (std::size_t i = 0; i < windows * 64; ++i) counts[static_cast<std::size_t>(ids[i])] += 1.0f;
+  CHECK(std::ranges::equal(imp->token_counts(), counts));
   const auto report = convert(tmp / "q4.qlm", DType::Q4, tmp / "imp.qlmi");
   auto file = qlm::format::ModelFile::open(tmp / "q4.qlm");
   REQUIRE(file.ok());

@@ -121,6 +121,9 @@ int main(int argc, char** argv) {
     return fail(result.error().message);
   }
   if (importance) {
+    // The tokens the model read: whole windows from the start.
+    const std::size_t read = std::min(tokens.size(), result->windows * std::size_t{window});
+    importance->count_tokens(std::span(tokens).first(read));
     if (auto saved = importance->save(importance_path); !saved) return fail(saved.error().message);
     fmt::print(stderr, "qlm-perplexity: saved importance over {} tokens to {}\n",
                importance->tokens(), importance_path);
