@@ -64,7 +64,8 @@ struct Copies {
       qlm::detail::Matrix m{kRows, kK, {}};
       for (std::size_t b = 0; b < starts.size(); ++b) {
         const std::size_t end = b + 1 < starts.size() ? starts[b + 1] : one.size();
-        m.bands.push_back({kType, static_cast<std::uint32_t>(b * step),
+        m.bands.push_back({kType,
+                           static_cast<std::uint32_t>(b * step),
                            static_cast<std::uint32_t>(step),
                            {bytes.data() + c * one.size() + starts[b], end - starts[b]}});
       }
@@ -88,8 +89,8 @@ void BM_Matmul(benchmark::State& state) {
   act.quantize(kt, x.data(), m, kK, kK);
   std::size_t i = 0;
   for (auto _ : state) {
-    qlm::ops::matmul(kt, *pool, copies.matrices[i++ % copies.matrices.size()], act, y.data(),
-                     kRows, scratch);
+    qlm::ops::matmul(kt, *pool, copies.matrices[i++ % copies.matrices.size()], act, y.data(), kRows,
+                     scratch);
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *

@@ -17,8 +17,22 @@ using detail::fail;
 
 namespace {
 constexpr const char* kTokensKey = "qlm.importance.tokens";
-constexpr std::string_view kMomentSuffix = ".moment";  // 2-D tensors: E[x x^T]
+constexpr std::string_view kMomentSuffix = ".moment";                // 2-D tensors: E[x x^T]
 constexpr const char* kTokenCounts = "qlm.importance.token_counts";  // f32 [vocab]
+
+// An f32 vector of the file whose values must be finite and non-negative (`what` each one is).
+std::vector<float> non_negative(const format::ModelFile& file, const format::TensorInfo& t,
+                                const std::filesystem::path& path, const char* what) {
+  std::vector<float> v(t.shape[0]);
+  std::memcpy(v.data(), file.data(t).data(), t.size);
+  for (float x : v) {
+    if (!(x >= 0.0f) || !std::isfinite(x)) {
+      fail(ErrorCode::Format, "{}: tensor '{}' holds a negative or non-finite {}", path.string(),
+           t.name, what);
+    }
+  }
+  return v;
+}
 }  // namespace
 
 Importance::Importance(const ModelConfig& config, std::size_t moment_columns)
@@ -166,26 +180,12 @@ Result<Importance> Importance::load(const std::filesystem::path& path) {
         fail(ErrorCode::Format, "{}: tensor '{}' is not an f32 vector", path.string(), t.name);
       }
       if (t.name == kTokenCounts) {
-        imp.token_counts_.resize(t.shape[0]);
-        std::memcpy(imp.token_counts_.data(), file->data(t).data(), t.size);
-        for (float v : imp.token_counts_) {
-          if (!(v >= 0.0f) || !std::isfinite(v)) {
-            fail(ErrorCode::Format, "{}: tensor '{}' holds a negative or non-finite count",
-                 path.string(), t.name);
-          }
-        }
+        imp.token_counts_ = non_negative(*file, t, path, "count");
         continue;
       }
       Stat& s = imp.stats_[t.name];
-      s.mean.resize(t.shape[0]);
+      s.mean = non_negative(*file, t, path, "mean square");
       s.sum_sq.resize(t.shape[0]);
-      std::memcpy(s.mean.data(), file->data(t).data(), t.size);
-      for (float v : s.mean) {
-        if (!(v >= 0.0f) || !std::isfinite(v)) {
-          fail(ErrorCode::Format, "{}: tensor '{}' holds a negative or non-finite mean square",
-               path.string(), t.name);
-        }
-      }
       s.rows = imp.tokens_;
       for (std::size_t c = 0; c < s.mean.size(); ++c) {  // so that collection can continue
         s.sum_sq[c] = static_cast<double>(s.mean[c]) * static_cast<double>(s.rows);
