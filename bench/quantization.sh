@@ -4,6 +4,11 @@
 # calibration for importance: fortunes/literature, a different text). Prints the markdown table of
 # docs/quantization.md. Usage: bash bench/quantization.sh [build-dir] (default build-release);
 # QLM_ONLY=regex keeps only the rows whose label matches.
+# QLM_SYNTH=<shape> (a config of ../shared/shapes, e.g. smollm2-135m) measures a random-weight
+# checkpoint of that real shape instead (qlm-synth, with the shape's own tokenizer from
+# ../shared/tokenizers), on the first QLM_CHUNKS windows (default 8) of the same text, for the
+# relative comparisons; rows that measure on a calibration text (models up to 50M parameters) are
+# left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-release}
@@ -11,17 +16,27 @@ model=../shared/models/stories260K
 text=/usr/share/games/fortunes/wisdom
 calib=/usr/share/games/fortunes/literature
 out=out/quantization
-mkdir -p "$out"
+limit=()
 for f in "$text" "$calib"; do
   [ -f "$f" ] || { echo "missing $f: install Debian's fortunes package" >&2; exit 1; }
 done
+if [ -n "${QLM_SYNTH:-}" ]; then
+  out=out/quantization-$QLM_SYNTH
+  model=$out/checkpoint
+  limit=(--chunks "${QLM_CHUNKS:-8}")
+  mkdir -p "$out"
+  [ -f "$model/config.json" ] || "$build/tools/qlm-synth" --config "../shared/shapes/$QLM_SYNTH.json" \
+    --tokenizer "../shared/tokenizers/$QLM_SYNTH" -o "$model" >/dev/null
+  QLM_ONLY=${QLM_ONLY:-'^(q8|q8 rtn|q4 rtn \(Q4_0\)|q4|q4 \+imp|q4nl|q4nl \+imp|q5|q5 \+imp|mixed|mixed \+imp)$'}
+fi
+mkdir -p "$out"
 convert() {  # name, converter options...
   local name=$1; shift
   "$build/tools/qlm-convert" "$model" -o "$out/$name.qlm" "$@" 2>"$out/$name.convert.log"
 }
 ppl() {  # model, options...
   local m=$1; shift
-  "$build/tools/qlm-perplexity" -m "$out/$m.qlm" -f "$text" -c 256 -t 1 "$@" 2>/dev/null
+  "$build/tools/qlm-perplexity" -m "$out/$m.qlm" -f "$text" -c 256 -t 1 "${limit[@]}" "$@" 2>/dev/null
 }
 field() { grep "^$1 = " | head -1 | sed "s/^$1 = //; s/ .*//"; }
 

@@ -352,23 +352,29 @@ double hessian_error(DType t, std::span<const float> src, std::span<const std::u
 std::vector<double> row_errors(DType t, std::span<const float> src,
                                std::span<const std::uint8_t> data, std::size_t rows, std::size_t k,
                                std::span<const float> importance, std::span<const float> hessian) {
-  std::vector<float> row(k);
-  std::vector<double> e(k), out(rows, 0.0);
-  for (std::size_t r = 0; r < rows; ++r) {
-    dequantize_row(t, data, rows, k, r, row);
-    for (std::size_t c = 0; c < k; ++c) e[c] = static_cast<double>(src[r * k + c]) - row[c];
-    double err = 0.0;
-    if (hessian.empty()) {
-      for (std::size_t c = 0; c < k; ++c)
-        err += (importance.empty() ? 1.0 : importance[c]) * e[c] * e[c];
-    } else {
-      for (std::size_t i = 0; i < k; ++i) {
-        double s = 0.0;
-        for (std::size_t j = 0; j < k; ++j) s += hessian[i * k + j] * e[j];
-        err += e[i] * s;
+  std::vector<double> out(rows, 0.0);
+  // Rows are independent and each is summed in one order, so any thread count gives these bits.
+#pragma omp parallel
+  {
+    std::vector<float> row(k);
+    std::vector<double> e(k);
+#pragma omp for schedule(static)
+    for (std::size_t r = 0; r < rows; ++r) {
+      dequantize_row(t, data, rows, k, r, row);
+      for (std::size_t c = 0; c < k; ++c) e[c] = static_cast<double>(src[r * k + c]) - row[c];
+      double err = 0.0;
+      if (hessian.empty()) {
+        for (std::size_t c = 0; c < k; ++c)
+          err += (importance.empty() ? 1.0 : importance[c]) * e[c] * e[c];
+      } else {
+        for (std::size_t i = 0; i < k; ++i) {
+          double s = 0.0;
+          for (std::size_t j = 0; j < k; ++j) s += hessian[i * k + j] * e[j];
+          err += e[i] * s;
+        }
       }
+      out[r] = err;
     }
-    out[r] = err;
   }
   return out;
 }

@@ -321,3 +321,33 @@ TEST_CASE("the mixed recipe promotes the bands of rows that matter", "[quant][gp
                           }),
                           qlm::ErrorCode::InvalidArgument, {"emb", "128 rows", "100 row weights"});
 }
+
+TEST_CASE("each row's output error is what its own rounding adds, on any number of threads",
+          "[quant][gptq]") {
+  const std::size_t rows = 37, k = 40;  // a partial row group and a partial block
+  const auto w = random_weights(rows, k, 13);
+  const auto x = correlated_inputs(50, k, 14);
+  const auto h = second_moment(x, k);
+  const auto q = quantize(DType::Q4NL, w, rows, k, {});
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const auto one = qlm::quant::row_errors(DType::Q4NL, w, q, rows, k, {}, h);
+  omp_set_num_threads(3);
+  const auto three = qlm::quant::row_errors(DType::Q4NL, w, q, rows, k, {}, h);
+  const auto plain = qlm::quant::row_errors(DType::Q4NL, w, q, rows, k, {}, {});
+  omp_set_num_threads(before);
+  CHECK(one == three);
+  std::vector<float> deq(k);
+  for (std::size_t r = 0; r < rows; ++r) {
+    qlm::quant::dequantize_row(DType::Q4NL, q, rows, k, r, deq);
+    double sq = 0.0, quad = 0.0;
+    for (std::size_t i = 0; i < k; ++i) {
+      const double ei = static_cast<double>(w[r * k + i]) - deq[i];
+      sq += ei * ei;
+      for (std::size_t j = 0; j < k; ++j)
+        quad += ei * h[i * k + j] * (static_cast<double>(w[r * k + j]) - deq[j]);
+    }
+    CHECK(plain[r] == Approx(sq).epsilon(1e-9));
+    CHECK(one[r] == Approx(quad).epsilon(1e-9));
+  }
+}
