@@ -2,6 +2,7 @@
 // each tensor through f32 into its target type and into an atomically written .qlm file.
 #include <cmath>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 
@@ -308,6 +309,13 @@ void write_model(const ConvertOptions& o, const ModelConfig& config, const Prepa
                  const std::filesystem::path& output, ConvertReport& report) {
   std::vector<format::PendingTensor> pending;
   std::vector<std::string> padded;
+  // The writer produces a matrix's bands one after another: load it (and its channel scales) once
+  // for all of them, and drop it with the last, so a conversion still holds one matrix at a time.
+  struct Loaded {
+    const ExpectedTensor* tensor = nullptr;
+    std::vector<float> x;
+  };
+  auto loaded = std::make_shared<Loaded>();
   const std::vector<ExpectedTensor> expected = expected_tensors(config);
   for (const auto& e : expected) {
     const safetensors::Tensor* src = prep.ckpt.find(e.name);
@@ -321,17 +329,19 @@ void write_model(const ConvertOptions& o, const ModelConfig& config, const Prepa
       if (is_quantized(type) && (k % kBlockK != 0 || shape[0] % kRowGroup != 0)) {
         padded.push_back(fmt::format("{} [{}x{}]", name, shape[0], k));
       }
-      pending.push_back(
-          {name, type, shape, [src, type, b, k, &o, &prep, &e](std::span<std::uint8_t> out) {
-             return detail::capture([&] {
-               const std::vector<float> h =
-                   is_quantized(type) ? prep.hessian(e) : std::vector<float>{};
-               const std::vector<float> x = prep.load(e);
-               const std::span<const float> rows(x.data() + b.row0 * k, (b.row1 - b.row0) * k);
-               encode(type, *src, rows, b.row1 - b.row0, k, {o.scale_method, prep.importance(e), h},
-                      out);
-             });
-           }});
+      pending.push_back({name, type, shape,
+                         [src, type, b, k, loaded, &o, &prep, &e](std::span<std::uint8_t> out) {
+                           return detail::capture([&] {
+                             const std::vector<float> h =
+                                 is_quantized(type) ? prep.hessian(e) : std::vector<float>{};
+                             if (loaded->tensor != &e) *loaded = {&e, prep.load(e)};
+                             const std::span<const float> rows(loaded->x.data() + b.row0 * k,
+                                                               (b.row1 - b.row0) * k);
+                             encode(type, *src, rows, b.row1 - b.row0, k,
+                                    {o.scale_method, prep.importance(e), h}, out);
+                             if (b.row1 == e.shape[0]) *loaded = {};
+                           });
+                         }});
       report.weight_bytes += *tensor_bytes(type, shape);
     }
     report.weights += src->elements();

@@ -121,22 +121,27 @@ void add_units(const Scored& s, std::uint32_t max_bands, std::vector<Unit>& unit
   const std::uint64_t bands = std::max<std::uint64_t>(1, max_bands);
   const std::uint64_t step = (groups + bands - 1) / bands * kRowGroup;
   auto weight = [&](std::uint64_t r) { return c.row_weights.empty() ? 1.0 : c.row_weights[r]; };
+  const std::size_t first = units.size();
   std::vector<double> total(s.levels.size(), 0.0);
-  for (std::size_t l = 0; l < s.levels.size(); ++l) {
-    for (std::uint64_t r = 0; r < c.rows; ++r) total[l] += weight(r) * s.levels[l].row_noise[r];
-  }
   for (std::uint64_t r0 = 0; r0 < c.rows; r0 += step) {
     Unit u{&s, r0, std::min(c.rows, r0 + step), {}, {}};
     for (std::size_t l = 0; l < s.levels.size(); ++l) {
       double part = 0.0;
       for (std::uint64_t r = u.row0; r < u.row1; ++r) part += weight(r) * s.levels[l].row_noise[r];
-      const double share =
-          total[l] > 0.0 ? part / total[l] : static_cast<double>(u.row1 - u.row0) / c.rows;
+      total[l] += part;
       u.bytes.push_back(
           *tensor_bytes(s.levels[l].type, std::vector<std::uint64_t>{u.row1 - u.row0, c.k}));
-      u.error.push_back(s.levels[l].error * share);
+      u.error.push_back(part);  // the band's weighted output error, shared out below
     }
     units.push_back(std::move(u));
+  }
+  for (std::size_t i = first; i < units.size(); ++i) {
+    Unit& u = units[i];
+    for (std::size_t l = 0; l < s.levels.size(); ++l) {
+      const double share =
+          total[l] > 0.0 ? u.error[l] / total[l] : static_cast<double>(u.row1 - u.row0) / c.rows;
+      u.error[l] = s.levels[l].error * share;
+    }
   }
 }
 

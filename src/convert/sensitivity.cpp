@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "qlm/model.hpp"
 #include "qlm/perplexity.hpp"
@@ -35,11 +36,12 @@ Sensitivity measure_sensitivity(const std::filesystem::path& calibration,
   const std::string base = output.string();
   const TempFile model_file{base + ".sensitivity.qlm"}, ref{base + ".sensitivity.logits"};
   Sensitivity result;
+  std::vector<std::int32_t> tokens;  // every probe model has the same tokenizer: encode once
   auto evaluate = [&](const std::string& quantized, DType type, const PerplexityOptions& p) {
     write(quantized, type, model_file.path);
     const auto model = unwrap(Model::open(model_file.path));
-    const auto tokens = perplexity_tokens(model->tokenizer(), text.str());
-    if (result.token_counts.empty()) {
+    if (tokens.empty()) {
+      tokens = perplexity_tokens(model->tokenizer(), text.str());
       result.token_counts.assign(model->config().vocab_size, 0.0);
       for (std::int32_t t : tokens) result.token_counts[static_cast<std::size_t>(t)] += 1.0;
     }
