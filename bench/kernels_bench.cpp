@@ -16,13 +16,14 @@
 
 #include "kernel_table.hpp"
 #include "qlm/detail/half.hpp"
-#include "qlm/dtype.hpp"
+#include "qlm/format/dtype.hpp"
 #include "qlm/quant/layout.hpp"
 #include "read_probe.hpp"
 
 namespace {
 
 using qlm::DType;
+using qlm::KvType;
 using namespace qlm::kernels;
 
 struct FreeDeleter {
@@ -131,17 +132,17 @@ void bm_gemm(benchmark::State& state, Isa isa, DType type, std::size_t k, std::s
 // Decode attention at Llama-3.2-1B's shape (8 KV heads of 64, 4 query heads each) over `context`
 // cached positions: one call attends one layer's heads, rotating through 16 layers' caches (> L3),
 // as kt.attn_block is driven block by block by ops::attend. GB/s counts the K and V bytes read.
-void bm_attention(benchmark::State& state, Isa isa, KvElem elem, std::size_t context, int threads) {
+void bm_attention(benchmark::State& state, Isa isa, KvType elem, std::size_t context, int threads) {
   constexpr std::size_t kLayers = 16, kKvHeads = 8, kGroup = 4, kHd = 64;
   const KernelTable& t = kernels_for(isa);
-  const std::size_t esize = elem == KvElem::F16 ? 2 : 4;
+  const std::size_t esize = elem == KvType::F16 ? 2 : 4;
   const std::size_t head_bytes = context * kHd * esize, layer_bytes = 2 * kKvHeads * head_bytes;
   const Bytes kv = alloc64(kLayers * layer_bytes);
   std::mt19937 rng(3);
   std::normal_distribution<float> nd;
   for (std::size_t i = 0; i < kLayers * layer_bytes / esize; ++i) {
     const float x = nd(rng);
-    if (elem == KvElem::F16) {
+    if (elem == KvType::F16) {
       const std::uint16_t h = qlm::detail::f32_to_f16(x);
       std::memcpy(kv.get() + 2 * i, &h, 2);
     } else {
@@ -245,10 +246,10 @@ int main(int argc, char** argv) {
     }
   }
   for (Isa isa : supported_isas()) {
-    for (KvElem elem : {KvElem::F32, KvElem::F16}) {
+    for (KvType elem : {KvType::F32, KvType::F16}) {
       for (int threads : {1, 2}) {
         const std::string name = "attention/" + std::string(to_string(isa)) +
-                                 (elem == KvElem::F16 ? "/f16" : "/f32") +
+                                 (elem == KvType::F16 ? "/f16" : "/f32") +
                                  "/ctx:4096/threads:" + std::to_string(threads);
         benchmark::RegisterBenchmark(name.c_str(), bm_attention, isa, elem, 4096, threads)
             ->UseRealTime()

@@ -19,7 +19,8 @@
 #include <string_view>
 #include <vector>
 
-#include "qlm/dtype.hpp"
+#include "qlm/format/dtype.hpp"
+#include "qlm/kv_type.hpp"
 
 namespace qlm::kernels {
 
@@ -45,8 +46,6 @@ constexpr std::optional<Isa> parse_isa(std::string_view s) noexcept {
 
 inline constexpr std::size_t kActBlock = 32;   ///< activation values per quantization block
 inline constexpr std::size_t kAttnBlock = 32;  ///< most keys one attn_block call takes
-/// Element type of the keys and values attn_block reads.
-enum class KvElem : std::uint8_t { F32, F16 };
 /// A block whose largest |x| is at most this is stored as all zeros with d = 0 (keeps 1/d finite).
 inline constexpr float kZeroBlockAmax = 1e-30f;
 
@@ -127,7 +126,7 @@ struct KernelTable {
   /// (t in order). Start with m = -inf, l = 0, acc = 0; the attention output is acc[j] / l[j].
   /// Reads exactly rows [0, n) of k and v.
   void (*attn_block)(const float* q, std::size_t g, std::size_t hd, const void* k, const void* v,
-                     KvElem type, std::size_t n, float scale, float* m, float* l,
+                     KvType type, std::size_t n, float scale, float* m, float* l,
                      float* acc) = nullptr;
 
   /// The GEMM for a quantized weight type (nullptr for a float type).

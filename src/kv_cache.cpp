@@ -2,7 +2,7 @@
 // untouched zero pages, so only written positions use memory, and goes straight back when freed.
 // (Through malloc, a freed cache raises glibc's mmap threshold and the next, smaller cache lands
 // in the heap, whose pages stay resident after it is freed.)
-#include "qlm/kv_cache.hpp"
+#include "kv_cache.hpp"
 
 #include <sys/mman.h>
 
@@ -18,12 +18,14 @@ void KvCache::Free::operator()(std::byte* p) const noexcept {
   munmap(p, bytes);
 }
 
-KvCache::KvCache(const ModelConfig& c, std::uint32_t context, KvType type)
+KvCache::KvCache(const ModelConfig& c, std::uint32_t context, KvType type,
+                 const kernels::KernelTable& kernels)
     : context_(context),
       n_layers_(c.n_layers),
       n_kv_heads_(c.n_kv_heads),
       head_dim_(c.head_dim),
       type_(type),
+      to_f16_(kernels.f32_to_f16),
       elements_(static_cast<std::size_t>(c.n_layers) * c.n_kv_heads * context * c.head_dim) {
   allocate();
 }
@@ -42,6 +44,7 @@ KvCache KvCache::clone(std::uint32_t positions) const {
   c.n_kv_heads_ = n_kv_heads_;
   c.head_dim_ = head_dim_;
   c.type_ = type_;
+  c.to_f16_ = to_f16_;
   c.elements_ = elements_;
   c.allocate();
   const std::size_t run =
@@ -95,12 +98,8 @@ void KvCache::store(std::uint32_t layer, std::uint32_t kv_head, std::uint32_t po
     std::copy_n(key.data(), hd, keys(layer, kv_head).data() + at);
     std::copy_n(value.data(), hd, values(layer, kv_head).data() + at);
   } else {
-    std::uint16_t* k = keys_f16(layer, kv_head).data() + at;
-    std::uint16_t* v = values_f16(layer, kv_head).data() + at;
-    for (std::size_t i = 0; i < hd; ++i) {
-      k[i] = detail::f32_to_f16(key[i]);
-      v[i] = detail::f32_to_f16(value[i]);
-    }
+    to_f16_(key.data(), keys_f16(layer, kv_head).data() + at, hd);
+    to_f16_(value.data(), values_f16(layer, kv_head).data() + at, hd);
   }
 }
 

@@ -1,16 +1,14 @@
 // Model::open: map the file, read config and tokenizer, bind weight views (no copies).
 #include "qlm/model.hpp"
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
-
 #include <algorithm>
 #include <map>
 
 #include "model_weights.hpp"
-#include "qlm/tensor_names.hpp"
-#include "qlm/vocabulary.hpp"
+#include "qlm/format/model_config.hpp"
+#include "qlm/format/model_file.hpp"
+#include "qlm/format/tensor_names.hpp"
+#include "qlm/tokenizer/vocabulary.hpp"
 #include "util/fail.hpp"
 
 namespace qlm {
@@ -141,8 +139,8 @@ Tokenizer build_tokenizer(const format::Metadata& meta, const std::string& file,
 
 }  // namespace
 
-Model::Model(std::shared_ptr<const format::ModelFile> file, ModelConfig config)
-    : file_(std::move(file)), config_(config) {
+Model::Model(std::shared_ptr<const format::ModelFile> file, ModelConfig config, Tokenizer tokenizer)
+    : file_(std::move(file)), config_(config), tokenizer_(std::move(tokenizer)) {
   weights_ = std::make_unique<const detail::ModelWeights>(detail::bind_weights(*file_, config_));
 }
 
@@ -151,31 +149,15 @@ Model::~Model() = default;
 Result<std::shared_ptr<const Model>> Model::open(const std::filesystem::path& path,
                                                  LoadOptions options) {
   return detail::capture([&] {
-    std::shared_ptr<format::ModelFile> file = format::ModelFile::load(
-        path, format::OpenOptions{options.verify_checksums, options.populate, !options.mmap});
+    std::shared_ptr<format::ModelFile> file = detail::unwrap(format::ModelFile::open(
+        path, format::OpenOptions{options.verify_checksums, options.populate, !options.mmap}));
     ModelConfig config = detail::unwrap(load_config(file->metadata(), file->path()));
-    // Built once here so that a bad tokenizer is an error of open(), then dropped: tokenizer()
-    // rebuilds it from the mapping when first asked.
-    // The decoded metadata then drops its keys, so that they are not kept in memory twice.
-    build_tokenizer(file->metadata(), file->path(), config.vocab_size);
-    file->meta_.erase_prefix("tokenizer.");
-    // That build's many small blocks would otherwise stay resident in the heap for good.
-#if defined(__GLIBC__)
-    malloc_trim(0);
-#endif
-    return std::shared_ptr<const Model>(new Model(std::move(file), config));
+    // The tokenizer's keys (most of the metadata) leave the decoded metadata as the tokenizer is
+    // built from them, so they are decoded once and held once.
+    Tokenizer tokenizer =
+        build_tokenizer(file->take_metadata("tokenizer."), file->path(), config.vocab_size);
+    return std::shared_ptr<const Model>(new Model(std::move(file), config, std::move(tokenizer)));
   });
-}
-
-const Tokenizer& Model::tokenizer() const {
-  // Cannot fail: open() validated these very bytes of the read-only mapping (a file rewritten on
-  // disk while mapped is outside the contract; its weights would not survive that either).
-  std::call_once(tokenizer_once_, [this] {
-    const format::Metadata meta =
-        detail::unwrap(format::decode_metadata(file_->metadata_block(), file_->path()));
-    tokenizer_.emplace(build_tokenizer(meta, file_->path(), config_.vocab_size));
-  });
-  return *tokenizer_;
 }
 
 }  // namespace qlm

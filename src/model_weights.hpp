@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "qlm/config.hpp"
-#include "qlm/dtype.hpp"
+#include "qlm/format/dtype.hpp"
 #include "qlm/format/model_file.hpp"
 
 namespace qlm::detail {

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 
-#include "arch/fast_forward.hpp"
-#include "arch/reference_forward.hpp"
+#include "arch/forward.hpp"
+#include "kv_cache.hpp"
 #include "util/fail.hpp"
 
 namespace qlm {
@@ -13,15 +13,16 @@ using detail::fail;
 
 struct Session::Impl {
   std::shared_ptr<const Model> model;
-  SessionOptions options;
-  KvCache cache;
   std::unique_ptr<detail::Forward> forward;
+  KvCache cache;
   std::vector<std::int32_t> tokens;
   std::vector<float> logits;
-  std::string_view isa = "reference";
 
-  Impl(std::shared_ptr<const Model> m, SessionOptions o, std::uint32_t context)
-      : model(std::move(m)), options(o), cache(model->config(), context, o.kv_type) {}
+  Impl(std::shared_ptr<const Model> m, std::unique_ptr<detail::Forward> f, std::uint32_t context,
+       KvType kv_type)
+      : model(std::move(m)),
+        forward(std::move(f)),
+        cache(model->config(), context, kv_type, forward->kernels()) {}
 };
 
 Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptions options) {
@@ -41,23 +42,8 @@ Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptio
       fail(ErrorCode::Unsupported, "{} query heads per KV head (at most 64)",
            c.n_heads / c.n_kv_heads);
     }
-    auto impl = std::make_unique<Impl>(model, options, context);
-    if (options.reference) {
-      impl->forward = detail::make_reference_forward(*impl->model);
-    } else {
-      const auto choice =
-          options.isa.empty() ? kernels::isa_from_env() : kernels::choose_isa(options.isa);
-      if (!choice.error.empty()) fail(ErrorCode::Unsupported, "{}", choice.error);
-      const kernels::KernelTable& kt = kernels::kernels_for(choice.isa);
-      impl->isa = kernels::to_string(kt.isa);
-      auto pool = options.pool ? options.pool : make_spin_pool(options.threads);
-      const std::uint32_t batch = options.batch != 0
-                                      ? options.batch
-                                      : detail::default_batch(*impl->model, options.activations);
-      impl->forward =
-          detail::make_fast_forward(*impl->model, kt, std::move(pool), std::min(batch, context),
-                                    options.activations, options.observer);
-    }
+    auto forward = detail::make_forward(*model, options, context);
+    auto impl = std::make_unique<Impl>(model, std::move(forward), context, options.kv_type);
     impl->tokens.reserve(context);
     return Session(std::move(impl));
   });
@@ -117,10 +103,13 @@ const Model& Session::model() const {
   return *impl_->model;
 }
 std::string_view Session::isa() const {
-  return impl_->isa;
+  return impl_->forward->isa();
 }
-const KvCache& Session::kv_cache() const {
-  return impl_->cache;
+KvType Session::kv_type() const {
+  return impl_->cache.type();
+}
+std::size_t Session::kv_bytes() const {
+  return impl_->cache.bytes();
 }
 
 }  // namespace qlm

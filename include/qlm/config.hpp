@@ -1,14 +1,12 @@
-// ModelConfig: every hyper-parameter the forward pass needs, read from a Hugging Face config.json
-// or from a .qlm file's metadata ("model.*" keys).
+// ModelConfig: every hyper-parameter the forward pass needs (read from a Hugging Face config.json
+// by qlm/convert/hf_config.hpp, stored in a .qlm file by qlm/format/model_config.hpp).
 #pragma once
 
 #include <cstdint>
-#include <filesystem>
-#include <string>
+#include <optional>
 #include <string_view>
 
 #include "qlm/error.hpp"
-#include "qlm/format/metadata.hpp"
 
 namespace qlm {
 
@@ -17,6 +15,8 @@ enum class Architecture : std::uint8_t { Llama, Mistral, Qwen2 };
 
 /// "llama", "mistral" or "qwen2".
 std::string_view to_string(Architecture a) noexcept;
+/// The architecture to_string() names; nullopt otherwise.
+std::optional<Architecture> parse_architecture(std::string_view name) noexcept;
 
 /// Rotary-embedding frequency scaling (Hugging Face `rope_scaling`).
 struct RopeScaling {
@@ -51,14 +51,5 @@ struct ModelConfig {
   /// the file in the error.
   Result<void> validate(std::string_view source) const;
 };
-
-/// Reads `dir`/config.json of a llama, mistral or qwen2 checkpoint.
-Result<ModelConfig> read_hf_config(const std::filesystem::path& dir);
-
-/// Writes the config as "model.*" metadata keys.
-void store_config(const ModelConfig& config, format::Metadata& meta);
-
-/// Reads "model.*" metadata keys; `file` names the source in errors.
-Result<ModelConfig> load_config(const format::Metadata& meta, std::string_view file);
 
 }  // namespace qlm

@@ -4,19 +4,20 @@
 
 #include <filesystem>
 #include <memory>
-#include <mutex>
-#include <optional>
 
 #include "qlm/config.hpp"
 #include "qlm/error.hpp"
-#include "qlm/format/model_file.hpp"
 #include "qlm/tokenizer.hpp"
 
 namespace qlm {
 
+namespace format {
+class ModelFile;
+}
 namespace detail {
 struct ModelWeights;
-}
+struct ModelAccess;  // src/model_access.hpp: the library's own view of the file and weights
+}  // namespace detail
 
 /// How to open a model.
 struct LoadOptions {
@@ -30,7 +31,8 @@ struct LoadOptions {
 /// A loaded model. Weights are views into the mapped file; nothing is copied.
 class Model {
  public:
-  /// Opens `path`; every problem (format, missing tensor, bad shape) is an Error naming the file.
+  /// Opens `path`; every problem (format, missing tensor, bad shape, bad tokenizer) is an Error
+  /// naming the file.
   static Result<std::shared_ptr<const Model>> open(const std::filesystem::path& path,
                                                    LoadOptions options = {});
   ~Model();
@@ -38,20 +40,15 @@ class Model {
   Model& operator=(const Model&) = delete;
 
   const ModelConfig& config() const { return config_; }
-  /// The tokenizer, validated by open() but built on first use (a 49k-token vocabulary's tables
-  /// take ~4 MB, which applications that pass token ids never need). Thread-safe.
-  const Tokenizer& tokenizer() const;
-  /// The mapped file. Its decoded metadata lacks the "tokenizer." keys (see tokenizer()).
-  const format::ModelFile& file() const { return *file_; }
-  /// The weight views (internal layout; see src/model_weights.hpp).
-  const detail::ModelWeights& weights() const { return *weights_; }
+  /// The tokenizer, built and validated by open().
+  const Tokenizer& tokenizer() const { return tokenizer_; }
 
  private:
-  Model(std::shared_ptr<const format::ModelFile> file, ModelConfig config);
+  friend struct detail::ModelAccess;
+  Model(std::shared_ptr<const format::ModelFile> file, ModelConfig config, Tokenizer tokenizer);
   std::shared_ptr<const format::ModelFile> file_;
   ModelConfig config_;
-  mutable std::once_flag tokenizer_once_;
-  mutable std::optional<Tokenizer> tokenizer_;
+  Tokenizer tokenizer_;
   std::unique_ptr<const detail::ModelWeights> weights_;
 };
 

@@ -8,32 +8,37 @@
 #include <string>
 #include <vector>
 
-#include "qlm/activation_observer.hpp"
 #include "qlm/activation_precision.hpp"
 #include "qlm/error.hpp"
-#include "qlm/kv_cache.hpp"
+#include "qlm/kv_type.hpp"
 #include "qlm/model.hpp"
 #include "qlm/thread_pool.hpp"
 
 namespace qlm {
 
+class ActivationObserver;  // qlm/eval/activation_observer.hpp
+
 /// Per-session settings.
+/// Per-session settings. Each has one meaning; combinations that would contradict each other
+/// (threads with a pool, an observer on the reference path) are refused by Session::create.
 struct SessionOptions {
   std::uint32_t context = 0;  ///< tokens the KV cache holds; 0 = min(trained context, 4096)
-  int threads = 0;            ///< worker threads of the default pool; 0 = all hardware threads
+  /// Threads of the session's own spin pool (0 = all hardware threads). Only without `pool`.
+  int threads = 0;
   /// Element type of the KV cache; F16 halves its memory and the bytes attention reads.
   KvType kv_type = KvType::F32;
-  bool reference = false;  ///< run the scalar fp32 reference path (slow; for tests)
-  /// Kernel ISA: "" = the QLM_ISA environment variable if set, else the best this CPU runs; or
-  /// scalar|avx2|avx512|avx512vnni|neon|neon-dotprod|neon-i8mm (unsupported = an error).
+  /// Kernel ISA: "" = the QLM_ISA environment variable if set, else the best this CPU runs;
+  /// scalar|avx2|avx512|avx512vnni|neon|neon-dotprod|neon-i8mm (unsupported = an error); or
+  /// "reference": the single-threaded scalar fp32 path, the yardstick of the tests (slow).
   std::string isa{};
-  std::shared_ptr<ThreadPool> pool{};  ///< run parallel work here; default: make_spin_pool(threads)
+  /// Run parallel work on this pool (e.g. one shared by many sessions) instead of an own one.
+  std::shared_ptr<ThreadPool> pool{};
   /// Prompt tokens per forward chunk (bounds activation memory). 0 = 256, or down to 64 for
   /// small models, keeping the chunk's buffers within 4% of the model file.
   std::uint32_t batch = 0;
-  /// Integer precision of matmul inputs on the fast path (Auto: two int8 passes into q8 weights).
+  /// Integer precision of matmul inputs (Auto: two int8 passes into q8 weights).
   ActivationPrecision activations = ActivationPrecision::Auto;
-  /// Sees every weight-matrix input (e.g. an Importance collector); fast path only. Optional.
+  /// Sees every weight-matrix input (e.g. an Importance collector). Optional; not with "reference".
   std::shared_ptr<ActivationObserver> observer{};
 };
 
@@ -65,12 +70,12 @@ class Session {
   const Model& model() const;
   /// Name of the kernel ISA in use ("reference" for the reference path).
   std::string_view isa() const;
-  /// The session's KV cache (type, context, bytes()); positions >= position() hold no data.
-  const KvCache& kv_cache() const;
-
-  struct Impl;
+  KvType kv_type() const;  ///< element type of the KV cache
+  /// Bytes reserved for the KV cache (address space; memory is committed as positions fill).
+  std::size_t kv_bytes() const;
 
  private:
+  struct Impl;
   explicit Session(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

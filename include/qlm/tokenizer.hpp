@@ -9,9 +9,10 @@
 #include <vector>
 
 #include "qlm/error.hpp"
-#include "qlm/vocabulary.hpp"
 
 namespace qlm {
+
+struct Vocabulary;  // qlm/tokenizer/vocabulary.hpp: what a .qlm file stores
 
 /// Options of Tokenizer::encode().
 struct EncodeOptions {

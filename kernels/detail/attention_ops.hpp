@@ -346,9 +346,9 @@ struct AttnOps {
   }
 
   static void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k,
-                         const void* v, KvElem type, std::size_t n, float scale, float* m, float* l,
+                         const void* v, KvType type, std::size_t n, float scale, float* m, float* l,
                          float* acc) {
-    if (type == KvElem::F16) {
+    if (type == KvType::F16) {
       heads(q, g, hd, static_cast<const std::uint16_t*>(k), static_cast<const std::uint16_t*>(v), n,
             scale, m, l, acc);
     } else {

@@ -8,7 +8,7 @@
 #include <initializer_list>
 #include <vector>
 
-#include "model_weights.hpp"
+#include "model_access.hpp"
 #include "ops/attention.hpp"
 #include "ops/matmul.hpp"
 #include "ops/reference_ops.hpp"
@@ -30,13 +30,11 @@ bool two_passes(const Matrix& w, ActivationPrecision activations) {
   return false;
 }
 
-// Whether any input of the model gets two passes: only then are the buffers sized for them.
-bool splits_any(const ModelWeights& w, ActivationPrecision activations) {
-  const auto two = [&](const Matrix& m) { return two_passes(m, activations); };
-  return two(w.lm_head) || std::any_of(w.layers.begin(), w.layers.end(), [&](const auto& lw) {
-           return two(lw.wq) || two(lw.wk) || two(lw.wv) || two(lw.wo) || two(lw.w_gate) ||
-                  two(lw.w_up) || two(lw.w_down);
-         });
+// Two passes for an input if any matrix reading it asks for them (a fused q/k/v or gate/up of a
+// mixed file may hold both q8 and q4 weights; the q4 ones just get exact-er inputs).
+bool any_two(std::initializer_list<const Matrix*> readers, ActivationPrecision activations) {
+  return std::any_of(readers.begin(), readers.end(),
+                     [&](const Matrix* w) { return two_passes(*w, activations); });
 }
 
 // Widest matrix input of a layer (the quantized-activation buffers hold one).
@@ -59,19 +57,17 @@ std::size_t buffer_bytes_per_token(const ModelConfig& c, bool split) {
 
 class FastForward final : public Forward {
  public:
-  FastForward(const Model& model, const kernels::KernelTable& kt, std::shared_ptr<ThreadPool> pool,
-              std::uint32_t max_batch, ActivationPrecision activations,
-              std::shared_ptr<ActivationObserver> observer)
+  FastForward(const Model& model, const kernels::KernelTable& kt, FastOptions o)
       : c_(model.config()),
-        w_(model.weights()),
+        w_(model_weights(model)),
         kt_(kt),
-        pool_(std::move(pool)),
-        batch_(std::max(1u, max_batch)),
+        pool_(std::move(o.pool)),
+        batch_(std::max(1u, o.max_batch)),
         inv_freq_(ref::rope_inv_freq(c_)),
         qd_(c_.n_heads * c_.head_dim),
         kvd_(c_.n_kv_heads * c_.head_dim),
-        activations_(activations),
-        observer_(std::move(observer)) {
+        splits_(std::move(o.splits)),
+        observer_(std::move(o.observer)) {
     const std::size_t b = batch_;
     x_.resize(b * c_.hidden_size);
     xb_.resize(b * c_.hidden_size);
@@ -84,8 +80,11 @@ class FastForward final : public Forward {
     up_.resize(b * c_.intermediate_size);
     cos_.resize(b * c_.head_dim / 2);
     sin_.resize(b * c_.head_dim / 2);
-    act_.reserve(b, widest_input(c_), splits_any(w_, activations_));
+    act_.reserve(b, widest_input(c_), splits_.any());
   }
+
+  const kernels::KernelTable& kernels() const override { return kt_; }
+  std::string_view isa() const override { return kernels::to_string(kt_.isa); }
 
   void run(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache,
            std::span<float> logits, bool all_logits) override {
@@ -123,28 +122,8 @@ class FastForward final : public Forward {
     if (observer_) observer_->observe(input, layer, {x, rows * cols}, rows);
   }
 
-  // Two int8 passes for an input if any matrix reading it asks for them (a fused q/k/v or gate/up
-  // of a mixed file may hold both q8 and q4 weights; the q4 ones just get exact-er inputs).
-  bool split(std::initializer_list<const Matrix*> readers) const {
-    return std::any_of(readers.begin(), readers.end(),
-                       [this](const Matrix* w) { return two_passes(*w, activations_); });
-  }
-
   void project(const Matrix& w, float* out, std::size_t ldy) {
     ops::matmul(kt_, *pool_, w, act_, out, ldy, scratch_);
-  }
-
-  // Writes one position's key and value into the cache, converting with the ISA's kernel.
-  void store_kv(KvCache& cache, std::uint32_t l, std::uint32_t h, std::size_t pos, const float* k,
-                const float* v) {
-    const std::size_t hd = c_.head_dim;
-    if (cache.type() == KvType::F16) {
-      kt_.f32_to_f16(k, &cache.keys_f16(l, h)[pos * hd], hd);
-      kt_.f32_to_f16(v, &cache.values_f16(l, h)[pos * hd], hd);
-    } else {
-      std::copy_n(k, hd, &cache.keys(l, h)[pos * hd]);
-      std::copy_n(v, hd, &cache.values(l, h)[pos * hd]);
-    }
   }
 
   void attention_block(std::uint32_t l, std::size_t m, std::uint32_t start, KvCache& cache) {
@@ -154,7 +133,7 @@ class FastForward final : public Forward {
       kt_.rmsnorm(&xb_[i * d], &x_[i * d], lw.attn_norm.data(), d, c_.rms_norm_eps);
     }
     observe(MatrixInput::Attention, l, xb_.data(), m, d);
-    act_.quantize(kt_, xb_.data(), m, d, d, split({&lw.wq, &lw.wk, &lw.wv}));
+    act_.quantize(kt_, xb_.data(), m, d, d, splits_.layers[l].qkv);
     const ops::Product qkv[] = {
         {&lw.wq, q_.data(), qd_}, {&lw.wk, k_.data(), kvd_}, {&lw.wv, v_.data(), kvd_}};
     ops::matmul(kt_, *pool_, qkv, act_, scratch_);
@@ -170,7 +149,8 @@ class FastForward final : public Forward {
       const std::size_t pos = start + i;
       for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
         kt_.rope(&k_[i * kvd_ + h * hd], cs, sn, hd);
-        store_kv(cache, l, h, pos, &k_[i * kvd_ + h * hd], &v_[i * kvd_ + h * hd]);
+        cache.store(l, h, static_cast<std::uint32_t>(pos), {&k_[i * kvd_ + h * hd], hd},
+                    {&v_[i * kvd_ + h * hd], hd});
       }
     }
     const std::uint32_t group = c_.n_heads / c_.n_kv_heads;
@@ -186,7 +166,7 @@ class FastForward final : public Forward {
                   {cache.key_data(l, g), cache.value_data(l, g), cache.type()}, &att[q_off]);
     });
     observe(MatrixInput::AttentionOutput, l, att, m, qd_);
-    act_.quantize(kt_, att, m, qd_, qd_, split({&lw.wo}));
+    act_.quantize(kt_, att, m, qd_, qd_, splits_.layers[l].wo);
     project(lw.wo, xb_.data(), d);
     for (std::size_t i = 0; i < m; ++i) kt_.add(&x_[i * d], &xb_[i * d], d);
   }
@@ -198,14 +178,14 @@ class FastForward final : public Forward {
       kt_.rmsnorm(&xb_[i * d], &x_[i * d], lw.ffn_norm.data(), d, c_.rms_norm_eps);
     }
     observe(MatrixInput::Mlp, l, xb_.data(), m, d);
-    act_.quantize(kt_, xb_.data(), m, d, d, split({&lw.w_gate, &lw.w_up}));
+    act_.quantize(kt_, xb_.data(), m, d, d, splits_.layers[l].gate_up);
     const ops::Product gate_up[] = {{&lw.w_gate, gate_.data(), ff}, {&lw.w_up, up_.data(), ff}};
     ops::matmul(kt_, *pool_, gate_up, act_, scratch_);
     // Row by row: a vector body and its scalar tail may round differently, so every row must be
     // split the same way whatever the batch size (results may not depend on chunking).
     for (std::size_t i = 0; i < m; ++i) kt_.silu_mul(&gate_[i * ff], &up_[i * ff], ff);
     observe(MatrixInput::MlpHidden, l, gate_.data(), m, ff);
-    act_.quantize(kt_, gate_.data(), m, ff, ff, split({&lw.w_down}));
+    act_.quantize(kt_, gate_.data(), m, ff, ff, splits_.layers[l].down);
     project(lw.w_down, xb_.data(), d);
     for (std::size_t i = 0; i < m; ++i) kt_.add(&x_[i * d], &xb_[i * d], d);
   }
@@ -219,7 +199,7 @@ class FastForward final : public Forward {
     observe(MatrixInput::Head, 0, xb_.data(), n, d);
     // Split inputs stage 2 result rows per token in scratch: a vocabulary-wide [2n][vocab] would
     // cost more memory than the logits themselves, so those go 16 tokens at a time.
-    const bool two = split({&w_.lm_head});
+    const bool two = splits_.head;
     const std::size_t step = two ? 16 : n;
     for (std::size_t i = 0; i < n; i += step) {
       const std::size_t rows = std::min(step, n - i);
@@ -235,7 +215,7 @@ class FastForward final : public Forward {
   std::uint32_t batch_;
   std::vector<float> inv_freq_;
   std::size_t qd_, kvd_;
-  ActivationPrecision activations_;
+  InputSplits splits_;
   // Activations of one chunk, row-major [batch][dim].
   std::vector<float> x_, xb_, q_, k_, v_, gate_, up_, cos_, sin_, scratch_;
   ops::QuantizedActivations act_;
@@ -244,23 +224,37 @@ class FastForward final : public Forward {
 
 }  // namespace
 
-std::uint32_t default_batch(const Model& model, ActivationPrecision activations) {
+bool InputSplits::any() const {
+  return head || std::any_of(layers.begin(), layers.end(),
+                             [](const Layer& l) { return l.qkv || l.wo || l.gate_up || l.down; });
+}
+
+InputSplits resolve_splits(const Model& model, ActivationPrecision activations) {
+  const ModelWeights& w = model_weights(model);
+  InputSplits s;
+  for (const LayerWeights& lw : w.layers) {
+    s.layers.push_back({.qkv = any_two({&lw.wq, &lw.wk, &lw.wv}, activations),
+                        .wo = any_two({&lw.wo}, activations),
+                        .gate_up = any_two({&lw.w_gate, &lw.w_up}, activations),
+                        .down = any_two({&lw.w_down}, activations)});
+  }
+  s.head = any_two({&w.lm_head}, activations);
+  return s;
+}
+
+std::uint32_t default_batch(const Model& model, const InputSplits& splits) {
   // Prompt speed barely changes between 64 and 256 tokens per chunk on the shapes measured
   // (bench/RESULTS.md), while the buffers of 256 tokens would add ~9% to a 135M q4 model.
-  const std::size_t per_token =
-      buffer_bytes_per_token(model.config(), splits_any(model.weights(), activations));
-  const std::uint64_t budget = model.file().file_size() / 25;  // 4% of the weights
+  const std::size_t per_token = buffer_bytes_per_token(model.config(), splits.any());
+  const std::uint64_t budget = model_file(model).file_size() / 25;  // 4% of the weights
   std::uint32_t batch = 256;
   while (batch > 64 && batch * per_token > budget) batch /= 2;
   return batch;
 }
 
 std::unique_ptr<Forward> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
-                                           std::shared_ptr<ThreadPool> pool,
-                                           std::uint32_t max_batch, ActivationPrecision activations,
-                                           std::shared_ptr<ActivationObserver> observer) {
-  return std::make_unique<FastForward>(model, kernels, std::move(pool), max_batch, activations,
-                                       std::move(observer));
+                                           FastOptions options) {
+  return std::make_unique<FastForward>(model, kernels, std::move(options));
 }
 
 }  // namespace qlm::detail

@@ -3,26 +3,46 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "arch/forward.hpp"
 #include "kernel_table.hpp"
-#include "qlm/activation_observer.hpp"
 #include "qlm/activation_precision.hpp"
+#include "qlm/eval/activation_observer.hpp"
 #include "qlm/model.hpp"
 #include "qlm/thread_pool.hpp"
 
 namespace qlm::detail {
 
+/// Which matrix inputs get two int8 passes (ActivationPrecision, decided once per model and
+/// precision from the types of the matrices that read each input).
+struct InputSplits {
+  struct Layer {
+    bool qkv = false, wo = false, gate_up = false, down = false;
+  };
+  std::vector<Layer> layers;
+  bool head = false;
+  /// True if any input does (only then are the buffers sized for two passes).
+  bool any() const;
+};
+
+/// Resolves `activations` against the weight types of `model`.
+InputSplits resolve_splits(const Model& model, ActivationPrecision activations);
+
 /// Tokens per prompt chunk when the session leaves it to us: 256, halved (down to 64) while
 /// the chunk's activation buffers would exceed 4% of the model file.
-std::uint32_t default_batch(const Model& model, ActivationPrecision activations);
+std::uint32_t default_batch(const Model& model, const InputSplits& splits);
 
-/// Builds the fast path for `model`; `max_batch` bounds the tokens processed per chunk;
-/// `activations` picks one or two int8 passes per input; `observer` (may be null) sees every
-/// weight-matrix input.
+/// What the fast path runs with, resolved by make_forward.
+struct FastOptions {
+  std::shared_ptr<ThreadPool> pool;
+  InputSplits splits;
+  std::shared_ptr<ActivationObserver> observer;  ///< may be null
+  std::uint32_t max_batch = 1;                   ///< most tokens processed per chunk
+};
+
+/// Builds the fast path for `model` on `kernels`.
 std::unique_ptr<Forward> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
-                                           std::shared_ptr<ThreadPool> pool,
-                                           std::uint32_t max_batch, ActivationPrecision activations,
-                                           std::shared_ptr<ActivationObserver> observer);
+                                           FastOptions options);
 
 }  // namespace qlm::detail

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "model_weights.hpp"
+#include "model_access.hpp"
 #include "ops/reference_ops.hpp"
 #include "qlm/quant/quantize.hpp"
 
@@ -17,7 +17,7 @@ class ReferenceForward final : public Forward {
  public:
   explicit ReferenceForward(const Model& model)
       : c_(model.config()),
-        w_(model.weights()),
+        w_(model_weights(model)),
         inv_freq_(ref::rope_inv_freq(c_)),
         x_(c_.hidden_size),
         xb_(c_.hidden_size),
@@ -29,6 +29,11 @@ class ReferenceForward final : public Forward {
         up_(c_.intermediate_size),
         key_(c_.head_dim),
         value_(c_.head_dim) {}
+
+  const kernels::KernelTable& kernels() const override {
+    return kernels::kernels_for(kernels::Isa::Scalar);
+  }
+  std::string_view isa() const override { return "reference"; }
 
   void run(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache,
            std::span<float> logits, bool all_logits) override {

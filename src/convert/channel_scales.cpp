@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "qlm/tensor_names.hpp"
+#include "qlm/format/tensor_names.hpp"
 
 namespace qlm::detail {
 namespace {
@@ -58,7 +58,7 @@ std::vector<float> grouped_importance(std::span<const float> imp, std::uint32_t 
 // Relative output error of quantizing a row sample of `w` ([rows, k]) scaled by s.
 double relative_error(const std::vector<float>& w, std::size_t rows, std::size_t k,
                       std::span<const float> imp, std::span<const float> s, DType type,
-                      quant::ScaleMethod method) {
+                      quant::ScaleMethod method, ThreadPool* pool) {
   const std::size_t step = std::max<std::size_t>(1, rows / kSampleRows);
   std::vector<float> sample, scaled_imp(k);
   double signal = 0.0;
@@ -72,8 +72,8 @@ double relative_error(const std::vector<float>& w, std::size_t rows, std::size_t
   for (std::size_t c = 0; c < k; ++c) scaled_imp[c] = imp[c] / (s[c] * s[c]);
   const std::size_t n = sample.size() / k;
   std::vector<std::uint8_t> q(quant::TileGeometry(type, n, k).total_bytes());
-  quant::quantize_matrix(type, sample, n, k, q, {method, scaled_imp});
-  const double err = quant::weighted_error(type, sample, q, n, k, scaled_imp);
+  quant::quantize_matrix(type, sample, n, k, q, {method, scaled_imp, {}, pool});
+  const double err = quant::weighted_error(type, sample, q, n, k, scaled_imp, pool);
   return signal > 0.0 ? err / signal : 0.0;
 }
 
@@ -115,7 +115,7 @@ void ChannelScales::apply(const std::string& name, std::span<float> x,
 
 ChannelScales plan_channel_scales(const ModelConfig& config, const TensorLoader& load,
                                   const Importance& importance, DType type,
-                                  quant::ScaleMethod method) {
+                                  quant::ScaleMethod method, ThreadPool* pool) {
   ChannelScales plan;
   for (const Site& site : sites(config, importance)) {
     if (site.importance.empty()) continue;
@@ -132,7 +132,7 @@ ChannelScales plan_channel_scales(const ModelConfig& config, const TensorLoader&
       const std::vector<float> s = scales_for(imp, alpha);
       double err = 0.0;
       for (const auto& w : weights) {
-        err += relative_error(w, w.size() / k, k, site.importance, s, type, method);
+        err += relative_error(w, w.size() / k, k, site.importance, s, type, method, pool);
       }
       if (a == 0 || err < best) {
         best = err;

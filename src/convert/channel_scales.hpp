@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "qlm/config.hpp"
-#include "qlm/dtype.hpp"
-#include "qlm/importance.hpp"
+#include "qlm/format/dtype.hpp"
+#include "qlm/quant/importance.hpp"
 #include "qlm/quant/quantize.hpp"
 
 namespace qlm::detail {
@@ -37,6 +37,6 @@ using TensorLoader = std::function<std::vector<float>(const std::string&)>;
 /// Chooses alpha per site for quantization to `type`; nothing is scaled where alpha 0 is best.
 ChannelScales plan_channel_scales(const ModelConfig& config, const TensorLoader& load,
                                   const Importance& importance, DType type,
-                                  quant::ScaleMethod method);
+                                  quant::ScaleMethod method, ThreadPool* pool = nullptr);
 
 }  // namespace qlm::detail

@@ -11,13 +11,15 @@
 #include "convert/sensitivity.hpp"
 #include "convert/tokenizer_source.hpp"
 #include "qlm/config.hpp"
-#include "qlm/convert.hpp"
+#include "qlm/convert/convert.hpp"
+#include "qlm/convert/hf_config.hpp"
+#include "qlm/convert/safetensors.hpp"
 #include "qlm/detail/half.hpp"
 #include "qlm/format/file_writer.hpp"
-#include "qlm/importance.hpp"
+#include "qlm/format/model_config.hpp"
+#include "qlm/format/tensor_names.hpp"
+#include "qlm/quant/importance.hpp"
 #include "qlm/quant/quantize.hpp"
-#include "qlm/safetensors.hpp"
-#include "qlm/tensor_names.hpp"
 #include "qlm/version.hpp"
 #include "util/fail.hpp"
 
@@ -215,7 +217,8 @@ Preparation prepare(const ConvertOptions& o, const ModelConfig& config,
   // Float targets get scales too (chosen for q4): the model is the same up to rounding.
   const DType target = is_quantized(o.type) ? o.type : DType::Q4;
   auto loader = [&](const std::string& name) { return load_f32(*ckpt.find(name)); };
-  prep.scales = detail::plan_channel_scales(config, loader, *imp, target, o.scale_method);
+  prep.scales =
+      detail::plan_channel_scales(config, loader, *imp, target, o.scale_method, o.pool.get());
   for (const auto& n : prep.scales->notes) report.notes.push_back("channel scales: " + n);
   return prep;
 }
@@ -294,9 +297,9 @@ Layouts matrix_layouts(const ConvertOptions& o, const ModelConfig& config, const
     c.row_weights.resize(c.rows, 0.0);
     for (double& w : c.row_weights) w += 0.5;
   }
-  const auto plan =
-      detail::plan_mixed(candidates, fixed_bytes, fixed_weights, o.max_bits_per_weight, o.type,
-                         o.mixed_promotions, o.scale_method, measured.kl, o.mixed_bands);
+  const auto plan = detail::plan_mixed(candidates, fixed_bytes, fixed_weights,
+                                       o.max_bits_per_weight, o.type, o.mixed_promotions,
+                                       o.scale_method, measured.kl, o.mixed_bands, o.pool.get());
   layouts.insert(plan.layouts.begin(), plan.layouts.end());
   report.choices = plan.reasons;
   return layouts;
@@ -338,7 +341,7 @@ void write_model(const ConvertOptions& o, const ModelConfig& config, const Prepa
                              const std::span<const float> rows(loaded->x.data() + b.row0 * k,
                                                                (b.row1 - b.row0) * k);
                              encode(type, *src, rows, b.row1 - b.row0, k,
-                                    {o.scale_method, prep.importance(e), h}, out);
+                                    {o.scale_method, prep.importance(e), h, o.pool.get()}, out);
                              if (b.row1 == e.shape[0]) *loaded = {};
                            });
                          }});
@@ -357,8 +360,10 @@ void write_model(const ConvertOptions& o, const ModelConfig& config, const Prepa
 
 }  // namespace
 
-Result<ConvertReport> convert_checkpoint(const ConvertOptions& o) {
+Result<ConvertReport> convert_checkpoint(const ConvertOptions& options) {
   return detail::capture([&] {
+    ConvertOptions o = options;
+    if (!o.pool) o.pool = make_spin_pool();
     ConvertReport report;
     const ModelConfig config = detail::unwrap(read_hf_config(o.input_dir));
     const auto ckpt = detail::unwrap(safetensors::Checkpoint::open(o.input_dir));

@@ -59,14 +59,15 @@ double signal(std::span<const float> x, std::uint64_t rows, std::uint64_t k,
 // With H, signal and error are the quadratic forms w^T H w of the output (the quantizer then
 // minimizes that same error); without, the importance-weighted diagonal.
 Level level(DType t, std::span<const float> x, const MixedCandidate& c, quant::ScaleMethod method,
-            std::span<const float> h, double sig) {
+            std::span<const float> h, double sig, ThreadPool* pool) {
   const quant::TileGeometry geo(t, c.rows, c.k);
   std::vector<std::uint8_t> q(geo.total_bytes());
-  quant::quantize_matrix(t, x, c.rows, c.k, q,
-                         {.method = method, .importance = c.importance, .hessian = h});
+  quant::quantize_matrix(
+      t, x, c.rows, c.k, q,
+      {.method = method, .importance = c.importance, .hessian = h, .pool = pool});
   Level l{t, *tensor_bytes(t, std::vector<std::uint64_t>{c.rows, c.k}), 0.0};
   l.row_noise = quant::row_errors(t, x, q, c.rows, c.k,
-                                  h.empty() ? c.importance : std::span<const float>{}, h);
+                                  h.empty() ? c.importance : std::span<const float>{}, h, pool);
   const double err = std::accumulate(l.row_noise.begin(), l.row_noise.end(), 0.0);
   l.nsr = sig > 0.0 ? err / sig : 0.0;
   return l;
@@ -92,7 +93,7 @@ void assign_errors(Scored& s, const MeasuredSensitivity& measured) {
 }
 
 Scored score(const MixedCandidate& c, std::span<const DType> types, quant::ScaleMethod method,
-             const MeasuredSensitivity& measured) {
+             const MeasuredSensitivity& measured, ThreadPool* pool) {
   const std::vector<float> x = c.load();
   const std::vector<float> h = c.hessian();
   double sig = 0.0;
@@ -108,7 +109,7 @@ Scored score(const MixedCandidate& c, std::span<const DType> types, quant::Scale
     }
   }
   Scored s{&c, {}};
-  for (DType t : types) s.levels.push_back(level(t, x, c, method, h, sig));
+  for (DType t : types) s.levels.push_back(level(t, x, c, method, h, sig, pool));
   assign_errors(s, measured);
   return s;
 }
@@ -203,7 +204,8 @@ std::string describe(const Scored& s, std::span<const Unit> units) {
 MixedPlan plan_mixed(std::span<const MixedCandidate> candidates, std::uint64_t fixed_bytes,
                      std::uint64_t fixed_weights, double max_bits, DType low,
                      std::span<const DType> promotions, quant::ScaleMethod method,
-                     const MeasuredSensitivity& measured, std::uint32_t max_bands) {
+                     const MeasuredSensitivity& measured, std::uint32_t max_bands,
+                     ThreadPool* pool) {
   if (low != DType::Q4 && low != DType::Q4NL) {
     fail(ErrorCode::InvalidArgument, "mixed recipe: the base type must be q4 or q4nl, not {}",
          to_string(low));
@@ -226,7 +228,7 @@ MixedPlan plan_mixed(std::span<const MixedCandidate> candidates, std::uint64_t f
       fail(ErrorCode::InvalidArgument, "mixed recipe: {} has {} rows but {} row weights", c.name,
            c.rows, c.row_weights.size());
     }
-    scored.push_back(score(c, types, method, measured));
+    scored.push_back(score(c, types, method, measured, pool));
     bytes += scored.back().levels.front().bytes;
     weights += c.rows * c.k;
   }

@@ -9,8 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "qlm/dtype.hpp"
+#include "qlm/format/dtype.hpp"
 #include "qlm/quant/quantize.hpp"
+#include "qlm/thread_pool.hpp"
 
 namespace qlm::detail {
 
@@ -63,6 +64,6 @@ MixedPlan plan_mixed(std::span<const MixedCandidate> candidates, std::uint64_t f
                      std::uint64_t fixed_weights, double max_bits, DType low,
                      std::span<const DType> promotions, quant::ScaleMethod method,
                      const MeasuredSensitivity& measured = {},
-                     std::uint32_t max_bands = kMixedBands);
+                     std::uint32_t max_bands = kMixedBands, ThreadPool* pool = nullptr);
 
 }  // namespace qlm::detail

@@ -1,6 +1,6 @@
 // safetensors: an 8-byte little-endian header length, a JSON header {name: {dtype, shape,
 // data_offsets}}, then the raw data. Every offset and size is checked against the mapped file.
-#include "qlm/safetensors.hpp"
+#include "qlm/convert/safetensors.hpp"
 
 #include <algorithm>
 #include <cstring>

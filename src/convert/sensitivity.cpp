@@ -7,8 +7,8 @@
 #include <sstream>
 #include <vector>
 
+#include "qlm/eval/perplexity.hpp"
 #include "qlm/model.hpp"
-#include "qlm/perplexity.hpp"
 #include "util/fail.hpp"
 
 namespace qlm::detail {

@@ -1,8 +1,8 @@
 // Loads the checkpoint's tokenizer and stores it in the .qlm metadata, checked against the model.
 #include "convert/tokenizer_source.hpp"
 
-#include "qlm/hf_tokenizer.hpp"
-#include "qlm/vocabulary.hpp"
+#include "qlm/tokenizer/hf_tokenizer.hpp"
+#include "qlm/tokenizer/vocabulary.hpp"
 #include "util/fail.hpp"
 
 namespace qlm {

@@ -4,7 +4,7 @@
 #include <filesystem>
 
 #include "qlm/config.hpp"
-#include "qlm/convert.hpp"
+#include "qlm/convert/convert.hpp"
 #include "qlm/format/metadata.hpp"
 
 namespace qlm {

@@ -2,7 +2,7 @@
 // record per window (tokens, fp32 logits, XXH3-64 of both). The writer appends records through an
 // AtomicFile and writes the header last; the reader checks the header against the file size before
 // it allocates anything and verifies each record's checksum as it reads it.
-#include "qlm/logits_file.hpp"
+#include "qlm/eval/logits_file.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,6 +14,7 @@
 #include <cstring>
 #include <vector>
 
+#include "model_access.hpp"
 #include "util/atomic_file.hpp"
 #include "util/byte_io.hpp"
 #include "util/fail.hpp"
@@ -89,7 +90,8 @@ std::string model_shape(const ModelConfig& c) {
 }
 
 ModelFingerprint model_fingerprint(const Model& model) {
-  const std::string* name = model.file().metadata().find<std::string>("qlm.source.name");
+  const std::string* name =
+      detail::model_file(model).metadata().find<std::string>("qlm.source.name");
   return {name != nullptr ? *name : std::string(), model_shape(model.config())};
 }
 

@@ -1,7 +1,7 @@
 // Scoring logits in double precision, and the window-by-window perplexity driver: tokens ->
 // windows (BOS first when the vocabulary adds it) -> Session::eval(all_logits) -> NLL of the second
 // half of each window, optionally saved to or compared with a logits file.
-#include "qlm/perplexity.hpp"
+#include "qlm/eval/perplexity.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -9,7 +9,8 @@
 #include <limits>
 #include <optional>
 
-#include "qlm/logits_file.hpp"
+#include "qlm/eval/logits_file.hpp"
+#include "qlm/tokenizer/vocabulary.hpp"
 #include "util/fail.hpp"
 
 namespace qlm {

@@ -85,17 +85,14 @@ struct ModelFileLoader {
   }
 };
 
-Result<std::shared_ptr<const ModelFile>> ModelFile::open(const std::filesystem::path& path,
-                                                         OpenOptions options) {
-  return qlm::detail::capture(
-      [&] { return std::shared_ptr<const ModelFile>(load(path, options)); });
-}
-
-std::shared_ptr<ModelFile> ModelFile::load(const std::filesystem::path& path, OpenOptions options) {
-  std::shared_ptr<ModelFile> f(new ModelFile());
-  f->path_ = path.string();
-  ModelFileLoader::load(*f, path, options);
-  return f;
+Result<std::shared_ptr<ModelFile>> ModelFile::open(const std::filesystem::path& path,
+                                                   OpenOptions options) {
+  return qlm::detail::capture([&] {
+    std::shared_ptr<ModelFile> f(new ModelFile());
+    f->path_ = path.string();
+    ModelFileLoader::load(*f, path, options);
+    return f;
+  });
 }
 
 ModelFile::~ModelFile() = default;

@@ -22,14 +22,12 @@ void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float
   std::fill_n(run_max, s.group, -INFINITY);
   std::fill_n(run_sum, s.group, 0.0f);
   std::fill_n(out, s.group * hd, 0.0f);
-  const bool f16 = kv.type == KvType::F16;
   const std::size_t elem = kv_type_size(kv.type);
   const auto* k = static_cast<const unsigned char*>(kv.k);
   const auto* v = static_cast<const unsigned char*>(kv.v);
   for (std::uint32_t t0 = s.first; t0 <= s.last; t0 += block) {
     const std::size_t n = std::min(block, s.last + 1 - t0), at = t0 * hd * elem;
-    kt.attn_block(q, s.group, hd, k + at, v + at, f16 ? kernels::KvElem::F16 : kernels::KvElem::F32,
-                  n, scale, run_max, run_sum, out);
+    kt.attn_block(q, s.group, hd, k + at, v + at, kv.type, n, scale, run_max, run_sum, out);
   }
   for (std::uint32_t j = 0; j < s.group; ++j) {
     const float inv = 1.0f / run_sum[j];

@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "kernel_table.hpp"
-#include "qlm/kv_cache.hpp"
+#include "kv_cache.hpp"
 
 namespace qlm::ops {
 

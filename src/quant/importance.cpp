@@ -1,6 +1,6 @@
 // Importance: accumulation of per-column activation mean squares, and their file (a .qlm container
 // whose tensors are f32 vectors named after the matrices they describe).
-#include "qlm/importance.hpp"
+#include "qlm/quant/importance.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 
 #include "qlm/format/file_writer.hpp"
 #include "qlm/format/model_file.hpp"
-#include "qlm/tensor_names.hpp"
+#include "qlm/format/tensor_names.hpp"
 #include "util/fail.hpp"
 
 namespace qlm {

@@ -257,28 +257,34 @@ void quantize_group_gptq(DType t, std::span<const float> src, const TileGeometry
   }
 }
 
+// Calls f(i) for i in [0, n) on `pool`, or in order on this thread without one.
+template <class F>
+void for_each_index(ThreadPool* pool, std::size_t n, const F& f) {
+  if (pool == nullptr || pool->threads() == 1 || n <= 1) {
+    for (std::size_t i = 0; i < n; ++i) f(i);
+  } else {
+    pool->parallel_for(n, [&](std::size_t i) { f(i); });
+  }
+}
+
 }  // namespace
 
 void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std::size_t k,
                      std::span<std::uint8_t> out, const QuantizeOptions& options) {
   const TileGeometry geo(t, rows, k);
   const Grid grid(t);
-  const auto groups = static_cast<std::ptrdiff_t>(geo.groups);
   if (!options.hessian.empty()) {
     const std::vector<double> u = gptq::inverse_cholesky_upper(options.hessian, k);
     // Rows are independent given u, so the result does not depend on the thread count.
-#pragma omp parallel for schedule(dynamic, 1)
-    for (std::ptrdiff_t g = 0; g < groups; ++g) {
-      quantize_group_gptq(t, src, geo, static_cast<std::size_t>(g), u, options, grid, out);
-    }
+    for_each_index(options.pool, geo.groups, [&](std::size_t g) {
+      quantize_group_gptq(t, src, geo, g, u, options, grid, out);
+    });
     return;
   }
   // Tiles are independent, so the result does not depend on the thread count.
-#pragma omp parallel for schedule(dynamic, 1)
-  for (std::ptrdiff_t g = 0; g < groups; ++g) {
+  for_each_index(options.pool, geo.groups, [&](std::size_t ug) {
     Block blk;
     for (std::size_t b = 0; b < geo.blocks; ++b) {
-      const auto ug = static_cast<std::size_t>(g);
       std::uint8_t* quants = out.data() + geo.quant_offset(ug, b);
       std::uint8_t* scales = out.data() + geo.scale_offset(ug, b);
       for (std::size_t r = 0; r < kRowGroup; ++r) {
@@ -287,7 +293,7 @@ void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std:
         store_block(t, grid, blk, d, r, quants, scales);
       }
     }
-  }
+  });
 }
 
 void dequantize_row(DType t, std::span<const std::uint8_t> data, std::size_t rows, std::size_t k,
@@ -334,8 +340,9 @@ void dequantize_row(DType t, std::span<const std::uint8_t> data, std::size_t row
 }
 
 double weighted_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
-                      std::size_t rows, std::size_t k, std::span<const float> importance) {
-  const std::vector<double> e = row_errors(t, src, data, rows, k, importance, {});
+                      std::size_t rows, std::size_t k, std::span<const float> importance,
+                      ThreadPool* pool) {
+  const std::vector<double> e = row_errors(t, src, data, rows, k, importance, {}, pool);
   return std::accumulate(e.begin(), e.end(), 0.0);
 }
 
@@ -344,22 +351,24 @@ double weighted_error(DType t, std::span<const float> src, std::span<const std::
 namespace qlm::quant {
 
 double hessian_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
-                     std::size_t rows, std::size_t k, std::span<const float> hessian) {
-  const std::vector<double> e = row_errors(t, src, data, rows, k, {}, hessian);
+                     std::size_t rows, std::size_t k, std::span<const float> hessian,
+                     ThreadPool* pool) {
+  const std::vector<double> e = row_errors(t, src, data, rows, k, {}, hessian, pool);
   return std::accumulate(e.begin(), e.end(), 0.0);
 }
 
 std::vector<double> row_errors(DType t, std::span<const float> src,
                                std::span<const std::uint8_t> data, std::size_t rows, std::size_t k,
-                               std::span<const float> importance, std::span<const float> hessian) {
+                               std::span<const float> importance, std::span<const float> hessian,
+                               ThreadPool* pool) {
   std::vector<double> out(rows, 0.0);
-  // Rows are independent and each is summed in one order, so any thread count gives these bits.
-#pragma omp parallel
-  {
+  // Rows are independent and each is summed in one order, so any pool gives these bits. Tasks of
+  // 16 rows share their scratch rows.
+  constexpr std::size_t kTaskRows = 16;
+  for_each_index(pool, (rows + kTaskRows - 1) / kTaskRows, [&](std::size_t task) {
     std::vector<float> row(k);
     std::vector<double> e(k);
-#pragma omp for schedule(static)
-    for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t r = task * kTaskRows; r < std::min(rows, (task + 1) * kTaskRows); ++r) {
       dequantize_row(t, data, rows, k, r, row);
       for (std::size_t c = 0; c < k; ++c) e[c] = static_cast<double>(src[r * k + c]) - row[c];
       double err = 0.0;
@@ -375,7 +384,7 @@ std::vector<double> row_errors(DType t, std::span<const float> src,
       }
       out[r] = err;
     }
-  }
+  });
   return out;
 }
 

@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "qlm/vocabulary.hpp"
+#include "qlm/tokenizer/vocabulary.hpp"
 
 namespace qlm::detail {
 

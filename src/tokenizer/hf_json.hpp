@@ -9,7 +9,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "qlm/vocabulary.hpp"
+#include "qlm/tokenizer/vocabulary.hpp"
 #include "util/fail.hpp"
 
 namespace qlm::detail::hf {

@@ -5,7 +5,7 @@
 #include <optional>
 #include <sstream>
 
-#include "qlm/hf_tokenizer.hpp"
+#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "tokenizer/hf_json.hpp"
 #include "tokenizer/text.hpp"
 

@@ -5,7 +5,7 @@
 #include <string_view>
 #include <vector>
 
-#include "qlm/vocabulary.hpp"
+#include "qlm/tokenizer/vocabulary.hpp"
 #include "tokenizer/text.hpp"
 
 namespace qlm::detail {

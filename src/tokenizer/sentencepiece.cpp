@@ -1,7 +1,7 @@
 // SentencePiece tokenizer.model reader: a minimal, bounds-checked protobuf wire-format parser.
 #include <cstring>
 
-#include "qlm/hf_tokenizer.hpp"
+#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "util/fail.hpp"
 
 namespace qlm {

@@ -1,6 +1,7 @@
 // Vocabulary validation and its "tokenizer.*" metadata encoding (keys in docs/tokenizer.md).
-#include "qlm/vocabulary.hpp"
+#include "qlm/tokenizer/vocabulary.hpp"
 
+#include <type_traits>
 #include <unordered_set>
 
 #include "util/fail.hpp"
@@ -22,6 +23,40 @@ enum : std::uint8_t {
 };
 // Added-token flag bits in "tokenizer.added.flags".
 enum : std::uint8_t { kSpecial = 1, kLstrip = 2, kRstrip = 4, kNormalized = 8, kSingleWord = 16 };
+
+// Every "tokenizer.*" key, named once for store_vocabulary and load_vocabulary.
+constexpr const char* kModelKey = "tokenizer.model";
+constexpr const char* kTokens = "tokenizer.tokens";
+constexpr const char* kScores = "tokenizer.scores";
+constexpr const char* kTypes = "tokenizer.types";
+constexpr const char* kMerges = "tokenizer.merges";
+constexpr const char* kDecodeStrip = "tokenizer.decode_strip";
+constexpr const char* kNormKinds = "tokenizer.normalizer.kinds";
+constexpr const char* kNormArgs = "tokenizer.normalizer.args";
+constexpr const char* kNormReplacements = "tokenizer.normalizer.replacements";
+constexpr const char* kPreKinds = "tokenizer.pre_tokenizer.kinds";
+constexpr const char* kPrePatterns = "tokenizer.pre_tokenizer.patterns";
+constexpr const char* kPreBehaviors = "tokenizer.pre_tokenizer.behaviors";
+constexpr const char* kPreFlags = "tokenizer.pre_tokenizer.flags";
+constexpr const char* kPrePrepend = "tokenizer.pre_tokenizer.prepend_schemes";
+constexpr const char* kAddedIds = "tokenizer.added.ids";
+constexpr const char* kAddedFlags = "tokenizer.added.flags";
+
+// The keys stored as the member's value as is, optional on load (absent = the member's default);
+// V is Vocabulary or const Vocabulary.
+template <class V, class F>
+void for_each_plain_key(V& v, F&& f) {
+  f("tokenizer.byte_fallback", v.byte_fallback);
+  f("tokenizer.ignore_merges", v.ignore_merges);
+  f("tokenizer.add_bos", v.add_bos);
+  f("tokenizer.add_eos", v.add_eos);
+  f("tokenizer.bos_id", v.bos_id);
+  f("tokenizer.eos_id", v.eos_id);
+  f("tokenizer.unk_id", v.unk_id);
+  f("tokenizer.pad_id", v.pad_id);
+  f("tokenizer.eos_ids", v.eos_ids);
+  f("tokenizer.chat_template", v.chat_template);
+}
 
 void check_id(std::int32_t id, std::size_t n, std::string_view source, std::string_view what) {
   if (id < -1 || (id >= 0 && static_cast<std::size_t>(id) >= n)) {
@@ -124,21 +159,19 @@ Result<void> validate_vocabulary(const Vocabulary& vocab, std::string_view sourc
 }
 
 void store_vocabulary(const Vocabulary& v, format::Metadata& m) {
-  m.set("tokenizer.model", std::string(kModelNames[static_cast<int>(v.model)]));
-  m.set("tokenizer.tokens", v.tokens);
-  m.set("tokenizer.scores", v.scores);
+  m.set(kModelKey, std::string(kModelNames[static_cast<int>(v.model)]));
+  m.set(kTokens, v.tokens);
+  m.set(kScores, v.scores);
   std::vector<std::uint8_t> types(v.types.size());
   for (std::size_t i = 0; i < types.size(); ++i) types[i] = static_cast<std::uint8_t>(v.types[i]);
-  m.set("tokenizer.types", std::move(types));
+  m.set(kTypes, std::move(types));
   std::vector<std::uint32_t> merges;
   merges.reserve(v.merges.size() * 2);
   for (const auto& [a, b] : v.merges) {
     merges.push_back(static_cast<std::uint32_t>(a));
     merges.push_back(static_cast<std::uint32_t>(b));
   }
-  m.set("tokenizer.merges", std::move(merges));
-  m.set("tokenizer.byte_fallback", v.byte_fallback);
-  m.set("tokenizer.ignore_merges", v.ignore_merges);
+  m.set(kMerges, std::move(merges));
   std::vector<std::uint8_t> nk;
   std::vector<std::string> na, nr;
   for (const NormalizerStep& s : v.normalizer) {
@@ -146,9 +179,9 @@ void store_vocabulary(const Vocabulary& v, format::Metadata& m) {
     na.push_back(s.arg);
     nr.push_back(s.replacement);
   }
-  m.set("tokenizer.normalizer.kinds", std::move(nk));
-  m.set("tokenizer.normalizer.args", std::move(na));
-  m.set("tokenizer.normalizer.replacements", std::move(nr));
+  m.set(kNormKinds, std::move(nk));
+  m.set(kNormArgs, std::move(na));
+  m.set(kNormReplacements, std::move(nr));
   std::vector<std::uint8_t> pk, pb, pf, pp;
   std::vector<std::string> pat;
   for (const PreTokenizerStep& s : v.pre_tokenizer) {
@@ -161,12 +194,12 @@ void store_vocabulary(const Vocabulary& v, format::Metadata& m) {
                                            (s.use_regex ? kUseRegex : 0) | (s.split ? kSplit : 0)));
     pp.push_back(static_cast<std::uint8_t>(s.prepend_scheme));
   }
-  m.set("tokenizer.pre_tokenizer.kinds", std::move(pk));
-  m.set("tokenizer.pre_tokenizer.patterns", std::move(pat));
-  m.set("tokenizer.pre_tokenizer.behaviors", std::move(pb));
-  m.set("tokenizer.pre_tokenizer.flags", std::move(pf));
-  m.set("tokenizer.pre_tokenizer.prepend_schemes", std::move(pp));
-  m.set("tokenizer.decode_strip", static_cast<std::uint32_t>(v.decode_strip));
+  m.set(kPreKinds, std::move(pk));
+  m.set(kPrePatterns, std::move(pat));
+  m.set(kPreBehaviors, std::move(pb));
+  m.set(kPreFlags, std::move(pf));
+  m.set(kPrePrepend, std::move(pp));
+  m.set(kDecodeStrip, static_cast<std::uint32_t>(v.decode_strip));
   std::vector<std::int32_t> ids;
   std::vector<std::uint8_t> flags;
   for (const AddedToken& a : v.added_tokens) {
@@ -175,22 +208,15 @@ void store_vocabulary(const Vocabulary& v, format::Metadata& m) {
         (a.special ? kSpecial : 0) | (a.lstrip ? kLstrip : 0) | (a.rstrip ? kRstrip : 0) |
         (a.normalized ? kNormalized : 0) | (a.single_word ? kSingleWord : 0)));
   }
-  m.set("tokenizer.added.ids", std::move(ids));
-  m.set("tokenizer.added.flags", std::move(flags));
-  m.set("tokenizer.bos_id", v.bos_id);
-  m.set("tokenizer.eos_id", v.eos_id);
-  m.set("tokenizer.unk_id", v.unk_id);
-  m.set("tokenizer.pad_id", v.pad_id);
-  m.set("tokenizer.add_bos", v.add_bos);
-  m.set("tokenizer.add_eos", v.add_eos);
-  m.set("tokenizer.eos_ids", v.eos_ids);
-  m.set("tokenizer.chat_template", v.chat_template);
+  m.set(kAddedIds, std::move(ids));
+  m.set(kAddedFlags, std::move(flags));
+  for_each_plain_key(v, [&](const char* key, const auto& value) { m.set(key, value); });
 }
 
 Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view file) {
   return detail::capture([&]() -> Vocabulary {
     Vocabulary v;
-    const std::string& model = *get<std::string>(m, "tokenizer.model", file, true);
+    const std::string& model = *get<std::string>(m, kModelKey, file, true);
     if (model == kModelNames[0]) {
       v.model = TokenizerModel::SentencePieceBpe;
     } else if (model == kModelNames[1]) {
@@ -199,12 +225,12 @@ Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view f
       detail::fail(ErrorCode::Unsupported, "{}: tokenizer.model '{}' is not supported", file,
                    model);
     }
-    v.tokens = *get<std::vector<std::string>>(m, "tokenizer.tokens", file, true);
+    v.tokens = *get<std::vector<std::string>>(m, kTokens, file, true);
     const std::size_t n = v.tokens.size();
-    const auto* scores = get<std::vector<float>>(m, "tokenizer.scores", file, true);
-    const auto* types = get<std::vector<std::uint8_t>>(m, "tokenizer.types", file, true);
-    check_len(scores, n, "tokenizer.scores", file);
-    check_len(types, n, "tokenizer.types", file);
+    const auto* scores = get<std::vector<float>>(m, kScores, file, true);
+    const auto* types = get<std::vector<std::uint8_t>>(m, kTypes, file, true);
+    check_len(scores, n, kScores, file);
+    check_len(types, n, kTypes, file);
     v.scores = *scores;
     v.types.resize(n);
     for (std::size_t i = 0; i < n; ++i) {
@@ -215,7 +241,7 @@ Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view f
       }
       v.types[i] = static_cast<TokenType>(t);
     }
-    if (const auto* merges = get<std::vector<std::uint32_t>>(m, "tokenizer.merges", file, false)) {
+    if (const auto* merges = get<std::vector<std::uint32_t>>(m, kMerges, file, false)) {
       if (merges->size() % 2 != 0) {
         detail::fail(ErrorCode::Format, "{}: tokenizer.merges has an odd length {}", file,
                      merges->size());
@@ -230,27 +256,18 @@ Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view f
         v.merges.emplace_back(static_cast<std::int32_t>(a), static_cast<std::int32_t>(b));
       }
     }
-    const auto flag = [&](std::string_view key) {
-      const bool* b = get<bool>(m, key, file, false);
-      return b != nullptr && *b;
-    };
-    v.byte_fallback = flag("tokenizer.byte_fallback");
-    v.ignore_merges = flag("tokenizer.ignore_merges");
-    if (const auto* ds = get<std::uint32_t>(m, "tokenizer.decode_strip", file, false)) {
+    if (const auto* ds = get<std::uint32_t>(m, kDecodeStrip, file, false)) {
       if (*ds > 2)
         detail::fail(ErrorCode::Format, "{}: tokenizer.decode_strip = {} is unknown", file, *ds);
       v.decode_strip = static_cast<DecodeStrip>(*ds);
     }
-    v.add_bos = flag("tokenizer.add_bos");
-    v.add_eos = flag("tokenizer.add_eos");
 
-    const auto* nk = get<std::vector<std::uint8_t>>(m, "tokenizer.normalizer.kinds", file, false);
+    const auto* nk = get<std::vector<std::uint8_t>>(m, kNormKinds, file, false);
     const std::size_t nn = nk ? nk->size() : 0;
-    const auto* na = get<std::vector<std::string>>(m, "tokenizer.normalizer.args", file, nn > 0);
-    const auto* nr =
-        get<std::vector<std::string>>(m, "tokenizer.normalizer.replacements", file, nn > 0);
-    check_len(na, nn, "tokenizer.normalizer.args", file);
-    check_len(nr, nn, "tokenizer.normalizer.replacements", file);
+    const auto* na = get<std::vector<std::string>>(m, kNormArgs, file, nn > 0);
+    const auto* nr = get<std::vector<std::string>>(m, kNormReplacements, file, nn > 0);
+    check_len(na, nn, kNormArgs, file);
+    check_len(nr, nn, kNormReplacements, file);
     for (std::size_t i = 0; i < nn; ++i) {
       if ((*nk)[i] > 3) {
         detail::fail(ErrorCode::Format, "{}: tokenizer.normalizer.kinds[{}] = {} is unknown", file,
@@ -259,21 +276,16 @@ Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view f
       v.normalizer.push_back({static_cast<NormalizerKind>((*nk)[i]), (*na)[i], (*nr)[i]});
     }
 
-    const auto* pk =
-        get<std::vector<std::uint8_t>>(m, "tokenizer.pre_tokenizer.kinds", file, false);
+    const auto* pk = get<std::vector<std::uint8_t>>(m, kPreKinds, file, false);
     const std::size_t np = pk ? pk->size() : 0;
-    const auto* pat =
-        get<std::vector<std::string>>(m, "tokenizer.pre_tokenizer.patterns", file, np > 0);
-    const auto* pb =
-        get<std::vector<std::uint8_t>>(m, "tokenizer.pre_tokenizer.behaviors", file, np > 0);
-    const auto* pf =
-        get<std::vector<std::uint8_t>>(m, "tokenizer.pre_tokenizer.flags", file, np > 0);
-    const auto* pp =
-        get<std::vector<std::uint8_t>>(m, "tokenizer.pre_tokenizer.prepend_schemes", file, np > 0);
-    check_len(pat, np, "tokenizer.pre_tokenizer.patterns", file);
-    check_len(pb, np, "tokenizer.pre_tokenizer.behaviors", file);
-    check_len(pf, np, "tokenizer.pre_tokenizer.flags", file);
-    check_len(pp, np, "tokenizer.pre_tokenizer.prepend_schemes", file);
+    const auto* pat = get<std::vector<std::string>>(m, kPrePatterns, file, np > 0);
+    const auto* pb = get<std::vector<std::uint8_t>>(m, kPreBehaviors, file, np > 0);
+    const auto* pf = get<std::vector<std::uint8_t>>(m, kPreFlags, file, np > 0);
+    const auto* pp = get<std::vector<std::uint8_t>>(m, kPrePrepend, file, np > 0);
+    check_len(pat, np, kPrePatterns, file);
+    check_len(pb, np, kPreBehaviors, file);
+    check_len(pf, np, kPreFlags, file);
+    check_len(pp, np, kPrePrepend, file);
     for (std::size_t i = 0; i < np; ++i) {
       if ((*pk)[i] > 3 || (*pb)[i] > 4 || (*pp)[i] > 2 || (*pf)[i] > 31) {
         detail::fail(ErrorCode::Format, "{}: tokenizer.pre_tokenizer step {} has invalid values",
@@ -293,10 +305,10 @@ Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view f
       v.pre_tokenizer.push_back(std::move(s));
     }
 
-    const auto* ids = get<std::vector<std::int32_t>>(m, "tokenizer.added.ids", file, false);
+    const auto* ids = get<std::vector<std::int32_t>>(m, kAddedIds, file, false);
     const std::size_t na_count = ids ? ids->size() : 0;
-    const auto* af = get<std::vector<std::uint8_t>>(m, "tokenizer.added.flags", file, na_count > 0);
-    check_len(af, na_count, "tokenizer.added.flags", file);
+    const auto* af = get<std::vector<std::uint8_t>>(m, kAddedFlags, file, na_count > 0);
+    check_len(af, na_count, kAddedFlags, file);
     for (std::size_t i = 0; i < na_count; ++i) {
       const std::int32_t id = (*ids)[i];
       if (id < 0 || static_cast<std::size_t>(id) >= n) {
@@ -308,18 +320,10 @@ Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view f
                                 (f & kRstrip) != 0, (f & kNormalized) != 0,
                                 (f & kSingleWord) != 0});
     }
-    const auto id_key = [&](std::string_view key) {
-      const std::int32_t* p = get<std::int32_t>(m, key, file, false);
-      return p ? *p : -1;
-    };
-    v.bos_id = id_key("tokenizer.bos_id");
-    v.eos_id = id_key("tokenizer.eos_id");
-    v.unk_id = id_key("tokenizer.unk_id");
-    v.pad_id = id_key("tokenizer.pad_id");
-    if (const auto* e = get<std::vector<std::int32_t>>(m, "tokenizer.eos_ids", file, false))
-      v.eos_ids = *e;
-    if (const auto* t = get<std::string>(m, "tokenizer.chat_template", file, false))
-      v.chat_template = *t;
+    for_each_plain_key(v, [&](const char* key, auto& value) {
+      using T = std::decay_t<decltype(value)>;
+      if (const T* p = get<T>(m, key, file, false)) value = *p;
+    });
     validate(v, file);
     return v;
   });

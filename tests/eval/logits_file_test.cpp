@@ -4,7 +4,7 @@
 #include <cstring>
 #include <vector>
 
-#include "qlm/logits_file.hpp"
+#include "qlm/eval/logits_file.hpp"
 #include "support/expect_error.hpp"
 #include "support/files.hpp"
 #include "support/temp_dir.hpp"

@@ -5,7 +5,7 @@
 #include <limits>
 #include <vector>
 
-#include "qlm/perplexity.hpp"
+#include "qlm/eval/perplexity.hpp"
 #include "support/expect_error.hpp"
 
 namespace qlm::test {

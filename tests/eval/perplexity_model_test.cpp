@@ -5,8 +5,8 @@
 
 #include "eval/story_text.hpp"
 #include "model/model_helpers.hpp"
-#include "qlm/logits_file.hpp"
-#include "qlm/perplexity.hpp"
+#include "qlm/eval/logits_file.hpp"
+#include "qlm/eval/perplexity.hpp"
 #include "support/expect_error.hpp"
 #include "support/files.hpp"
 #include "support/temp_dir.hpp"

@@ -9,7 +9,7 @@
 
 #include "eval/story_text.hpp"
 #include "model/model_helpers.hpp"
-#include "qlm/perplexity.hpp"
+#include "qlm/eval/perplexity.hpp"
 #include "support/files.hpp"
 #include "support/temp_dir.hpp"
 

@@ -6,9 +6,9 @@
 #include <source_location>
 
 #include "format/table_codec.hpp"
+#include "qlm/convert/safetensors.hpp"
 #include "qlm/format/file_writer.hpp"
 #include "qlm/format/model_file.hpp"
-#include "qlm/safetensors.hpp"
 #include "support/expect_error.hpp"
 #include "support/files.hpp"
 #include "support/qlm_image.hpp"
@@ -48,9 +48,9 @@ Bytes small_qlm(const TempDir& tmp) {
 }
 
 // Writes `bytes` to a file in `tmp` and opens it.
-qlm::Result<std::shared_ptr<const ModelFile>> open_bytes(const TempDir& tmp, const Bytes& bytes,
-                                                         bool verify = false,
-                                                         const std::string& name = "bad.qlm") {
+qlm::Result<std::shared_ptr<ModelFile>> open_bytes(const TempDir& tmp, const Bytes& bytes,
+                                                   bool verify = false,
+                                                   const std::string& name = "bad.qlm") {
   qlm::test::write_bytes(tmp / name, bytes);
   return ModelFile::open(tmp / name, {.verify_checksums = verify, .populate = false});
 }

@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <limits>
 
-#include "qlm/convert.hpp"
+#include "qlm/convert/convert.hpp"
 #include "qlm/format/model_file.hpp"
 #include "support/checkpoint_writer.hpp"
 #include "support/expect_error.hpp"

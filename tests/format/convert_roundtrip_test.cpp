@@ -7,11 +7,13 @@
 #include <map>
 
 #include "qlm/config.hpp"
-#include "qlm/convert.hpp"
+#include "qlm/convert/convert.hpp"
+#include "qlm/convert/hf_config.hpp"
 #include "qlm/detail/half.hpp"
+#include "qlm/format/model_config.hpp"
 #include "qlm/format/model_file.hpp"
+#include "qlm/format/tensor_names.hpp"
 #include "qlm/quant/quantize.hpp"
-#include "qlm/tensor_names.hpp"
 #include "support/checkpoint_writer.hpp"
 #include "support/files.hpp"
 #include "support/quant_bounds.hpp"

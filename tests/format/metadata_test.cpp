@@ -9,6 +9,7 @@
 
 #include "qlm/config.hpp"
 #include "qlm/format/metadata.hpp"
+#include "qlm/format/model_config.hpp"
 #include "support/expect_error.hpp"
 #include "util/byte_io.hpp"
 

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "qlm/safetensors.hpp"
+#include "qlm/convert/safetensors.hpp"
 #include "support/checkpoint_writer.hpp"
 #include "support/expect_error.hpp"
 #include "support/files.hpp"

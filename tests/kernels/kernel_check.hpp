@@ -13,7 +13,7 @@
 
 #include "kernel_table.hpp"
 #include "qlm/detail/half.hpp"
-#include "qlm/dtype.hpp"
+#include "qlm/format/dtype.hpp"
 #include "qlm/quant/layout.hpp"
 #include "qlm/quant/quantize.hpp"
 
@@ -629,7 +629,7 @@ std::vector<float> run_attention(const KernelTable& t, const std::vector<float>&
                                  std::size_t hd, const std::vector<std::vector<T>>& k,
                                  const std::vector<std::vector<T>>& v,
                                  const std::vector<std::size_t>& n, float scale) {
-  constexpr KvElem type = sizeof(T) == 2 ? KvElem::F16 : KvElem::F32;
+  constexpr KvType type = sizeof(T) == 2 ? KvType::F16 : KvType::F32;
   std::vector<float> m(g, -INFINITY), l(g, 0.0f), acc(g * hd, 0.0f);
   for (std::size_t b = 0; b < n.size(); ++b) {
     t.attn_block(q.data(), g, hd, k[b].data(), v[b].data(), type, n[b], scale, m.data(), l.data(),

@@ -63,7 +63,7 @@ TEST_CASE("int8x2 activations bring q8 closer to the reference, and Auto picks t
   convert_or_fail(stories_dir(), tmp / "q8.qlm", DType::Q8);
   auto q8 = open_or_fail(tmp / "q8.qlm");
   const auto ids = story_tokens(*q8);
-  const auto ref = eval_all_logits(q8, {.reference = true}, ids);
+  const auto ref = eval_all_logits(q8, {.isa = "reference"}, ids);
   const auto int8 = eval_all_logits(q8, {.activations = ActivationPrecision::Int8}, ids);
   const auto int8x2 = eval_all_logits(q8, {.activations = ActivationPrecision::Int8x2}, ids);
   const float d8 = relative_max_diff(int8, ref), d16 = relative_max_diff(int8x2, ref);

@@ -21,7 +21,7 @@ TEST_CASE("fast path logits agree with the reference path", "[model][fast]") {
   convert_or_fail(stories_dir(), tmp / "m.qlm", type);
   auto model = open_or_fail(tmp / "m.qlm");
   const auto ids = story_tokens(*model);
-  const auto ref = eval_all_logits(model, {.reference = true}, ids);
+  const auto ref = eval_all_logits(model, {.isa = "reference"}, ids);
   // Float weights see the same math up to summation order; quantized weights also see int8
   // activations (relative error ~1/254 per block), which compounds over 5 layers.
   const float tolerance = is_quantized(type) ? 0.02f : 1e-5f;
@@ -49,7 +49,7 @@ TEST_CASE("fast path: greedy q8 text equals the reference path's up to the first
   // and 0.11 at 27).
   std::size_t decided = 0;
   {
-    auto s = Session::create(model, {.reference = true});
+    auto s = Session::create(model, {.isa = "reference"});
     REQUIRE(s.ok());
     std::int32_t token = bos;
     for (; decided < 120; ++decided) {
@@ -73,7 +73,7 @@ TEST_CASE("fast path: greedy q8 text equals the reference path's up to the first
                     {.max_tokens = static_cast<std::int32_t>(decided)})
         ->text;
   };
-  const std::string expected = text({.reference = true});
+  const std::string expected = text({.isa = "reference"});
   for (auto isa : kernels::supported_isas()) {
     INFO("isa " << kernels::to_string(isa));
     CHECK(text({.isa = std::string(kernels::to_string(isa))}) == expected);

@@ -19,7 +19,7 @@ struct Fixture {
     model = open_or_fail(tmp / "m.qlm");
   }
   Session session() {
-    auto s = Session::create(model, {.reference = true});
+    auto s = Session::create(model, {.isa = "reference"});
     REQUIRE(s.ok());
     return std::move(*s);
   }
@@ -101,7 +101,7 @@ TEST_CASE("generation never picks ids past the tokenizer's vocabulary", "[genera
   convert_or_fail(tmp / "ckpt", tmp / "m.qlm", DType::Q8);
   auto model = open_or_fail(tmp / "m.qlm");
   REQUIRE(model->tokenizer().size() == 512);
-  auto s = Session::create(model, {.reference = true});
+  auto s = Session::create(model, {.isa = "reference"});
   REQUIRE(s.ok());
   Sampler biased({.temperature = 0.0f, .logit_bias = {{550, 1000.0f}, {7, 50.0f}}});
   const std::vector<std::int32_t> bos{1};

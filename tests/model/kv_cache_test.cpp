@@ -10,6 +10,7 @@
 #include <random>
 
 #include "kernel_table.hpp"
+#include "kv_cache.hpp"
 #include "model/model_helpers.hpp"
 #include "qlm/detail/half.hpp"
 #include "qlm/generate.hpp"
@@ -152,13 +153,13 @@ TEST_CASE("sessions use the requested KV cache type", "[kv][model]") {
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
   auto model = open_or_fail(tmp / "m.qlm");
   for (bool reference : {false, true}) {
-    auto s =
-        Session::create(model, {.context = 100, .kv_type = KvType::F16, .reference = reference});
+    auto s = Session::create(
+        model, {.context = 100, .kv_type = KvType::F16, .isa = reference ? "reference" : ""});
     REQUIRE(s.ok());
-    CHECK(s->kv_cache().type() == KvType::F16);
-    CHECK(s->kv_cache().context() == 100);
+    CHECK(s->kv_type() == KvType::F16);
+    CHECK(s->context_size() == 100);
     // 5 layers x 4 KV heads x head_dim 8, keys and values, 2 bytes each.
-    CHECK(s->kv_cache().bytes() == 2u * 5 * 4 * 100 * 8 * 2);
+    CHECK(s->kv_bytes() == 2u * 5 * 4 * 100 * 8 * 2);
   }
   auto bad = Session::create(model, {.kv_type = static_cast<KvType>(7)});
   REQUIRE_FALSE(bad.ok());
@@ -171,8 +172,8 @@ TEST_CASE("stories260K: f16 cache logits are close to the f32 cache's", "[kv][mo
   convert_or_fail(stories_dir(), tmp / "m.qlm", type);
   auto model = open_or_fail(tmp / "m.qlm");
   const auto ids = story_tokens(*model);
-  const auto ref32 = eval_all_logits(model, {.reference = true}, ids);
-  const auto ref16 = eval_all_logits(model, {.kv_type = KvType::F16, .reference = true}, ids);
+  const auto ref32 = eval_all_logits(model, {.isa = "reference"}, ids);
+  const auto ref16 = eval_all_logits(model, {.kv_type = KvType::F16, .isa = "reference"}, ids);
   INFO("type " << to_string(type));
   const float ref_diff = relative_max_diff(ref16, ref32);
   INFO("reference path, f16 vs f32 cache: " << ref_diff);
@@ -234,8 +235,8 @@ TEST_CASE("attention over many key blocks matches the fp32 reference path", "[kv
   TempDir tmp;
   auto model = synth_model(tmp, shape);
   const auto ids = pseudo_random_tokens(300);  // 10 blocks of 32 keys, the last one partial
-  const auto ref32 = eval_all_logits(model, {.reference = true}, ids);
-  const auto ref16 = eval_all_logits(model, {.kv_type = KvType::F16, .reference = true}, ids);
+  const auto ref32 = eval_all_logits(model, {.isa = "reference"}, ids);
+  const auto ref16 = eval_all_logits(model, {.kv_type = KvType::F16, .isa = "reference"}, ids);
   const float ref_diff = relative_max_diff(ref16, ref32);
   INFO("reference path, f16 vs f32 cache: " << ref_diff);
   CHECK(ref_diff <= 2e-3f);
@@ -282,8 +283,8 @@ TEST_CASE("f16 cache: the context limit is a clear error that leaves the session
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
   auto model = open_or_fail(tmp / "m.qlm");
   const bool reference = GENERATE(false, true);
-  auto session =
-      Session::create(model, {.context = 40, .kv_type = KvType::F16, .reference = reference});
+  auto session = Session::create(
+      model, {.context = 40, .kv_type = KvType::F16, .isa = reference ? "reference" : ""});
   REQUIRE(session.ok());
   const auto ids = pseudo_random_tokens(30);
   REQUIRE(session->eval(ids).ok());
@@ -295,7 +296,8 @@ TEST_CASE("f16 cache: the context limit is a clear error that leaves the session
   CHECK(session->position() == 40);
   CHECK_FALSE(session->eval(pseudo_random_tokens(1)).ok());
 
-  auto s2 = Session::create(model, {.context = 50, .kv_type = KvType::F16, .reference = reference});
+  auto s2 = Session::create(
+      model, {.context = 50, .kv_type = KvType::F16, .isa = reference ? "reference" : ""});
   REQUIRE(s2.ok());
   Sampler greedy({.temperature = 0.0f});
   const std::int32_t bos = model->tokenizer().bos();
@@ -317,10 +319,10 @@ TEST_CASE("a long-context session commits memory only for the positions written"
   const std::size_t before = resident_bytes();
   auto s = Session::create(model, {.context = 1u << 19, .kv_type = kv});
   REQUIRE(s.ok());
-  REQUIRE(s->kv_cache().bytes() >= (std::size_t{320} << 20));
+  REQUIRE(s->kv_bytes() >= (std::size_t{320} << 20));
   REQUIRE(s->eval(pseudo_random_tokens(100)).ok());
   const std::size_t grown = resident_bytes() - std::min(before, resident_bytes());
-  INFO("resident growth " << grown << " bytes for a " << s->kv_cache().bytes() << "-byte cache");
+  INFO("resident growth " << grown << " bytes for a " << s->kv_bytes() << "-byte cache");
   CHECK(grown < (std::size_t{32} << 20));
 }
 

@@ -6,7 +6,7 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 
-#include "qlm/convert.hpp"
+#include "qlm/convert/convert.hpp"
 #include "support/files.hpp"
 
 namespace qlm::test {

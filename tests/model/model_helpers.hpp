@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "qlm/dtype.hpp"
+#include "qlm/format/dtype.hpp"
 #include "qlm/model.hpp"
 #include "qlm/session.hpp"
 

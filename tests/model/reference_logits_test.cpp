@@ -13,7 +13,7 @@ namespace {
 
 std::vector<float> qlm_logits(const std::filesystem::path& qlm,
                               const std::vector<std::int32_t>& ids) {
-  return eval_all_logits(open_or_fail(qlm), {.context = 128, .reference = true}, ids);
+  return eval_all_logits(open_or_fail(qlm), {.context = 128, .isa = "reference"}, ids);
 }
 
 void compare_with_torch(const std::filesystem::path& dir, const TempDir& tmp, std::size_t n) {

@@ -8,8 +8,8 @@
 #include "model/model_helpers.hpp"
 #include "qlm/format/file_writer.hpp"
 #include "qlm/format/model_file.hpp"
+#include "qlm/format/tensor_names.hpp"
 #include "qlm/quant/layout.hpp"
-#include "qlm/tensor_names.hpp"
 #include "support/expect_error.hpp"
 #include "support/files.hpp"
 #include "support/temp_dir.hpp"
@@ -115,8 +115,8 @@ TEST_CASE("a matrix cut into bands of its own type gives bit-identical logits", 
       CHECK(eval_all_logits(banded, o, ids) == eval_all_logits(whole, o, ids));
     }
   }
-  CHECK(eval_all_logits(banded, {.reference = true}, ids) ==
-        eval_all_logits(whole, {.reference = true}, ids));
+  CHECK(eval_all_logits(banded, {.isa = "reference"}, ids) ==
+        eval_all_logits(whole, {.isa = "reference"}, ids));
 }
 
 TEST_CASE("bands of different types agree with the reference path on every ISA", "[model][bands]") {
@@ -139,8 +139,8 @@ TEST_CASE("bands of different types agree with the reference path on every ISA",
   const auto model = open_or_fail(tmp / "mixed.qlm");
   const auto plain = open_or_fail(tmp / "q4.qlm");
   const auto ids = story_tokens(*model);
-  const auto ref = eval_all_logits(model, {.reference = true}, ids);
-  CHECK(ref != eval_all_logits(plain, {.reference = true}, ids));
+  const auto ref = eval_all_logits(model, {.isa = "reference"}, ids);
+  CHECK(ref != eval_all_logits(plain, {.isa = "reference"}, ids));
   for (auto isa : kernels::supported_isas()) {
     INFO("isa " << kernels::to_string(isa));
     const auto fast = eval_all_logits(model, {.isa = std::string(kernels::to_string(isa))}, ids);

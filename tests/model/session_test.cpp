@@ -5,10 +5,11 @@
 #include <thread>
 
 #include "model/model_helpers.hpp"
+#include "model_access.hpp"
 #include "qlm/format/file_writer.hpp"
 #include "qlm/generate.hpp"
 #include "qlm/session.hpp"
-#include "qlm/vocabulary.hpp"
+#include "qlm/tokenizer/vocabulary.hpp"
 #include "support/files.hpp"
 #include "support/temp_dir.hpp"
 
@@ -32,7 +33,7 @@ TEST_CASE("greedy decoding of stories260K prints the reference story", "[model][
   INFO("type " << to_string(type));
   convert_or_fail(stories_dir(), tmp / "m.qlm", type);
   auto model = open_or_fail(tmp / "m.qlm");
-  auto session = Session::create(model, {.reference = true});
+  auto session = Session::create(model, {.isa = "reference"});
   REQUIRE(session.ok());
   Sampler greedy({.temperature = 0.0f});
   const std::int32_t bos = model->tokenizer().bos();
@@ -46,8 +47,8 @@ TEST_CASE("one eval of N tokens equals N single-token evals", "[model][session]"
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
   auto model = open_or_fail(tmp / "m.qlm");
   const auto ids = model->tokenizer().encode("Once upon a time, a cat sat on a mat and smiled.");
-  auto batched = Session::create(model, {.reference = true});
-  auto single = Session::create(model, {.reference = true});
+  auto batched = Session::create(model, {.isa = "reference"});
+  auto single = Session::create(model, {.isa = "reference"});
   REQUIRE((batched.ok() && single.ok()));
   const auto all = copy(*batched->eval(ids, {.all_logits = true}));
   const std::size_t vocab = model->config().vocab_size;
@@ -65,8 +66,8 @@ TEST_CASE("truncate rolls back the cache for prefix reuse", "[model][session]") 
   auto model = open_or_fail(tmp / "m.qlm");
   const auto a = model->tokenizer().encode("Once upon a time there was a dog");
   const auto b = model->tokenizer().encode("Once upon a time there was a frog named Tom");
-  auto fresh = Session::create(model, {.reference = true});
-  auto reused = Session::create(model, {.reference = true});
+  auto fresh = Session::create(model, {.isa = "reference"});
+  auto reused = Session::create(model, {.isa = "reference"});
   REQUIRE((fresh.ok() && reused.ok()));
   const auto expect = copy(*fresh->eval(b));
   REQUIRE(reused->eval(a).ok());
@@ -85,7 +86,7 @@ TEST_CASE("the context limit is a clear error that leaves the session intact", "
   TempDir tmp;
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::F32);
   auto model = open_or_fail(tmp / "m.qlm");
-  auto session = Session::create(model, {.context = 8, .reference = true});
+  auto session = Session::create(model, {.context = 8, .isa = "reference"});
   REQUIRE(session.ok());
   const std::vector<std::int32_t> six{1, 403, 407, 261, 378, 300};
   REQUIRE(session->eval(six).ok());
@@ -100,7 +101,7 @@ TEST_CASE("the context limit is a clear error that leaves the session intact", "
   CHECK(session->position() == 8);
 
   // generate() stops cleanly when the context fills up.
-  auto s2 = Session::create(model, {.context = 10, .reference = true});
+  auto s2 = Session::create(model, {.context = 10, .isa = "reference"});
   Sampler greedy({.temperature = 0.0f});
   auto r = generate(*s2, greedy, std::span(six.data(), 1), {.max_tokens = 50});
   REQUIRE(r.ok());
@@ -112,16 +113,17 @@ TEST_CASE("the context limit is a clear error that leaves the session intact", "
 
 namespace qlm::test {
 
-TEST_CASE("the tokenizer is validated by open and built once, on first use", "[model][tokenizer]") {
+TEST_CASE("the tokenizer is built and validated by open, its keys decoded once",
+          "[model][tokenizer]") {
   TempDir tmp;
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
   auto model = open_or_fail(tmp / "m.qlm");
   // Its keys are not held a second time in the decoded metadata ...
-  for (const auto& [key, value] : model->file().metadata().entries()) {
+  for (const auto& [key, value] : detail::model_file(*model).metadata().entries()) {
     INFO(key);
     CHECK_FALSE(key.starts_with("tokenizer."));
   }
-  CHECK(model->file().metadata().contains("model.vocab_size"));
+  CHECK(detail::model_file(*model).metadata().contains("model.vocab_size"));
   // ... but read back from the file, identical to what the converter stored (which a plain
   // ModelFile still decodes).
   auto file = format::ModelFile::open(tmp / "m.qlm");

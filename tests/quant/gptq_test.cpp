@@ -1,7 +1,6 @@
 // Error-feedback (GPTQ) quantization and the statistics it needs: the second moment an Importance
 // collects, the inverse factor, and that feeding errors forward lowers the output error measured
 // directly on activations (not through the quadratic form the quantizer itself minimizes).
-#include <omp.h>
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -10,10 +9,10 @@
 #include <vector>
 
 #include "convert/mixed_recipe.hpp"
-#include "qlm/importance.hpp"
+#include "qlm/format/tensor_names.hpp"
+#include "qlm/quant/importance.hpp"
 #include "qlm/quant/layout.hpp"
 #include "qlm/quant/quantize.hpp"
-#include "qlm/tensor_names.hpp"
 #include "quant/hessian.hpp"
 #include "support/expect_error.hpp"
 #include "support/temp_dir.hpp"
@@ -160,18 +159,18 @@ TEST_CASE("error feedback with a diagonal H is plain weighted rounding", "[quant
   }
 }
 
-TEST_CASE("error feedback gives the same bytes on any number of threads", "[quant][gptq]") {
+TEST_CASE("quantization gives the same bytes on any pool", "[quant][gptq]") {
   const std::size_t rows = 64, k = 64;
   const auto x = correlated_inputs(300, k, 5);
   const auto h = second_moment(x, k);
   const auto w = random_weights(rows, k, 6);
-  const int before = omp_get_max_threads();
-  omp_set_num_threads(1);
   const auto one = quantize(DType::Q4NL, w, rows, k, {.hessian = h});
-  omp_set_num_threads(3);
-  const auto three = quantize(DType::Q4NL, w, rows, k, {.hessian = h});
-  omp_set_num_threads(before);
+  const auto pool = qlm::make_spin_pool(3);
+  const auto three = quantize(DType::Q4NL, w, rows, k, {.hessian = h, .pool = pool.get()});
   CHECK(one == three);
+  // Without error feedback too: tiles are independent of the pool.
+  CHECK(quantize(DType::Q4, w, rows, k, {}) ==
+        quantize(DType::Q4, w, rows, k, {.pool = pool.get()}));
 }
 
 TEST_CASE("importance keeps E[x x^T] of narrow inputs and its file keeps it", "[quant][gptq]") {
@@ -329,13 +328,10 @@ TEST_CASE("each row's output error is what its own rounding adds, on any number 
   const auto x = correlated_inputs(50, k, 14);
   const auto h = second_moment(x, k);
   const auto q = quantize(DType::Q4NL, w, rows, k, {});
-  const int before = omp_get_max_threads();
-  omp_set_num_threads(1);
   const auto one = qlm::quant::row_errors(DType::Q4NL, w, q, rows, k, {}, h);
-  omp_set_num_threads(3);
-  const auto three = qlm::quant::row_errors(DType::Q4NL, w, q, rows, k, {}, h);
+  const auto three =
+      qlm::quant::row_errors(DType::Q4NL, w, q, rows, k, {}, h, qlm::make_spin_pool(3).get());
   const auto plain = qlm::quant::row_errors(DType::Q4NL, w, q, rows, k, {}, {});
-  omp_set_num_threads(before);
   CHECK(one == three);
   std::vector<float> deq(k);
   for (std::size_t r = 0; r < rows; ++r) {

@@ -8,9 +8,9 @@
 #include <string>
 #include <string_view>
 
-#include "qlm/convert.hpp"
+#include "qlm/convert/convert.hpp"
 #include "qlm/format/model_file.hpp"
-#include "qlm/tensor_names.hpp"
+#include "qlm/format/tensor_names.hpp"
 #include "support/expect_error.hpp"
 #include "support/files.hpp"
 #include "support/temp_dir.hpp"

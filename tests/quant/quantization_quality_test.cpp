@@ -7,12 +7,13 @@
 #include <set>
 
 #include "model/model_helpers.hpp"
-#include "qlm/convert.hpp"
+#include "model_access.hpp"
+#include "qlm/convert/convert.hpp"
+#include "qlm/eval/perplexity.hpp"
 #include "qlm/format/model_file.hpp"
-#include "qlm/importance.hpp"
-#include "qlm/perplexity.hpp"
+#include "qlm/format/tensor_names.hpp"
+#include "qlm/quant/importance.hpp"
 #include "qlm/session.hpp"
-#include "qlm/tensor_names.hpp"
 #include "support/expect_error.hpp"
 #include "support/files.hpp"
 #include "support/temp_dir.hpp"
@@ -124,8 +125,10 @@ TEST_CASE("channel scales leave the float model's logits unchanged", "[quant][qu
   const auto plain = qlm::test::open_or_fail(tmp / "plain.qlm");
   // Scales were really folded in: some norm weights changed.
   const auto norm = qlm::layer_tensor(1, "input_layernorm.weight");
-  CHECK_FALSE(std::ranges::equal(scaled->file().data(*scaled->file().find(norm)->info),
-                                 plain->file().data(*plain->file().find(norm)->info)));
+  const auto& scaled_file = qlm::detail::model_file(*scaled);
+  const auto& plain_file = qlm::detail::model_file(*plain);
+  CHECK_FALSE(std::ranges::equal(scaled_file.data(*scaled_file.find(norm)->info),
+                                 plain_file.data(*plain_file.find(norm)->info)));
   CHECK(std::ranges::any_of(
       report.notes, [](const std::string& n) { return qlm::test::contains(n, "channel scales"); }));
   const auto ids = text_tokens(*plain, 1);

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "qlm/safetensors.hpp"
+#include "qlm/convert/safetensors.hpp"
 
 namespace qlm::test {
 

@@ -8,7 +8,7 @@
 #include <limits>
 #include <span>
 
-#include "qlm/dtype.hpp"
+#include "qlm/format/dtype.hpp"
 
 namespace qlm::test {
 

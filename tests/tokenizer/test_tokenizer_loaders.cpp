@@ -1,7 +1,7 @@
 // Tokenizer loaders and .qlm metadata: malformed inputs fail cleanly, round trips are exact.
-#include "qlm/hf_tokenizer.hpp"
+#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "qlm/tokenizer.hpp"
-#include "qlm/vocabulary.hpp"
+#include "qlm/tokenizer/vocabulary.hpp"
 #include "tokenizer/reference_util.hpp"
 
 namespace qlm::test {

@@ -1,7 +1,7 @@
 // Tokenizer vs independent references: SentencePiece (python) and Hugging Face tokenizers.js.
 #include <fmt/ranges.h>
 
-#include "qlm/hf_tokenizer.hpp"
+#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "qlm/tokenizer.hpp"
 #include "tokenizer/reference_util.hpp"
 #include "tokenizer/text.hpp"

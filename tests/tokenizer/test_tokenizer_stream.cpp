@@ -2,7 +2,7 @@
 #include <atomic>
 #include <thread>
 
-#include "qlm/hf_tokenizer.hpp"
+#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "qlm/tokenizer.hpp"
 #include "tokenizer/reference_util.hpp"
 

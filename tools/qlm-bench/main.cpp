@@ -11,6 +11,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <qlm/format/model_file.hpp>
 #include <qlm/model.hpp>
 #include <qlm/session.hpp>
 #include <thread>
@@ -30,10 +31,10 @@ struct Row {
 
 // Bytes one generated token reads: every tensor except an untied token embedding (one row of it
 // is looked up), plus the keys and values of `positions` cached tokens.
-double bytes_per_token(const qlm::Model& model, double positions, std::size_t kv_elem_bytes) {
-  const qlm::ModelConfig& c = model.config();
+double bytes_per_token(const qlm::ModelConfig& c, const qlm::format::ModelFile& file,
+                       double positions, std::size_t kv_elem_bytes) {
   double bytes = 0.0;
-  for (const auto& t : model.file().tensors()) {
+  for (const auto& t : file.tensors()) {
     // (a mixed file may store it in row bands, "model.embed_tokens.weight[r0:r1]")
     if (t.name.starts_with("model.embed_tokens.weight") && !c.tie_word_embeddings) {
       bytes += static_cast<double>(t.size) / c.vocab_size;
@@ -144,8 +145,14 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "qlm-bench: {}\n", model.error().message);
     return 1;
   }
+  // The tensor table, read on its own (the Model keeps its file to itself).
+  auto file = qlm::format::ModelFile::open(path);
+  if (!file) {
+    fmt::print(stderr, "qlm-bench: {}\n", file.error().message);
+    return 1;
+  }
   std::uint64_t params = 0, bytes = 0;
-  for (const auto& t : (*model)->file().tensors()) {
+  for (const auto& t : (*file)->tensors()) {
     params += t.elements();
     bytes += t.size;
   }
@@ -168,13 +175,13 @@ int main(int argc, char** argv) {
       for (auto [prompt, n] : tests) {
         // One session per test: the depth tokens are evaluated once (not timed) and every
         // repetition rolls the cache back to them.
-        qlm::SessionOptions o{.context = static_cast<std::uint32_t>(depth + n + 8),
-                              .threads = t,
-                              .kv_type = *qlm::parse_kv_type(kv_type),
-                              .isa = isa,
-                              .batch = batch,
-                              .activations = *qlm::parse_activation_precision(activations)};
-        o.pool = pool == "spin" ? qlm::make_spin_pool(t) : qlm::make_openmp_pool(t);
+        qlm::SessionOptions o{
+            .context = static_cast<std::uint32_t>(depth + n + 8),
+            .kv_type = *qlm::parse_kv_type(kv_type),
+            .isa = isa,
+            .pool = pool == "spin" ? qlm::make_spin_pool(t) : qlm::make_openmp_pool(t),
+            .batch = batch,
+            .activations = *qlm::parse_activation_precision(activations)};
         std::string error;
         auto session = qlm::Session::create(*model, o);
         if (!session) error = session.error().message;
@@ -197,9 +204,11 @@ int main(int argc, char** argv) {
         // Average cached positions a timed tg token attends to (depth 0 starts after 1 token).
         const double positions = depth + (depth == 0 ? 1.0 : 0.0) + (n + 1) / 2.0;
         const std::size_t kv_elem = kv_type == "f16" ? 2 : 4;
-        const double gbs = prompt ? 0.0 : mean * bytes_per_token(**model, positions, kv_elem) / 1e9;
+        const double gbs =
+            prompt ? 0.0
+                   : mean * bytes_per_token((*model)->config(), **file, positions, kv_elem) / 1e9;
         rows.push_back({test, t, mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0,
-                        session->kv_cache().bytes(), gbs});
+                        session->kv_bytes(), gbs});
       }
     }
   }
@@ -239,7 +248,7 @@ int main(int argc, char** argv) {
           bandwidth ? (share(r) > 0.0 ? fmt::format(" {:.0f}% |", share(r)) : " - |") : "");
     }
     fmt::print("\npeak memory: {:.1f} MiB (model file {})\n", peak_mib,
-               qlm::tools::human_bytes((*model)->file().file_size()));
+               qlm::tools::human_bytes((*file)->file_size()));
     for (const auto& [t, gbs] : probe) {
       fmt::print("read bandwidth probe: {:.2f} GB/s with {} thread{}\n", gbs, t, t == 1 ? "" : "s");
     }

@@ -4,7 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <qlm/convert.hpp>
+#include <qlm/convert/convert.hpp>
 
 #include "cli_util.hpp"
 

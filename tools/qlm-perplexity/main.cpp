@@ -9,10 +9,10 @@
 #include <cmath>
 #include <csignal>
 #include <fstream>
-#include <qlm/importance.hpp>
-#include <qlm/logits_file.hpp>
+#include <qlm/eval/logits_file.hpp>
+#include <qlm/eval/perplexity.hpp>
 #include <qlm/model.hpp>
-#include <qlm/perplexity.hpp>
+#include <qlm/quant/importance.hpp>
 #include <sstream>
 
 namespace {

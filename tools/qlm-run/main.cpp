@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
       *model, {.context = a.context,
                .threads = a.threads,
                .kv_type = *qlm::parse_kv_type(a.kv_type),
-               .reference = a.reference,
+               .isa = a.reference ? "reference" : "",
                .activations = *qlm::parse_activation_precision(a.activations)});
   if (!session) return fail(session.error().message);
   qlm::Sampler sampler(a.sampling);

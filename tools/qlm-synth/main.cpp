@@ -6,9 +6,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <qlm/config.hpp>
+#include <qlm/convert/hf_config.hpp>
+#include <qlm/convert/safetensors.hpp>
 #include <qlm/detail/half.hpp>
-#include <qlm/safetensors.hpp>
-#include <qlm/tensor_names.hpp>
+#include <qlm/format/tensor_names.hpp>
 
 #include "cli_util.hpp"
 

@@ -34,9 +34,14 @@ class Metadata {
     return it == entries_.end() ? nullptr : std::get_if<T>(&it->second);
   }
 
-  /// Removes every key that starts with `prefix`; returns how many.
-  std::size_t erase_prefix(std::string_view prefix) {
-    return std::erase_if(entries_, [&](const auto& e) { return e.first.starts_with(prefix); });
+  /// Moves every key that starts with `prefix` (and its value) out into a Metadata of its own.
+  Metadata extract_prefix(std::string_view prefix) {
+    Metadata out;
+    for (auto it = entries_.lower_bound(prefix);
+         it != entries_.end() && it->first.starts_with(prefix);) {
+      out.entries_.insert(entries_.extract(it++));
+    }
+    return out;
   }
 
   bool contains(std::string_view key) const { return entries_.find(key) != entries_.end(); }

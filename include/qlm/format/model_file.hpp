@@ -16,10 +16,6 @@
 #include "qlm/format/metadata.hpp"
 #include "qlm/format/tensor_info.hpp"
 
-namespace qlm {
-class Model;
-}
-
 namespace qlm::format {
 
 /// Options for opening a .qlm file.
@@ -35,8 +31,9 @@ struct OpenOptions {
 class ModelFile {
  public:
   /// Opens and validates `path`. Every structural problem is a Format error naming the file.
-  static Result<std::shared_ptr<const ModelFile>> open(const std::filesystem::path& path,
-                                                       OpenOptions options = {});
+  /// Mutable only for take_metadata(); share it as `const`.
+  static Result<std::shared_ptr<ModelFile>> open(const std::filesystem::path& path,
+                                                 OpenOptions options = {});
   ~ModelFile();
   ModelFile(const ModelFile&) = delete;
   ModelFile& operator=(const ModelFile&) = delete;
@@ -55,6 +52,10 @@ class ModelFile {
   /// Recomputes every tensor checksum; a Checksum error names the first tensor that fails.
   Result<void> verify() const;
 
+  /// Moves the decoded metadata keys that start with `prefix` out of metadata() (e.g. to build
+  /// the tokenizer from them without holding them twice).
+  Metadata take_metadata(std::string_view prefix) { return meta_.extract_prefix(prefix); }
+
  private:
   ModelFile() = default;
   std::string path_;
@@ -65,12 +66,6 @@ class ModelFile {
   Metadata meta_;
   std::vector<TensorInfo> tensors_;
   friend struct ModelFileLoader;
-  // Model::open moves the tokenizer keys out of meta_ (into its Tokenizer) before sharing.
-  friend class qlm::Model;
-  static std::shared_ptr<ModelFile> load(const std::filesystem::path& path, OpenOptions options);
-  std::span<const std::uint8_t> metadata_block() const {
-    return {base_ + header_.metadata_offset, header_.metadata_size};
-  }
 };
 
 /// XXH3-64 of a byte span (the checksum the format uses).

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "qlm/dtype.hpp"
+#include "qlm/format/dtype.hpp"
 
 namespace qlm::format {
 

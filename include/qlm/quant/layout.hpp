@@ -25,7 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "qlm/dtype.hpp"
+#include "qlm/format/dtype.hpp"
 
 namespace qlm::quant {
 

@@ -7,8 +7,9 @@
 #include <span>
 #include <vector>
 
-#include "qlm/dtype.hpp"
+#include "qlm/format/dtype.hpp"
 #include "qlm/quant/layout.hpp"
+#include "qlm/thread_pool.hpp"
 
 namespace qlm::quant {
 
@@ -30,6 +31,9 @@ struct QuantizeOptions {
   /// minimizes the output error sum_r dw_r^T H dw_r rather than each weight's own error. Block
   /// scales are still chosen as `method` says, on the values as compensated so far.
   std::span<const float> hessian{};
+  /// Runs the row groups here (the application's pool); null = on the calling thread. The result
+  /// is the same on any pool: groups are independent.
+  ThreadPool* pool = nullptr;
 };
 
 /// Quantizes a row-major [rows, k] f32 matrix into the Q8, Q4, Q4NL or Q5 tile layout.
@@ -45,18 +49,23 @@ void dequantize_row(DType t, std::span<const std::uint8_t> data, std::size_t row
 /// Sum over rows of dw_r^T H dw_r, dw = x - dequantized x: the expected squared output error for
 /// inputs with second moment `hessian` (k x k, row-major).
 double hessian_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
-                     std::size_t rows, std::size_t k, std::span<const float> hessian);
+                     std::size_t rows, std::size_t k, std::span<const float> hessian,
+                     ThreadPool* pool = nullptr);
 
 /// Sum over the matrix of importance[c] * (x - dequantized x)^2 (importance empty = 1): the
 /// expected squared output error the quantization adds, up to a constant.
 double weighted_error(DType t, std::span<const float> src, std::span<const std::uint8_t> data,
-                      std::size_t rows, std::size_t k, std::span<const float> importance = {});
+                      std::size_t rows, std::size_t k, std::span<const float> importance = {},
+                      ThreadPool* pool = nullptr);
 
 /// Each row's expected squared output error, dw_r^T H dw_r with `hessian` (k x k), or else
-/// sum_c importance[c] * dw_rc^2 (importance empty = 1); the two functions above sum these.
+/// sum_c importance[c] * dw_rc^2 (importance empty = 1); the two functions above sum these. Rows
+/// run on `pool` (null = the calling thread); each is summed in one order, so any pool gives
+/// the same bits.
 std::vector<double> row_errors(DType t, std::span<const float> src,
                                std::span<const std::uint8_t> data, std::size_t rows, std::size_t k,
-                               std::span<const float> importance, std::span<const float> hessian);
+                               std::span<const float> importance, std::span<const float> hessian,
+                               ThreadPool* pool = nullptr);
 
 /// Largest |x| / scale that still fits the type's range: 8 (Q4), 16 (Q5) or 127 (Q8, Q4NL).
 constexpr float max_level(DType t) noexcept {

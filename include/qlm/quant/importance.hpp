@@ -13,9 +13,9 @@
 #include <string_view>
 #include <vector>
 
-#include "qlm/activation_observer.hpp"
 #include "qlm/config.hpp"
 #include "qlm/error.hpp"
+#include "qlm/eval/activation_observer.hpp"
 
 namespace qlm {
 

@@ -1,5 +1,5 @@
 // The Llama-family tensor list (llama, mistral, qwen2 share it; qwen2 adds q/k/v biases).
-#include "qlm/tensor_names.hpp"
+#include "qlm/format/tensor_names.hpp"
 
 #include <charconv>
 

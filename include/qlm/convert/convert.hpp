@@ -5,12 +5,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "qlm/dtype.hpp"
 #include "qlm/error.hpp"
+#include "qlm/format/dtype.hpp"
 #include "qlm/quant/quantize.hpp"
+#include "qlm/thread_pool.hpp"
 
 namespace qlm {
 
@@ -51,6 +53,9 @@ struct ConvertOptions {
   /// matrix alone. Costs a conversion and an evaluation per matrix and type; refused above 50M
   /// parameters. Empty = estimate.
   std::filesystem::path calibration{};
+  /// Where quantization runs; null = a spin pool on all hardware threads. The file is the same on
+  /// any pool.
+  std::shared_ptr<ThreadPool> pool{};
   /// Progress (tensors done, total, bytes written); return false to cancel. Optional.
   std::function<bool(std::size_t, std::size_t, std::uint64_t)> on_progress{};
 };

@@ -1,35 +1,17 @@
 // KvCache: the keys and values of one sequence, laid out for streaming reads during attention.
+// Internal: sessions own one each; the application sees only its KvType (qlm/kv_type.hpp).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <span>
-#include <string_view>
 
+#include "kernel_table.hpp"
 #include "qlm/config.hpp"
+#include "qlm/kv_type.hpp"
 
 namespace qlm {
-
-/// Element type of cached keys/values: F32, or F16 (IEEE binary16 bits, written with
-/// round-to-nearest-even; half the bytes, so half the memory traffic of long-context attention).
-enum class KvType : std::uint8_t { F32, F16 };
-
-/// Bytes per cached element.
-constexpr std::size_t kv_type_size(KvType t) noexcept {
-  return t == KvType::F16 ? 2 : 4;
-}
-/// "f32" or "f16".
-constexpr std::string_view to_string(KvType t) noexcept {
-  return t == KvType::F16 ? "f16" : "f32";
-}
-/// Parses "f32" / "f16" (exactly as to_string writes them); nullopt otherwise.
-constexpr std::optional<KvType> parse_kv_type(std::string_view s) noexcept {
-  if (s == "f32") return KvType::F32;
-  if (s == "f16") return KvType::F16;
-  return std::nullopt;
-}
 
 /// Keys and values, [layer][kv_head][position][head_dim] for each of K and V: one KV head's
 /// history is contiguous, so attention reads it front to back. Not copyable; use clone().
@@ -40,7 +22,10 @@ constexpr std::optional<KvType> parse_kv_type(std::string_view s) noexcept {
 /// written (a Session reads positions [0, position()) only).
 class KvCache {
  public:
-  KvCache(const ModelConfig& config, std::uint32_t context, KvType type = KvType::F32);
+  /// Stores f16 through `kernels`' converter (every ISA's is bit-identical to detail::f32_to_f16;
+  /// the fast path's is vectorized). Throws std::bad_alloc when the address space is exhausted.
+  KvCache(const ModelConfig& config, std::uint32_t context, KvType type = KvType::F32,
+          const kernels::KernelTable& kernels = kernels::kernels_for(kernels::Isa::Scalar));
   KvCache(KvCache&&) noexcept = default;
   KvCache& operator=(KvCache&&) noexcept = default;
   KvCache(const KvCache&) = delete;
@@ -65,7 +50,7 @@ class KvCache {
   const void* value_data(std::uint32_t layer, std::uint32_t kv_head) const;
 
   /// Writes one position's key and value (head_dim floats each), converting to type() (f16:
-  /// round to nearest even, overflow to infinity).
+  /// round to nearest even, overflow to infinity). The only writer of cached keys and values.
   void store(std::uint32_t layer, std::uint32_t kv_head, std::uint32_t pos,
              std::span<const float> key, std::span<const float> value);
   /// Reads one written position's key and value back as floats (exact for either type).
@@ -96,6 +81,7 @@ class KvCache {
 
   std::uint32_t context_ = 0, n_layers_ = 0, n_kv_heads_ = 0, head_dim_ = 0;
   KvType type_ = KvType::F32;
+  void (*to_f16_)(const float*, std::uint16_t*, std::size_t) = nullptr;
   std::size_t elements_ = 0;  // elements of K (= of V)
   std::unique_ptr<std::byte[], Free> data_;
 };

@@ -6,7 +6,7 @@
 #include <span>
 
 #include "qlm/error.hpp"
-#include "qlm/vocabulary.hpp"
+#include "qlm/tokenizer/vocabulary.hpp"
 
 namespace qlm {
 

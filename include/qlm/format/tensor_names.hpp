@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "qlm/activation_observer.hpp"
 #include "qlm/config.hpp"
+#include "qlm/eval/activation_observer.hpp"
 
 namespace qlm {
 

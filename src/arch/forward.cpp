@@ -1,0 +1,42 @@
+// Resolves a session's options into a forward pass (see arch/forward.hpp).
+#include "arch/forward.hpp"
+
+#include <algorithm>
+
+#include "arch/fast_forward.hpp"
+#include "arch/reference_forward.hpp"
+#include "util/fail.hpp"
+
+namespace qlm::detail {
+
+std::unique_ptr<Forward> make_forward(const Model& model, const SessionOptions& options,
+                                      std::uint32_t context) {
+  if (options.pool && options.threads != 0) {
+    fail(ErrorCode::InvalidArgument,
+         "SessionOptions: threads ({}) and pool are both set; a pool brings its own threads",
+         options.threads);
+  }
+  if (options.threads < 0 || options.threads > 1024) {
+    fail(ErrorCode::InvalidArgument, "SessionOptions: {} threads (0 to 1024)", options.threads);
+  }
+  if (options.isa == "reference") {
+    if (options.observer) {
+      fail(ErrorCode::InvalidArgument,
+           "SessionOptions: an observer needs the fast path, not isa "
+           "\"reference\"");
+    }
+    return make_reference_forward(model);
+  }
+  const kernels::IsaChoice choice =
+      options.isa.empty() ? kernels::isa_from_env() : kernels::choose_isa(options.isa);
+  if (!choice.error.empty()) fail(ErrorCode::Unsupported, "{}", choice.error);
+  FastOptions fast{.pool = options.pool ? options.pool : make_spin_pool(options.threads),
+                   .splits = resolve_splits(model, options.activations),
+                   .observer = options.observer};
+  const std::uint32_t batch =
+      options.batch != 0 ? options.batch : default_batch(model, fast.splits);
+  fast.max_batch = std::min(batch, context);
+  return make_fast_forward(model, kernels::kernels_for(choice.isa), std::move(fast));
+}
+
+}  // namespace qlm::detail

@@ -1,0 +1,132 @@
+// ModelConfig from a Hugging Face checkpoint's config.json.
+#include "qlm/convert/hf_config.hpp"
+
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "util/fail.hpp"
+
+namespace qlm {
+
+using detail::fail;
+using nlohmann::json;
+
+namespace {
+
+template <class T>
+T get_or(const json& j, const char* key, T fallback, const std::string& file) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // nlohmann would truncate 64.5 to 64 and cast huge values with undefined behaviour.
+    const bool fits =
+        it->is_number_integer() &&
+        (std::is_signed_v<T> ? it->get<std::int64_t>() >= std::numeric_limits<T>::min() &&
+                                   it->get<std::int64_t>() <= std::numeric_limits<T>::max()
+                             : it->is_number_unsigned() &&
+                                   it->get<std::uint64_t>() <= std::numeric_limits<T>::max());
+    if (!fits)
+      fail(ErrorCode::Format, "{}: field '{}' must be an integer in range, not {}", file, key,
+           it->dump());
+  }
+  try {
+    return it->get<T>();
+  } catch (const json::exception&) {
+    fail(ErrorCode::Format, "{}: field '{}' has the wrong type ({})", file, key, it->dump());
+  }
+}
+
+template <class T>
+T require(const json& j, const char* key, const std::string& file) {
+  if (!j.contains(key) || j[key].is_null()) {
+    fail(ErrorCode::Format, "{}: missing field '{}'", file, key);
+  }
+  return get_or<T>(j, key, T{}, file);
+}
+
+// bos/eos ids may be an integer or a list (the first is the primary one).
+std::int32_t first_id(const json& j, const char* key, const std::string& file) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return -1;
+  const json& v = it->is_array() && !it->empty() ? (*it)[0] : *it;
+  if (v.is_array()) return -1;
+  if (!v.is_number_integer()) fail(ErrorCode::Format, "{}: '{}' is not a token id", file, key);
+  return v.get<std::int32_t>();
+}
+
+RopeScaling parse_rope_scaling(const json& j, const std::string& file) {
+  RopeScaling s;
+  auto it = j.find("rope_scaling");
+  if (it == j.end() || it->is_null()) return s;
+  const std::string type =
+      get_or<std::string>(*it, "rope_type", get_or<std::string>(*it, "type", "", file), file);
+  if (type == "default") return s;
+  if (type != "llama3") {
+    fail(ErrorCode::Unsupported, "{}: rope_scaling type '{}' is not supported (only llama3)", file,
+         type);
+  }
+  s.type = RopeScaling::Type::Llama3;
+  s.factor = require<float>(*it, "factor", file);
+  s.low_freq_factor = get_or<float>(*it, "low_freq_factor", 1.0f, file);
+  s.high_freq_factor = get_or<float>(*it, "high_freq_factor", 4.0f, file);
+  s.original_max_position =
+      get_or<std::uint32_t>(*it, "original_max_position_embeddings", 8192, file);
+  return s;
+}
+
+ModelConfig parse_config(const json& j, const std::string& file) {
+  if (!j.is_object()) fail(ErrorCode::Format, "{}: expected a JSON object", file);
+  ModelConfig c;
+  const std::string type = get_or<std::string>(j, "model_type", "", file);
+  const auto arch = parse_architecture(type);
+  if (!arch) {
+    fail(ErrorCode::Unsupported,
+         "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2)", file, type);
+  }
+  c.arch = *arch;
+  const std::string act = get_or<std::string>(j, "hidden_act", "silu", file);
+  if (act != "silu") fail(ErrorCode::Unsupported, "{}: hidden_act '{}' (only silu)", file, act);
+  if (get_or<bool>(j, "mlp_bias", false, file)) {
+    fail(ErrorCode::Unsupported, "{}: mlp_bias = true is not supported", file);
+  }
+  c.vocab_size = require<std::uint32_t>(j, "vocab_size", file);
+  c.hidden_size = require<std::uint32_t>(j, "hidden_size", file);
+  c.intermediate_size = require<std::uint32_t>(j, "intermediate_size", file);
+  c.n_layers = require<std::uint32_t>(j, "num_hidden_layers", file);
+  c.n_heads = require<std::uint32_t>(j, "num_attention_heads", file);
+  c.n_kv_heads = get_or<std::uint32_t>(j, "num_key_value_heads", c.n_heads, file);
+  c.head_dim =
+      get_or<std::uint32_t>(j, "head_dim", c.n_heads ? c.hidden_size / c.n_heads : 0, file);
+  c.rope_theta = get_or<float>(j, "rope_theta", 10000.0f, file);
+  c.rope_scaling = parse_rope_scaling(j, file);
+  c.rms_norm_eps = get_or<float>(j, "rms_norm_eps", 1e-6f, file);
+  c.tie_word_embeddings = get_or<bool>(j, "tie_word_embeddings", false, file);
+  c.attention_bias =
+      c.arch == Architecture::Qwen2 ? true : get_or<bool>(j, "attention_bias", false, file);
+  c.max_position_embeddings = get_or<std::uint32_t>(j, "max_position_embeddings", 2048, file);
+  if (c.arch == Architecture::Mistral) {
+    c.sliding_window = get_or<std::uint32_t>(j, "sliding_window", 0, file);
+  } else if (c.arch == Architecture::Qwen2 && get_or<bool>(j, "use_sliding_window", false, file)) {
+    fail(ErrorCode::Unsupported, "{}: qwen2 use_sliding_window = true is not supported", file);
+  }
+  c.bos_id = first_id(j, "bos_token_id", file);
+  c.eos_id = first_id(j, "eos_token_id", file);
+  detail::unwrap(c.validate(file));
+  return c;
+}
+
+}  // namespace
+
+Result<ModelConfig> read_hf_config(const std::filesystem::path& dir) {
+  const std::string file = (dir / "config.json").string();
+  return detail::capture([&] {
+    std::ifstream in(file);
+    if (!in) fail(ErrorCode::Io, "{}: cannot open", file);
+    json j = json::parse(in, nullptr, false);
+    if (j.is_discarded()) fail(ErrorCode::Format, "{}: invalid JSON", file);
+    return parse_config(j, file);
+  });
+}
+
+}  // namespace qlm

@@ -1,0 +1,99 @@
+// ModelConfig <-> "model.*" metadata: one list of (key, member) pairs that both directions walk.
+#include "qlm/format/model_config.hpp"
+
+#include <string>
+#include <type_traits>
+
+#include "util/fail.hpp"
+
+namespace qlm {
+
+using detail::fail;
+
+namespace {
+
+// Calls f(key, member) for every stored member; C is ModelConfig or const ModelConfig.
+template <class C, class F>
+void for_each_key(C& c, F&& f) {
+  f("model.architecture", c.arch);
+  f("model.vocab_size", c.vocab_size);
+  f("model.hidden_size", c.hidden_size);
+  f("model.intermediate_size", c.intermediate_size);
+  f("model.n_layers", c.n_layers);
+  f("model.n_heads", c.n_heads);
+  f("model.n_kv_heads", c.n_kv_heads);
+  f("model.head_dim", c.head_dim);
+  f("model.rope_theta", c.rope_theta);
+  f("model.rope_scaling.type", c.rope_scaling.type);
+  f("model.rope_scaling.factor", c.rope_scaling.factor);
+  f("model.rope_scaling.low_freq_factor", c.rope_scaling.low_freq_factor);
+  f("model.rope_scaling.high_freq_factor", c.rope_scaling.high_freq_factor);
+  f("model.rope_scaling.original_max_position", c.rope_scaling.original_max_position);
+  f("model.rms_norm_eps", c.rms_norm_eps);
+  f("model.tie_word_embeddings", c.tie_word_embeddings);
+  f("model.attention_bias", c.attention_bias);
+  f("model.sliding_window", c.sliding_window);
+  f("model.max_position_embeddings", c.max_position_embeddings);
+  f("model.bos_id", c.bos_id);
+  f("model.eos_id", c.eos_id);
+}
+
+// Enums are stored by name.
+std::string_view rope_name(RopeScaling::Type t) {
+  return t == RopeScaling::Type::Llama3 ? "llama3" : "none";
+}
+
+template <class T>
+const T& require(const format::Metadata& m, const char* key, std::string_view file) {
+  const T* v = m.find<T>(key);
+  if (v == nullptr) {
+    fail(ErrorCode::Format, "{}: metadata key '{}' missing or of the wrong type", file, key);
+  }
+  return *v;
+}
+
+}  // namespace
+
+void store_config(const ModelConfig& c, format::Metadata& m) {
+  for_each_key(c, [&](const char* key, const auto& v) {
+    using T = std::decay_t<decltype(v)>;
+    if constexpr (std::is_same_v<T, Architecture>) {
+      m.set(key, std::string(to_string(v)));
+    } else if constexpr (std::is_same_v<T, RopeScaling::Type>) {
+      m.set(key, std::string(rope_name(v)));
+    } else {
+      m.set(key, v);
+    }
+  });
+}
+
+Result<ModelConfig> load_config(const format::Metadata& m, std::string_view file) {
+  return detail::capture([&] {
+    ModelConfig c;
+    for_each_key(c, [&](const char* key, auto& v) {
+      using T = std::decay_t<decltype(v)>;
+      if constexpr (std::is_same_v<T, Architecture>) {
+        const std::string& name = require<std::string>(m, key, file);
+        const auto arch = parse_architecture(name);
+        if (!arch) {
+          fail(ErrorCode::Unsupported,
+               "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2)", file,
+               name);
+        }
+        v = *arch;
+      } else if constexpr (std::is_same_v<T, RopeScaling::Type>) {
+        const std::string& name = require<std::string>(m, key, file);
+        if (name != rope_name(RopeScaling::Type::Llama3) && name != rope_name(T::None)) {
+          fail(ErrorCode::Unsupported, "{}: unknown rope scaling '{}'", file, name);
+        }
+        v = name == "llama3" ? T::Llama3 : T::None;
+      } else {
+        v = require<T>(m, key, file);
+      }
+    });
+    detail::unwrap(c.validate(file));
+    return c;
+  });
+}
+
+}  // namespace qlm
