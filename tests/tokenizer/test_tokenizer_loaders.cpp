@@ -1,6 +1,6 @@
 // Tokenizer loaders and .qlm metadata: malformed inputs fail cleanly, round trips are exact.
-#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "qlm/tokenizer.hpp"
+#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "qlm/tokenizer/vocabulary.hpp"
 #include "tokenizer/reference_util.hpp"
 

@@ -1,8 +1,8 @@
 // Tokenizer vs independent references: SentencePiece (python) and Hugging Face tokenizers.js.
 #include <fmt/ranges.h>
 
-#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "qlm/tokenizer.hpp"
+#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "tokenizer/reference_util.hpp"
 #include "tokenizer/text.hpp"
 

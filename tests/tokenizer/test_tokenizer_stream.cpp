@@ -2,8 +2,8 @@
 #include <atomic>
 #include <thread>
 
-#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "qlm/tokenizer.hpp"
+#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "tokenizer/reference_util.hpp"
 
 namespace qlm::test {
