@@ -20,12 +20,16 @@ int main(int argc, char** argv) {
   }
   qlm::Sampler sampler({.temperature = 0.7f, .seed = 1});
   const auto prompt = (*model)->tokenizer().encode(argv[2]);
+  if (!prompt) {
+    std::fprintf(stderr, "%s\n", prompt.error().message.c_str());
+    return 1;
+  }
   qlm::GenerateOptions options{.max_tokens = 64, .stop = {"\n\n"}};
   options.on_token = [](const qlm::GeneratedToken& t) {
     std::fwrite(t.text.data(), 1, t.text.size(), stdout);
     return true;  // return false to stop early
   };
-  auto result = qlm::generate(*session, sampler, prompt, options);
+  auto result = qlm::generate(*session, sampler, *prompt, options);
   if (!result) {
     std::fprintf(stderr, "%s\n", result.error().message.c_str());
     return 1;

@@ -107,7 +107,7 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
     for (std::int32_t n = 0; n < options.max_tokens; ++n) {
       // Models may have more logits than tokens (Qwen2.5: 151936 vs 151665); ids past the
       // vocabulary stand for nothing, so only real tokens are candidates.
-      const std::int32_t id = sampler.sample(logits.first(vocab));
+      const std::int32_t id = detail::unwrap(sampler.sample(logits.first(vocab)));
       const float logprob = log_softmax_at(logits, id);
       sampler.accept(id);
       if (n == 0) {
@@ -124,7 +124,8 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
       bool hit = false;
       std::string released = filter.push(piece, hit);
       if (last && !hit) released += filter.finish();
-      if (options.on_token && !options.on_token({id, released, logprob})) {
+      if (options.on_token &&
+          !detail::call_back("on_token", options.on_token, GeneratedToken{id, released, logprob})) {
         res.stop = StopReason::Cancelled;
         break;
       }

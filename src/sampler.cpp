@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <string>
 #include <unordered_map>
 
 namespace qlm {
@@ -26,6 +28,35 @@ std::vector<double> probabilities(const std::vector<Candidate>& c) {
   for (std::size_t i = 0; i < c.size(); ++i) sum += p[i] = std::exp(c[i].logit - max);
   for (double& v : p) v /= sum;
   return p;
+}
+
+// Why `o` cannot be sampled with, or "" if it can.
+std::string invalid_options(const SamplerOptions& o) {
+  const auto finite = [](float v) { return std::isfinite(v); };
+  if (!finite(o.temperature)) return "temperature must be a finite number";
+  if (o.top_k < 0) return "top_k must be >= 0";
+  if (!finite(o.top_p) || o.top_p < 0.0f) return "top_p must be a finite number >= 0";
+  if (!finite(o.min_p) || o.min_p < 0.0f) return "min_p must be a finite number >= 0";
+  if (!finite(o.repeat_penalty) || o.repeat_penalty <= 0.0f) {
+    return "repeat_penalty must be a finite number > 0";
+  }
+  if (!finite(o.presence_penalty) || !finite(o.frequency_penalty)) {
+    return "presence and frequency penalties must be finite numbers";
+  }
+  for (const auto& [id, bias] : o.logit_bias) {
+    if (std::isnan(bias)) return "logit_bias of token " + std::to_string(id) + " is NaN";
+  }
+  return "";
+}
+
+// Drops candidates no distribution can pick (NaN, -inf); if any logit is +inf, those tokens share
+// all the probability (as the limit of a huge logit would give them).
+void keep_pickable(std::vector<Candidate>& c) {
+  std::erase_if(c, [](const Candidate& x) { return std::isnan(x.logit) || x.logit == -INFINITY; });
+  if (std::any_of(c.begin(), c.end(), [](const Candidate& x) { return x.logit == INFINITY; })) {
+    std::erase_if(c, [](const Candidate& x) { return x.logit != INFINITY; });
+    for (Candidate& x : c) x.logit = 0.0f;
+  }
 }
 
 }  // namespace
@@ -101,7 +132,8 @@ void Sampler::apply(SamplerStep step, std::vector<Candidate>& c) const {
       const double pmax = *std::max_element(p.begin(), p.end());
       std::size_t j = 0;
       for (std::size_t i = 0; i < c.size(); ++i) {
-        if (p[i] >= o.min_p * pmax) c[j++] = c[i];
+        // The top token always stays (min_p > 1 would otherwise drop everything).
+        if (p[i] >= o.min_p * pmax || p[i] == pmax) c[j++] = c[i];
       }
       c.resize(j);
       break;
@@ -114,16 +146,30 @@ void Sampler::apply(SamplerStep step, std::vector<Candidate>& c) const {
   }
 }
 
-std::int32_t Sampler::sample(std::span<const float> logits) {
+Result<std::int32_t> Sampler::sample(std::span<const float> logits) {
+  if (logits.empty()) return Error{ErrorCode::InvalidArgument, "sample: no logits"};
+  if (logits.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+    return Error{ErrorCode::InvalidArgument, "sample: more logits than token ids"};
+  }
+  if (const std::string why = invalid_options(options_); !why.empty()) {
+    return Error{ErrorCode::InvalidArgument, "sample: " + why};
+  }
   candidates_.resize(logits.size());
   for (std::size_t i = 0; i < logits.size(); ++i) {
     candidates_[i] = {static_cast<std::int32_t>(i), logits[i]};
   }
+  keep_pickable(candidates_);
   const bool greedy = options_.temperature <= 0.0f;
   for (SamplerStep step : options_.chain) {
+    if (candidates_.empty()) break;
     // Greedy decoding honours bias and penalties but no truncation (it would not change argmax).
     if (greedy && step != SamplerStep::LogitBias && step != SamplerStep::Penalties) continue;
     apply(step, candidates_);
+  }
+  keep_pickable(candidates_);
+  if (candidates_.empty()) {
+    return Error{ErrorCode::InvalidArgument,
+                 "sample: no token can be picked: every logit is NaN or -infinity"};
   }
   if (greedy) {
     const auto best = std::min_element(

@@ -19,6 +19,7 @@ enum class ErrorCode : std::uint8_t {
   ContextFull,      ///< a session would exceed its context length
   Cancelled,        ///< a callback asked to stop
   Checksum,         ///< stored data does not match its checksum
+  Callback,         ///< a caller-supplied callback (token, progress, observer) threw
 };
 
 /// Short lower-case name of an error code ("format", "io", …).
@@ -38,6 +39,8 @@ constexpr std::string_view to_string(ErrorCode code) noexcept {
       return "cancelled";
     case ErrorCode::Checksum:
       return "checksum";
+    case ErrorCode::Callback:
+      return "callback";
   }
   return "unknown";
 }

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "qlm/error.hpp"
+
 namespace qlm {
 
 /// Steps of the sampling chain; they run in the order given by SamplerOptions::chain.
@@ -42,8 +44,11 @@ class Sampler {
  public:
   explicit Sampler(SamplerOptions options = {});
 
-  /// Picks the next token from `logits` (one per vocabulary entry).
-  std::int32_t sample(std::span<const float> logits);
+  /// Picks the next token from `logits` (one per vocabulary entry): always a valid index. NaN
+  /// logits are never picked; the truncating steps keep at least the most likely token. Errors:
+  /// no logits, options out of range (NaN, repeat_penalty <= 0, ...), or no logit left that is
+  /// neither NaN nor -infinity.
+  Result<std::int32_t> sample(std::span<const float> logits);
   /// Records a token (prompt or generated) for the penalties' window.
   void accept(std::int32_t token);
   /// Clears the history and reseeds the RNG.

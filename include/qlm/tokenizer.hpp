@@ -26,8 +26,9 @@ class Tokenizer {
   /// Validates `vocab` and builds the lookup tables (compiles regexes, indexes merges).
   static Result<Tokenizer> create(Vocabulary vocab);
 
-  /// Token ids of `text`. Any byte string is accepted; invalid UTF-8 is tokenised byte-wise.
-  std::vector<std::int32_t> encode(std::string_view text, EncodeOptions opts = {}) const;
+  /// Token ids of `text`. Any byte string is accepted; invalid UTF-8 is tokenised byte-wise. Fails
+  /// only when memory runs out or the pre-tokenizer's regex engine gives up (e.g. its match limit).
+  Result<std::vector<std::int32_t>> encode(std::string_view text, EncodeOptions opts = {}) const;
 
   /// The bytes that `ids` stand for. Out-of-range ids decode to nothing. The result is not
   /// necessarily valid UTF-8 (byte pieces are emitted raw, so decode(encode(s)) can equal s).

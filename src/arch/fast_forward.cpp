@@ -13,6 +13,7 @@
 #include "ops/matmul.hpp"
 #include "ops/reference_ops.hpp"
 #include "qlm/quant/quantize.hpp"
+#include "util/fail.hpp"
 
 namespace qlm::detail {
 namespace {
@@ -119,7 +120,11 @@ class FastForward final : public Forward {
 
   void observe(MatrixInput input, std::uint32_t layer, const float* x, std::size_t rows,
                std::size_t cols) {
-    if (observer_) observer_->observe(input, layer, {x, rows * cols}, rows);
+    if (observer_) {
+      call_back("ActivationObserver::observe", [&] {
+        observer_->observe(input, layer, {x, rows * cols}, rows);
+      });
+    }
   }
 
   void project(const Matrix& w, float* out, std::size_t ldy) {

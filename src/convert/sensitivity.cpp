@@ -41,7 +41,7 @@ Sensitivity measure_sensitivity(const std::filesystem::path& calibration,
     write(quantized, type, model_file.path);
     const auto model = unwrap(Model::open(model_file.path));
     if (tokens.empty()) {
-      tokens = perplexity_tokens(model->tokenizer(), text.str());
+      tokens = unwrap(perplexity_tokens(model->tokenizer(), text.str()));
       result.token_counts.assign(model->config().vocab_size, 0.0);
       for (std::int32_t t : tokens) result.token_counts[static_cast<std::size_t>(t)] += 1.0;
     }

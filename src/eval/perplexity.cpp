@@ -175,7 +175,8 @@ double perplexity_error(const ScoreStats& nll) noexcept {
   return std::exp(nll.mean()) * nll.standard_error();
 }
 
-std::vector<std::int32_t> perplexity_tokens(const Tokenizer& tokenizer, std::string_view text) {
+Result<std::vector<std::int32_t>> perplexity_tokens(const Tokenizer& tokenizer,
+                                                    std::string_view text) {
   return tokenizer.encode(text, {.add_special = true, .parse_special = false});
 }
 
@@ -253,7 +254,9 @@ Result<PerplexityResult> evaluate_perplexity(std::shared_ptr<const Model> model,
       }
       result.windows = w + 1;
       result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-      if (options.on_window && !options.on_window({w + 1, windows, result.seconds, &result.nll})) {
+      if (options.on_window &&
+          !detail::call_back("on_window", options.on_window,
+                             PerplexityProgress{w + 1, windows, result.seconds, &result.nll})) {
         fail(ErrorCode::Cancelled, "perplexity evaluation cancelled after {} of {} windows", w + 1,
              windows);
       }

@@ -64,7 +64,8 @@ Result<std::uint64_t> write_qlm_file(const std::filesystem::path& path, const Me
       infos[i].checksum = checksum(buf);
       out.write_at(buf, h.data_offset + infos[i].offset);
       end = h.data_offset + infos[i].offset + infos[i].size;
-      if (progress && !progress(i + 1, infos.size(), end)) {
+      if (progress &&
+          !qlm::detail::call_back("progress callback", progress, i + 1, infos.size(), end)) {
         fail(ErrorCode::Cancelled, "{}: writing cancelled", path.string());
       }
     }

@@ -222,8 +222,12 @@ Result<Tokenizer> Tokenizer::create(Vocabulary vocab) {
   });
 }
 
-std::vector<std::int32_t> Tokenizer::encode(std::string_view text, EncodeOptions opts) const {
-  const Impl& im = *impl_;
+namespace {
+
+// Tokenizer::encode's body; may throw (allocation, a regex engine error), which encode() turns
+// into an Error.
+std::vector<std::int32_t> encode_ids(const Tokenizer::Impl& im, std::string_view text,
+                                     EncodeOptions opts) {
   const Vocabulary& v = im.vocab;
   std::vector<std::int32_t> out;
   out.reserve(text.size() / 3 + 4);
@@ -257,6 +261,13 @@ std::vector<std::int32_t> Tokenizer::encode(std::string_view text, EncodeOptions
   }
   if (opts.add_special && v.add_eos && v.eos_id >= 0) out.push_back(v.eos_id);
   return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::int32_t>> Tokenizer::encode(std::string_view text,
+                                                    EncodeOptions opts) const {
+  return detail::capture([&] { return encode_ids(*impl_, text, opts); });
 }
 
 std::string Tokenizer::decode(std::span<const std::int32_t> ids, bool skip_special) const {

@@ -6,6 +6,7 @@
 
 #include <exception>
 #include <new>
+#include <string_view>
 #include <utility>
 
 #include "qlm/error.hpp"
@@ -41,6 +42,21 @@ auto capture(Fn&& fn) noexcept -> Result<decltype(fn())> {
     return Error{ErrorCode::Io, "out of memory"};
   } catch (const std::exception& e) {
     return Error{ErrorCode::Format, e.what()};
+  } catch (...) {  // library code throws only std exceptions: this came from a caller's code
+    return Error{ErrorCode::Callback, "a callback threw a non-standard exception"};
+  }
+}
+
+/// Calls a caller-supplied callback named `name`; anything it throws ends the call with an
+/// ErrorCode::Callback error (never crossing a noexcept boundary, never mistaken for ours).
+template <class F, class... Args>
+decltype(auto) call_back(std::string_view name, F&& f, Args&&... args) {
+  try {
+    return std::forward<F>(f)(std::forward<Args>(args)...);
+  } catch (const std::exception& e) {
+    fail(ErrorCode::Callback, "{} threw: {}", name, e.what());
+  } catch (...) {
+    fail(ErrorCode::Callback, "{} threw a non-standard exception", name);
   }
 }
 

@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
   }
   qlm::Sampler greedy({.temperature = 0.0f});
   const auto prompt = (*model)->tokenizer().encode("Once upon a time");
-  auto result = qlm::generate(*session, greedy, prompt, {.max_tokens = 8});
+  if (!prompt) return 1;
+  auto result = qlm::generate(*session, greedy, *prompt, {.max_tokens = 8});
   if (!result || result->tokens.empty()) {
     std::fprintf(stderr, "generation failed\n");
     return 1;

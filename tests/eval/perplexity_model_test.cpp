@@ -23,7 +23,7 @@ TEST_CASE("evaluate_perplexity equals exp(mean NLL) of Session logits", "[eval][
   TempDir tmp;
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::F32);
   auto model = open_or_fail(tmp / "m.qlm");
-  const auto tokens = perplexity_tokens(model->tokenizer(), story_text(60));
+  const auto tokens = perplexity_tokens(model->tokenizer(), story_text(60)).value();
   REQUIRE(tokens.size() > 5 * 64);
   CHECK(tokens[0] == model->tokenizer().bos());
 
@@ -49,7 +49,7 @@ TEST_CASE("a model compared with its own saved logits diverges by exactly 0", "[
   TempDir tmp;
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::F32);
   auto model = open_or_fail(tmp / "m.qlm");
-  const auto tokens = perplexity_tokens(model->tokenizer(), story_text(40));
+  const auto tokens = perplexity_tokens(model->tokenizer(), story_text(40)).value();
   std::size_t progress_calls = 0;
   PerplexityOptions save{.window = 32, .max_windows = 3, .save_logits = tmp / "ref.bin"};
   save.on_window = [&](const PerplexityProgress& p) {
@@ -92,14 +92,14 @@ TEST_CASE("a logits file from another text, window size or model is refused", "[
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::F32);
   auto model = open_or_fail(tmp / "m.qlm");
   const std::string text = story_text(40);
-  const auto tokens = perplexity_tokens(model->tokenizer(), text);
+  const auto tokens = perplexity_tokens(model->tokenizer(), text).value();
   const auto ref = tmp / "ref.bin";
   REQUIRE(evaluate_perplexity(model, tokens, {.window = 32, .max_windows = 2, .save_logits = ref},
                               kOneThread)
               .ok());
 
   SECTION("another text") {
-    const auto other = perplexity_tokens(model->tokenizer(), "Once upon a time. " + text);
+    const auto other = perplexity_tokens(model->tokenizer(), "Once upon a time. " + text).value();
     expect_error(
         evaluate_perplexity(model, other, {.window = 32, .reference_logits = ref}, kOneThread),
         ErrorCode::InvalidArgument, {ref.string(), "tokens differ", "window 0"});
@@ -132,7 +132,7 @@ TEST_CASE("evaluate_perplexity refuses bad windows and leaves no partial logits 
   TempDir tmp;
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q4);
   auto model = open_or_fail(tmp / "m.qlm");
-  const auto tokens = perplexity_tokens(model->tokenizer(), story_text(10));
+  const auto tokens = perplexity_tokens(model->tokenizer(), story_text(10)).value();
   const auto out = tmp / "out.bin";
   expect_error(evaluate_perplexity(model, tokens, {.window = 2, .save_logits = out}, kOneThread),
                ErrorCode::InvalidArgument, {"window of 2"});

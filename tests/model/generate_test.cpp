@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "model/model_helpers.hpp"
+#include "qlm/eval/activation_observer.hpp"
 #include "qlm/generate.hpp"
 #include "support/files.hpp"
 #include "support/temp_dir.hpp"
@@ -108,6 +109,43 @@ TEST_CASE("generation never picks ids past the tokenizer's vocabulary", "[genera
   auto r = generate(*s, biased, bos, {.max_tokens = 5});
   REQUIRE(r.ok());
   for (auto id : r->tokens) CHECK(id == 7);  // 550 would win if it were a candidate
+}
+
+}  // namespace qlm::test
+
+namespace qlm::test {
+
+TEST_CASE("callbacks that throw anything end the call with an error, never the process",
+          "[generate]") {
+  Fixture f;
+  Sampler greedy({.temperature = 0.0f});
+  struct NotAnException {};
+  const std::function<bool(const GeneratedToken&)> throwers[] = {
+      [](const GeneratedToken&) -> bool { throw 42; },
+      [](const GeneratedToken&) -> bool { throw NotAnException{}; },
+      [](const GeneratedToken&) -> bool { throw std::runtime_error("disk full"); },
+  };
+  for (const auto& thrower : throwers) {
+    auto s = f.session();
+    GenerateOptions o{.max_tokens = 5};
+    o.on_token = thrower;
+    const auto r = generate(s, greedy, f.bos(), o);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == ErrorCode::Callback);
+    CHECK(contains(r.error().message, "on_token"));
+  }
+  // The observer of the fast path, too.
+  struct Thrower final : ActivationObserver {
+    void observe(MatrixInput, std::uint32_t, std::span<const float>, std::size_t) override {
+      throw "a C string";
+    }
+  };
+  auto s = Session::create(f.model, {.observer = std::make_shared<Thrower>()});
+  REQUIRE(s.ok());
+  const auto r = s->eval(f.bos());
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().code == ErrorCode::Callback);
+  CHECK(contains(r.error().message, "ActivationObserver"));
 }
 
 }  // namespace qlm::test

@@ -107,9 +107,12 @@ std::vector<std::int32_t> pseudo_random_tokens(std::size_t n) {
 }
 
 std::vector<std::int32_t> story_tokens(const Model& model) {
-  auto ids = model.tokenizer().encode(
-      "Once upon a time, there was a little dog named Max. Max liked to run in the big green "
-      "park with his friend, a small red bird. One day the bird could not fly.");
+  auto ids = model.tokenizer()
+                 .encode(
+                     "Once upon a time, there was a little dog named Max. Max liked to run in the "
+                     "big green "
+                     "park with his friend, a small red bird. One day the bird could not fly.")
+                 .value();
   REQUIRE(ids.size() >= 40);
   return ids;
 }

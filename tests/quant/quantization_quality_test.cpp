@@ -32,7 +32,7 @@ const char* kText =
 std::vector<std::int32_t> text_tokens(const qlm::Model& model, int repeats) {
   std::string text;
   for (int i = 0; i < repeats; ++i) text += kText;
-  return model.tokenizer().encode(text);
+  return model.tokenizer().encode(text).value();
 }
 
 // Mean KL(P_ref || P) over all positions.
@@ -152,7 +152,7 @@ TEST_CASE("fitted, importance-weighted 4-bit scales beat round-to-nearest", "[qu
   convert(tmp / "fit.qlm", DType::Q4);
   convert(tmp / "imp.qlm", DType::Q4, tmp / "imp.qlmi");
   const auto ref = qlm::test::open_or_fail(tmp / "f32.qlm");
-  const auto all = ref->tokenizer().encode(qlm::test::read_text(text));
+  const auto all = ref->tokenizer().encode(qlm::test::read_text(text)).value();
   REQUIRE(all.size() >= 1024);
   const std::size_t vocab = ref->config().vocab_size;
   auto kl = [&](const char* name) {
@@ -248,7 +248,7 @@ TEST_CASE("qlm-perplexity --save-importance writes what qlm-convert --importance
   CHECK(imp->tokens() == windows * 64);
   // It counted the tokens the model read (whole windows from the start), for the mixed recipe.
   const auto model = qlm::test::open_or_fail(tmp / "q8.qlm");
-  const auto ids = qlm::perplexity_tokens(model->tokenizer(), text);
+  const auto ids = qlm::perplexity_tokens(model->tokenizer(), text).value();
   std::vector<float> counts(model->config().vocab_size, 0.0f);
   for (std::size_t i = 0; i < windows * 64; ++i) counts[static_cast<std::size_t>(ids[i])] += 1.0f;
   CHECK(std::ranges::equal(imp->token_counts(), counts));

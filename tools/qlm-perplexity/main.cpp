@@ -69,8 +69,9 @@ int main(int argc, char** argv) {
 
   auto model = qlm::Model::open(model_path, {.mmap = !no_mmap});
   if (!model) return fail(model.error().message);
-  const std::vector<std::int32_t> tokens =
-      qlm::perplexity_tokens((*model)->tokenizer(), text.str());
+  auto encoded = qlm::perplexity_tokens((*model)->tokenizer(), text.str());
+  if (!encoded) return fail(encoded.error().message);
+  const std::vector<std::int32_t> tokens = std::move(*encoded);
   const std::uint32_t trained = (*model)->config().max_position_embeddings;
   if (trained > 0 && window > trained) {
     fmt::print(stderr,

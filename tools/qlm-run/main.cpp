@@ -71,7 +71,9 @@ int main(int argc, char** argv) {
   auto model = qlm::Model::open(a.model, {.mmap = !a.no_mmap});
   if (!model) return fail(model.error().message);
   const qlm::Tokenizer& tok = (*model)->tokenizer();
-  std::vector<std::int32_t> prompt = tok.encode(a.prompt);
+  auto encoded = tok.encode(a.prompt);
+  if (!encoded) return fail(encoded.error().message);
+  std::vector<std::int32_t> prompt = std::move(*encoded);
   if (prompt.empty()) {
     if (tok.bos() < 0) return fail("empty prompt and the model has no BOS token");
     prompt.push_back(tok.bos());

@@ -83,7 +83,8 @@ double perplexity_error(const ScoreStats& nll) noexcept;
 /// The token stream a text is scored as: Tokenizer::encode with the vocabulary's BOS/EOS rules
 /// (add_special) and special-token names read as plain text (parse_special off), as llama.cpp's
 /// perplexity tool does.
-std::vector<std::int32_t> perplexity_tokens(const Tokenizer& tokenizer, std::string_view text);
+Result<std::vector<std::int32_t>> perplexity_tokens(const Tokenizer& tokenizer,
+                                                    std::string_view text);
 
 /// Reported after every window.
 struct PerplexityProgress {
