@@ -360,10 +360,34 @@ void write_model(const ConvertOptions& o, const ModelConfig& config, const Prepa
 
 }  // namespace
 
+namespace {
+
+// The output may be a new file or a regular file to replace, but neither a special file (a
+// device, a FIFO: replacing it is never what was meant) nor one of the checkpoint's own files.
+void check_output(const std::filesystem::path& input_dir, const std::filesystem::path& output) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::symlink_status(output, ec);
+  if (!fs::exists(st)) return;
+  if (!fs::is_regular_file(st)) {
+    fail(ErrorCode::InvalidArgument, "{}: the output exists and is not a regular file",
+         output.string());
+  }
+  for (const auto& entry : fs::directory_iterator(input_dir, ec)) {
+    if (fs::equivalent(entry.path(), output, ec)) {
+      fail(ErrorCode::InvalidArgument, "{}: the output would overwrite the checkpoint's own {}",
+           output.string(), entry.path().filename().string());
+    }
+  }
+}
+
+}  // namespace
+
 Result<ConvertReport> convert_checkpoint(const ConvertOptions& options) {
   return detail::capture([&] {
     ConvertOptions o = options;
     if (!o.pool) o.pool = make_spin_pool();
+    check_output(o.input_dir, o.output);
     ConvertReport report;
     const ModelConfig config = detail::unwrap(read_hf_config(o.input_dir));
     const auto ckpt = detail::unwrap(safetensors::Checkpoint::open(o.input_dir));

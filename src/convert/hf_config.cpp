@@ -5,6 +5,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "qlm/detail/read_file.hpp"
 #include "util/fail.hpp"
 
 namespace qlm {
@@ -13,6 +14,8 @@ using detail::fail;
 using nlohmann::json;
 
 namespace {
+
+constexpr std::uint64_t kMaxJson = 16u << 20;  // real config.json files are a few KiB
 
 template <class T>
 T get_or(const json& j, const char* key, T fallback, const std::string& file) {
@@ -121,9 +124,8 @@ ModelConfig parse_config(const json& j, const std::string& file) {
 Result<ModelConfig> read_hf_config(const std::filesystem::path& dir) {
   const std::string file = (dir / "config.json").string();
   return detail::capture([&] {
-    std::ifstream in(file);
-    if (!in) fail(ErrorCode::Io, "{}: cannot open", file);
-    json j = json::parse(in, nullptr, false);
+    const std::string text = detail::unwrap(detail::read_regular_file(file, kMaxJson, "config"));
+    json j = json::parse(text, nullptr, false);
     if (j.is_discarded()) fail(ErrorCode::Format, "{}: invalid JSON", file);
     return parse_config(j, file);
   });

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "qlm/detail/half.hpp"
+#include "qlm/detail/read_file.hpp"
 #include "util/atomic_file.hpp"
 #include "util/fail.hpp"
 #include "util/mapped_file.hpp"
@@ -104,9 +105,10 @@ std::vector<Tensor> parse_shard(const detail::MappedFile& m) {
 }
 
 std::map<std::string, std::string> read_index(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) fail(ErrorCode::Io, "{}: cannot open", path.string());
-  json j = json::parse(in, nullptr, false);
+  // Real indexes are well under 1 MiB (one line per tensor).
+  const std::string text =
+      detail::unwrap(detail::read_regular_file(path, 64u << 20, "safetensors index"));
+  json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") ||
       !j["weight_map"].is_object()) {
     fail(ErrorCode::Format, "{}: not a valid safetensors index (needs a weight_map object)",

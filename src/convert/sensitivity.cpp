@@ -7,6 +7,7 @@
 #include <sstream>
 #include <vector>
 
+#include "qlm/detail/read_file.hpp"
 #include "qlm/eval/perplexity.hpp"
 #include "qlm/model.hpp"
 #include "util/fail.hpp"
@@ -29,10 +30,8 @@ Sensitivity measure_sensitivity(const std::filesystem::path& calibration,
                                 const std::filesystem::path& output,
                                 std::span<const std::string> names, std::span<const DType> types,
                                 const ProbeWriter& write) {
-  std::ifstream in(calibration, std::ios::binary);
-  if (!in) fail(ErrorCode::Io, "{}: cannot open calibration text", calibration.string());
-  std::ostringstream text;
-  text << in.rdbuf();
+  const std::string text =
+      unwrap(read_regular_file(calibration, std::uint64_t{1} << 30, "calibration text"));
   const std::string base = output.string();
   const TempFile model_file{base + ".sensitivity.qlm"}, ref{base + ".sensitivity.logits"};
   Sensitivity result;
@@ -41,7 +40,7 @@ Sensitivity measure_sensitivity(const std::filesystem::path& calibration,
     write(quantized, type, model_file.path);
     const auto model = unwrap(Model::open(model_file.path));
     if (tokens.empty()) {
-      tokens = unwrap(perplexity_tokens(model->tokenizer(), text.str()));
+      tokens = unwrap(perplexity_tokens(model->tokenizer(), text));
       result.token_counts.assign(model->config().vocab_size, 0.0);
       for (std::int32_t t : tokens) result.token_counts[static_cast<std::size_t>(t)] += 1.0;
     }

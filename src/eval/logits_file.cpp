@@ -211,7 +211,7 @@ Result<LogitsReader> LogitsReader::open(const std::filesystem::path& path) {
     auto impl = std::make_unique<Impl>();
     Impl& r = *impl;
     r.path = path.string();
-    r.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    r.fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);  // a FIFO must not block
     if (r.fd < 0) fail(ErrorCode::Io, "{}: cannot open: {}", r.path, std::strerror(errno));
     struct stat st {};
     if (::fstat(r.fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -71,6 +71,19 @@ double kld(std::span<const float> reference, std::span<const float> logits) {
 
 using Clock = std::chrono::steady_clock;
 
+// Printable ASCII as is, every other byte as \xNN, so no message carries raw bytes.
+std::string escaped(std::string_view s) {
+  std::string out;
+  for (const unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += fmt::format("\\x{:02x}", c);
+    }
+  }
+  return out;
+}
+
 // The checks of a reference logits file against this run, with messages naming the file.
 void check_reference(const LogitsReader& ref, std::uint32_t window, std::uint32_t first,
                      std::uint32_t vocab, const ModelFingerprint& model) {
@@ -87,9 +100,11 @@ void check_reference(const LogitsReader& ref, std::uint32_t window, std::uint32_
          i.first, first);
   }
   if (i.model != model) {
+    // The file's strings may be anything (a corrupt or foreign file): shown escaped.
     fail(ErrorCode::InvalidArgument,
          "{}: logits were saved from model '{}' ({}), this model is '{}' ({})", f,
-         i.model.source_name, i.model.shape, model.source_name, model.shape);
+         escaped(i.model.source_name), escaped(i.model.shape), escaped(model.source_name),
+         escaped(model.shape));
   }
   if (i.vocab != vocab) {  // implied by the shape; checked anyway before indexing rows
     fail(ErrorCode::InvalidArgument, "{}: logits rows of {} values, this model has {}", f, i.vocab,

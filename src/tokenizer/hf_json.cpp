@@ -7,17 +7,14 @@
 #include <optional>
 #include <sstream>
 
+#include "qlm/detail/read_file.hpp"
 #include "tokenizer/text.hpp"
 
 namespace qlm::detail::hf {
 
 std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) fail(ErrorCode::Io, "{}: cannot open", p.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(ErrorCode::Io, "{}: read error", p.string());
-  return std::move(ss).str();
+  // The largest real tokenizer.json files are tens of MiB.
+  return unwrap(read_regular_file(p, std::uint64_t{1} << 30, "tokenizer file"));
 }
 
 json read_json(const fs::path& p) {
@@ -93,14 +90,23 @@ void vocab_from_map(const Doc& d, const json& vocab, Vocabulary& v) {
   std::vector<std::pair<std::int64_t, std::string>> entries;
   for (auto it = vocab.begin(); it != vocab.end(); ++it)
     entries.emplace_back(d.integer(it.value(), it.key()), it.key());
-  std::sort(entries.begin(), entries.end());
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    if (entries[i].first != static_cast<std::int64_t>(i)) {
-      fail(ErrorCode::Format, "{}: vocabulary ids are not 0..{} (token '{}' has id {})", d.file,
-           entries.size() - 1, entries[i].second, entries[i].first);
+  // Ids out of range first, then shared ids: n distinct ids in [0, n) leave no gap, and the
+  // message names the token that is wrong rather than whichever sorts after it.
+  const auto n = static_cast<std::int64_t>(entries.size());
+  for (const auto& [id, token] : entries) {
+    if (id < 0 || id >= n) {
+      fail(ErrorCode::Format, "{}: token '{}' has id {}, outside 0..{} of a {}-token vocabulary",
+           d.file, token, id, n - 1, n);
     }
-    v.tokens.push_back(std::move(entries[i].second));
   }
+  std::sort(entries.begin(), entries.end());
+  for (std::size_t i = 1; i < entries.size(); ++i) {
+    if (entries[i].first == entries[i - 1].first) {
+      fail(ErrorCode::Format, "{}: tokens '{}' and '{}' share id {}", d.file, entries[i - 1].second,
+           entries[i].second, entries[i].first);
+    }
+  }
+  for (auto& entry : entries) v.tokens.push_back(std::move(entry.second));
   v.scores.assign(v.tokens.size(), 0.0f);
   v.types.assign(v.tokens.size(), TokenType::Normal);
 }

@@ -38,7 +38,8 @@ bool read_all(int fd, std::uint8_t* out, std::uint64_t size) {
 }  // namespace
 
 MappedFile::MappedFile(const std::filesystem::path& path, MapMode mode) : path_(path.string()) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer (fstat then refuses it).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) fail(ErrorCode::Io, "{}: cannot open: {}", path_, std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

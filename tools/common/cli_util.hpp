@@ -4,9 +4,15 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace qlm::tools {
 
@@ -20,6 +26,58 @@ inline std::string human_bytes(std::uint64_t n) {
     ++u;
   }
   return u == 0 ? fmt::format("{} B", n) : fmt::format("{:.2f} {}", v, units[u]);
+}
+
+/// Most threads a tool accepts (as the library's SessionOptions does).
+inline constexpr int kMaxThreads = 1024;
+
+/// A finite number: CLI11 would accept "nan" and "inf" for a float option.
+inline CLI::Validator finite_number() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (end == s.c_str() || *end != '\0' || !std::isfinite(v)) {
+          return "'" + s + "' is not a finite number";
+        }
+        return "";
+      },
+      "FINITE");
+}
+
+/// A whole number in [lo, hi], refused in plain words (CLI11's own ranges print the type's
+/// limits, up to 300 digits for a double).
+inline CLI::Validator whole_number(long long lo, long long hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& s) -> std::string {
+        long long v = 0;
+        const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        if (ec != std::errc() || end != s.data() + s.size() || v < lo || v > hi) {
+          return fmt::format("'{}' is not a whole number from {} to {}", s, lo, hi);
+        }
+        return "";
+      },
+      fmt::format("INT in [{}, {}]", lo, hi));
+}
+
+/// Parses a comma-separated list of whole numbers in [lo, hi]; nullopt with `error` set (naming
+/// `what`) on anything else.
+inline std::optional<std::vector<int>> parse_int_list(const std::string& s, std::string_view what,
+                                                      int lo, int hi, std::string& error) {
+  std::vector<int> v;
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t comma = std::min(s.find(',', pos), s.size());
+    int x = 0;
+    const auto [end, ec] = std::from_chars(s.data() + pos, s.data() + comma, x);
+    if (ec != std::errc() || end != s.data() + comma || x < lo || x > hi) {
+      error = fmt::format("{} '{}': each must be a whole number from {} to {}", what, s, lo, hi);
+      return std::nullopt;
+    }
+    v.push_back(x);
+    if (comma == s.size()) return v;
+    pos = comma + 1;
+  }
 }
 
 /// Draws a one-line progress bar on stderr, only when stderr is a terminal.

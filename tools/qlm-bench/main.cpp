@@ -47,18 +47,6 @@ double bytes_per_token(const qlm::ModelConfig& c, const qlm::format::ModelFile& 
   return bytes + positions * kv_per_position;
 }
 
-std::vector<int> parse_list(const std::string& s) {
-  std::vector<int> v;
-  std::size_t pos = 0;
-  while (pos < s.size()) {
-    const std::size_t comma = s.find(',', pos);
-    v.push_back(std::stoi(s.substr(pos, comma - pos)));
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  return v;
-}
-
 // Deterministic token ids below the vocabulary size.
 std::vector<std::int32_t> token_ids(int n, std::int32_t vocab, int salt) {
   std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
@@ -108,7 +96,8 @@ int main(int argc, char** argv) {
   app.add_option("-p,--n-prompt", pp, "prompt lengths, comma-separated (default 512; 0 = none)");
   app.add_option("-n,--n-gen", tg, "generation lengths, comma-separated (default 64; 0 = none)");
   app.add_option("-t,--threads", threads, "thread counts, comma-separated (default: all cores)");
-  app.add_option("-r,--repetitions", reps, "repetitions (default 5)");
+  app.add_option("-r,--repetitions", reps, "repetitions (default 5)")
+      ->check(qlm::tools::whole_number(1, 1000));
   app.add_option("-o,--output", format, "md|csv|json (default md)");
   app.add_option("-d,--depth", depths,
                  "tokens in the KV cache before each test, comma-separated (default 0)");
@@ -139,6 +128,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (threads.empty()) threads = std::to_string(std::thread::hardware_concurrency());
+  // Lists are checked before the model is opened: a typo costs no load.
+  std::string list_error;
+  constexpr int kMaxTokens = 1 << 24;
+  const auto pp_list = qlm::tools::parse_int_list(pp, "-p", 0, kMaxTokens, list_error);
+  const auto tg_list = qlm::tools::parse_int_list(tg, "-n", 0, kMaxTokens, list_error);
+  const auto depth_list = qlm::tools::parse_int_list(depths, "-d", 0, kMaxTokens, list_error);
+  const auto thread_list =
+      qlm::tools::parse_int_list(threads, "-t", 1, qlm::tools::kMaxThreads, list_error);
+  if (!pp_list || !tg_list || !depth_list || !thread_list) {
+    fmt::print(stderr, "qlm-bench: {}\n", list_error);
+    return 2;
+  }
 
   auto model = qlm::Model::open(path, {.populate = true, .mmap = !no_mmap});
   if (!model) {
@@ -158,20 +159,13 @@ int main(int argc, char** argv) {
   }
   std::vector<Row> rows;
   std::vector<std::pair<bool, int>> tests;
-  for (int n : parse_list(pp))
+  for (int n : *pp_list)
     if (n > 0) tests.emplace_back(true, n);
-  for (int n : parse_list(tg))
+  for (int n : *tg_list)
     if (n > 0) tests.emplace_back(false, n);
-  const std::vector<int> depth_list = parse_list(depths);
-  for (int depth : depth_list) {
-    if (depth < 0) {
-      fmt::print(stderr, "qlm-bench: depth {} is negative\n", depth);
-      return 2;
-    }
-  }
   const auto vocab = static_cast<std::int32_t>((*model)->config().vocab_size);
-  for (int t : parse_list(threads)) {
-    for (int depth : depth_list) {
+  for (int t : *thread_list) {
+    for (int depth : *depth_list) {
       for (auto [prompt, n] : tests) {
         // One session per test: the depth tokens are evaluated once (not timed) and every
         // repetition rolls the cache back to them.

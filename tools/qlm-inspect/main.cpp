@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
 #include <qlm/format/model_file.hpp>
+#include <qlm/model.hpp>
 #include <variant>
 
 #include "cli_util.hpp"
@@ -36,7 +37,9 @@ int main(int argc, char** argv) {
   CLI::App app{"Inspect a .qlm model file"};
   std::string path;
   bool verify = false;
-  app.add_flag("--verify", verify, "recompute every tensor checksum");
+  app.add_flag("--verify", verify,
+               "recompute every tensor checksum and check that the model loads (config, tensor "
+               "shapes, tokenizer)");
   app.add_option("model", path, ".qlm file")->required();
   CLI11_PARSE(app, argc, argv);
 
@@ -71,6 +74,16 @@ int main(int argc, char** argv) {
       return 1;
     }
     fmt::print("verify: all {} tensor checksums OK\n", f.tensors().size());
+    // Sound bytes are not yet a usable model: the loader checks the config, every tensor's shape
+    // against it and the tokenizer tables.
+    auto model = qlm::Model::open(path);
+    if (!model) {
+      fmt::print(stderr, "qlm-inspect: the model does not load: {}\n", model.error().message);
+      return 1;
+    }
+    fmt::print("verify: the model loads ({}, {} layers, {} tokens)\n",
+               qlm::to_string((*model)->config().arch), (*model)->config().n_layers,
+               (*model)->tokenizer().size());
   }
   return 0;
 }

@@ -9,11 +9,14 @@
 #include <cmath>
 #include <csignal>
 #include <fstream>
+#include <qlm/detail/read_file.hpp>
 #include <qlm/eval/logits_file.hpp>
 #include <qlm/eval/perplexity.hpp>
 #include <qlm/model.hpp>
 #include <qlm/quant/importance.hpp>
 #include <sstream>
+
+#include "cli_util.hpp"
 
 namespace {
 
@@ -40,7 +43,7 @@ int main(int argc, char** argv) {
   app.add_option("-f,--file", text_path, "text file to score")->required();
   app.add_option("-c,--ctx-size", window, "tokens per window (default 256)");
   app.add_option("--chunks", chunks, "evaluate at most N windows (default: all)")
-      ->check(CLI::PositiveNumber);
+      ->check(qlm::tools::whole_number(1, std::int64_t{1} << 40));
   auto* save = app.add_option("--save-logits", save_path,
                               "save the scored logits (fp32) as a reference for --kl");
   app.add_option("--kl", kl_path, "compare with logits saved by --save-logits")->excludes(save);
@@ -51,7 +54,8 @@ int main(int argc, char** argv) {
                  "with --save-importance: also record E[x x^T] of every matrix input at most this "
                  "wide (k^2 floats each), for qlm-convert's error-feedback (GPTQ) rounding; 0 = "
                  "none (default 1024)");
-  app.add_option("-t,--threads", threads, "threads (default: all cores)");
+  app.add_option("-t,--threads", threads, "threads (default: all cores)")
+      ->check(qlm::tools::whole_number(0, qlm::tools::kMaxThreads));
   bool no_mmap = false;
   app.add_flag("--no-mmap", no_mmap,
                "read the model into private memory instead of mapping it (huge pages)");
@@ -62,14 +66,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "int8", "int8x2"}));
   CLI11_PARSE(app, argc, argv);
 
-  std::ifstream in(text_path, std::ios::binary);
-  if (!in) return fail(text_path + ": cannot open text file");
-  std::ostringstream text;
-  text << in.rdbuf();
+  auto text = qlm::detail::read_regular_file(text_path, std::uint64_t{1} << 30, "text file");
+  if (!text) return fail(text.error().message);
 
   auto model = qlm::Model::open(model_path, {.mmap = !no_mmap});
   if (!model) return fail(model.error().message);
-  auto encoded = qlm::perplexity_tokens((*model)->tokenizer(), text.str());
+  auto encoded = qlm::perplexity_tokens((*model)->tokenizer(), *text);
   if (!encoded) return fail(encoded.error().message);
   const std::vector<std::int32_t> tokens = std::move(*encoded);
   const std::uint32_t trained = (*model)->config().max_position_embeddings;

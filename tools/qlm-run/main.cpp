@@ -3,9 +3,12 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <fstream>
+#include <qlm/detail/read_file.hpp>
 #include <qlm/generate.hpp>
 #include <qlm/model.hpp>
 #include <sstream>
+
+#include "cli_util.hpp"
 
 namespace {
 
@@ -36,17 +39,26 @@ int main(int argc, char** argv) {
   app.add_option("-m,--model", a.model, ".qlm model file")->required();
   app.add_option("-p,--prompt", a.prompt, "prompt text (empty: start from BOS)");
   app.add_option("-f,--file", a.prompt_file, "read the prompt from a file");
-  app.add_option("-n,--n-predict", a.n_predict, "tokens to generate (default 128)");
-  app.add_option("--temp", a.sampling.temperature, "temperature; 0 = greedy (default 0.8)");
-  app.add_option("--top-k", a.sampling.top_k, "top-k, 0 = off (default 40)");
-  app.add_option("--top-p", a.sampling.top_p, "top-p, 1 = off (default 0.95)");
-  app.add_option("--min-p", a.sampling.min_p, "min-p, 0 = off (default 0.05)");
-  app.add_option("--repeat-penalty", a.sampling.repeat_penalty, "1 = off (default 1.0)");
-  app.add_option("--presence-penalty", a.sampling.presence_penalty, "default 0");
-  app.add_option("--frequency-penalty", a.sampling.frequency_penalty, "default 0");
+  app.add_option("-n,--n-predict", a.n_predict, "tokens to generate (default 128)")
+      ->check(qlm::tools::whole_number(0, 1 << 30));
+  app.add_option("--temp", a.sampling.temperature, "temperature; 0 = greedy (default 0.8)")
+      ->check(qlm::tools::finite_number());
+  app.add_option("--top-k", a.sampling.top_k, "top-k, 0 = off (default 40)")
+      ->check(qlm::tools::whole_number(0, 1 << 30));
+  app.add_option("--top-p", a.sampling.top_p, "top-p, 1 = off (default 0.95)")
+      ->check(qlm::tools::finite_number());
+  app.add_option("--min-p", a.sampling.min_p, "min-p, 0 = off (default 0.05)")
+      ->check(qlm::tools::finite_number());
+  app.add_option("--repeat-penalty", a.sampling.repeat_penalty, "1 = off (default 1.0)")
+      ->check(qlm::tools::finite_number());
+  app.add_option("--presence-penalty", a.sampling.presence_penalty, "default 0")
+      ->check(qlm::tools::finite_number());
+  app.add_option("--frequency-penalty", a.sampling.frequency_penalty, "default 0")
+      ->check(qlm::tools::finite_number());
   app.add_option("--repeat-last-n", a.sampling.penalty_window, "penalty window (default 64)");
   app.add_option("--seed", a.sampling.seed, "RNG seed (default 0)");
-  app.add_option("-t,--threads", a.threads, "threads (default: all cores)");
+  app.add_option("-t,--threads", a.threads, "threads (default: all cores)")
+      ->check(qlm::tools::whole_number(0, qlm::tools::kMaxThreads));
   app.add_option("-c,--ctx-size", a.context, "context size (default min(trained, 4096))");
   app.add_flag("--no-mmap", a.no_mmap,
                "read the model into private memory instead of mapping it (huge pages)");
@@ -62,11 +74,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (!a.prompt_file.empty()) {
-    std::ifstream in(a.prompt_file, std::ios::binary);
-    if (!in) return fail(a.prompt_file + ": cannot open prompt file");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    a.prompt = ss.str();
+    auto text = qlm::detail::read_regular_file(a.prompt_file, 64u << 20, "prompt file");
+    if (!text) return fail(text.error().message);
+    a.prompt = std::move(*text);
   }
   auto model = qlm::Model::open(a.model, {.mmap = !a.no_mmap});
   if (!model) return fail(model.error().message);

@@ -131,7 +131,7 @@ int main(int argc, char** argv) {
            1;
   auto config = qlm::read_hf_config(out);
   if (!config) return std::fprintf(stderr, "qlm-synth: %s\n", config.error().message.c_str()), 1;
-  std::ifstream cin(config_path);
+  std::ifstream cin(fs::path(out) / "config.json");  // the copy read_hf_config accepted
   const json cj = json::parse(cin, nullptr, false);
   const float init =
       cj.is_object() && cj.contains("initializer_range") && cj["initializer_range"].is_number()
