@@ -14,4 +14,10 @@ function(qlm_set_warnings target)
     endif()
     target_link_options(${target} PUBLIC -fsanitize=address,undefined)
   endif()
+  if(QLM_TSAN)
+    # Threads are checked through the spin pool (libgomp is not instrumented: its barriers look
+    # like races to TSan), so these builds' tests run with the default pool.
+    target_compile_options(${target} PUBLIC -fsanitize=thread -fno-omit-frame-pointer)
+    target_link_options(${target} PUBLIC -fsanitize=thread)
+  endif()
 endfunction()

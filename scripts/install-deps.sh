@@ -20,6 +20,8 @@ packages=(
   libeigen3-dev libxsimd-dev libgomp1 libbenchmark-dev catch2 libfmt-dev
   nlohmann-json3-dev libpcre2-dev libicu-dev libxxhash-dev libcli11-dev
   clang-format
+  clang-14 libclang-rt-14-dev libomp-14-dev  # libFuzzer targets (scripts/fuzz.sh)
+  libsodium-dev                               # model signatures (qlm-sign)
   fortunes  # English text for quantization-quality tests and docs/quantization.md
 )
 if [ "$cross" = 1 ]; then

@@ -7,6 +7,7 @@
 #include "model_weights.hpp"
 #include "qlm/format/model_config.hpp"
 #include "qlm/format/model_file.hpp"
+#include "qlm/format/signature.hpp"
 #include "qlm/format/tensor_names.hpp"
 #include "qlm/tokenizer/vocabulary.hpp"
 #include "util/fail.hpp"
@@ -151,6 +152,12 @@ Result<std::shared_ptr<const Model>> Model::open(const std::filesystem::path& pa
   return detail::capture([&] {
     std::shared_ptr<format::ModelFile> file = detail::unwrap(format::ModelFile::open(
         path, format::OpenOptions{options.verify_checksums, options.populate, !options.mmap}));
+    if (!options.trusted_keys.empty()) {
+      std::vector<format::PublicKey> keys;
+      for (const auto& k : options.trusted_keys)
+        keys.push_back(detail::unwrap(format::read_public_key(k)));
+      detail::unwrap(format::verify_signature(file->bytes(), keys, file->path()));
+    }
     ModelConfig config = detail::unwrap(load_config(file->metadata(), file->path()));
     // The tokenizer's keys (most of the metadata) leave the decoded metadata as the tokenizer is
     // built from them, so they are decoded once and held once.

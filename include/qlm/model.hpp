@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <vector>
 
 #include "qlm/config.hpp"
 #include "qlm/error.hpp"
@@ -26,6 +27,9 @@ struct LoadOptions {
   /// false: read the file into private memory (huge pages where allowed) instead of mapping it,
   /// like llama.cpp's --no-mmap: slower to open, not shared, steadier decode (bench/RESULTS.md).
   bool mmap = true;
+  /// Public key files (NAME.pub from `qlm-sign keygen`). When any are given, open() refuses a
+  /// file that is unsigned, altered since it was signed, or signed by a key not listed here.
+  std::vector<std::filesystem::path> trusted_keys{};
 };
 
 /// A loaded model. Weights are views into the mapped file; nothing is copied.

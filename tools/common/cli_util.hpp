@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -79,6 +80,24 @@ inline std::optional<std::vector<int>> parse_int_list(const std::string& s, std:
     pos = comma + 1;
   }
 }
+
+/// The model-integrity options every tool that loads a model takes: --verify (hash every tensor
+/// against its checksum at load) and --trusted-key (repeatable: refuse unsigned, altered or
+/// foreign-signed files).
+struct IntegrityOptions {
+  bool verify = false;
+  std::vector<std::string> trusted_keys;
+  void add_to(CLI::App& app) {
+    app.add_flag("--verify", verify, "check every tensor's checksum while loading the model");
+    app.add_option("--trusted-key", trusted_keys,
+                   "public key (NAME.pub from qlm-sign keygen) the model must be signed with; "
+                   "repeatable")
+        ->check(CLI::ExistingFile);
+  }
+  std::vector<std::filesystem::path> keys() const {
+    return {trusted_keys.begin(), trusted_keys.end()};
+  }
+};
 
 /// Draws a one-line progress bar on stderr, only when stderr is a terminal.
 class ProgressBar {

@@ -122,6 +122,8 @@ int main(int argc, char** argv) {
   app.add_flag("--bandwidth", bandwidth,
                "after the tests, probe read bandwidth (1 GiB, per thread count) and report tg "
                "speed as a share of it");
+  qlm::tools::IntegrityOptions integrity;
+  integrity.add_to(app);
   CLI11_PARSE(app, argc, argv);
   if (format != "md" && format != "csv" && format != "json") {
     fmt::print(stderr, "qlm-bench: unknown output format '{}'\n", format);
@@ -141,7 +143,13 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  auto model = qlm::Model::open(path, {.populate = true, .mmap = !no_mmap});
+  using Clock = std::chrono::steady_clock;
+  const auto open_start = Clock::now();
+  auto model = qlm::Model::open(path, {.verify_checksums = integrity.verify,
+                                       .populate = true,
+                                       .mmap = !no_mmap,
+                                       .trusted_keys = integrity.keys()});
+  const double open_seconds = std::chrono::duration<double>(Clock::now() - open_start).count();
   if (!model) {
     fmt::print(stderr, "qlm-bench: {}\n", model.error().message);
     return 1;
@@ -243,6 +251,9 @@ int main(int argc, char** argv) {
     }
     fmt::print("\npeak memory: {:.1f} MiB (model file {})\n", peak_mib,
                qlm::tools::human_bytes((*file)->file_size()));
+    fmt::print("model open: {:.3f} s{}{}\n", open_seconds,
+               integrity.verify ? ", checksums verified" : "",
+               integrity.trusted_keys.empty() ? "" : ", signature verified");
     for (const auto& [t, gbs] : probe) {
       fmt::print("read bandwidth probe: {:.2f} GB/s with {} thread{}\n", gbs, t, t == 1 ? "" : "s");
     }

@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
 #include <qlm/format/model_file.hpp>
+#include <qlm/format/signature.hpp>
 #include <qlm/model.hpp>
 #include <variant>
 
@@ -41,6 +42,10 @@ int main(int argc, char** argv) {
                "recompute every tensor checksum and check that the model loads (config, tensor "
                "shapes, tokenizer)");
   app.add_option("model", path, ".qlm file")->required();
+  std::vector<std::string> trusted;
+  app.add_option("--trusted-key", trusted,
+                 "public key (NAME.pub) the file must be signed with; repeatable")
+      ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
 
   auto file = qlm::format::ModelFile::open(path);
@@ -49,6 +54,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto& f = **file;
+  if (!trusted.empty()) {
+    std::vector<qlm::format::PublicKey> keys;
+    for (const auto& k : trusted) {
+      auto key = qlm::format::read_public_key(k);
+      if (!key) return fmt::print(stderr, "qlm-inspect: {}\n", key.error().message), 1;
+      keys.push_back(*key);
+    }
+    if (auto ok = qlm::format::verify_signature(f.bytes(), keys, f.path()); !ok) {
+      return fmt::print(stderr, "qlm-inspect: {}\n", ok.error().message), 1;
+    }
+  }
   fmt::print("file: {} ({})\nformat version: {}\n\nmetadata ({} keys):\n", f.path(),
              qlm::tools::human_bytes(f.file_size()), f.header().version,
              f.metadata().entries().size());
@@ -65,6 +81,11 @@ int main(int argc, char** argv) {
                fmt::format("{}", fmt::join(t.shape, "x")), t.size,
                8.0 * static_cast<double>(t.size) / static_cast<double>(t.elements()));
   }
+  if (const auto sig = qlm::format::find_signature(f.bytes())) {
+    fmt::print("\nsigned by key {} ({} bytes covered){}\n",
+               qlm::format::key_fingerprint(sig->signer), sig->signed_bytes,
+               trusted.empty() ? ", not checked (no --trusted-key)" : ", verified");
+  }
   fmt::print("\ntotal: {} parameters, {} of tensor data, {:.3f} bits per weight\n", params,
              qlm::tools::human_bytes(bytes), params ? 8.0 * bytes / params : 0.0);
   if (verify) {
@@ -76,7 +97,7 @@ int main(int argc, char** argv) {
     fmt::print("verify: all {} tensor checksums OK\n", f.tensors().size());
     // Sound bytes are not yet a usable model: the loader checks the config, every tensor's shape
     // against it and the tokenizer tables.
-    auto model = qlm::Model::open(path);
+    auto model = qlm::Model::open(path, {.trusted_keys = {trusted.begin(), trusted.end()}});
     if (!model) {
       fmt::print(stderr, "qlm-inspect: the model does not load: {}\n", model.error().message);
       return 1;

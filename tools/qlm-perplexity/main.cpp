@@ -64,12 +64,16 @@ int main(int argc, char** argv) {
          "--activations", activations,
          "matmul inputs: auto (two int8 passes into q8 weights), int8 or int8x2 (default auto)")
       ->check(CLI::IsMember({"auto", "int8", "int8x2"}));
+  qlm::tools::IntegrityOptions integrity;
+  integrity.add_to(app);
   CLI11_PARSE(app, argc, argv);
 
   auto text = qlm::detail::read_regular_file(text_path, std::uint64_t{1} << 30, "text file");
   if (!text) return fail(text.error().message);
 
-  auto model = qlm::Model::open(model_path, {.mmap = !no_mmap});
+  auto model = qlm::Model::open(
+      model_path,
+      {.verify_checksums = integrity.verify, .mmap = !no_mmap, .trusted_keys = integrity.keys()});
   if (!model) return fail(model.error().message);
   auto encoded = qlm::perplexity_tokens((*model)->tokenizer(), *text);
   if (!encoded) return fail(encoded.error().message);

@@ -20,6 +20,7 @@ struct Args {
   std::uint32_t context = 0;
   std::vector<std::string> stop;
   bool reference = false;
+  qlm::tools::IntegrityOptions integrity;
   bool ignore_eos = false;
   bool no_mmap = false;
   std::string kv_type = "f32";
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
   app.add_option("--stop", a.stop, "stop string (repeatable)");
   app.add_flag("--ignore-eos", a.ignore_eos, "keep generating past end-of-generation tokens");
   app.add_flag("--reference", a.reference, "use the scalar fp32 reference path (slow)");
+  a.integrity.add_to(app);
   CLI11_PARSE(app, argc, argv);
 
   if (!a.prompt_file.empty()) {
@@ -78,7 +80,9 @@ int main(int argc, char** argv) {
     if (!text) return fail(text.error().message);
     a.prompt = std::move(*text);
   }
-  auto model = qlm::Model::open(a.model, {.mmap = !a.no_mmap});
+  auto model = qlm::Model::open(a.model, {.verify_checksums = a.integrity.verify,
+                                          .mmap = !a.no_mmap,
+                                          .trusted_keys = a.integrity.keys()});
   if (!model) return fail(model.error().message);
   const qlm::Tokenizer& tok = (*model)->tokenizer();
   auto encoded = tok.encode(a.prompt);

@@ -49,6 +49,9 @@ class ModelFile {
   /// The payload of a table entry (a view into the mapping).
   std::span<const std::uint8_t> data(const TensorInfo& t) const;
 
+  /// Every byte of the file (e.g. to check a signature over it).
+  std::span<const std::uint8_t> bytes() const { return {base_, size_}; }
+
   /// Recomputes every tensor checksum; a Checksum error names the first tensor that fails.
   Result<void> verify() const;
 

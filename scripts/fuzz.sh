@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, ASan + UBSan) and runs them (tests/fuzz/README.md).
+# Usage: scripts/fuzz.sh ci [SECONDS]         replay the saved corpora and the seeds, then fuzz every
+#                                              target for SECONDS in all (default 240)
+#        scripts/fuzz.sh campaign SECONDS     fuzz each target for SECONDS on every core, then
+#                                              merge what grew coverage into tests/fuzz/corpus/
+# Seeds come from ../shared and from what build-release's tools make of stories260K (built first
+# if missing). Any crash, leak, timeout or out-of-memory fails the run and leaves the input in
+# $QLM_FUZZ_OUT (default build-fuzz/findings): copy it to tests/fuzz/corpus/<target>/ with the fix.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+mode="${1:-ci}"
+seconds="${2:-240}"
+build="$root/build-fuzz"
+out="${QLM_FUZZ_OUT:-$build/findings}"
+release="$root/build-release"
+
+if [ ! -x "$release/tools/qlm-perplexity" ]; then
+  cmake -S . -B "$release" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$release" --target qlm-convert qlm-perplexity
+fi
+CC=clang-14 CXX=clang++-14 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1" -DQLM_FUZZ=ON -DQLM_WERROR=ON \
+  -DQLM_BUILD_TESTS=OFF -DQLM_BUILD_TOOLS=OFF -DQLM_BUILD_BENCH=OFF -DQLM_BUILD_EXAMPLES=OFF \
+  -DQLM_INSTALL=OFF >/dev/null
+cmake --build "$build" -j "$(nproc)"
+
+seeds="$build/seeds"
+rm -rf "$seeds"
+python3 tests/fuzz/make_seeds.py "$seeds" "$release"
+mkdir -p "$out"
+export QLM_FUZZ_TMP="$build/tmp"
+mkdir -p "$QLM_FUZZ_TMP"
+
+targets=()
+for t in "$build"/tests/fuzz/fuzz_*; do targets+=("$(basename "$t")"); done
+
+# Per-target input bound: every input may cost at most 2 x its size + 64 MiB in one allocation
+# (-malloc_limit_mb), and the RSS a little more (the process's own tables).
+max_len() {
+  case "$1" in
+    fuzz_qlm_file) echo 1048576 ;;
+    fuzz_safetensors) echo 1100000 ;;
+    fuzz_encode) echo 4096 ;;
+    *) echo 65536 ;;
+  esac
+}
+flags() {
+  local len
+  len="$(max_len "$1")"
+  local dict=()
+  [ -f "$root/tests/fuzz/$1.dict" ] && dict=("-dict=$root/tests/fuzz/$1.dict")
+  echo "-max_len=$len -malloc_limit_mb=$((64 + 2 * len / 1048576 + 1)) -rss_limit_mb=2048" \
+    "-timeout=20 -artifact_prefix=$out/$1- -print_final_stats=1 ${dict[*]:-}"
+}
+
+corpus_dirs() {  # saved regressions and minimized corpus, then the seeds
+  local dirs=()
+  [ -d "$root/tests/fuzz/corpus/$1" ] && dirs+=("$root/tests/fuzz/corpus/$1")
+  [ -d "$seeds/$1" ] && dirs+=("$seeds/$1")
+  echo "${dirs[@]}"
+}
+
+case "$mode" in
+  ci)
+    per=$((seconds / ${#targets[@]}))
+    for t in "${targets[@]}"; do
+      echo "== $t: replay $(corpus_dirs "$t" | wc -w) corpus dir(s), then fuzz ${per}s"
+      # shellcheck disable=SC2046
+      "$build/tests/fuzz/$t" $(flags "$t") -runs=0 $(corpus_dirs "$t") 2>"$out/$t.replay.log" ||
+        { tail -40 "$out/$t.replay.log"; exit 1; }
+      work="$build/work/$t"
+      mkdir -p "$work"
+      # shellcheck disable=SC2046
+      "$build/tests/fuzz/$t" $(flags "$t") -max_total_time="$per" "$work" $(corpus_dirs "$t") \
+        2>"$out/$t.fuzz.log" || { tail -40 "$out/$t.fuzz.log"; exit 1; }
+      grep -E "^stat::number_of_executed_units|^#[0-9]+ *DONE" "$out/$t.fuzz.log" | tail -2
+    done
+    echo "fuzz: ${#targets[@]} targets replayed and fuzzed, no finding"
+    ;;
+  campaign)
+    cd "$out"  # libFuzzer writes its job logs (fuzz-N.log) into the working directory
+    for t in "${targets[@]}"; do
+      work="$build/campaign/$t"
+      mkdir -p "$work"
+      echo "== $t: ${seconds}s on $(nproc) jobs"
+      # shellcheck disable=SC2046
+      "$build/tests/fuzz/$t" $(flags "$t") -max_total_time="$seconds" -jobs="$(nproc)" \
+        -workers="$(nproc)" "$work" $(corpus_dirs "$t") >"$out/$t.campaign.log" 2>&1 || true
+      mkdir -p "$root/tests/fuzz/corpus/$t"
+      # shellcheck disable=SC2046
+      "$build/tests/fuzz/$t" $(flags "$t") -merge=1 "$root/tests/fuzz/corpus/$t" "$work" \
+        >"$out/$t.merge.log" 2>&1
+      tail -3 "$out/$t.merge.log"
+    done
+    ;;
+  *)
+    echo "fuzz.sh: unknown mode '$mode' (ci or campaign)" >&2
+    exit 2
+    ;;
+esac

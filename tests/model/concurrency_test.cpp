@@ -1,0 +1,78 @@
+// What is shared between threads, used from many at once: one Model by sessions on their own
+// threads (each on a spin pool of two), its Tokenizer, and one pool shared by several sessions.
+// Results must equal those of a single thread. The ThreadSanitizer pass runs these ([tsan]).
+#include <catch2/catch.hpp>
+#include <thread>
+#include <vector>
+
+#include "model/model_helpers.hpp"
+#include "qlm/generate.hpp"
+#include "support/files.hpp"
+#include "support/temp_dir.hpp"
+
+namespace qlm::test {
+namespace {
+
+// Greedy tokens of `prompt` on a new session with `options`.
+std::vector<std::int32_t> greedy(std::shared_ptr<const Model> model, SessionOptions options,
+                                 const std::string& prompt, int n) {
+  auto session = Session::create(std::move(model), std::move(options));
+  REQUIRE(session.ok());
+  const auto ids = session->model().tokenizer().encode(prompt);
+  REQUIRE(ids.ok());
+  Sampler sampler({.temperature = 0.0f});
+  auto r = generate(*session, sampler, *ids, {.max_tokens = n});
+  REQUIRE(r.ok());
+  return r->tokens;
+}
+
+}  // namespace
+
+TEST_CASE("one Model serves sessions on many threads, each as if alone", "[tsan][model]") {
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q4);
+  const auto model = open_or_fail(tmp / "m.qlm");
+  const std::vector<std::string> prompts{"Once upon a time", "The little dog", "Lily and Tom",
+                                         "One day"};
+  std::vector<std::vector<std::int32_t>> alone;
+  for (const auto& p : prompts) alone.push_back(greedy(model, {.threads = 1}, p, 24));
+
+  // Each thread its own session and spin pool of two threads.
+  std::vector<std::vector<std::int32_t>> together(prompts.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    threads.emplace_back([&, i] { together[i] = greedy(model, {.threads = 2}, prompts[i], 24); });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(together == alone);
+
+  // Sessions on several threads sharing one pool (a second caller runs its tasks itself).
+  const auto pool = make_spin_pool(2);
+  std::vector<std::vector<std::int32_t>> shared(prompts.size());
+  threads.clear();
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    threads.emplace_back([&, i] { shared[i] = greedy(model, {.pool = pool}, prompts[i], 24); });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(shared == alone);
+}
+
+TEST_CASE("sessions are created and destroyed while others run", "[tsan][model]") {
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
+  const auto model = open_or_fail(tmp / "m.qlm");
+  const auto expected = greedy(model, {.threads = 1}, "Once upon a time", 8);
+  std::vector<std::thread> threads;
+  std::vector<int> ok(3, 0);
+  for (std::size_t t = 0; t < ok.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 4; ++round) {
+        ok[t] += greedy(model, {.threads = 2}, "Once upon a time", 8) == expected;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(ok == std::vector<int>(3, 4));
+}
+
+}  // namespace qlm::test
