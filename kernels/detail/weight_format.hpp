@@ -11,8 +11,7 @@
 #include <cstdint>
 
 #include "kernel_table.hpp"
-#include "qlm/dtype.hpp"
-#include "qlm/quant/layout.hpp"
+#include "qlm/quant/layout.hpp"  // quant::TileGeometry, and DType, kRowGroup, kBlockK with it
 
 namespace qlm::kernels::detail {
 
