@@ -1,15 +1,17 @@
 // Per-ISA compute kernels behind one table of function pointers, and the runtime ISA dispatch.
 //
 // Quantized matmul contract (docs/kernels.md):
-//   Weights are Q8/Q4/Q4NL tensors in the tile layout of docs/format.md (16 rows x 32 K per tile).
+//   Weights are Q8/Q4/Q4NL/Q5 tensors in the tile layout of docs/format.md (16 rows x 32 K per
+//   tile, qlm/quant/layout.hpp).
 //   Activations are quantized per row into blocks of 32 along K (K zero-padded to a multiple of
 //   32): d = amax / 127 (0 for a block with amax <= kZeroBlockAmax), q = nearbyint(x * (1 / d))
 //   clamped to [-127, 127], s = the exact int32 sum of the block's q. Every ISA produces the same
 //   q, d and s bit for bit.
 //   y[r] = sum over blocks b of d_w[r, b] * d_a[b] * (sum_i u[r, b, i] * q[b, i] - zp * s[b]),
-//   zp = 128 (Q8; Q4NL with u = kQ4nlLevels[nibble] + 128) or 8 (Q4). The integer part of each
-//   block is exact; blocks are accumulated in order b = 0, 1, ... into one float per (row,
-//   activation row), so a row's result never depends on how rows are split between threads.
+//   zp = 128 (Q8; Q4NL with u = kQ4nlLevels[nibble] + 128; Q5 with u = code + 112) or 8 (Q4).
+//   The integer part of each block is exact; blocks are accumulated in order b = 0, 1, ... into
+//   one float per (row, activation row), so a row's result never depends on how rows are split
+//   between threads.
 #pragma once
 
 #include <cstddef>

@@ -9,15 +9,16 @@
 
 #include "detail/act_panel.hpp"
 #include "detail/float_ops.hpp"
+#include "detail/gemm_driver.hpp"
 #include "detail/tables.hpp"
 #include "detail/weight_format.hpp"
 
 namespace qlm::kernels {
 namespace {
 
-using detail::Wfmt;
+using detail::Geometry;
 
-constexpr std::size_t kRows = 16, kHalf = 8;
+constexpr std::size_t kHalf = kRowGroup / 2;  // rows of a half tile
 
 inline std::int32_t load_i32(const void* p) {
   std::int32_t v;
@@ -90,10 +91,10 @@ struct HalfTile {
 };
 
 // The signed level of each nibble: Q4NL's code book or Q5's nibble - 16 (in both 128-bit lanes).
-template <Wfmt F>
+template <DType F>
 inline __m256i nibble_lut() {
-  const void* p = F == Wfmt::Q5 ? static_cast<const void*>(detail::kQ5Signed.data())
-                                : static_cast<const void*>(detail::kQ4nlSigned.data());
+  const void* p = F == DType::Q5 ? static_cast<const void*>(detail::kQ5Signed.data())
+                                 : static_cast<const void*>(detail::kQ4nlSigned.data());
   return _mm256_broadcastsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(p)));
 }
 
@@ -104,15 +105,15 @@ inline __m256i add_fifth_bit(__m256i level, __m256i fifth, int i) {
   return _mm256_add_epi8(level, _mm256_and_si256(set, _mm256_set1_epi8(16)));
 }
 
-template <Wfmt F>
+template <DType F>
 inline void load_half(const std::uint8_t* qt, const std::uint8_t* st, std::size_t h, HalfTile& t) {
-  if constexpr (F == Wfmt::Q8) {
+  if constexpr (F == DType::Q8) {
     for (int i = 0; i < 8; ++i) {
       const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * i + 32 * h));
       t.sq[i] = _mm256_xor_si256(u, _mm256_set1_epi8(static_cast<char>(0x80)));
       t.w[i] = _mm256_abs_epi8(t.sq[i]);
     }
-  } else if constexpr (F == Wfmt::Q4) {
+  } else if constexpr (F == DType::Q4) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     for (int c = 0; c < 4; ++c) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * c + 32 * h));
@@ -123,14 +124,14 @@ inline void load_half(const std::uint8_t* qt, const std::uint8_t* st, std::size_
     // Q4NL, Q5: vpshufb looks each nibble up (table broadcast to both 128-bit lanes).
     const __m256i m4 = _mm256_set1_epi8(0x0f), lut = nibble_lut<F>();
     [[maybe_unused]] __m256i fifth;
-    if constexpr (F == Wfmt::Q5) {
+    if constexpr (F == DType::Q5) {
       fifth = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + detail::kQ5Bits + 32 * h));
     }
     for (int c = 0; c < 4; ++c) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * c + 32 * h));
       t.sq[2 * c] = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, m4));
       t.sq[2 * c + 1] = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-      if constexpr (F == Wfmt::Q5) {
+      if constexpr (F == DType::Q5) {
         t.sq[2 * c] = add_fifth_bit(t.sq[2 * c], fifth, 2 * c);
         t.sq[2 * c + 1] = add_fifth_bit(t.sq[2 * c + 1], fifth, 2 * c + 1);
       }
@@ -138,13 +139,13 @@ inline void load_half(const std::uint8_t* qt, const std::uint8_t* st, std::size_
       t.w[2 * c + 1] = _mm256_abs_epi8(t.sq[2 * c + 1]);
     }
   }
-  t.dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(st + 16 * h)));
+  t.dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(st + 2 * kHalf * h)));
 }
 
 // Exact int32 per row. Q8/Q4NL/Q5: vpmaddubsw(|q|, sign(a, q)) peaks at 127 * 127 * 2 = 32258 (no
 // saturation) and yields sum q*a directly. Q4: nibble products sum to at most 8 * 3810 = 30480 in
 // int16, so one vpmaddwd per block suffices; then subtract the zero point 8 * s.
-template <Wfmt F>
+template <DType F>
 inline __m256i block_dot(const HalfTile& t, const std::int8_t* a, std::int32_t s) {
   const __m256i ones = _mm256_set1_epi16(1);
   if constexpr (detail::int8_codes(F)) {
@@ -175,10 +176,6 @@ inline void store_half(float* y, __m256 v, std::size_t row0, std::size_t n) {
   }
 }
 
-struct Geometry {
-  std::size_t n, blocks, groups, tile, scales;
-};
-
 // The 8 results of rows [row0, row0 + 8) of y that exist (rows >= n read as 0).
 inline __m256 load_y_half(const float* y, std::size_t row0, std::size_t n) {
   if (row0 + kHalf <= n) return _mm256_loadu_ps(y + row0);
@@ -198,10 +195,10 @@ inline void keep(__m256i& v) {
 // Exact int32 sums of one block for the panel's MR rows, K group by K group: the weights of a group
 // are decoded once and feed every row, so only one group is live (a whole decoded half tile is
 // 16 registers, all AVX2 has). Same integers as block_dot.
-template <Wfmt F, int MR>
+template <DType F, int MR>
 inline void block_sums(const std::uint8_t* qt, const Panel& p, std::size_t b, __m256i (&isum)[MR]) {
   const __m256i ones = _mm256_set1_epi16(1);
-  if constexpr (F == Wfmt::Q4) {
+  if constexpr (F == DType::Q4) {
     // Nibble products of a block fit int16 (see block_dot): one widening vpmaddwd per row.
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256i s16[MR];
@@ -226,21 +223,21 @@ inline void block_sums(const std::uint8_t* qt, const Panel& p, std::size_t b, __
   } else {
     const __m256i lut = nibble_lut<F>();
     [[maybe_unused]] __m256i fifth;
-    if constexpr (F == Wfmt::Q5) {
+    if constexpr (F == DType::Q5) {
       fifth = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + detail::kQ5Bits));
     }
     for (int r = 0; r < MR; ++r) isum[r] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) {
       __m256i sq;
-      if constexpr (F == Wfmt::Q8) {
+      if constexpr (F == DType::Q8) {
         const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * i));
         sq = _mm256_xor_si256(u, _mm256_set1_epi8(static_cast<char>(0x80)));
       } else {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qt + 64 * (i / 2)));
         const __m256i nib = (i & 1) ? _mm256_srli_epi16(v, 4) : v;
         sq = _mm256_shuffle_epi8(lut, _mm256_and_si256(nib, _mm256_set1_epi8(0x0f)));
-        if constexpr (F == Wfmt::Q5) sq = add_fifth_bit(sq, fifth, i);
+        if constexpr (F == DType::Q5) sq = add_fifth_bit(sq, fifth, i);
       }
       const __m256i aw = _mm256_abs_epi8(sq);
 #pragma GCC unroll 8
@@ -257,13 +254,13 @@ inline void block_sums(const std::uint8_t* qt, const Panel& p, std::size_t b, __
 // One 8-row half h of group g, blocks [b0, b0 + nb), against the panel's MR rows. b0 > 0 continues
 // the sums stored in y: blocks are added in order into one float per (row, activation row), the
 // same operations as the GEMV and the other ISAs, so K chunking changes no result.
-template <Wfmt F, int MR>
+template <DType F, int MR>
 void micro(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size_t b0,
            std::size_t nb, std::size_t m0, float* y, std::size_t ldy, std::size_t g,
            std::size_t h) {
   const std::uint8_t* qt = w + (g * geo.blocks + b0) * geo.tile + 32 * h;
-  const std::uint8_t* st = w + geo.scales + (g * geo.blocks + b0) * 32 + 16 * h;
-  const std::size_t row0 = g * kRows + h * kHalf;
+  const std::uint8_t* st = w + geo.scales + (g * geo.blocks + b0) * kTileScaleBytes + 2 * kHalf * h;
+  const std::size_t row0 = g * kRowGroup + h * kHalf;
   __m256 acc[MR];
   for (int r = 0; r < MR; ++r) {
     acc[r] = b0 == 0 ? _mm256_setzero_ps() : load_y_half(y + (m0 + r) * ldy, row0, geo.n);
@@ -271,8 +268,8 @@ void micro(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size
   for (std::size_t b = 0; b < nb; ++b) {
     __m256i isum[MR];
     block_sums<F, MR>(qt + b * geo.tile, p, b, isum);
-    const __m256 dw =
-        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(st + b * 32)));
+    const __m256 dw = _mm256_cvtph_ps(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(st + b * kTileScaleBytes)));
     for (int r = 0; r < MR; ++r) {
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]),
                                _mm256_mul_ps(dw, _mm256_set1_ps(p.d[b][r])), acc[r]);
@@ -281,22 +278,12 @@ void micro(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size
   for (int r = 0; r < MR; ++r) store_half(y + (m0 + r) * ldy, acc[r], row0, geo.n);
 }
 
-template <Wfmt F, int MR>
-void micro_tail(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size_t b0,
-                std::size_t nb, std::size_t m0, std::size_t mr, float* y, std::size_t ldy,
-                std::size_t g, std::size_t h) {
-  if constexpr (MR > 0) {
-    if (mr == MR) return micro<F, MR>(w, geo, p, b0, nb, m0, y, ldy, g, h);
-    micro_tail<F, MR - 1>(w, geo, p, b0, nb, m0, mr, y, ldy, g, h);
-  }
-}
-
-template <Wfmt F>
+template <DType F>
 void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, float* y,
           std::size_t g0, std::size_t g1) {
   for (std::size_t g = g0; g < g1; ++g) {
     const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
-    const std::uint8_t* st = w + geo.scales + g * geo.blocks * 32;
+    const std::uint8_t* st = w + geo.scales + g * geo.blocks * kTileScaleBytes;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (std::size_t b = 0; b < geo.blocks; ++b) {
       _mm_prefetch(reinterpret_cast<const char*>(qt + 1024), _MM_HINT_T0);
@@ -310,46 +297,49 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
       acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot<F>(t, ab, a.s[b])),
                              _mm256_mul_ps(t.dw, da), acc1);
       qt += geo.tile;
-      st += 32;
+      st += kTileScaleBytes;
     }
-    store_half(y, acc0, g * kRows, geo.n);
-    store_half(y, acc1, g * kRows + kHalf, geo.n);
+    store_half(y, acc0, g * kRowGroup, geo.n);
+    store_half(y, acc1, g * kRowGroup + kHalf, geo.n);
   }
 }
 
-template <Wfmt F>
+// The micro-kernel policy of the shared GEMM loop (detail/gemm_driver.hpp): the AVX-512 panel and K
+// chunks, one call per 8-row half of a group.
+template <DType F>
+struct Avx2Micro {
+  static constexpr int kMr = 4;
+  static constexpr std::size_t kParts = 2, kKChunk = kKc;
+
+  const std::uint8_t* w;
+  const Geometry& geo;
+  const QuantizedRows& a;
+  Panel& panel;
+  float* y;
+  std::size_t ldy;
+
+  QLM_KERNEL_INLINE void pack(std::size_t m0, std::size_t mr, std::size_t b0, std::size_t nb) {
+    pack_panel<F>(a, m0, mr, b0, nb, panel);
+  }
+  template <int MR>
+  QLM_KERNEL_INLINE void micro(std::size_t m0, std::size_t b0, std::size_t nb, std::size_t g,
+                               std::size_t h) const {
+    kernels::micro<F, MR>(w, geo, panel, b0, nb, m0, y, ldy, g, h);
+  }
+};
+
+template <DType F>
 void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
           std::size_t ldy, std::size_t g0, std::size_t g1) {
-  const std::size_t blocks = (k + kActBlock - 1) / kActBlock, groups = (n + kRows - 1) / kRows;
-  const std::size_t tile = detail::tile_bytes(F);
-  const Geometry geo{n, blocks, groups, tile, groups * blocks * tile};
-  g1 = std::min(g1, groups);
+  const Geometry geo(F, n, k);
+  g1 = std::min(g1, geo.groups);
   if (g0 >= g1 || a.rows == 0) return;
   if (a.rows == 1) return gemv<F>(w, geo, a, y, g0, g1);
-  constexpr int kMr = 4;
   // Cache blocking as the AVX-512 GEMM: a chunk of row groups (~256 KiB of weights) stays in L2
   // while the activation panels stream past; each panel is packed once per chunk.
-  const std::size_t chunk = detail::l2_chunk_groups(blocks, tile);
   Panel panel;
-  for (std::size_t gc = g0; gc < g1; gc += chunk) {
-    const std::size_t gend = std::min(g1, gc + chunk);
-    for (std::size_t m0 = 0; m0 < a.rows; m0 += kMr) {
-      const std::size_t mr = std::min<std::size_t>(kMr, a.rows - m0);
-      for (std::size_t b0 = 0; b0 < blocks; b0 += kKc) {
-        const std::size_t nb = std::min(kKc, blocks - b0);
-        pack_panel<F>(a, m0, mr, b0, nb, panel);
-        for (std::size_t g = gc; g < gend; ++g) {
-          for (std::size_t h = 0; h < 2 && g * kRows + h * kHalf < n; ++h) {
-            if (mr == kMr) {
-              micro<F, kMr>(w, geo, panel, b0, nb, m0, y, ldy, g, h);
-            } else {
-              micro_tail<F, kMr - 1>(w, geo, panel, b0, nb, m0, mr, y, ldy, g, h);
-            }
-          }
-        }
-      }
-    }
-  }
+  Avx2Micro<F> kernel{w, geo, a, panel, y, ldy};
+  gemm_blocked(kernel, geo, a.rows, g0, g1);
 }
 
 }  // namespace
@@ -357,8 +347,8 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
 namespace detail {
 const KernelTable& avx2_table() noexcept {
   static const KernelTable table =
-      table_with_float_ops<xsimd::avx2>(Isa::Avx2, quantize_rows_avx2, gemm<Wfmt::Q8>,
-                                        gemm<Wfmt::Q4>, gemm<Wfmt::Q4nl>, gemm<Wfmt::Q5>);
+      table_with_float_ops<xsimd::avx2>(Isa::Avx2, quantize_rows_avx2, gemm<DType::Q8>,
+                                        gemm<DType::Q4>, gemm<DType::Q4NL>, gemm<DType::Q5>);
   return table;
 }
 }  // namespace detail

@@ -8,8 +8,8 @@ namespace qlm::kernels::detail {
 
 const KernelTable& avx512_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::avx512bw>(
-      Isa::Avx512, quantize_rows_avx512, gemm<Wfmt::Q8, false>, gemm<Wfmt::Q4, false>,
-      gemm<Wfmt::Q4nl, false>, gemm<Wfmt::Q5, false>);
+      Isa::Avx512, quantize_rows_avx512, gemm<DType::Q8, false>, gemm<DType::Q4, false>,
+      gemm<DType::Q4NL, false>, gemm<DType::Q5, false>);
   return table;
 }
 

@@ -8,8 +8,8 @@ namespace qlm::kernels::detail {
 
 const KernelTable& avx512_vnni_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::avx512bw>(
-      Isa::Avx512Vnni, quantize_rows_avx512, gemm<Wfmt::Q8, true>, gemm<Wfmt::Q4, true>,
-      gemm<Wfmt::Q4nl, true>, gemm<Wfmt::Q5, true>);
+      Isa::Avx512Vnni, quantize_rows_avx512, gemm<DType::Q8, true>, gemm<DType::Q4, true>,
+      gemm<DType::Q4NL, true>, gemm<DType::Q5, true>);
   return table;
 }
 

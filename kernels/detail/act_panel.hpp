@@ -24,7 +24,7 @@ struct Panel {
 };
 
 /// Copies rows [m0, m0 + mr) x blocks [b0, b0 + nb) of a into p (mr <= kMrMax, nb <= kKc).
-template <detail::Wfmt F>
+template <DType F>
 void pack_panel(const QuantizedRows& a, std::size_t m0, std::size_t mr, std::size_t b0,
                 std::size_t nb, Panel& p) {
   const std::size_t stride = a.blocks * kActBlock;

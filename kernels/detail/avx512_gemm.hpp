@@ -1,7 +1,7 @@
 // Internal: AVX-512 quantize/GEMV/GEMM shared by the avx512 and avx512_vnni translation units. The
 // only difference is the 4-byte dot product (vpdpbusd, or an exact vpmaddubsw emulation); all
 // definitions have internal linkage so the two differently-flagged copies never merge. Templates
-// take the weight type (Wfmt): Q8, Q4, or Q4NL / Q5 (nibbles decoded by vpshufb, then Q8 math).
+// take the weight type (DType): Q8, Q4, or Q4NL / Q5 (nibbles decoded by vpshufb, then Q8 math).
 #pragma once
 
 #include <immintrin.h>
@@ -10,15 +10,14 @@
 #include <cstring>
 
 #include "detail/act_panel.hpp"
+#include "detail/gemm_driver.hpp"
 #include "detail/weight_format.hpp"
 #include "kernel_table.hpp"
 
 namespace qlm::kernels {
 namespace {
 
-using detail::Wfmt;
-
-constexpr std::size_t kRows = 16;
+using detail::Geometry;
 
 inline std::int32_t load_i32(const void* p) {
   std::int32_t v;
@@ -70,18 +69,18 @@ struct Tile {
 
 // Q4NL's code book, or Q5's nibble - 16, in every 128-bit lane (vpshufb looks up within lanes):
 // + 128 for vpdpbusd, signed for the sign trick.
-template <Wfmt F, bool Vnni>
+template <DType F, bool Vnni>
 inline __m512i nibble_lut() {
-  const void* p = F == Wfmt::Q5 ? (Vnni ? static_cast<const void*>(detail::kQ5Biased.data())
-                                        : static_cast<const void*>(detail::kQ5Signed.data()))
-                                : (Vnni ? static_cast<const void*>(detail::kQ4nlBiased.data())
-                                        : static_cast<const void*>(detail::kQ4nlSigned.data()));
+  const void* p = F == DType::Q5 ? (Vnni ? static_cast<const void*>(detail::kQ5Biased.data())
+                                         : static_cast<const void*>(detail::kQ5Signed.data()))
+                                 : (Vnni ? static_cast<const void*>(detail::kQ4nlBiased.data())
+                                         : static_cast<const void*>(detail::kQ4nlSigned.data()));
   return _mm512_broadcast_i32x4(_mm_loadu_si128(static_cast<const __m128i*>(p)));
 }
 
-template <Wfmt F, bool Vnni>
+template <DType F, bool Vnni>
 inline void load_tile(const std::uint8_t* qt, const std::uint8_t* st, Tile& t) {
-  if constexpr (F == Wfmt::Q8) {
+  if constexpr (F == DType::Q8) {
     for (int i = 0; i < 8; ++i) {
       const __m512i u = _mm512_loadu_si512(qt + 64 * i);
       if constexpr (Vnni) {
@@ -94,7 +93,7 @@ inline void load_tile(const std::uint8_t* qt, const std::uint8_t* st, Tile& t) {
         t.neg[i] = _mm512_movepi8_mask(sq);
       }
     }
-  } else if constexpr (F == Wfmt::Q4) {
+  } else if constexpr (F == DType::Q4) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int c = 0; c < 4; ++c) {
       const __m512i v = _mm512_loadu_si512(qt + 64 * c);
@@ -107,14 +106,14 @@ inline void load_tile(const std::uint8_t* qt, const std::uint8_t* st, Tile& t) {
     // trick (|level| <= 127, so pair sums stay <= 32258).
     const __m512i m4 = _mm512_set1_epi8(0x0f), lut = nibble_lut<F, Vnni>();
     [[maybe_unused]] __m512i fifth;
-    if constexpr (F == Wfmt::Q5) fifth = _mm512_loadu_si512(qt + detail::kQ5Bits);
+    if constexpr (F == DType::Q5) fifth = _mm512_loadu_si512(qt + detail::kQ5Bits);
     for (int c = 0; c < 4; ++c) {
       const __m512i v = _mm512_loadu_si512(qt + 64 * c);
       const __m512i nib[2] = {_mm512_and_si512(v, m4),
                               _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)};
       for (int h = 0; h < 2; ++h) {
         __m512i lv = _mm512_shuffle_epi8(lut, nib[h]);
-        if constexpr (F == Wfmt::Q5) {
+        if constexpr (F == DType::Q5) {
           const __mmask64 set =
               _mm512_test_epi8_mask(fifth, _mm512_set1_epi8(static_cast<char>(1 << (2 * c + h))));
           lv = _mm512_mask_add_epi8(lv, set, lv, _mm512_set1_epi8(16));
@@ -133,7 +132,7 @@ inline void load_tile(const std::uint8_t* qt, const std::uint8_t* st, Tile& t) {
 
 // Exact int32 per row: sum_i u*q + bias, where bias = -zp * s is the zero-point term (Q8/Q4NL
 // non-VNNI compute sum q_w*q directly, the same number, and ignore it).
-template <Wfmt F, bool Vnni>
+template <DType F, bool Vnni>
 inline __m512i block_dot(const Tile& t, const std::int8_t* a, std::int32_t bias) {
   if constexpr (Vnni) {
     // Two chains halve the dependent vpdpbusd latency.
@@ -165,19 +164,8 @@ inline __m512i block_dot(const Tile& t, const std::int8_t* a, std::int32_t bias)
   }
 }
 
-struct Geometry {
-  std::size_t n, blocks, groups, tile, scales;
-};
-
-template <Wfmt F>
-Geometry geometry(std::size_t n, std::size_t k) {
-  const std::size_t blocks = (k + kActBlock - 1) / kActBlock, groups = (n + kRows - 1) / kRows;
-  const std::size_t tile = detail::tile_bytes(F);
-  return {n, blocks, groups, tile, groups * blocks * tile};
-}
-
 inline void store_rows(float* y, __m512 v, std::size_t row0, std::size_t n) {
-  if (row0 + kRows <= n) {
+  if (row0 + kRowGroup <= n) {
     _mm512_storeu_ps(y + row0, v);
   } else {
     _mm512_mask_storeu_ps(y + row0, prefix_mask16(n - row0), v);
@@ -187,7 +175,7 @@ inline void store_rows(float* y, __m512 v, std::size_t row0, std::size_t n) {
 // GEMV: one row group at a time, blocks in order, for R = 1 or 2 activation rows (two: a split
 // int8x2 input, docs/quantization.md). Quants of consecutive groups are contiguous, so [g0, g1)
 // is one sequential stream (plus the scale stream) for the hardware prefetcher.
-template <Wfmt F, bool Vnni, int R>
+template <DType F, bool Vnni, int R>
 void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, float* y,
           std::size_t ldy, std::size_t g0, std::size_t g1) {
   // Every line of the quant stream is prefetched 2 KiB ahead: the hardware prefetcher stops at
@@ -197,7 +185,7 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
   const std::size_t stride = geo.blocks * kActBlock;
   for (std::size_t g = g0; g < g1; ++g) {
     const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
-    const std::uint8_t* st = w + geo.scales + g * geo.blocks * 32;
+    const std::uint8_t* st = w + geo.scales + g * geo.blocks * kTileScaleBytes;
     // One accumulator per row, blocks in order: the same float operations as the GEMM path, so
     // a row's result does not depend on how many activation rows were batched. The 4-cycle FMA
     // chain is far below the ~40 cycles of DRAM time per tile.
@@ -219,41 +207,41 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
       }
       Tile t0, t1;
       load_tile<F, Vnni>(qt, st, t0);
-      load_tile<F, Vnni>(qt + geo.tile, st + 32, t1);
+      load_tile<F, Vnni>(qt + geo.tile, st + kTileScaleBytes, t1);
       step(t0, b);
       step(t1, b + 1);
       qt += 2 * geo.tile;
-      st += 64;
+      st += 2 * kTileScaleBytes;
     }
     if (b < geo.blocks) {
       Tile t0;
       load_tile<F, Vnni>(qt, st, t0);
       step(t0, b);
     }
-    for (int r = 0; r < R; ++r) store_rows(y + r * ldy, acc[r], g * kRows, geo.n);
+    for (int r = 0; r < R; ++r) store_rows(y + r * ldy, acc[r], g * kRowGroup, geo.n);
   }
 }
 
 inline __m512 load_rows(const float* y, std::size_t row0, std::size_t n) {
-  return row0 + kRows <= n ? _mm512_loadu_ps(y + row0)
-                           : _mm512_maskz_loadu_ps(prefix_mask16(n - row0), y + row0);
+  return row0 + kRowGroup <= n ? _mm512_loadu_ps(y + row0)
+                               : _mm512_maskz_loadu_ps(prefix_mask16(n - row0), y + row0);
 }
 
 // GEMM micro-kernel: blocks [b0, b0 + nb) of row group g for the panel's MR rows. One tile is
 // unpacked once and feeds MR rows. b0 > 0 continues the sums stored in y: blocks are still added
 // in order into one float, so K chunking does not change any result.
-template <Wfmt F, bool Vnni, int MR>
+template <DType F, bool Vnni, int MR>
 void micro(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size_t b0,
            std::size_t nb, std::size_t m0, float* y, std::size_t ldy, std::size_t g) {
   const std::uint8_t* qt = w + (g * geo.blocks + b0) * geo.tile;
-  const std::uint8_t* st = w + geo.scales + (g * geo.blocks + b0) * 32;
+  const std::uint8_t* st = w + geo.scales + (g * geo.blocks + b0) * kTileScaleBytes;
   __m512 acc[MR];
   for (int r = 0; r < MR; ++r) {
-    acc[r] = b0 == 0 ? _mm512_setzero_ps() : load_rows(y + (m0 + r) * ldy, g * kRows, geo.n);
+    acc[r] = b0 == 0 ? _mm512_setzero_ps() : load_rows(y + (m0 + r) * ldy, g * kRowGroup, geo.n);
   }
   for (std::size_t b = 0; b < nb; ++b) {
     Tile t;
-    load_tile<F, Vnni>(qt + b * geo.tile, st + b * 32, t);
+    load_tile<F, Vnni>(qt + b * geo.tile, st + b * kTileScaleBytes, t);
     if constexpr (Vnni) {
       // One vpdpbusd chain per row, interleaved: MR independent chains hide each other's latency
       // without a second chain per row and its merging add (1.04-1.24x, qlm_bench_kernels).
@@ -281,51 +269,49 @@ void micro(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size
       }
     }
   }
-  for (int r = 0; r < MR; ++r) store_rows(y + (m0 + r) * ldy, acc[r], g * kRows, geo.n);
+  for (int r = 0; r < MR; ++r) store_rows(y + (m0 + r) * ldy, acc[r], g * kRowGroup, geo.n);
 }
 
-template <Wfmt F, bool Vnni, int MR>
-void micro_tail(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size_t b0,
-                std::size_t nb, std::size_t m0, std::size_t mr, float* y, std::size_t ldy,
-                std::size_t g) {
-  if constexpr (MR > 0) {
-    if (mr == MR) return micro<F, Vnni, MR>(w, geo, p, b0, nb, m0, y, ldy, g);
-    micro_tail<F, Vnni, MR - 1>(w, geo, p, b0, nb, m0, mr, y, ldy, g);
+// The micro-kernel policy of the shared GEMM loop (detail/gemm_driver.hpp): the panel of up to kMr
+// activation rows is packed once per K chunk of kKc blocks, then feeds every row group of the L2
+// chunk.
+template <DType F, bool Vnni>
+struct Avx512Micro {
+  // The non-VNNI Q8/Q4NL tile uses 8 mask registers as well, so it gets fewer rows per pass.
+  static constexpr int kMr = (detail::int8_codes(F) && !Vnni) ? 4 : 8;
+  static_assert(kMr <= static_cast<int>(kMrMax));
+  static constexpr std::size_t kParts = 1, kKChunk = kKc;
+
+  const std::uint8_t* w;
+  const Geometry& geo;
+  const QuantizedRows& a;
+  Panel& panel;
+  float* y;
+  std::size_t ldy;
+
+  QLM_KERNEL_INLINE void pack(std::size_t m0, std::size_t mr, std::size_t b0, std::size_t nb) {
+    pack_panel<F>(a, m0, mr, b0, nb, panel);
   }
-}
+  template <int MR>
+  QLM_KERNEL_INLINE void micro(std::size_t m0, std::size_t b0, std::size_t nb, std::size_t g,
+                               std::size_t /*part*/) const {
+    kernels::micro<F, Vnni, MR>(w, geo, panel, b0, nb, m0, y, ldy, g);
+  }
+};
 
-template <Wfmt F, bool Vnni>
+template <DType F, bool Vnni>
 void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
           std::size_t ldy, std::size_t g0, std::size_t g1) {
-  const Geometry geo = geometry<F>(n, k);
+  const Geometry geo(F, n, k);
   g1 = std::min(g1, geo.groups);
   if (g0 >= g1 || a.rows == 0) return;
   if (a.rows == 1) return gemv<F, Vnni, 1>(w, geo, a, y, ldy, g0, g1);
   if (a.rows == 2) return gemv<F, Vnni, 2>(w, geo, a, y, ldy, g0, g1);
-  // The non-VNNI Q8/Q4NL tile uses 8 mask registers as well, so it gets fewer rows per pass.
-  constexpr int kMr = (detail::int8_codes(F) && !Vnni) ? 4 : 8;
-  static_assert(kMr <= static_cast<int>(kMrMax));
   // Cache blocking: a chunk of row groups whose weights (~256 KiB) stay in L2 while every
   // activation panel streams past them; the panel itself is packed once per chunk.
-  const std::size_t chunk = detail::l2_chunk_groups(geo.blocks, geo.tile);
   Panel panel;
-  for (std::size_t gc = g0; gc < g1; gc += chunk) {
-    const std::size_t gend = std::min(g1, gc + chunk);
-    for (std::size_t m0 = 0; m0 < a.rows; m0 += kMr) {
-      const std::size_t mr = std::min<std::size_t>(kMr, a.rows - m0);
-      for (std::size_t b0 = 0; b0 < geo.blocks; b0 += kKc) {
-        const std::size_t nb = std::min(kKc, geo.blocks - b0);
-        pack_panel<F>(a, m0, mr, b0, nb, panel);
-        for (std::size_t g = gc; g < gend; ++g) {
-          if (mr == kMr) {
-            micro<F, Vnni, kMr>(w, geo, panel, b0, nb, m0, y, ldy, g);
-          } else {
-            micro_tail<F, Vnni, kMr - 1>(w, geo, panel, b0, nb, m0, mr, y, ldy, g);
-          }
-        }
-      }
-    }
-  }
+  Avx512Micro<F, Vnni> kernel{w, geo, a, panel, y, ldy};
+  gemm_blocked(kernel, geo, a.rows, g0, g1);
 }
 
 }  // namespace

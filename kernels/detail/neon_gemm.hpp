@@ -10,15 +10,16 @@
 #include <algorithm>
 #include <cstring>
 
+#include "detail/gemm_driver.hpp"
 #include "detail/weight_format.hpp"
 #include "kernel_table.hpp"
 
 namespace qlm::kernels {
 namespace {
 
-using detail::Wfmt;
+using detail::Geometry;
 
-constexpr std::size_t kRows = 16, kQuad = 4;
+constexpr std::size_t kQuad = kRowGroup / 4;  // rows of a quad
 
 enum class NeonDot { Base, Dotprod, I8mm };
 
@@ -30,21 +31,21 @@ struct QuadTile {
   float32x4_t dw;
 };
 
-template <Wfmt F, NeonDot D>
+template <DType F, NeonDot D>
 inline void load_quad(const std::uint8_t* qt, const std::uint8_t* st, std::size_t v, QuadTile& t) {
-  if constexpr (F == Wfmt::Q8) {
+  if constexpr (F == DType::Q8) {
     for (int i = 0; i < 8; ++i) {
       const uint8x16_t u = vld1q_u8(qt + 64 * i + 16 * v);
       t.w[i] = D == NeonDot::I8mm ? u : veorq_u8(u, vdupq_n_u8(0x80));
     }
-  } else if constexpr (F == Wfmt::Q4) {
+  } else if constexpr (F == DType::Q4) {
     for (int c = 0; c < 4; ++c) {
       const uint8x16_t u = vld1q_u8(qt + 64 * c + 16 * v);
       t.w[2 * c] = vandq_u8(u, vdupq_n_u8(0x0f));
       t.w[2 * c + 1] = vshrq_n_u8(u, 4);
     }
   } else {
-    constexpr bool q5 = F == Wfmt::Q5;
+    constexpr bool q5 = F == DType::Q5;
     const uint8x16_t lut =
         D == NeonDot::I8mm ? vld1q_u8(q5 ? detail::kQ5Biased.data() : detail::kQ4nlBiased.data())
                            : vreinterpretq_u8_s8(vld1q_s8(q5 ? detail::kQ5Signed.data()
@@ -63,13 +64,13 @@ inline void load_quad(const std::uint8_t* qt, const std::uint8_t* st, std::size_
       }
     }
   }
-  std::uint16_t h[4];
-  std::memcpy(h, st + 8 * v, 8);
+  std::uint16_t h[kQuad];
+  std::memcpy(h, st + sizeof(h) * v, sizeof(h));
   t.dw = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h)));
 }
 
 // Exact int32 per row of the quad: sum_i w*a (minus zp*s where w is unsigned).
-template <Wfmt F, NeonDot D>
+template <DType F, NeonDot D>
 inline int32x4_t quad_dot(const QuadTile& t, const std::int8_t* a, std::int32_t s) {
   [[maybe_unused]] const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16);
   const std::int32_t zps =
@@ -124,23 +125,19 @@ inline void store_quad(float* y, float32x4_t v, std::size_t row0, std::size_t n)
   }
 }
 
-struct Geometry {
-  std::size_t n, blocks, groups, tile, scales;
-};
-
 // One quad of group g against activation rows m0..m0+MR-1; blocks in order into one float per
 // (row, activation row), exactly as the other ISAs (MR = 1 is the GEMV path).
-template <Wfmt F, NeonDot D, int MR>
+template <DType F, NeonDot D, int MR>
 void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
            float* y, std::size_t ldy, std::size_t g, std::size_t v) {
   const std::uint8_t* qt = w + g * geo.blocks * geo.tile;
-  const std::uint8_t* st = w + geo.scales + g * geo.blocks * 32;
+  const std::uint8_t* st = w + geo.scales + g * geo.blocks * kTileScaleBytes;
   const std::size_t stride = geo.blocks * kActBlock;
   float32x4_t acc[MR];
   for (int r = 0; r < MR; ++r) acc[r] = vdupq_n_f32(0.0f);
   for (std::size_t b = 0; b < geo.blocks; ++b) {
     QuadTile t;
-    load_quad<F, D>(qt + b * geo.tile, st + b * 32, v, t);
+    load_quad<F, D>(qt + b * geo.tile, st + b * kTileScaleBytes, v, t);
     for (int r = 0; r < MR; ++r) {
       const std::size_t ab = (m0 + r) * geo.blocks + b;
       const int32x4_t isum = quad_dot<F, D>(t, a.q + (m0 + r) * stride + b * kActBlock, a.s[ab]);
@@ -148,45 +145,39 @@ void micro(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, s
     }
   }
   for (int r = 0; r < MR; ++r) {
-    store_quad(y + (m0 + r) * ldy, acc[r], g * kRows + v * kQuad, geo.n);
+    store_quad(y + (m0 + r) * ldy, acc[r], g * kRowGroup + v * kQuad, geo.n);
   }
 }
 
-template <Wfmt F, NeonDot D, int MR>
-void micro_tail(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, std::size_t m0,
-                std::size_t mr, float* y, std::size_t ldy, std::size_t g, std::size_t v) {
-  if constexpr (MR > 0) {
-    if (mr == MR) return micro<F, D, MR>(w, geo, a, m0, y, ldy, g, v);
-    micro_tail<F, D, MR - 1>(w, geo, a, m0, mr, y, ldy, g, v);
-  }
-}
+// The micro-kernel policy of the shared GEMM loop (detail/gemm_driver.hpp): no panel, K whole, one
+// call per quad of a group (kMr = 1 is the GEMV).
+template <DType F, NeonDot D>
+struct NeonMicro {
+  static constexpr int kMr = 4;
+  static constexpr std::size_t kParts = kRowGroup / kQuad, kKChunk = 0;
 
-template <Wfmt F, NeonDot D>
+  const std::uint8_t* w;
+  const Geometry& geo;
+  const QuantizedRows& a;
+  float* y;
+  std::size_t ldy;
+
+  template <int MR>
+  QLM_KERNEL_INLINE void micro(std::size_t m0, std::size_t /*b0*/, std::size_t /*nb*/,
+                               std::size_t g, std::size_t v) const {
+    kernels::micro<F, D, MR>(w, geo, a, m0, y, ldy, g, v);
+  }
+};
+
+template <DType F, NeonDot D>
 void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
           std::size_t ldy, std::size_t g0, std::size_t g1) {
-  const std::size_t blocks = (k + kActBlock - 1) / kActBlock, groups = (n + kRows - 1) / kRows;
-  const std::size_t tile = detail::tile_bytes(F);
-  const Geometry geo{n, blocks, groups, tile, groups * blocks * tile};
-  g1 = std::min(g1, groups);
-  constexpr int kMr = 4;
+  const Geometry geo(F, n, k);
+  g1 = std::min(g1, geo.groups);
   // Cache blocking as on x86: a chunk of row groups (~256 KiB of weights) stays in L2 while every
   // activation row passes; without it a prompt of m rows streamed each matrix from DRAM m/4 times.
-  const std::size_t chunk = detail::l2_chunk_groups(blocks, tile);
-  for (std::size_t gc = g0; gc < g1; gc += chunk) {
-    const std::size_t gend = std::min(g1, gc + chunk);
-    for (std::size_t m0 = 0; m0 < a.rows; m0 += kMr) {
-      const std::size_t mr = std::min<std::size_t>(kMr, a.rows - m0);
-      for (std::size_t g = gc; g < gend; ++g) {
-        for (std::size_t v = 0; v < 4 && g * kRows + v * kQuad < n; ++v) {
-          if (mr == kMr) {
-            micro<F, D, kMr>(w, geo, a, m0, y, ldy, g, v);
-          } else {
-            micro_tail<F, D, kMr - 1>(w, geo, a, m0, mr, y, ldy, g, v);
-          }
-        }
-      }
-    }
-  }
+  NeonMicro<F, D> kernel{w, geo, a, y, ldy};
+  gemm_blocked(kernel, geo, a.rows, g0, g1);
 }
 
 }  // namespace

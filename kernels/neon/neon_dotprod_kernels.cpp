@@ -10,9 +10,9 @@ namespace qlm::kernels::detail {
 // row, negligible next to the O(n*k) matmul).
 const KernelTable& neon_dotprod_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::neon64>(
-      Isa::NeonDotprod, scalar_table().quantize_rows, gemm<Wfmt::Q8, NeonDot::Dotprod>,
-      gemm<Wfmt::Q4, NeonDot::Dotprod>, gemm<Wfmt::Q4nl, NeonDot::Dotprod>,
-      gemm<Wfmt::Q5, NeonDot::Dotprod>);
+      Isa::NeonDotprod, scalar_table().quantize_rows, gemm<DType::Q8, NeonDot::Dotprod>,
+      gemm<DType::Q4, NeonDot::Dotprod>, gemm<DType::Q4NL, NeonDot::Dotprod>,
+      gemm<DType::Q5, NeonDot::Dotprod>);
   return table;
 }
 

@@ -10,9 +10,9 @@ namespace qlm::kernels::detail {
 // row, negligible next to the O(n*k) matmul).
 const KernelTable& neon_i8mm_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::neon64>(
-      Isa::NeonI8mm, scalar_table().quantize_rows, gemm<Wfmt::Q8, NeonDot::I8mm>,
-      gemm<Wfmt::Q4, NeonDot::I8mm>, gemm<Wfmt::Q4nl, NeonDot::I8mm>,
-      gemm<Wfmt::Q5, NeonDot::I8mm>);
+      Isa::NeonI8mm, scalar_table().quantize_rows, gemm<DType::Q8, NeonDot::I8mm>,
+      gemm<DType::Q4, NeonDot::I8mm>, gemm<DType::Q4NL, NeonDot::I8mm>,
+      gemm<DType::Q5, NeonDot::I8mm>);
   return table;
 }
 

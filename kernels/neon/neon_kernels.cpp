@@ -10,9 +10,9 @@ namespace qlm::kernels::detail {
 // row, negligible next to the O(n*k) matmul).
 const KernelTable& neon_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::neon64>(
-      Isa::Neon, scalar_table().quantize_rows, gemm<Wfmt::Q8, NeonDot::Base>,
-      gemm<Wfmt::Q4, NeonDot::Base>, gemm<Wfmt::Q4nl, NeonDot::Base>,
-      gemm<Wfmt::Q5, NeonDot::Base>);
+      Isa::Neon, scalar_table().quantize_rows, gemm<DType::Q8, NeonDot::Base>,
+      gemm<DType::Q4, NeonDot::Base>, gemm<DType::Q4NL, NeonDot::Base>,
+      gemm<DType::Q5, NeonDot::Base>);
   return table;
 }
 

@@ -11,10 +11,6 @@
 namespace qlm::kernels {
 namespace {
 
-using detail::Wfmt;
-
-constexpr std::size_t kRows = 16;  // rows per tile (docs/format.md)
-
 void quantize_rows(const float* x, std::size_t m, std::size_t k, std::size_t ldx, std::int8_t* q,
                    float* d, std::int32_t* s) {
   const std::size_t blocks = (k + kActBlock - 1) / kActBlock;
@@ -43,6 +39,7 @@ void quantize_rows(const float* x, std::size_t m, std::size_t k, std::size_t ldx
   }
 }
 
+// Row r's f16 scale among the kRowGroup scales of a tile at byte `offset`.
 float scale_at(const std::uint8_t* w, std::size_t offset, std::size_t r) {
   std::uint16_t h;
   std::memcpy(&h, w + offset + 2 * r, 2);
@@ -51,33 +48,31 @@ float scale_at(const std::uint8_t* w, std::size_t offset, std::size_t r) {
 
 // Q4NL decodes a nibble to u = level + 128 and Q5 a nibble and its fifth bit to u = code + 112;
 // then both are Q8 (zero point 128).
-template <Wfmt F>
+template <DType F>
 void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a, float* y,
           std::size_t ldy, std::size_t g0, std::size_t g1) {
-  constexpr std::size_t tile = detail::tile_bytes(F);
   constexpr std::int32_t zp = detail::zero_point(F);
-  const std::size_t blocks = (k + kActBlock - 1) / kActBlock;
-  const std::size_t groups = (n + kRows - 1) / kRows;
-  const std::size_t scales = groups * blocks * tile;
-  const std::size_t r1 = std::min(g1 * kRows, n);
+  const quant::TileGeometry geo(F, n, k);
+  const std::size_t blocks = geo.blocks;
+  const std::size_t r1 = std::min(g1 * kRowGroup, n);
   for (std::size_t m = 0; m < a.rows; ++m) {
     const std::int8_t* q = a.q + m * blocks * kActBlock;
-    for (std::size_t row = g0 * kRows; row < r1; ++row) {
-      const std::size_t g = row / kRows, r = row % kRows;
+    for (std::size_t row = g0 * kRowGroup; row < r1; ++row) {
+      const std::size_t g = row / kRowGroup, r = row % kRowGroup;
       float acc = 0.0f;
       for (std::size_t b = 0; b < blocks; ++b) {
-        const std::uint8_t* t = w + (g * blocks + b) * tile;
+        const std::uint8_t* t = w + geo.quant_offset(g, b);
         const std::int8_t* qb = q + b * kActBlock;
         std::int32_t isum = 0;
         for (std::size_t c = 0; c < kActBlock; ++c) {
           int u;
-          if constexpr (F == Wfmt::Q8) {
-            u = t[(c / 4) * 64 + r * 4 + c % 4];
+          if constexpr (F == DType::Q8) {
+            u = t[quant::q8_index(r, c)];
           } else {
-            const std::uint8_t byte = t[(c / 8) * 64 + r * 4 + c % 4];
-            u = (c % 8) >= 4 ? byte >> 4 : byte & 0x0f;
-            if constexpr (F == Wfmt::Q4nl) u = detail::kQ4nlBiased[u];
-            if constexpr (F == Wfmt::Q5) {
+            const std::uint8_t byte = t[quant::q4_index(r, c)];
+            u = quant::q4_high(c) ? byte >> 4 : byte & 0x0f;
+            if constexpr (F == DType::Q4NL) u = detail::kQ4nlBiased[u];
+            if constexpr (F == DType::Q5) {
               const int fifth = (t[quant::q5_bit_index(r, c)] >> quant::q5_bit(c)) & 1;
               u = detail::kQ5Biased[u] + 16 * fifth;
             }
@@ -85,7 +80,7 @@ void gemm(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRo
           isum += u * qb[c];
         }
         isum -= zp * a.s[m * blocks + b];
-        const float sc = scale_at(w, scales + (g * blocks + b) * 32, r) * a.d[m * blocks + b];
+        const float sc = scale_at(w, geo.scale_offset(g, b), r) * a.d[m * blocks + b];
         acc += static_cast<float>(isum) * sc;
       }
       y[m * ldy + row] = acc;
@@ -202,10 +197,10 @@ namespace detail {
 const KernelTable& scalar_table() noexcept {
   static const KernelTable table{Isa::Scalar,
                                  quantize_rows,
-                                 gemm<Wfmt::Q8>,
-                                 gemm<Wfmt::Q4>,
-                                 gemm<Wfmt::Q4nl>,
-                                 gemm<Wfmt::Q5>,
+                                 gemm<DType::Q8>,
+                                 gemm<DType::Q4>,
+                                 gemm<DType::Q4NL>,
+                                 gemm<DType::Q5>,
                                  rmsnorm,
                                  softmax,
                                  silu_mul,

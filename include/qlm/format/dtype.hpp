@@ -15,8 +15,8 @@ enum class DType : std::uint8_t {
   F32 = 0,
   F16 = 1,
   BF16 = 2,
-  Q8 = 3,  ///< 8-bit blocks of 32 along K, 16 rows interleaved (see quant/blocks.hpp), 8.5 bpw
-  Q4 = 4,  ///< 4-bit blocks of 32 along K, 16 rows interleaved (see quant/blocks.hpp), 4.5 bpw
+  Q8 = 3,  ///< 8-bit blocks of 32 along K, 16 rows interleaved (see quant/layout.hpp), 8.5 bpw
+  Q4 = 4,  ///< 4-bit blocks of 32 along K, 16 rows interleaved (see quant/layout.hpp), 4.5 bpw
   /// Q4's layout, but each nibble indexes a fixed 16-level non-linear code book (kQ4nlLevels in
   /// quant/layout.hpp) that fits weight distributions better than evenly spaced levels; 4.5 bpw.
   Q4NL = 5,
@@ -26,7 +26,7 @@ enum class DType : std::uint8_t {
 };
 
 inline constexpr std::size_t kBlockK = 32;    ///< weights per quantization block (along K)
-inline constexpr std::size_t kRowGroup = 16;  ///< rows interleaved together in Q8/Q4 tensors
+inline constexpr std::size_t kRowGroup = 16;  ///< rows interleaved in a quantized tensor
 
 /// Lower-case type name as used on the command line ("f32", "q4", …).
 constexpr std::string_view to_string(DType t) noexcept {
@@ -53,7 +53,9 @@ constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t m) noexcept {
   return (n + m - 1) / m * m;
 }
 
-/// Bytes of quantized values in one (16 rows x 32 K) tile.
+/// Bytes of quantized values in one (kRowGroup rows x kBlockK) tile: Q8 512, Q5 320 (Q4's nibbles
+/// and a 64-byte plane of fifth bits), Q4 and Q4NL 256. The one place a weight type's tile size is
+/// stated: quant::TileGeometry and the kernels derive theirs from it.
 constexpr std::size_t tile_quant_bytes(DType t) noexcept {
   return t == DType::Q8 ? 512 : t == DType::Q5 ? 320 : 256;
 }

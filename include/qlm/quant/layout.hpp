@@ -1,4 +1,5 @@
-// Where each weight of a Q8/Q4 tensor lives: the row-interleaved tile layout the kernels read.
+// Where each weight of a Q8, Q4, Q4NL or Q5 tensor lives: the row-interleaved tile layout the
+// kernels read.
 //
 // A [N, K] matrix is cut into tiles of 16 rows x 32 columns (N padded to 16, K padded to 32;
 // padding holds zero weights with scale 0, so it contributes exactly nothing). All tiles' quantized
@@ -17,8 +18,9 @@
 //   Q5: 320 bytes: Q4's 256 bytes hold each code's low nibble (code in 0..31, value
 //       (code - 16) * d), then byte 256 + r*4 + j holds in bit i the fifth bit of (row r, col
 //       4*i + j): bit i completes the 64-byte lane of K values 4i..4i+3 (one mask test per lane).
-// Weights are unsigned with a zero point (128 or 8) so that u8 x s8 instructions apply directly;
-// the zero point times the activation block's sum is subtracted once per block.
+// Weights are unsigned with a zero point (128 or 8; Q4NL and Q5 decode to level + 128 and code +
+// 112) so that u8 x s8 instructions apply directly; the zero point times the activation block's
+// sum is subtracted once per block.
 #pragma once
 
 #include <array>

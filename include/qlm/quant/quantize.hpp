@@ -1,5 +1,5 @@
-// Reference (scalar) quantizers and dequantizers for the Q8/Q4 tile layout; shared by the converter
-// and the tests so the two cannot drift.
+// Reference (scalar) quantizers and dequantizers for the Q8, Q4, Q4NL and Q5 tile layout; shared by
+// the converter and the tests so the two cannot drift.
 #pragma once
 
 #include <cstddef>
