@@ -54,6 +54,8 @@ struct Expr {
   std::vector<Op> ops;
   std::vector<ExprPtr> args;
   std::vector<std::pair<std::string, ExprPtr>> kwargs;
+  ExprPtr dyn_args;    ///< f(*dyn_args): a sequence spread into positional arguments
+  ExprPtr dyn_kwargs;  ///< f(**dyn_kwargs): a dict spread into keyword arguments
 };
 
 /// Statement kinds.

@@ -63,7 +63,15 @@ Value Interpreter::eval(const Expr& e) {
 CallArgs Interpreter::eval_args(const Expr& e, std::size_t first) {
   CallArgs args;
   for (std::size_t i = first; i < e.args.size(); ++i) args.positional.push_back(eval(*e.args[i]));
+  if (e.dyn_args) {
+    for (Value& v : iterate(eval(*e.dyn_args))) args.positional.push_back(std::move(v));
+  }
   for (const auto& [k, v] : e.kwargs) args.keyword.emplace_back(k, eval(*v));
+  if (e.dyn_kwargs) {
+    Value d = eval(*e.dyn_kwargs);
+    if (!d.is(Kind::Dict)) raise("TypeError", "argument after ** must be a mapping, not {}", type_name(d));
+    for (const auto& [k, v] : d.dict_data().items) args.keyword.emplace_back(to_str(k), v);
+  }
   return args;
 }
 

@@ -135,8 +135,15 @@ Value indent(Interpreter& in, const Value& v, const ArgReader& a) {
 }
 
 Value escape(Interpreter&, const Value& v, const ArgReader&) {
+  if (v.is_markup()) return v;
+  return Value::markup(html_escape(soft_str(v)));
+}
+
+}  // namespace
+
+std::string html_escape(std::string_view s) {
   std::string out;
-  for (char c : soft_str(v)) {
+  for (char c : s) {
     switch (c) {
       case '&': out += "&amp;"; break;
       case '<': out += "&lt;"; break;
@@ -146,8 +153,10 @@ Value escape(Interpreter&, const Value& v, const ArgReader&) {
       default: out += c;
     }
   }
-  return Value::string(std::move(out));
+  return out;
 }
+
+namespace {
 
 Value round_(Interpreter&, const Value& v, const ArgReader& a) {
   require_defined(v);
@@ -180,8 +189,8 @@ const Named kTextFilters[] = {
     {"default", default_},
     {"d", default_},
     {"tojson", tojson},
-    {"string", [](Interpreter&, const Value& v, const ArgReader&) { return Value::string(soft_str(v)); }},
-    {"safe", [](Interpreter&, const Value& v, const ArgReader&) { return Value::string(soft_str(v)); }},
+    {"string", [](Interpreter&, const Value& v, const ArgReader&) { return v.is_markup() ? v : Value::string(soft_str(v)); }},
+    {"safe", [](Interpreter&, const Value& v, const ArgReader&) { return Value::markup(soft_str(v)); }},
     {"int", int_},
     {"float", float_},
     {"indent", indent},

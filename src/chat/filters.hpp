@@ -4,6 +4,8 @@
 
 #include <string_view>
 
+#include <string>
+
 #include "chat/builtins.hpp"
 
 namespace qlm::chat {
@@ -16,5 +18,8 @@ FilterFn find_seq_filter(std::string_view name);
 
 /// Python's str() of a filter subject, with Undefined as '' (jinja2's soft_str).
 std::string soft_str(const Value& v);
+
+/// HTML escaping as markupsafe.escape does it (& < > " ').
+std::string html_escape(std::string_view s);
 
 }  // namespace qlm::chat

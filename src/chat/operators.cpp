@@ -4,6 +4,7 @@
 
 #include "chat/builtins.hpp"
 #include "chat/error.hpp"
+#include "chat/filters.hpp"
 #include "chat/interpreter.hpp"
 #include "chat/python.hpp"
 
@@ -29,10 +30,18 @@ const char* symbol(Op op) {
 }
 
 // Integer arithmetic that reports overflow instead of wrapping (Python ints are unbounded).
-std::int64_t checked(bool overflow, std::int64_t r) {
-  if (overflow) raise("OverflowError", "integer result too large");
+[[noreturn]] void overflow() { raise("OverflowError", "integer result too large"); }
+
+template <class F>
+std::int64_t checked(F op, std::int64_t x, std::int64_t y) {
+  std::int64_t r = 0;
+  if (op(x, y, &r)) overflow();
   return r;
 }
+
+bool add_ov(std::int64_t x, std::int64_t y, std::int64_t* r) { return __builtin_add_overflow(x, y, r); }
+bool sub_ov(std::int64_t x, std::int64_t y, std::int64_t* r) { return __builtin_sub_overflow(x, y, r); }
+bool mul_ov(std::int64_t x, std::int64_t y, std::int64_t* r) { return __builtin_mul_overflow(x, y, r); }
 
 Value repeat(Interpreter& in, const Value& seq, std::int64_t n) {
   if (n <= 0) return seq.is_string() ? Value::string("") : Value::list({}, seq.kind());
@@ -49,6 +58,13 @@ Value repeat(Interpreter& in, const Value& seq, std::int64_t n) {
 }
 
 Value add(Interpreter& in, const Value& a, const Value& b) {
+  if ((a.is_markup() || b.is_markup()) && a.is_string() && b.is_string()) {
+    // markupsafe: Markup + str escapes the plain operand, and the sum is Markup.
+    std::string l = a.is_markup() ? a.as_string() : html_escape(a.as_string());
+    std::string r = b.is_markup() ? b.as_string() : html_escape(b.as_string());
+    in.check_size(l.size() + r.size());
+    return Value::markup(l + r);
+  }
   if (a.is_string() && b.is_string()) {
     in.check_size(a.as_string().size() + b.as_string().size());
     return Value::string(a.as_string() + b.as_string());
@@ -68,17 +84,17 @@ Value add(Interpreter& in, const Value& a, const Value& b) {
 
 Value arithmetic(Op op, const Value& a, const Value& b) {
   bool ints = !a.is(Kind::Float) && !b.is(Kind::Float);
-  std::int64_t x = a.as_int(), y = b.as_int(), r = 0;
+  std::int64_t x = a.as_int(), y = b.as_int();
   double fx = a.as_float(), fy = b.as_float();
   switch (op) {
     case Op::Add:
-      if (ints) return Value::integer(checked(__builtin_add_overflow(x, y, &r), r));
+      if (ints) return Value::integer(checked(add_ov, x, y));
       return Value::real(fx + fy);
     case Op::Sub:
-      if (ints) return Value::integer(checked(__builtin_sub_overflow(x, y, &r), r));
+      if (ints) return Value::integer(checked(sub_ov, x, y));
       return Value::real(fx - fy);
     case Op::Mul:
-      if (ints) return Value::integer(checked(__builtin_mul_overflow(x, y, &r), r));
+      if (ints) return Value::integer(checked(mul_ov, x, y));
       return Value::real(fx * fy);
     case Op::Div:
       if (fy == 0.0) raise("ZeroDivisionError", "division by zero");
@@ -90,7 +106,7 @@ Value arithmetic(Op op, const Value& a, const Value& b) {
               op == Op::Mod ? "integer modulo by zero" : "integer division or modulo by zero");
       }
       if (ints) {
-        if (x == std::numeric_limits<std::int64_t>::min() && y == -1) checked(true, 0);
+        if (x == std::numeric_limits<std::int64_t>::min() && y == -1) overflow();
         std::int64_t q = x / y, m = x % y;
         if (m != 0 && ((m < 0) != (y < 0))) {
           --q;
@@ -106,7 +122,7 @@ Value arithmetic(Op op, const Value& a, const Value& b) {
       if (ints && y >= 0) {
         std::int64_t acc = 1;
         for (std::int64_t i = 0; i < y; ++i) {
-          acc = checked(__builtin_mul_overflow(acc, x, &r), r);
+          acc = checked(mul_ov, acc, x);
           if (acc == 0 || acc == 1) break;
         }
         return Value::integer(acc);
@@ -154,7 +170,8 @@ Value unary_op(Op op, const Value& v) {
   }
   if (op == Op::Pos) return v.is(Kind::Float) ? v : Value::integer(v.as_int());
   if (v.is(Kind::Float)) return Value::real(-v.as_float());
-  return Value::integer(checked(v.as_int() == std::numeric_limits<std::int64_t>::min(), -v.as_int()));
+  if (v.as_int() == std::numeric_limits<std::int64_t>::min()) overflow();
+  return Value::integer(-v.as_int());
 }
 
 }  // namespace qlm::chat

@@ -581,7 +581,11 @@ class Parser {
         if (skip_op(")")) break;
       }
       first = false;
-      if (cur().kind == TokenKind::Name && peek().kind == TokenKind::Op && peek().value == "=") {
+      if (skip_op("**")) {
+        e.dyn_kwargs = parse_expression();
+      } else if (skip_op("*")) {
+        e.dyn_args = parse_expression();
+      } else if (cur().kind == TokenKind::Name && peek().kind == TokenKind::Op && peek().value == "=") {
         std::string key = next().value;
         next();
         e.kwargs.emplace_back(std::move(key), parse_expression());

@@ -40,6 +40,7 @@ Value select(Interpreter& in, const Value& seq, const ArgReader& a, bool by_attr
   CallArgs test_args;
   test_args.positional = a.rest(test_pos + 1);
   std::vector<Value> out;
+  if (!truthy(seq)) return generator({});  // jinja2 yields nothing for a falsy sequence
   for (const Value& item : iterate(seq)) {
     in.step();
     Value subject = by_attr ? attr_path(item, attribute) : item;
@@ -52,6 +53,7 @@ Value select(Interpreter& in, const Value& seq, const ArgReader& a, bool by_attr
 Value map(Interpreter& in, const Value& seq, const ArgReader& a) {
   const Value* attribute = a.keyword("attribute");
   std::vector<Value> out;
+  if (!truthy(seq)) return generator({});  // jinja2 yields nothing for a falsy sequence
   if (attribute) {
     const Value* fallback = a.keyword("default");
     for (const Value& item : iterate(seq)) {

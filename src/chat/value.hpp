@@ -64,6 +64,8 @@ class Value {
   static Value integer(std::int64_t i);
   static Value real(double d);
   static Value string(std::string s);
+  /// A markupsafe.Markup string (from |safe or |escape): `+` escapes the other operand.
+  static Value markup(std::string s);
   static Value list(std::vector<Value> items, Kind kind = Kind::List);
   static Value dict(DictData d);
   static Value namespace_(DictData d);
@@ -74,6 +76,7 @@ class Value {
   bool is_undefined() const { return kind_ == Kind::Undefined; }
   bool is_none() const { return kind_ == Kind::None; }
   bool is_string() const { return kind_ == Kind::String; }
+  bool is_markup() const { return kind_ == Kind::String && markup_; }
   /// bool, int or float: what Python arithmetic accepts.
   bool is_number() const;
   /// list, tuple or generator: the ordered containers.
@@ -94,6 +97,7 @@ class Value {
  private:
   Kind kind_ = Kind::Undefined;
   bool b_ = false;
+  bool markup_ = false;
   std::int64_t i_ = 0;
   double d_ = 0.0;
   std::string s_;  // string, or an Undefined's hint
