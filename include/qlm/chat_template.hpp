@@ -28,9 +28,9 @@ struct ChatMessage {
 
 /// Bounds on one render, so that a broken or hostile template fails instead of hanging.
 struct ChatTemplateLimits {
-  std::uint64_t max_steps = 10'000'000;        ///< statements, expressions, loop iterations
-  int max_call_depth = 32;                     ///< nested macro calls
-  std::size_t max_output_bytes = 16u << 20;    ///< output, and any one string or list built
+  std::uint64_t max_steps = 10'000'000;      ///< statements, expressions, loop iterations
+  int max_call_depth = 32;                   ///< nested macro calls
+  std::size_t max_output_bytes = 16u << 20;  ///< output, and any one string or list built
 };
 
 /// How to render: the arguments transformers' apply_chat_template passes to the template.
@@ -39,7 +39,8 @@ struct ChatTemplateOptions {
   bool continue_final_message = false;  ///< cut after the final message's content (prefill)
   std::string tools_json;               ///< JSON array of tool schemas; empty passes None
   std::string documents_json;           ///< JSON array of documents; empty passes None
-  std::string variables_json;  ///< JSON object of extra variables (enable_thinking...); may be empty
+  std::string
+      variables_json;  ///< JSON object of extra variables (enable_thinking...); may be empty
   /// Special tokens by name ("bos_token", "eos_token"...); tokens not listed stay undefined.
   std::vector<std::pair<std::string, std::string>> special_tokens;
   std::function<std::tm()> clock;  ///< the time strftime_now() formats; empty: local time now
@@ -49,8 +50,10 @@ struct ChatTemplateOptions {
 /// A parsed chat template; parse once, render many times. Copies share the parsed tree.
 class ChatTemplate {
  public:
-  /// Parses Jinja source; a syntax error comes back as ErrorCode::Format naming `name` and the line.
-  static Result<ChatTemplate> parse(std::string_view source, std::string_view name = "chat_template");
+  /// Parses Jinja source; a syntax error comes back as ErrorCode::Format naming `name` and the
+  /// line.
+  static Result<ChatTemplate> parse(std::string_view source,
+                                    std::string_view name = "chat_template");
   /// A template shipped with qlm: "chatml" (<|im_start|>role\ncontent<|im_end|>\n).
   static Result<ChatTemplate> builtin(std::string_view name);
 

@@ -42,7 +42,8 @@ Value get_item(const Value& obj, const Value& key) {
   if (obj.is_undefined()) fail_undefined(obj);
   if (obj.is(Kind::Dict)) {
     if (const Value* v = obj.dict_data().find(key)) return *v;
-  } else if ((obj.is(Kind::List) || obj.is(Kind::Tuple)) && (key.is(Kind::Int) || key.is(Kind::Bool))) {
+  } else if ((obj.is(Kind::List) || obj.is(Kind::Tuple)) &&
+             (key.is(Kind::Int) || key.is(Kind::Bool))) {
     std::int64_t i = key.as_int();
     if (normalize_index(i, static_cast<std::int64_t>(obj.items().size()))) {
       return obj.items()[static_cast<std::size_t>(i)];
@@ -102,8 +103,10 @@ Value slice(const Value& obj, const Value* start, const Value* stop, const Value
   std::vector<Value> items;
   for (std::int64_t i = lo; step > 0 ? i < hi : i > hi; i += step) {
     auto u = static_cast<std::size_t>(i);
-    if (is_str) s += obj.as_string().substr(offs[u], offs[u + 1] - offs[u]);
-    else items.push_back(obj.items()[u]);
+    if (is_str)
+      s += obj.as_string().substr(offs[u], offs[u + 1] - offs[u]);
+    else
+      items.push_back(obj.items()[u]);
   }
   return is_str ? Value::string(std::move(s)) : Value::list(std::move(items), obj.kind());
 }

@@ -39,8 +39,27 @@ enum class ExprKind : std::uint8_t {
 
 /// Operators of Unary, Binary and Compare nodes.
 enum class Op : std::uint8_t {
-  Add, Sub, Mul, Div, FloorDiv, Mod, Pow, Concat, And, Or, Not, Neg, Pos,
-  Eq, Ne, Lt, Le, Gt, Ge, In, NotIn,
+  Add,
+  Sub,
+  Mul,
+  Div,
+  FloorDiv,
+  Mod,
+  Pow,
+  Concat,
+  And,
+  Or,
+  Not,
+  Neg,
+  Pos,
+  Eq,
+  Ne,
+  Lt,
+  Le,
+  Gt,
+  Ge,
+  In,
+  NotIn,
 };
 
 /// An expression node.

@@ -137,7 +137,9 @@ Result<ChatTemplate> ChatTemplate::builtin(std::string_view name) {
   return parse(*source, name);
 }
 
-const std::string& ChatTemplate::name() const { return impl_->name; }
+const std::string& ChatTemplate::name() const {
+  return impl_->name;
+}
 
 namespace {
 
@@ -149,9 +151,9 @@ std::string run(const std::string& name, const chat::Body& body, chat::Value mes
                  "compatible",
                  name);
   }
-  chat::Environment env{variables(messages, o), o.clock,
-                        chat::Limits{o.limits.max_steps, o.limits.max_call_depth,
-                                     o.limits.max_output_bytes}};
+  chat::Environment env{
+      variables(messages, o), o.clock,
+      chat::Limits{o.limits.max_steps, o.limits.max_call_depth, o.limits.max_output_bytes}};
   chat::Interpreter interp(env);
   std::string out;
   try {

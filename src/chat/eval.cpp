@@ -54,8 +54,10 @@ Value Interpreter::eval(const Expr& e) {
     case ExprKind::Cond:
       if (truthy(eval(*e.args[0]))) return eval(*e.args[1]);
       if (e.args[2]) return eval(*e.args[2]);
-      return Value::undefined("the inline if-expression on line " + std::to_string(e.line) +
-                              " evaluated to false and no else section was defined.");
+      return Value::undefined(fmt::format(
+          "the inline if-expression on line {} evaluated to false and no else section was "
+          "defined.",
+          e.line));
   }
   return Value();
 }
@@ -69,7 +71,8 @@ CallArgs Interpreter::eval_args(const Expr& e, std::size_t first) {
   for (const auto& [k, v] : e.kwargs) args.keyword.emplace_back(k, eval(*v));
   if (e.dyn_kwargs) {
     Value d = eval(*e.dyn_kwargs);
-    if (!d.is(Kind::Dict)) raise("TypeError", "argument after ** must be a mapping, not {}", type_name(d));
+    if (!d.is(Kind::Dict))
+      raise("TypeError", "argument after ** must be a mapping, not {}", type_name(d));
     for (const auto& [k, v] : d.dict_data().items) args.keyword.emplace_back(to_str(k), v);
   }
   return args;
@@ -94,9 +97,11 @@ Value Interpreter::eval_call(const Expr& e) {
 // innermost filter of the chain has none.
 Value Interpreter::eval_filter(const Expr& e, const Value* subject) {
   Value v;
-  if (e.args[0]) v = e.args[0]->kind == ExprKind::Filter && subject ? eval_filter(*e.args[0], subject)
-                                                                     : eval(*e.args[0]);
-  else if (subject) v = *subject;
+  if (e.args[0])
+    v = e.args[0]->kind == ExprKind::Filter && subject ? eval_filter(*e.args[0], subject)
+                                                       : eval(*e.args[0]);
+  else if (subject)
+    v = *subject;
   CallArgs args = eval_args(e, 1);
   line_ = e.line;
   return apply_filter(*this, e.name, v, args);
@@ -116,15 +121,32 @@ Value Interpreter::eval_compare(const Expr& e) {
     Value right = eval(*e.args[i + 1]);
     bool r = false;
     switch (e.ops[i]) {
-      case Op::Eq: r = equals(left, right); break;
-      case Op::Ne: r = !equals(left, right); break;
-      case Op::Lt: r = compare(left, right, "<") < 0; break;
-      case Op::Le: r = compare(left, right, "<=") <= 0; break;
-      case Op::Gt: r = compare(left, right, ">") > 0; break;
-      case Op::Ge: r = compare(left, right, ">=") >= 0; break;
-      case Op::In: r = contains(right, left); break;
-      case Op::NotIn: r = !contains(right, left); break;
-      default: break;
+      case Op::Eq:
+        r = equals(left, right);
+        break;
+      case Op::Ne:
+        r = !equals(left, right);
+        break;
+      case Op::Lt:
+        r = compare(left, right, "<") < 0;
+        break;
+      case Op::Le:
+        r = compare(left, right, "<=") <= 0;
+        break;
+      case Op::Gt:
+        r = compare(left, right, ">") > 0;
+        break;
+      case Op::Ge:
+        r = compare(left, right, ">=") >= 0;
+        break;
+      case Op::In:
+        r = contains(right, left);
+        break;
+      case Op::NotIn:
+        r = !contains(right, left);
+        break;
+      default:
+        break;
     }
     if (!r) return Value::boolean(false);
     left = std::move(right);

@@ -1,5 +1,8 @@
 // Text and conversion filters, and the filter dispatcher. Filters treat an Undefined subject as
 // '' where jinja2's do use soft_str.
+#include <fmt/printf.h>
+
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <utility>
@@ -14,7 +17,9 @@
 
 namespace qlm::chat {
 
-std::string soft_str(const Value& v) { return to_str(v); }
+std::string soft_str(const Value& v) {
+  return to_str(v);
+}
 
 namespace {
 
@@ -64,9 +69,13 @@ Value tojson(Interpreter& in, const Value& v, const ArgReader& a) {
   Value indent = a.get_or(1, "indent", Value::none());
   if (!indent.is_none()) {
     st.pretty = true;
-    st.item_sep = ",";
-    st.indent = indent.is_string() ? indent.as_string()
-                                   : std::string(static_cast<std::size_t>(std::max<std::int64_t>(0, indent.as_int())), ' ');
+    st.item_sep.resize(1);  // ", " -> "," (json.dumps with indent); resize avoids a GCC 12
+                            // -Wrestrict false positive on assigning a literal
+    st.indent =
+        indent.is_string()
+            ? indent.as_string()
+            : std::string(static_cast<std::size_t>(std::max<std::int64_t>(0, indent.as_int())),
+                          ' ');
   }
   Value seps = a.get_or(2, "separators", Value::none());
   if (seps.is_sequence() && seps.items().size() == 2) {
@@ -97,7 +106,8 @@ Value int_(Interpreter&, const Value& v, const ArgReader& a) {
   char* end = nullptr;
   errno = 0;
   long long r = std::strtoll(digits.c_str(), &end, static_cast<int>(base));
-  if (!digits.empty() && end == digits.c_str() + digits.size() && errno == 0) return Value::integer(r);
+  if (!digits.empty() && end == digits.c_str() + digits.size() && errno == 0)
+    return Value::integer(r);
   double d = std::strtod(s.c_str(), &end);
   if (!s.empty() && end == s.c_str() + s.size() && std::isfinite(d)) {
     return Value::integer(static_cast<std::int64_t>(d));
@@ -119,7 +129,10 @@ Value float_(Interpreter&, const Value& v, const ArgReader& a) {
 // indent(width=4, first=False, blank=False), following jinja2's line handling exactly.
 Value indent(Interpreter& in, const Value& v, const ArgReader& a) {
   Value w = a.get_or(0, "width", Value::integer(4));
-  std::string pad = w.is_string() ? w.as_string() : std::string(static_cast<std::size_t>(std::max<std::int64_t>(0, w.as_int())), ' ');
+  std::string pad =
+      w.is_string()
+          ? w.as_string()
+          : std::string(static_cast<std::size_t>(std::max<std::int64_t>(0, w.as_int())), ' ');
   bool first = truthy(a.get_or(1, "first", Value::boolean(false)));
   bool blank = truthy(a.get_or(2, "blank", Value::boolean(false)));
   std::vector<std::string> lines = py_splitlines(soft_str(v) + "\n", false);
@@ -141,16 +154,79 @@ Value escape(Interpreter&, const Value& v, const ArgReader&) {
 
 }  // namespace
 
+std::string percent_format(const std::string& fmt, const std::vector<Value>& args) {
+  std::string out;
+  std::size_t next = 0;
+  for (std::size_t i = 0; i < fmt.size(); ++i) {
+    if (fmt[i] != '%') {
+      out += fmt[i];
+      continue;
+    }
+    std::size_t j = i + 1;
+    while (j < fmt.size() && std::string_view("-+ 0#").find(fmt[j]) != std::string_view::npos) ++j;
+    while (j < fmt.size() && (std::isdigit(static_cast<unsigned char>(fmt[j])) || fmt[j] == '.'))
+      ++j;
+    if (j >= fmt.size()) raise("ValueError", "incomplete format");
+    char conv = fmt[j];
+    std::string spec = fmt.substr(i + 1, j - i - 1);
+    i = j;
+    if (conv == '%') {
+      out += '%';
+      continue;
+    }
+    if (next >= args.size()) raise("TypeError", "not enough arguments for format string");
+    const Value& a = args[next++];
+    switch (conv) {
+      case 's':
+        out += fmt::sprintf(fmt::format("%{}s", spec), to_str(a));
+        break;
+      case 'r':
+        out += fmt::sprintf(fmt::format("%{}s", spec), repr(a));
+        break;
+      case 'd':
+      case 'i':
+      case 'x':
+        if (!a.is_number())
+          raise("TypeError", "%{} format: a real number is required, not {}", conv, type_name(a));
+        out += fmt::sprintf(
+            fmt::format("%{}{}", spec, conv == 'x' ? "llx" : "lld"),
+            static_cast<long long>(a.is(Kind::Float) ? static_cast<std::int64_t>(a.as_float())
+                                                     : a.as_int()));
+        break;
+      case 'f':
+        if (!a.is_number()) raise("TypeError", "must be real number, not {}", type_name(a));
+        out += fmt::sprintf(fmt::format("%{}f", spec), a.as_float());
+        break;
+      default:
+        raise("ValueError", "unsupported format character '{}'", conv);
+    }
+  }
+  if (next < args.size())
+    raise("TypeError", "not all arguments converted during string formatting");
+  return out;
+}
+
 std::string html_escape(std::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -160,7 +236,8 @@ namespace {
 
 Value round_(Interpreter&, const Value& v, const ArgReader& a) {
   require_defined(v);
-  double scale = std::pow(10.0, static_cast<double>(a.get_or(0, "precision", Value::integer(0)).as_int()));
+  double scale =
+      std::pow(10.0, static_cast<double>(a.get_or(0, "precision", Value::integer(0)).as_int()));
   std::string method = to_str(a.get_or(1, "method", Value::string("common")));
   double x = v.as_float() * scale;
   double r = method == "ceil" ? std::ceil(x) : method == "floor" ? std::floor(x) : std::round(x);
@@ -181,16 +258,21 @@ struct Named {
 
 const Named kTextFilters[] = {
     {"trim", trim},
-    {"upper", [](Interpreter&, const Value& v, const ArgReader&) { return Value::string(py_upper(soft_str(v))); }},
-    {"lower", [](Interpreter&, const Value& v, const ArgReader&) { return Value::string(py_lower(soft_str(v))); }},
-    {"capitalize", [](Interpreter&, const Value& v, const ArgReader&) { return Value::string(py_capitalize(soft_str(v))); }},
+    {"upper", [](Interpreter&, const Value& v,
+                 const ArgReader&) { return Value::string(py_upper(soft_str(v))); }},
+    {"lower", [](Interpreter&, const Value& v,
+                 const ArgReader&) { return Value::string(py_lower(soft_str(v))); }},
+    {"capitalize", [](Interpreter&, const Value& v,
+                      const ArgReader&) { return Value::string(py_capitalize(soft_str(v))); }},
     {"title", title},
     {"replace", replace},
     {"default", default_},
     {"d", default_},
     {"tojson", tojson},
-    {"string", [](Interpreter&, const Value& v, const ArgReader&) { return v.is_markup() ? v : Value::string(soft_str(v)); }},
-    {"safe", [](Interpreter&, const Value& v, const ArgReader&) { return Value::markup(soft_str(v)); }},
+    {"string", [](Interpreter&, const Value& v,
+                  const ArgReader&) { return v.is_markup() ? v : Value::string(soft_str(v)); }},
+    {"safe",
+     [](Interpreter&, const Value& v, const ArgReader&) { return Value::markup(soft_str(v)); }},
     {"int", int_},
     {"float", float_},
     {"indent", indent},
@@ -198,7 +280,12 @@ const Named kTextFilters[] = {
     {"e", escape},
     {"round", round_},
     {"abs", abs_},
-    {"attr", [](Interpreter&, const Value& v, const ArgReader& a) { return get_attr(v, soft_str(a.need(0, "name"))); }},
+    {"format",
+     [](Interpreter&, const Value& v, const ArgReader& a) {
+       return Value::string(percent_format(soft_str(v), a.rest(0)));
+     }},
+    {"attr", [](Interpreter&, const Value& v,
+                const ArgReader& a) { return get_attr(v, soft_str(a.need(0, "name"))); }},
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include <string>
+#include <vector>
 
 #include "chat/builtins.hpp"
 
@@ -18,6 +19,9 @@ FilterFn find_seq_filter(std::string_view name);
 
 /// Python's str() of a filter subject, with Undefined as '' (jinja2's soft_str).
 std::string soft_str(const Value& v);
+
+/// Python's printf-style `fmt % args` for %s %r %d %i %f %x and %% (flags, width, precision).
+std::string percent_format(const std::string& fmt, const std::vector<Value>& args);
 
 /// HTML escaping as markupsafe.escape does it (& < > " ').
 std::string html_escape(std::string_view s);

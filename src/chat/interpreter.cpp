@@ -255,8 +255,10 @@ Value Interpreter::call_macro(const Stmt& m, CallArgs& args) {
   CallScope scope(*this, 0);
   std::vector<Value> varargs;
   for (std::size_t i = 0; i < args.positional.size(); ++i) {
-    if (i < m.params.size()) assign(m.params[i], args.positional[i]);
-    else varargs.push_back(args.positional[i]);
+    if (i < m.params.size())
+      assign(m.params[i], args.positional[i]);
+    else
+      varargs.push_back(args.positional[i]);
   }
   DictData kwargs;
   auto is_param = [&](const std::string& k) {
@@ -266,8 +268,10 @@ Value Interpreter::call_macro(const Stmt& m, CallArgs& args) {
     return false;
   };
   for (auto& [k, v] : args.keyword) {
-    if (is_param(k) || k == "caller") assign(k, v);
-    else kwargs.set(Value::string(k), v);
+    if (is_param(k) || k == "caller")
+      assign(k, v);
+    else
+      kwargs.set(Value::string(k), v);
   }
   for (std::size_t i = args.positional.size(); i < m.params.size(); ++i) {
     bool given = false;

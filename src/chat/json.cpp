@@ -69,16 +69,32 @@ void write_string(std::string& out, std::string_view s, bool ensure_ascii) {
       continue;
     }
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += ch;
+        if (c < 0x20)
+          out += fmt::format("\\u{:04x}", c);
+        else
+          out += ch;
     }
   }
   out += '"';
@@ -87,11 +103,15 @@ void write_string(std::string& out, std::string_view s, bool ensure_ascii) {
 // json.dumps turns non-string keys into strings: True -> "true", None -> "null", 1.5 -> "1.5".
 std::string key_string(const Value& k) {
   switch (k.kind()) {
-    case Kind::String: return k.as_string();
-    case Kind::None: return "null";
-    case Kind::Bool: return k.as_bool() ? "true" : "false";
+    case Kind::String:
+      return k.as_string();
+    case Kind::None:
+      return "null";
+    case Kind::Bool:
+      return k.as_bool() ? "true" : "false";
     case Kind::Int:
-    case Kind::Float: return to_str(k);
+    case Kind::Float:
+      return to_str(k);
     default:
       raise("TypeError", "keys must be str, int, float, bool or None, not {}", type_name(k));
   }
@@ -125,17 +145,28 @@ void write_container(std::string& out, const Items& items, char open, char close
 
 void write(std::string& out, const Value& v, const JsonStyle& st, int level) {
   switch (v.kind()) {
-    case Kind::None: out += "null"; return;
-    case Kind::Bool: out += v.as_bool() ? "true" : "false"; return;
-    case Kind::Int: out += std::to_string(v.as_int()); return;
+    case Kind::None:
+      out += "null";
+      return;
+    case Kind::Bool:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case Kind::Int:
+      out += std::to_string(v.as_int());
+      return;
     case Kind::Float: {
       double d = v.as_float();
-      if (std::isnan(d)) out += "NaN";
-      else if (std::isinf(d)) out += d > 0 ? "Infinity" : "-Infinity";
-      else out += float_repr(d);
+      if (std::isnan(d))
+        out += "NaN";
+      else if (std::isinf(d))
+        out += d > 0 ? "Infinity" : "-Infinity";
+      else
+        out += float_repr(d);
       return;
     }
-    case Kind::String: write_string(out, v.as_string(), st.ensure_ascii); return;
+    case Kind::String:
+      write_string(out, v.as_string(), st.ensure_ascii);
+      return;
     case Kind::List:
     case Kind::Tuple:
       write_container(out, v.items(), '[', ']', st, level,

@@ -15,8 +15,8 @@ Value parse_json(std::string_view text, std::string_view what, int max_depth);
 
 /// json.dumps layout options.
 struct JsonStyle {
-  std::string indent;       ///< per-level indentation; used when `pretty`
-  bool pretty = false;      ///< indent was given: newlines, item separator ","
+  std::string indent;   ///< per-level indentation; used when `pretty`
+  bool pretty = false;  ///< indent was given: newlines, item separator ","
   bool sort_keys = false;
   bool ensure_ascii = false;  ///< escape non-ASCII as \uXXXX
   std::string item_sep = ", ";

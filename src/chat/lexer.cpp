@@ -8,10 +8,18 @@
 namespace qlm::chat {
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_name_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
-bool is_name_char(char c) { return is_name_start(c) || is_digit(c); }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_name_start(char c) {
+  return std::isalpha(static_cast<unsigned char>(c)) || c == '_';
+}
+bool is_name_char(char c) {
+  return is_name_start(c) || is_digit(c);
+}
 
 // jinja2 turns \r\n and \r into \n in the template source, then drops one trailing newline
 // (keep_trailing_newline=False).
@@ -41,26 +49,59 @@ std::string unescape(std::string_view body) {
     char c = body[++i];
     auto hex = [&](std::size_t digits) {
       std::uint32_t cp = 0;
-      for (std::size_t k = 0; k < digits && i + 1 < body.size() && std::isxdigit(static_cast<unsigned char>(body[i + 1])); ++k) {
-        cp = cp * 16 + static_cast<std::uint32_t>(std::stoi(std::string(1, body[++i]), nullptr, 16));
+      for (std::size_t k = 0; k < digits && i + 1 < body.size() &&
+                              std::isxdigit(static_cast<unsigned char>(body[i + 1]));
+           ++k) {
+        cp =
+            cp * 16 + static_cast<std::uint32_t>(std::stoi(std::string(1, body[++i]), nullptr, 16));
       }
       utf8_append(out, cp);
     };
     switch (c) {
-      case 'n': out += '\n'; break;
-      case 't': out += '\t'; break;
-      case 'r': out += '\r'; break;
-      case 'b': out += '\b'; break;
-      case 'f': out += '\f'; break;
-      case 'v': out += '\v'; break;
-      case 'a': out += '\a'; break;
-      case '0': out += '\0'; break;
-      case '\\': case '\'': case '"': out += c; break;
-      case '\n': break;  // backslash-newline continues the line
-      case 'x': hex(2); break;
-      case 'u': hex(4); break;
-      case 'U': hex(8); break;
-      default: out += '\\'; out += c; break;
+      case 'n':
+        out += '\n';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 'b':
+        out += '\b';
+        break;
+      case 'f':
+        out += '\f';
+        break;
+      case 'v':
+        out += '\v';
+        break;
+      case 'a':
+        out += '\a';
+        break;
+      case '0':
+        out += '\0';
+        break;
+      case '\\':
+      case '\'':
+      case '"':
+        out += c;
+        break;
+      case '\n':
+        break;  // backslash-newline continues the line
+      case 'x':
+        hex(2);
+        break;
+      case 'u':
+        hex(4);
+        break;
+      case 'U':
+        hex(8);
+        break;
+      default:
+        out += '\\';
+        out += c;
+        break;
     }
   }
   return out;
@@ -154,7 +195,8 @@ class Lexer {
   void lex_comment(std::size_t start) {
     std::size_t end = src_.find("#}", start + 2);
     if (end == std::string::npos) fail("missing end of comment tag");
-    char sign = end > start + 2 && (src_[end - 1] == '-' || src_[end - 1] == '+') ? src_[end - 1] : '\0';
+    char sign =
+        end > start + 2 && (src_[end - 1] == '-' || src_[end - 1] == '+') ? src_[end - 1] : '\0';
     advance(end + 2);
     after_block_end(sign);
   }
@@ -209,7 +251,9 @@ class Lexer {
     int depth = 0;
     for (;;) {
       while (pos_ < src_.size() && is_space(src_[pos_])) advance(pos_ + 1);
-      if (pos_ >= src_.size()) fail(is_var ? "unexpected end of template, expected '}}'" : "unexpected end of template, expected '%}'");
+      if (pos_ >= src_.size())
+        fail(is_var ? "unexpected end of template, expected '}}'"
+                    : "unexpected end of template, expected '%}'");
       if (depth == 0 && close_tag(is_var)) return;
       char c = src_[pos_];
       if (is_digit(c)) {
@@ -245,7 +289,9 @@ class Lexer {
 
   void lex_number() {
     auto digits = [&](std::size_t p) {
-      while (p < src_.size() && (is_digit(src_[p]) || (src_[p] == '_' && p + 1 < src_.size() && is_digit(src_[p + 1])))) ++p;
+      while (p < src_.size() && (is_digit(src_[p]) ||
+                                 (src_[p] == '_' && p + 1 < src_.size() && is_digit(src_[p + 1]))))
+        ++p;
       return p;
     };
     std::size_t e = digits(pos_);
@@ -275,7 +321,8 @@ class Lexer {
     while (p < src_.size() && src_[p] != quote) p += src_[p] == '\\' ? 2 : 1;
     if (p >= src_.size()) fail("unexpected end of string");
     int line = line_;
-    out_.push_back({TokenKind::String, unescape(std::string_view(src_).substr(pos_ + 1, p - pos_ - 1)), line});
+    out_.push_back(
+        {TokenKind::String, unescape(std::string_view(src_).substr(pos_ + 1, p - pos_ - 1)), line});
     advance(p + 1);
   }
 
@@ -301,6 +348,8 @@ class Lexer {
 
 }  // namespace
 
-std::vector<Token> tokenize(std::string_view source) { return Lexer(source).run(); }
+std::vector<Token> tokenize(std::string_view source) {
+  return Lexer(source).run();
+}
 
 }  // namespace qlm::chat

@@ -1,5 +1,6 @@
 // Python's arithmetic and concatenation operators, with CPython's TypeError messages.
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include "chat/builtins.hpp"
@@ -13,14 +14,22 @@ namespace {
 
 const char* symbol(Op op) {
   switch (op) {
-    case Op::Add: return "+";
-    case Op::Sub: return "-";
-    case Op::Mul: return "*";
-    case Op::Div: return "/";
-    case Op::FloorDiv: return "//";
-    case Op::Mod: return "%";
-    case Op::Pow: return "** or pow()";
-    default: return "?";
+    case Op::Add:
+      return "+";
+    case Op::Sub:
+      return "-";
+    case Op::Mul:
+      return "*";
+    case Op::Div:
+      return "/";
+    case Op::FloorDiv:
+      return "//";
+    case Op::Mod:
+      return "%";
+    case Op::Pow:
+      return "** or pow()";
+    default:
+      return "?";
   }
 }
 
@@ -30,7 +39,9 @@ const char* symbol(Op op) {
 }
 
 // Integer arithmetic that reports overflow instead of wrapping (Python ints are unbounded).
-[[noreturn]] void overflow() { raise("OverflowError", "integer result too large"); }
+[[noreturn]] void overflow() {
+  raise("OverflowError", "integer result too large");
+}
 
 template <class F>
 std::int64_t checked(F op, std::int64_t x, std::int64_t y) {
@@ -39,21 +50,30 @@ std::int64_t checked(F op, std::int64_t x, std::int64_t y) {
   return r;
 }
 
-bool add_ov(std::int64_t x, std::int64_t y, std::int64_t* r) { return __builtin_add_overflow(x, y, r); }
-bool sub_ov(std::int64_t x, std::int64_t y, std::int64_t* r) { return __builtin_sub_overflow(x, y, r); }
-bool mul_ov(std::int64_t x, std::int64_t y, std::int64_t* r) { return __builtin_mul_overflow(x, y, r); }
+bool add_ov(std::int64_t x, std::int64_t y, std::int64_t* r) {
+  return __builtin_add_overflow(x, y, r);
+}
+bool sub_ov(std::int64_t x, std::int64_t y, std::int64_t* r) {
+  return __builtin_sub_overflow(x, y, r);
+}
+bool mul_ov(std::int64_t x, std::int64_t y, std::int64_t* r) {
+  return __builtin_mul_overflow(x, y, r);
+}
 
 Value repeat(Interpreter& in, const Value& seq, std::int64_t n) {
   if (n <= 0) return seq.is_string() ? Value::string("") : Value::list({}, seq.kind());
   std::size_t unit = seq.is_string() ? seq.as_string().size() : seq.items().size();
-  in.check_size(unit * static_cast<std::size_t>(n));
+  auto count = static_cast<std::size_t>(n);
+  // Saturate instead of overflowing: anything past SIZE_MAX is over the limit anyway.
+  in.check_size(unit != 0 && count > SIZE_MAX / unit ? SIZE_MAX : unit * count);
   if (seq.is_string()) {
     std::string out;
     for (std::int64_t i = 0; i < n; ++i) out += seq.as_string();
     return Value::string(std::move(out));
   }
   std::vector<Value> out;
-  for (std::int64_t i = 0; i < n; ++i) out.insert(out.end(), seq.items().begin(), seq.items().end());
+  for (std::int64_t i = 0; i < n; ++i)
+    out.insert(out.end(), seq.items().begin(), seq.items().end());
   return Value::list(std::move(out), seq.kind());
 }
 
@@ -75,7 +95,8 @@ Value add(Interpreter& in, const Value& a, const Value& b) {
     in.check_size(out.size());
     return Value::list(std::move(out), a.kind());
   }
-  if (a.is_string()) raise("TypeError", "can only concatenate str (not \"{}\") to str", type_name(b));
+  if (a.is_string())
+    raise("TypeError", "can only concatenate str (not \"{}\") to str", type_name(b));
   if (a.is(Kind::List)) {
     raise("TypeError", "can only concatenate list (not \"{}\") to list", type_name(b));
   }
@@ -151,6 +172,10 @@ Value binary_op(Interpreter& in, Op op, const Value& a, const Value& b) {
   if (op == Op::Mul && (b.is_string() || b.is(Kind::List) || b.is(Kind::Tuple)) &&
       a.is(Kind::Int)) {
     return repeat(in, b, a.as_int());
+  }
+  if (op == Op::Mod && a.is_string()) {
+    return Value::string(
+        percent_format(a.as_string(), b.is(Kind::Tuple) ? b.items() : std::vector<Value>{b}));
   }
   if (!a.is_number() || !b.is_number()) {
     if (op == Op::Mul && (a.is_string() || b.is_string())) {

@@ -46,7 +46,9 @@ class Parser {
   [[noreturn]] void fail(const std::string& msg) const { throw SyntaxError(cur().line, msg); }
 
   bool is_op(std::string_view op) const { return cur().kind == TokenKind::Op && cur().value == op; }
-  bool is_name(std::string_view n) const { return cur().kind == TokenKind::Name && cur().value == n; }
+  bool is_name(std::string_view n) const {
+    return cur().kind == TokenKind::Name && cur().value == n;
+  }
   bool skip_op(std::string_view op) {
     if (!is_op(op)) return false;
     next();
@@ -68,18 +70,20 @@ class Parser {
       case TokenKind::Text:
         return "template text";
       default:
-        return "'" + t.value + "'";
+        return fmt::format("'{}'", t.value);
     }
   }
   void expect_op(std::string_view op) {
     if (!skip_op(op)) fail(fmt::format("expected '{}', got {}", op, describe(cur())));
   }
   std::string expect_name() {
-    if (cur().kind != TokenKind::Name) fail(fmt::format("expected a name, got {}", describe(cur())));
+    if (cur().kind != TokenKind::Name)
+      fail(fmt::format("expected a name, got {}", describe(cur())));
     return next().value;
   }
   void expect_block_end() {
-    if (cur().kind != TokenKind::BlockEnd) fail(fmt::format("expected '%}}', got {}", describe(cur())));
+    if (cur().kind != TokenKind::BlockEnd)
+      fail(fmt::format("expected '%}}', got {}", describe(cur())));
     next();
   }
 
@@ -105,7 +109,8 @@ class Parser {
     for (;;) {
       const Token& t = cur();
       if (t.kind == TokenKind::End) {
-        if (ends.size() != 0) fail(fmt::format("unexpected end of template, expected '{}'", *ends.begin()));
+        if (ends.size() != 0)
+          fail(fmt::format("unexpected end of template, expected '{}'", *ends.begin()));
         return body;
       }
       if (t.kind == TokenKind::Text) {
@@ -116,7 +121,8 @@ class Parser {
         next();
         auto s = stmt(StmtKind::Output, t.line);
         s->expr = parse_tuple(true);
-        if (cur().kind != TokenKind::VarEnd) fail(fmt::format("expected '}}}}', got {}", describe(cur())));
+        if (cur().kind != TokenKind::VarEnd)
+          fail(fmt::format("expected '}}}}', got {}", describe(cur())));
         next();
         body.push_back(std::move(s));
       } else if (t.kind == TokenKind::BlockBegin) {
@@ -345,8 +351,9 @@ class Parser {
   }
 
   bool compare_op(Op& op) {
-    static const std::pair<std::string_view, Op> kOps[] = {
-        {"==", Op::Eq}, {"!=", Op::Ne}, {"<", Op::Lt}, {"<=", Op::Le}, {">", Op::Gt}, {">=", Op::Ge}};
+    static const std::pair<std::string_view, Op> kOps[] = {{"==", Op::Eq}, {"!=", Op::Ne},
+                                                           {"<", Op::Lt},  {"<=", Op::Le},
+                                                           {">", Op::Gt},  {">=", Op::Ge}};
     if (cur().kind == TokenKind::Op) {
       for (const auto& [s, o] : kOps) {
         if (cur().value == s) {
@@ -406,11 +413,16 @@ class Parser {
     ExprPtr e = parse_pow();
     for (;;) {
       Op op{};
-      if (is_op("*")) op = Op::Mul;
-      else if (is_op("/")) op = Op::Div;
-      else if (is_op("//")) op = Op::FloorDiv;
-      else if (is_op("%")) op = Op::Mod;
-      else return e;
+      if (is_op("*"))
+        op = Op::Mul;
+      else if (is_op("/"))
+        op = Op::Div;
+      else if (is_op("//"))
+        op = Op::FloorDiv;
+      else if (is_op("%"))
+        op = Op::Mod;
+      else
+        return e;
       int line = next().line;
       e = binary(op, std::move(e), parse_pow(), line);
     }
@@ -585,7 +597,8 @@ class Parser {
         e.dyn_kwargs = parse_expression();
       } else if (skip_op("*")) {
         e.dyn_args = parse_expression();
-      } else if (cur().kind == TokenKind::Name && peek().kind == TokenKind::Op && peek().value == "=") {
+      } else if (cur().kind == TokenKind::Name && peek().kind == TokenKind::Op &&
+                 peek().value == "=") {
         std::string key = next().value;
         next();
         e.kwargs.emplace_back(std::move(key), parse_expression());
@@ -624,7 +637,7 @@ class Parser {
       first = false;
       auto f = node(ExprKind::Filter, cur().line);
       f->name = expect_name();
-      while (skip_op(".")) f->name += "." + expect_name();
+      while (skip_op(".")) f->name += fmt::format(".{}", expect_name());
       f->args.push_back(std::move(subject));
       if (is_op("(")) parse_call_args(*f);
       subject = std::move(f);

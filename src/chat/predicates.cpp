@@ -53,7 +53,8 @@ const Named kTests[] = {
     {"string", [](const Value& v, const ArgReader&) { return v.is_string(); }},
     {"mapping", [](const Value& v, const ArgReader&) { return v.is(Kind::Dict); }},
     {"iterable", [](const Value& v, const ArgReader&) { return iterable(v); }},
-    {"sequence", [](const Value& v, const ArgReader&) { return iterable(v) && !v.is(Kind::Generator); }},
+    {"sequence",
+     [](const Value& v, const ArgReader&) { return iterable(v) && !v.is(Kind::Generator); }},
     {"callable", [](const Value& v, const ArgReader&) { return v.is(Kind::Function); }},
     {"sameas", [](const Value& v, const ArgReader& a) { return same(v, a.need(0, "other")); }},
     {"escaped", [](const Value&, const ArgReader&) { return false; }},
@@ -63,21 +64,44 @@ const Named kTests[] = {
     {"==", [](const Value& v, const ArgReader& a) { return equals(v, a.need(0, "other")); }},
     {"ne", [](const Value& v, const ArgReader& a) { return !equals(v, a.need(0, "other")); }},
     {"!=", [](const Value& v, const ArgReader& a) { return !equals(v, a.need(0, "other")); }},
-    {"lt", [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), "<") < 0; }},
-    {"lessthan", [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), "<") < 0; }},
-    {"le", [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), "<=") <= 0; }},
-    {"gt", [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), ">") > 0; }},
-    {"greaterthan", [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), ">") > 0; }},
-    {"ge", [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), ">=") >= 0; }},
-    {"odd", [](const Value& v, const ArgReader&) { require_defined(v); return v.as_int() % 2 != 0; }},
-    {"even", [](const Value& v, const ArgReader&) { require_defined(v); return v.as_int() % 2 == 0; }},
-    {"divisibleby", [](const Value& v, const ArgReader& a) {
+    {"lt",
+     [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), "<") < 0; }},
+    {"lessthan",
+     [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), "<") < 0; }},
+    {"le",
+     [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), "<=") <= 0; }},
+    {"gt",
+     [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), ">") > 0; }},
+    {"greaterthan",
+     [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), ">") > 0; }},
+    {"ge",
+     [](const Value& v, const ArgReader& a) { return compare(v, a.need(0, "other"), ">=") >= 0; }},
+    {"odd",
+     [](const Value& v, const ArgReader&) {
+       require_defined(v);
+       return v.as_int() % 2 != 0;
+     }},
+    {"even",
+     [](const Value& v, const ArgReader&) {
+       require_defined(v);
+       return v.as_int() % 2 == 0;
+     }},
+    {"divisibleby",
+     [](const Value& v, const ArgReader& a) {
        std::int64_t d = a.need(0, "num").as_int();
        if (d == 0) raise("ZeroDivisionError", "integer division or modulo by zero");
        return v.as_int() % d == 0;
      }},
-    {"lower", [](const Value& v, const ArgReader&) { std::string s = to_str(v); return py_lower(s) == s; }},
-    {"upper", [](const Value& v, const ArgReader&) { std::string s = to_str(v); return py_upper(s) == s; }},
+    {"lower",
+     [](const Value& v, const ArgReader&) {
+       std::string s = to_str(v);
+       return py_lower(s) == s;
+     }},
+    {"upper",
+     [](const Value& v, const ArgReader&) {
+       std::string s = to_str(v);
+       return py_upper(s) == s;
+     }},
 };
 
 }  // namespace

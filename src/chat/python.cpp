@@ -166,16 +166,16 @@ std::string float_repr(double d) {
   std::string out = neg ? "-" : "";
   if (exp >= -4 && exp < 16) {
     if (exp < 0) {
-      out += "0." + std::string(static_cast<std::size_t>(-exp - 1), '0') + digits;
+      out += fmt::format("0.{}{}", std::string(static_cast<std::size_t>(-exp - 1), '0'), digits);
     } else if (static_cast<std::size_t>(exp) + 1 >= digits.size()) {
       out += digits + std::string(exp + 1 - digits.size(), '0') + ".0";
     } else {
-      out += digits.substr(0, exp + 1) + "." + digits.substr(exp + 1);
+      out += fmt::format("{}.{}", digits.substr(0, exp + 1), digits.substr(exp + 1));
     }
     return out;
   }
   out += digits.substr(0, 1);
-  if (digits.size() > 1) out += "." + digits.substr(1);
+  if (digits.size() > 1) out += fmt::format(".{}", digits.substr(1));
   char eb[16];
   std::snprintf(eb, sizeof eb, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
   return out + eb;
@@ -256,13 +256,15 @@ std::string repr(const Value& v) {
       return join_repr(v.items(), "[", "]", false);
     case Kind::Tuple:
       return join_repr(v.items(), "(", ")", true);
+    case Kind::Undefined:
+      return "Undefined";
     case Kind::Dict: {
       std::string out = "{";
       bool first = true;
       for (const auto& [k, val] : v.dict_data().items) {
         if (!first) out += ", ";
         first = false;
-        out += repr(k) + ": " + repr(val);
+        out += fmt::format("{}: {}", repr(k), repr(val));
       }
       return out + "}";
     }
@@ -287,10 +289,12 @@ std::string to_str(const Value& v) {
       return v.as_string();
     case Kind::Generator:
       return "<generator object>";
-    case Kind::Namespace:
-      return "<Namespace>";
+    case Kind::Namespace: {
+      Value d = Value::dict(v.dict_data());
+      return fmt::format("<Namespace {}>", repr(d));
+    }
     case Kind::Function:
-      return "<function " + v.function_data().name + ">";
+      return fmt::format("<function {}>", v.function_data().name);
     default:
       return repr(v);
   }

@@ -21,15 +21,20 @@ Value attr_path(const Value& item, const Value& attribute) {
   std::size_t start = 0;
   for (;;) {
     std::size_t dot = path.find('.', start);
-    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    bool digits = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return c >= '0' && c <= '9'; });
-    cur = digits ? get_item(cur, Value::integer(std::stoll(part))) : get_item(cur, Value::string(part));
+    std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    bool digits = !part.empty() && std::all_of(part.begin(), part.end(),
+                                               [](char c) { return c >= '0' && c <= '9'; });
+    cur = digits ? get_item(cur, Value::integer(std::stoll(part)))
+                 : get_item(cur, Value::string(part));
     if (dot == std::string::npos) return cur;
     start = dot + 1;
   }
 }
 
-Value generator(std::vector<Value> items) { return Value::list(std::move(items), Kind::Generator); }
+Value generator(std::vector<Value> items) {
+  return Value::list(std::move(items), Kind::Generator);
+}
 
 // select/reject/selectattr/rejectattr: arguments after the attribute name are a test name and
 // the test's own arguments; without a test the value's truthiness decides.
@@ -98,7 +103,8 @@ Value sort(Interpreter&, const Value& seq, const ArgReader& a) {
 }
 
 Value dictsort(Interpreter&, const Value& d, const ArgReader& a) {
-  if (!d.is(Kind::Dict)) raise("FilterArgumentError", "You can only sort by either \"key\" or \"value\"");
+  if (!d.is(Kind::Dict))
+    raise("FilterArgumentError", "You can only sort by either \"key\" or \"value\"");
   bool cs = truthy(a.get_or(0, "case_sensitive", Value::boolean(false)));
   bool by_value = to_str(a.get_or(1, "by", Value::string("key"))) == "value";
   bool reverse = truthy(a.get_or(2, "reverse", Value::boolean(false)));
@@ -201,18 +207,25 @@ struct Named {
 };
 
 const Named kSeqFilters[] = {
-    {"length", [](Interpreter&, const Value& v, const ArgReader&) { return Value::integer(length(v)); }},
-    {"count", [](Interpreter&, const Value& v, const ArgReader&) { return Value::integer(length(v)); }},
+    {"length",
+     [](Interpreter&, const Value& v, const ArgReader&) { return Value::integer(length(v)); }},
+    {"count",
+     [](Interpreter&, const Value& v, const ArgReader&) { return Value::integer(length(v)); }},
     {"first", first},
     {"last", last},
     {"join", join},
-    {"list", [](Interpreter&, const Value& v, const ArgReader&) { return Value::list(iterate(v)); }},
+    {"list",
+     [](Interpreter&, const Value& v, const ArgReader&) { return Value::list(iterate(v)); }},
     {"items", items},
     {"dictsort", dictsort},
-    {"select", [](Interpreter& in, const Value& v, const ArgReader& a) { return select(in, v, a, false, true); }},
-    {"reject", [](Interpreter& in, const Value& v, const ArgReader& a) { return select(in, v, a, false, false); }},
-    {"selectattr", [](Interpreter& in, const Value& v, const ArgReader& a) { return select(in, v, a, true, true); }},
-    {"rejectattr", [](Interpreter& in, const Value& v, const ArgReader& a) { return select(in, v, a, true, false); }},
+    {"select", [](Interpreter& in, const Value& v,
+                  const ArgReader& a) { return select(in, v, a, false, true); }},
+    {"reject", [](Interpreter& in, const Value& v,
+                  const ArgReader& a) { return select(in, v, a, false, false); }},
+    {"selectattr", [](Interpreter& in, const Value& v,
+                      const ArgReader& a) { return select(in, v, a, true, true); }},
+    {"rejectattr", [](Interpreter& in, const Value& v,
+                      const ArgReader& a) { return select(in, v, a, true, false); }},
     {"map", map},
     {"unique", unique},
     {"reverse", reverse},

@@ -31,8 +31,12 @@ std::string map_cps(std::string_view s, F f) {
   return out;
 }
 
-std::uint32_t upper(std::uint32_t cp) { return static_cast<std::uint32_t>(u_toupper(static_cast<UChar32>(cp))); }
-std::uint32_t lower(std::uint32_t cp) { return static_cast<std::uint32_t>(u_tolower(static_cast<UChar32>(cp))); }
+std::uint32_t upper(std::uint32_t cp) {
+  return static_cast<std::uint32_t>(u_toupper(static_cast<UChar32>(cp)));
+}
+std::uint32_t lower(std::uint32_t cp) {
+  return static_cast<std::uint32_t>(u_tolower(static_cast<UChar32>(cp)));
+}
 bool cased(std::uint32_t cp) {
   return u_hasBinaryProperty(static_cast<UChar32>(cp), UCHAR_CASED) != 0;
 }
@@ -63,7 +67,8 @@ std::string py_strip(std::string_view s, const std::string* chars, bool left, bo
   return std::string(s.substr(cps[b].begin, cps[e - 1].end - cps[b].begin));
 }
 
-std::vector<std::string> py_split(std::string_view s, const std::string* sep, std::int64_t maxsplit) {
+std::vector<std::string> py_split(std::string_view s, const std::string* sep,
+                                  std::int64_t maxsplit) {
   std::vector<std::string> out;
   if (sep) {
     std::size_t pos = 0;
@@ -128,8 +133,12 @@ std::vector<std::string> py_splitlines(std::string_view s, bool keepends) {
   return out;
 }
 
-std::string py_upper(std::string_view s) { return map_cps(s, upper); }
-std::string py_lower(std::string_view s) { return map_cps(s, lower); }
+std::string py_upper(std::string_view s) {
+  return map_cps(s, upper);
+}
+std::string py_lower(std::string_view s) {
+  return map_cps(s, lower);
+}
 
 std::string py_title(std::string_view s) {
   std::string out;

@@ -14,7 +14,8 @@ bool is_space_cp(std::uint32_t cp);
 /// str.strip/lstrip/rstrip: `chars` null strips whitespace, else any of its code points.
 std::string py_strip(std::string_view s, const std::string* chars, bool left, bool right);
 /// str.split(sep, maxsplit): sep null splits on whitespace runs and drops empty parts.
-std::vector<std::string> py_split(std::string_view s, const std::string* sep, std::int64_t maxsplit);
+std::vector<std::string> py_split(std::string_view s, const std::string* sep,
+                                  std::int64_t maxsplit);
 /// str.rsplit(sep, maxsplit).
 std::vector<std::string> py_rsplit(std::string_view s, const std::string* sep,
                                    std::int64_t maxsplit);

@@ -136,7 +136,9 @@ DictData& Value::namespace_data() const {
   return *dict_;
 }
 
-const Function& Value::function_data() const { return *fn_; }
+const Function& Value::function_data() const {
+  return *fn_;
+}
 
 const std::string& Value::undefined_error_type() const {
   static const std::string kUndefined = "UndefinedError";

@@ -23,7 +23,9 @@ std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
-Json read_json(const fs::path& p) { return Json::parse(read_file(p)); }
+Json read_json(const fs::path& p) {
+  return Json::parse(read_file(p));
+}
 
 const char* const kSpecialKeys[] = {"bos_token", "eos_token", "unk_token", "sep_token",
                                     "pad_token", "cls_token", "mask_token"};
@@ -35,23 +37,39 @@ const std::map<std::string, std::vector<std::pair<std::string, std::string>>>& c
       {"LlamaTokenizerFast", {{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"unk_token", "<unk>"}}},
       {"CodeLlamaTokenizer", {{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"unk_token", "<unk>"}}},
       {"GemmaTokenizer",
-       {{"bos_token", "<bos>"}, {"eos_token", "<eos>"}, {"unk_token", "<unk>"}, {"pad_token", "<pad>"}}},
+       {{"bos_token", "<bos>"},
+        {"eos_token", "<eos>"},
+        {"unk_token", "<unk>"},
+        {"pad_token", "<pad>"}}},
       {"GemmaTokenizerFast",
-       {{"bos_token", "<bos>"}, {"eos_token", "<eos>"}, {"unk_token", "<unk>"}, {"pad_token", "<pad>"}}},
+       {{"bos_token", "<bos>"},
+        {"eos_token", "<eos>"},
+        {"unk_token", "<unk>"},
+        {"pad_token", "<pad>"}}},
       {"GPT2Tokenizer",
-       {{"bos_token", "<|endoftext|>"}, {"eos_token", "<|endoftext|>"}, {"unk_token", "<|endoftext|>"}}},
+       {{"bos_token", "<|endoftext|>"},
+        {"eos_token", "<|endoftext|>"},
+        {"unk_token", "<|endoftext|>"}}},
       {"GPT2TokenizerFast",
-       {{"bos_token", "<|endoftext|>"}, {"eos_token", "<|endoftext|>"}, {"unk_token", "<|endoftext|>"}}},
+       {{"bos_token", "<|endoftext|>"},
+        {"eos_token", "<|endoftext|>"},
+        {"unk_token", "<|endoftext|>"}}},
       {"Qwen2Tokenizer",
-       {{"eos_token", "<|endoftext|>"}, {"unk_token", "<|endoftext|>"}, {"pad_token", "<|endoftext|>"}}},
+       {{"eos_token", "<|endoftext|>"},
+        {"unk_token", "<|endoftext|>"},
+        {"pad_token", "<|endoftext|>"}}},
       {"Qwen2TokenizerFast",
-       {{"eos_token", "<|endoftext|>"}, {"unk_token", "<|endoftext|>"}, {"pad_token", "<|endoftext|>"}}},
+       {{"eos_token", "<|endoftext|>"},
+        {"unk_token", "<|endoftext|>"},
+        {"pad_token", "<|endoftext|>"}}},
   };
   return kDefaults;
 }
 
 // A token entry is a string or an AddedToken dict with "content"; null means unset.
-Json token_string(const Json& v) { return v.is_object() ? v.value("content", Json()) : v; }
+Json token_string(const Json& v) {
+  return v.is_object() ? v.value("content", Json()) : v;
+}
 
 struct Model {
   std::map<std::string, std::string> templates;
@@ -66,7 +84,8 @@ Model load_model(const fs::path& dir) {
   const Json& ct = tc.contains("chat_template") ? tc["chat_template"] : Json();
   if (ct.is_string()) m.templates["default"] = ct.get<std::string>();
   if (ct.is_array()) {
-    for (const Json& t : ct) m.templates[t["name"].get<std::string>()] = t["template"].get<std::string>();
+    for (const Json& t : ct)
+      m.templates[t["name"].get<std::string>()] = t["template"].get<std::string>();
   }
   if (fs::exists(dir / "chat_template.jinja")) {
     m.templates["default"] = read_file(dir / "chat_template.jinja");
@@ -78,7 +97,8 @@ Model load_model(const fs::path& dir) {
   }
   if (fs::exists(dir / "additional_chat_templates")) {
     for (const auto& e : fs::directory_iterator(dir / "additional_chat_templates")) {
-      if (e.path().extension() == ".jinja") m.templates[e.path().stem().string()] = read_file(e.path());
+      if (e.path().extension() == ".jinja")
+        m.templates[e.path().stem().string()] = read_file(e.path());
     }
   }
   if (!tc.empty() && tc.contains("tokenizer_class") && tc["tokenizer_class"].is_string()) {
@@ -151,8 +171,10 @@ void render_case(const Model& m, const Json& conv, CorpusCase& c) {
     return;
   }
   Result<std::string> r = t->render_json(conv["messages"].dump(), o);
-  if (r.ok()) c.got_render = *r;
-  else c.got_error = r.error().message;
+  if (r.ok())
+    c.got_render = *r;
+  else
+    c.got_error = r.error().message;
 }
 
 }  // namespace
@@ -188,8 +210,10 @@ std::vector<CorpusCase> run_corpus_folder(const fs::path& root, const std::strin
     c.folder = folder;
     c.conversation = convs[i]["name"].get<std::string>();
     const Json& want = expected["results"][i];
-    if (want.contains("rendered")) c.expected_render = want["rendered"].get<std::string>();
-    else c.expected_error = want["error"].get<std::string>();
+    if (want.contains("rendered"))
+      c.expected_render = want["rendered"].get<std::string>();
+    else
+      c.expected_error = want["error"].get<std::string>();
     render_case(m, convs[i], c);
     out.push_back(std::move(c));
   }
