@@ -101,12 +101,14 @@ Value slice(const Value& obj, const Value* start, const Value* stop, const Value
   std::int64_t hi = slice_bound(stop, n, step < 0 ? -1 : n, step);
   std::string s;
   std::vector<Value> items;
-  for (std::int64_t i = lo; step > 0 ? i < hi : i > hi; i += step) {
+  for (std::int64_t i = lo; step > 0 ? i < hi : i > hi;) {
     auto u = static_cast<std::size_t>(i);
-    if (is_str)
+    if (is_str) {
       s += obj.as_string().substr(offs[u], offs[u + 1] - offs[u]);
-    else
+    } else {
       items.push_back(obj.items()[u]);
+    }
+    if (__builtin_add_overflow(i, step, &i)) break;  // a huge step leaves the range at once
   }
   return is_str ? Value::string(std::move(s)) : Value::list(std::move(items), obj.kind());
 }

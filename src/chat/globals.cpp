@@ -33,9 +33,10 @@ Value range(Interpreter& in, CallArgs& a) {
   }
   if (step == 0) raise("ValueError", "range() arg 3 must not be zero");
   std::vector<Value> out;
-  for (std::int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+  for (std::int64_t i = start; step > 0 ? i < stop : i > stop;) {
     in.step();
     out.push_back(Value::integer(i));
+    if (__builtin_add_overflow(i, step, &i)) break;  // past the int64 range means past `stop`
   }
   return Value::list(std::move(out));
 }

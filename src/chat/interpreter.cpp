@@ -211,6 +211,8 @@ void Interpreter::exec_set(const Stmt& s) {
   Value v = eval(*s.expr);
   if (s.attr.empty()) return bind_targets(s.targets, v);
   Value ns = lookup(s.name);
+  // A namespace holding a namespace could hold itself: a cycle that printing would never leave.
+  if (v.holds_namespace()) raise("TemplateRuntimeError", "a namespace cannot hold a namespace");
   ns.namespace_data().set(Value::string(s.attr), std::move(v));
 }
 

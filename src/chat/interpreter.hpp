@@ -38,6 +38,8 @@ class Interpreter {
   /// Renders the top-level statements and returns the output.
   std::string render(const Body& body);
 
+  /// Evaluates an expression.
+  Value eval(const Expr& e);
   /// Calls a function value (builtin, method or macro); raises TypeError for non-callables.
   Value call(const Value& callee, CallArgs& args);
   /// Counts one step of work; raises LimitExceeded past the limit.
@@ -84,11 +86,6 @@ class Interpreter {
   Value call_macro(const Stmt& macro, CallArgs& args);
   Value make_loop(const std::vector<Value>& items, std::size_t i);
 
- public:
-  /// Evaluates an expression.
-  Value eval(const Expr& e);
-
- private:
   Value eval_call(const Expr& e);
   Value eval_filter(const Expr& e, const Value* subject);
   Value eval_test(const Expr& e);

@@ -1,5 +1,7 @@
 #include "chat/value.hpp"
 
+#include <algorithm>
+
 #include "chat/error.hpp"
 
 namespace qlm::chat {
@@ -80,9 +82,30 @@ Value Value::markup(std::string s) {
   return v;
 }
 
+namespace {
+
+// Depth and namespace flag of a container from its children.
+template <class F>
+void measure(Value::Shape& shape, F each_child) {
+  each_child([&](const Value& c) {
+    shape.depth = std::max(shape.depth, c.depth() + 1);
+    shape.holds_namespace = shape.holds_namespace || c.holds_namespace();
+  });
+  if (shape.depth > kMaxValueDepth) {
+    throw LimitExceeded(fmt::format("values nested deeper than {}", kMaxValueDepth));
+  }
+}
+
+}  // namespace
+
 Value Value::list(std::vector<Value> items, Kind kind) {
   Value v;
   v.kind_ = kind;
+  Shape shape;
+  measure(shape, [&](auto visit) {
+    for (const Value& c : items) visit(c);
+  });
+  v.set_shape(shape);
   v.list_ = std::make_shared<const std::vector<Value>>(std::move(items));
   return v;
 }
@@ -90,13 +113,23 @@ Value Value::list(std::vector<Value> items, Kind kind) {
 Value Value::dict(DictData d) {
   Value v;
   v.kind_ = Kind::Dict;
+  Shape shape;
+  measure(shape, [&](auto visit) {
+    for (const auto& [k, val] : d.items) {
+      visit(k);
+      visit(val);
+    }
+  });
+  v.set_shape(shape);
   v.dict_ = std::make_shared<DictData>(std::move(d));
   return v;
 }
 
 Value Value::namespace_(DictData d) {
   Value v = dict(std::move(d));
+  if (v.holds_namespace_) raise("TemplateRuntimeError", "a namespace cannot hold a namespace");
   v.kind_ = Kind::Namespace;
+  v.holds_namespace_ = true;
   return v;
 }
 

@@ -53,6 +53,10 @@ struct DictData {
   void set(Value key, Value value);
 };
 
+/// Lists and dicts may nest this deep. Printing, comparing and freeing values recurse, so the
+/// bound keeps them off the stack's end.
+inline constexpr int kMaxValueDepth = 256;
+
 /// A Python value. Lists and dicts are shared and immutable (the sandbox forbids mutation);
 /// a Namespace is shared and mutable, as in jinja2.
 class Value {
@@ -66,6 +70,7 @@ class Value {
   static Value string(std::string s);
   /// A markupsafe.Markup string (from |safe or |escape): `+` escapes the other operand.
   static Value markup(std::string s);
+  /// Containers raise LimitExceeded when they would nest deeper than kMaxValueDepth.
   static Value list(std::vector<Value> items, Kind kind = Kind::List);
   static Value dict(DictData d);
   static Value namespace_(DictData d);
@@ -90,14 +95,31 @@ class Value {
   const DictData& dict_data() const;
   DictData& namespace_data() const;  // the mutable map of a Namespace
   const Function& function_data() const;
+  /// Nesting depth of lists and dicts (0 for scalars).
+  int depth() const { return depth_; }
+  /// True if this is or contains a Namespace (which a namespace may not hold: no cycles).
+  bool holds_namespace() const { return holds_namespace_; }
   /// Undefined: the message jinja2 would raise ("'x' is undefined") and its exception class.
   const std::string& undefined_hint() const { return s_; }
   const std::string& undefined_error_type() const;
 
+  /// A container's nesting depth and whether it holds a namespace, measured from its children.
+  struct Shape {
+    int depth = 1;
+    bool holds_namespace = false;
+  };
+
  private:
+  void set_shape(const Shape& s) {
+    depth_ = static_cast<std::uint16_t>(s.depth);
+    holds_namespace_ = s.holds_namespace;
+  }
+
   Kind kind_ = Kind::Undefined;
   bool b_ = false;
   bool markup_ = false;
+  bool holds_namespace_ = false;
+  std::uint16_t depth_ = 0;
   std::int64_t i_ = 0;
   double d_ = 0.0;
   std::string s_;  // string, or an Undefined's hint

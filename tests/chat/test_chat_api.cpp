@@ -157,3 +157,16 @@ TEST_CASE("chat: runaway templates stop at the limits", "[chat]") {
   dj.variables_json = "{\"x\": " + deep_json + std::string(100000, ']') + "}";
   CHECK_FALSE(qlm::render_chat_template("{{ x }}", conversation(), dj).ok());
 }
+
+TEST_CASE("chat: values cannot nest without bound or form cycles", "[chat]") {
+  auto deep = qlm::render_chat_template(
+      "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = [ns.l] %}"
+      "{% endfor %}{{ ns.l }}",
+      conversation());
+  REQUIRE_FALSE(deep.ok());
+  CHECK_THAT(deep.error().message, Catch::Contains("nested deeper"));
+  auto cycle = qlm::render_chat_template("{% set ns = namespace() %}{% set ns.me = [ns] %}{{ ns }}",
+                                         conversation());
+  REQUIRE_FALSE(cycle.ok());
+  CHECK_THAT(cycle.error().message, Catch::Contains("namespace cannot hold a namespace"));
+}
