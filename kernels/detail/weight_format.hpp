@@ -1,8 +1,8 @@
 // Internal: the kernels' view of the quantized weight types (Q8, Q4, Q4NL, Q5). The tile geometry
-// itself has one home, qlm/dtype.hpp (kRowGroup, kBlockK, tile_quant_bytes, kTileScaleBytes) and
-// qlm/quant/layout.hpp (quant::TileGeometry and the byte layout inside a tile); this header adds
-// what every ISA's GEMM needs on top: the geometry as a GEMM reads it, the cache blocking, the zero
-// point and the nibble lookup tables. The GEMM templates take the weight type as a DType.
+// itself has one home, qlm/format/dtype.hpp (kRowGroup, kBlockK, tile_quant_bytes, kTileScaleBytes)
+// and qlm/quant/layout.hpp (quant::TileGeometry and the byte layout inside a tile); this header
+// adds what every ISA's GEMM needs on top: the geometry as a GEMM reads it, the cache blocking, the
+// zero point and the nibble lookup tables. The GEMM templates take the weight type as a DType.
 #pragma once
 
 #include <algorithm>

@@ -16,7 +16,8 @@ std::vector<qlm::Tokenizer> load_all() {
   std::vector<qlm::Tokenizer> out;
   const char* shared = std::getenv("QLM_SHARED_DIR");
   const std::filesystem::path root = shared ? shared : QLM_SHARED_DIR;
-  for (const char* dir : {"tokenizers/smollm2-135m", "models/stories260K", "tokenizers/qwen2.5-0.5b"}) {
+  for (const char* dir :
+       {"tokenizers/smollm2-135m", "models/stories260K", "tokenizers/qwen2.5-0.5b"}) {
     auto vocab = qlm::load_hf_tokenizer(root / dir);
     if (!vocab.ok()) std::abort();  // the shared data is missing: nothing to fuzz
     auto tok = qlm::Tokenizer::create(std::move(*vocab));

@@ -18,8 +18,8 @@ namespace qlm::fuzz {
 inline const std::filesystem::path& work_dir() {
   static const std::filesystem::path dir = [] {
     const char* base = std::getenv("QLM_FUZZ_TMP");
-    std::filesystem::path d = std::filesystem::path(base ? base : "/tmp") /
-                              ("qlm-fuzz-" + std::to_string(::getpid()));
+    std::filesystem::path d =
+        std::filesystem::path(base ? base : "/tmp") / ("qlm-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(d);
     std::atexit([] {
       std::error_code ec;
@@ -31,10 +31,12 @@ inline const std::filesystem::path& work_dir() {
 }
 
 /// Writes `bytes` to work_dir()/name and returns the path.
-inline std::filesystem::path write_file(std::string_view name, std::span<const std::uint8_t> bytes) {
+inline std::filesystem::path write_file(std::string_view name,
+                                        std::span<const std::uint8_t> bytes) {
   const auto p = work_dir() / name;
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   return p;
 }
 
