@@ -80,8 +80,9 @@ case "$mode" in
     echo "fuzz: ${#targets[@]} targets replayed and fuzzed, no finding"
     ;;
   campaign)
-    cd "$out"  # libFuzzer writes its job logs (fuzz-N.log) into the working directory
     for t in "${targets[@]}"; do
+      mkdir -p "$out/$t.jobs"
+      cd "$out/$t.jobs"  # libFuzzer writes each job's log (fuzz-N.log) into the working directory
       work="$build/campaign/$t"
       mkdir -p "$work"
       echo "== $t: ${seconds}s on $(nproc) jobs"
@@ -92,8 +93,15 @@ case "$mode" in
       # shellcheck disable=SC2046
       "$build/tests/fuzz/$t" $(flags "$t") -merge=1 "$root/tests/fuzz/corpus/$t" "$work" \
         >"$out/$t.merge.log" 2>&1
-      tail -3 "$out/$t.merge.log"
+      tail -1 "$out/$t.merge.log"
+      grep -h "DONE\|number_of_executed_units" fuzz-*.log || true
+      # Inputs over 8 KiB stay out of the repository: the seeds cover the large files.
+      find "$root/tests/fuzz/corpus/$t" -type f -size +8k -delete
     done
+    if ls "$out"/fuzz_*-{crash,leak,timeout,oom,slow-unit}-* >/dev/null 2>&1; then
+      echo "fuzz: findings:"; ls "$out"/fuzz_*-{crash,leak,timeout,oom,slow-unit}-* 2>/dev/null
+      exit 1
+    fi
     ;;
   *)
     echo "fuzz.sh: unknown mode '$mode' (ci or campaign)" >&2

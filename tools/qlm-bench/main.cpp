@@ -31,15 +31,34 @@ struct Row {
 
 // Bytes one generated token reads: every tensor except an untied token embedding (one row of it
 // is looked up), plus the keys and values of `positions` cached tokens.
-double bytes_per_token(const qlm::ModelConfig& c, const qlm::format::ModelFile& file,
-                       double positions, std::size_t kv_elem_bytes) {
+// The tensor table's names and sizes (read from the file, then the file is closed).
+struct TensorSizes {
+  std::vector<std::pair<std::string, std::uint64_t>> tensors;
+  std::uint64_t params = 0, bytes = 0, file_bytes = 0;
+};
+
+qlm::Result<TensorSizes> tensor_sizes(const std::string& path) {
+  auto file = qlm::format::ModelFile::open(path);
+  if (!file) return file.error();
+  TensorSizes s;
+  for (const auto& t : (*file)->tensors()) {
+    s.tensors.emplace_back(t.name, t.size);
+    s.params += t.elements();
+    s.bytes += t.size;
+  }
+  s.file_bytes = (*file)->file_size();
+  return s;
+}
+
+double bytes_per_token(const qlm::ModelConfig& c, const TensorSizes& sizes, double positions,
+                       std::size_t kv_elem_bytes) {
   double bytes = 0.0;
-  for (const auto& t : file.tensors()) {
+  for (const auto& t : sizes.tensors) {
     // (a mixed file may store it in row bands, "model.embed_tokens.weight[r0:r1]")
-    if (t.name.starts_with("model.embed_tokens.weight") && !c.tie_word_embeddings) {
-      bytes += static_cast<double>(t.size) / c.vocab_size;
+    if (t.first.starts_with("model.embed_tokens.weight") && !c.tie_word_embeddings) {
+      bytes += static_cast<double>(t.second) / c.vocab_size;
     } else {
-      bytes += static_cast<double>(t.size);
+      bytes += static_cast<double>(t.second);
     }
   }
   const double kv_per_position =
@@ -155,16 +174,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   // The tensor table, read on its own (the Model keeps its file to itself).
-  auto file = qlm::format::ModelFile::open(path);
-  if (!file) {
-    fmt::print(stderr, "qlm-bench: {}\n", file.error().message);
+  const auto sizes = tensor_sizes(path);
+  if (!sizes) {
+    fmt::print(stderr, "qlm-bench: {}\n", sizes.error().message);
     return 1;
   }
-  std::uint64_t params = 0, bytes = 0;
-  for (const auto& t : (*file)->tensors()) {
-    params += t.elements();
-    bytes += t.size;
-  }
+  const std::uint64_t params = sizes->params, bytes = sizes->bytes;
   std::vector<Row> rows;
   std::vector<std::pair<bool, int>> tests;
   for (int n : *pp_list)
@@ -208,7 +223,7 @@ int main(int argc, char** argv) {
         const std::size_t kv_elem = kv_type == "f16" ? 2 : 4;
         const double gbs =
             prompt ? 0.0
-                   : mean * bytes_per_token((*model)->config(), **file, positions, kv_elem) / 1e9;
+                   : mean * bytes_per_token((*model)->config(), *sizes, positions, kv_elem) / 1e9;
         rows.push_back({test, t, mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0,
                         session->kv_bytes(), gbs});
       }
@@ -250,7 +265,7 @@ int main(int argc, char** argv) {
           bandwidth ? (share(r) > 0.0 ? fmt::format(" {:.0f}% |", share(r)) : " - |") : "");
     }
     fmt::print("\npeak memory: {:.1f} MiB (model file {})\n", peak_mib,
-               qlm::tools::human_bytes((*file)->file_size()));
+               qlm::tools::human_bytes(sizes->file_bytes));
     fmt::print("model open: {:.3f} s{}{}\n", open_seconds,
                integrity.verify ? ", checksums verified" : "",
                integrity.trusted_keys.empty() ? "" : ", signature verified");
