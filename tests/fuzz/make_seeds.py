@@ -80,6 +80,25 @@ def main():
     smol["added_tokens"] = [a for a in smol["added_tokens"] if a["id"] < 300]
     put(out, tok, "json-smollm2-small", b"\x00" + json.dumps(smol).encode())
 
+    # Every real chat template (chat_template.jinja, or tokenizer_config.json's string), with the
+    # corpus's first conversation.
+    convs = json.loads(read(os.path.join(SHARED, "chat-templates", "conversations.json")))
+    first = convs[0]["messages"] if isinstance(convs, list) else next(iter(convs.values()))
+    if isinstance(first, dict) and "messages" in first:
+        first = first["messages"]
+    for d in sorted(glob.glob(os.path.join(SHARED, "chat-templates", "*", ""))):
+        name = os.path.basename(os.path.dirname(d))
+        jinja = os.path.join(d, "chat_template.jinja")
+        source = None
+        if os.path.exists(jinja):
+            source = read(jinja)
+        elif os.path.exists(os.path.join(d, "tokenizer_config.json")):
+            t = json.loads(read(os.path.join(d, "tokenizer_config.json"))).get("chat_template")
+            if isinstance(t, str):
+                source = t.encode()
+        if source:
+            put(out, "fuzz_chat_template", name, source + SEP + json.dumps(first).encode())
+
     with open(os.path.join(ROOT, "tests", "tokenizer", "corpus", "corpus.jsonl")) as f:
         for i, line in enumerate(f):
             if line.strip() and i % 3 == 0:
