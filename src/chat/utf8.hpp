@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "tokenizer/text.hpp"
+
 namespace qlm::chat {
 
 /// Byte length of the UTF-8 sequence that starts with `lead` (1 for stray bytes).
@@ -44,23 +46,7 @@ inline std::uint32_t utf8_decode(std::string_view s, std::size_t i) {
   return cp;
 }
 
-/// Appends the UTF-8 encoding of a code point.
-inline void utf8_append(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
+/// Appends the UTF-8 encoding of a code point (the tokenizer's, one implementation for both).
+using qlm::detail::utf8_append;
 
 }  // namespace qlm::chat
