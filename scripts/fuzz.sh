@@ -2,8 +2,9 @@
 # Builds the libFuzzer targets (clang, ASan + UBSan) and runs them (tests/fuzz/README.md).
 # Usage: scripts/fuzz.sh ci [SECONDS]         replay the saved corpora and the seeds, then fuzz every
 #                                              target for SECONDS in all (default 240)
-#        scripts/fuzz.sh campaign SECONDS     fuzz each target for SECONDS on every core, then
-#                                              merge what grew coverage into tests/fuzz/corpus/
+#        scripts/fuzz.sh campaign SECONDS     fuzz each target for SECONDS on every core (or on
+#                                              $QLM_FUZZ_JOBS cores), then merge what grew
+#                                              coverage into tests/fuzz/corpus/
 # Seeds come from ../shared and from what build-release's tools make of stories260K (built first
 # if missing). Any crash, leak, timeout or out-of-memory fails the run and leaves the input in
 # $QLM_FUZZ_OUT (default build-fuzz/findings): copy it to tests/fuzz/corpus/<target>/ with the fix.
@@ -80,15 +81,16 @@ case "$mode" in
     echo "fuzz: ${#targets[@]} targets replayed and fuzzed, no finding"
     ;;
   campaign)
+    jobs="${QLM_FUZZ_JOBS:-$(nproc)}"
     for t in "${targets[@]}"; do
       mkdir -p "$out/$t.jobs"
       cd "$out/$t.jobs"  # libFuzzer writes each job's log (fuzz-N.log) into the working directory
       work="$build/campaign/$t"
       mkdir -p "$work"
-      echo "== $t: ${seconds}s on $(nproc) jobs"
+      echo "== $t: ${seconds}s on $jobs jobs"
       # shellcheck disable=SC2046
-      "$build/tests/fuzz/$t" $(flags "$t") -max_total_time="$seconds" -jobs="$(nproc)" \
-        -workers="$(nproc)" "$work" $(corpus_dirs "$t") >"$out/$t.campaign.log" 2>&1 || true
+      "$build/tests/fuzz/$t" $(flags "$t") -max_total_time="$seconds" -jobs="$jobs" \
+        -workers="$jobs" "$work" $(corpus_dirs "$t") >"$out/$t.campaign.log" 2>&1 || true
       mkdir -p "$root/tests/fuzz/corpus/$t"
       # shellcheck disable=SC2046
       "$build/tests/fuzz/$t" $(flags "$t") -merge=1 "$root/tests/fuzz/corpus/$t" "$work" \
