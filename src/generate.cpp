@@ -88,12 +88,17 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
                                 std::span<const std::int32_t> prompt,
                                 const GenerateOptions& options) {
   return detail::capture([&] {
-    if (prompt.empty()) {
+    if (prompt.empty() && session.pending().empty()) {
       detail::fail(ErrorCode::InvalidArgument, "generate: empty prompt (start from [BOS])");
     }
     const Tokenizer& tok = session.model().tokenizer();
     GenerateResult res;
-    res.stats.prompt_tokens = prompt.size();
+    res.stats.prompt_tokens = session.pending().size() + prompt.size();
+    // The text continues what the session holds, so the decoder starts from there.
+    TokenStreamDecoder decoder(tok, /*skip_special=*/true);
+    decoder.skip(session.tokens());
+    decoder.skip(session.pending());
+    decoder.skip(prompt);
     for (std::int32_t t : prompt) sampler.accept(t);
 
     const auto t0 = Clock::now();
@@ -101,7 +106,11 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
     res.stats.prompt_seconds = seconds_since(t0);
 
     const auto vocab = std::min<std::size_t>(logits.size(), static_cast<std::size_t>(tok.size()));
-    TokenStreamDecoder decoder(tok, /*skip_special=*/true);
+    const auto is_stop_token = [&](std::int32_t id) {
+      return (options.stop_at_end_of_generation && tok.is_end_of_generation(id)) ||
+             std::find(options.stop_tokens.begin(), options.stop_tokens.end(), id) !=
+                 options.stop_tokens.end();
+    };
     StopFilter filter(options.stop);
     Clock::time_point gen_start = Clock::now();
     for (std::int32_t n = 0; n < options.max_tokens; ++n) {
@@ -116,7 +125,7 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
       }
       res.tokens.push_back(id);
       res.logprobs.push_back(logprob);
-      const bool end = options.stop_at_end_of_generation && tok.is_end_of_generation(id);
+      const bool end = is_stop_token(id);
       const bool full = session.position() >= session.context_size();  // no room to eval `id`
       const bool last = end || full || n + 1 == options.max_tokens;
       std::string piece = end ? std::string() : decoder.push(id);
@@ -137,6 +146,10 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
         break;
       }
       logits = detail::unwrap(session.eval({&id, 1}));
+    }
+    // The last sampled token is part of the sequence; the next call evaluates it (unless full).
+    if (!res.tokens.empty() && session.position() < session.context_size()) {
+      detail::unwrap(session.defer(res.tokens.back()));
     }
     res.text = std::move(filter.text());
     res.stats.generated_tokens = res.tokens.size();

@@ -15,7 +15,8 @@ struct Session::Impl {
   std::shared_ptr<const Model> model;
   std::unique_ptr<detail::Forward> forward;
   KvCache cache;
-  std::vector<std::int32_t> tokens;
+  std::vector<std::int32_t> tokens;   // evaluated: their keys and values are in `cache`
+  std::vector<std::int32_t> pending;  // deferred by defer(), evaluated by the next eval()
   std::vector<float> logits;
 
   Impl(std::shared_ptr<const Model> m, std::unique_ptr<detail::Forward> f, std::uint32_t context,
@@ -54,39 +55,81 @@ Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
 Session::~Session() = default;
 
+namespace {
+
+void check_ids(std::span<const std::int32_t> tokens, std::uint32_t vocab_size, const char* what) {
+  for (std::int32_t t : tokens) {
+    if (t < 0 || static_cast<std::uint32_t>(t) >= vocab_size) {
+      fail(ErrorCode::InvalidArgument, "{}: token id {} is outside the vocabulary [0, {})", what, t,
+           vocab_size);
+    }
+  }
+}
+
+}  // namespace
+
 Result<std::span<const float>> Session::eval(std::span<const std::int32_t> tokens,
                                              EvalOptions options) {
   return detail::capture([&]() -> std::span<const float> {
     Impl& s = *impl_;
     const ModelConfig& c = s.model->config();
-    if (tokens.empty()) fail(ErrorCode::InvalidArgument, "eval: no tokens");
-    for (std::int32_t t : tokens) {
-      if (t < 0 || static_cast<std::uint32_t>(t) >= c.vocab_size) {
-        fail(ErrorCode::InvalidArgument, "eval: token id {} is outside the vocabulary [0, {})", t,
-             c.vocab_size);
-      }
-    }
+    if (tokens.empty() && s.pending.empty()) fail(ErrorCode::InvalidArgument, "eval: no tokens");
+    check_ids(tokens, c.vocab_size, "eval");
     const std::size_t pos = s.tokens.size();
-    if (tokens.size() > s.cache.context() - pos) {
+    const std::size_t n = s.pending.size() + tokens.size();
+    if (n > s.cache.context() - pos) {
       fail(ErrorCode::ContextFull,
-           "eval: {} tokens at position {} exceed the session context of {} tokens", tokens.size(),
-           pos, s.cache.context());
+           "eval: {} tokens at position {} exceed the session context of {} tokens", n, pos,
+           s.cache.context());
     }
-    const std::size_t rows = options.all_logits ? tokens.size() : 1;
+    std::span<const std::int32_t> run = tokens;
+    if (!s.pending.empty()) {
+      s.pending.insert(s.pending.end(), tokens.begin(), tokens.end());
+      run = s.pending;
+    }
+    const std::size_t rows = options.all_logits ? run.size() : 1;
     s.logits.resize(rows * c.vocab_size);
-    s.forward->run(tokens, static_cast<std::uint32_t>(pos), s.cache, s.logits, options.all_logits);
-    s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
-    return s.logits;
+    try {
+      s.forward->run(run, static_cast<std::uint32_t>(pos), s.cache, s.logits, options.all_logits);
+    } catch (...) {
+      s.pending.resize(n - tokens.size());  // unchanged on failure
+      throw;
+    }
+    s.tokens.insert(s.tokens.end(), run.begin(), run.end());
+    const std::size_t skipped = n - std::max<std::size_t>(tokens.size(), 1);
+    s.pending.clear();
+    // The rows of deferred tokens are not the caller's: the view starts at `tokens`' first.
+    return std::span<const float>(s.logits).subspan(options.all_logits ? skipped * c.vocab_size
+                                                                       : 0);
+  });
+}
+
+Result<void> Session::defer(std::int32_t token) {
+  return detail::capture([&] {
+    Impl& s = *impl_;
+    check_ids({&token, 1}, s.model->config().vocab_size, "defer");
+    if (s.tokens.size() + s.pending.size() >= s.cache.context()) {
+      fail(ErrorCode::ContextFull, "defer: the session context of {} tokens is full",
+           s.cache.context());
+    }
+    s.pending.push_back(token);
   });
 }
 
 Result<void> Session::truncate(std::uint32_t n) {
-  if (n > impl_->tokens.size()) {
-    return Error{ErrorCode::InvalidArgument, "truncate: " + std::to_string(n) + " is beyond the " +
-                                                 std::to_string(impl_->tokens.size()) +
-                                                 " tokens in the cache"};
+  Impl& s = *impl_;
+  const std::size_t total = s.tokens.size() + s.pending.size();
+  if (n > total) {
+    return Error{ErrorCode::InvalidArgument, fmt::format("truncate: {} is beyond the {} tokens of "
+                                                         "the sequence",
+                                                         n, total)};
   }
-  impl_->tokens.resize(n);  // later positions are overwritten before they are read again
+  if (n <= s.tokens.size()) {
+    s.pending.clear();
+    s.tokens.resize(n);  // later positions are overwritten before they are read again
+  } else {
+    s.pending.resize(n - s.tokens.size());
+  }
   return {};
 }
 
@@ -98,6 +141,9 @@ std::uint32_t Session::context_size() const {
 }
 std::span<const std::int32_t> Session::tokens() const {
   return impl_->tokens;
+}
+std::span<const std::int32_t> Session::pending() const {
+  return impl_->pending;
 }
 const Model& Session::model() const {
   return *impl_->model;

@@ -36,14 +36,17 @@ struct GenerateOptions {
   std::int32_t max_tokens = 128;    ///< upper bound on generated tokens
   std::vector<std::string> stop{};  ///< stop strings; never part of the returned text
   bool stop_at_end_of_generation = true;
+  /// More ids that end generation like EOS (e.g. an infill prompt's FIM end tokens), honoured
+  /// even when stop_at_end_of_generation is false.
+  std::vector<std::int32_t> stop_tokens{};
   /// Called after each token; return false to stop (StopReason::Cancelled). Optional.
   std::function<bool(const GeneratedToken&)> on_token{};
 };
 
 /// Timings and counts of one generate() call.
 struct GenerateStats {
-  std::size_t prompt_tokens = 0;
-  double prompt_seconds = 0.0;  ///< evaluating the prompt
+  std::size_t prompt_tokens = 0;  ///< evaluated before the first sample (pending included)
+  double prompt_seconds = 0.0;    ///< evaluating the prompt
   std::size_t generated_tokens = 0;
   double generation_seconds = 0.0;  ///< after the first token
   double time_to_first_token = 0.0;
@@ -58,8 +61,11 @@ struct GenerateResult {
   GenerateStats stats;
 };
 
-/// Evaluates `prompt` (which must not be empty: pass [BOS] to start from nothing), then samples
-/// until a stop condition. The session keeps every evaluated token, so calls can be chained.
+/// Evaluates the session's pending token and `prompt` (pass [BOS] to start from nothing; empty
+/// only to go on from a pending token), then samples until a stop condition. The text is exactly
+/// the continuation of everything in the session: decode(before) + text == decode(before +
+/// tokens). The last sampled token is left pending (Session::defer), so chained calls (the next
+/// chat turn) see every token without a single call paying a forward pass for its last one.
 Result<GenerateResult> generate(Session& session, Sampler& sampler,
                                 std::span<const std::int32_t> prompt,
                                 const GenerateOptions& options = {});

@@ -56,17 +56,26 @@ class Session {
   Session& operator=(Session&&) noexcept;
   ~Session();
 
-  /// Appends `tokens` at the current position and returns logits (a view valid until the next
-  /// call). Fails without changing state on an invalid id or if the context would overflow.
+  /// Evaluates the pending tokens (see defer()) and then `tokens` at the current position, in one
+  /// forward pass, and returns the logits of `tokens` (a view valid until the next call; the last
+  /// pending token's when `tokens` is empty). Fails without changing state on an invalid id or if
+  /// the context would overflow.
   Result<std::span<const float>> eval(std::span<const std::int32_t> tokens,
                                       EvalOptions options = {});
 
-  /// Rolls the cache back to its first `n` tokens (n <= position()), e.g. to reuse a prefix.
+  /// Appends `token` to the sequence without evaluating it yet: the next eval() evaluates it
+  /// first. generate() leaves its last sampled token so, so that a chained call (the next chat
+  /// turn) sees it without a single-turn generation paying a forward pass for it.
+  Result<void> defer(std::int32_t token);
+
+  /// Rolls the sequence back to its first `n` tokens (n <= position() + pending().size()), e.g.
+  /// to reuse a prefix.
   Result<void> truncate(std::uint32_t n);
 
-  std::uint32_t position() const;                ///< tokens in the cache
-  std::uint32_t context_size() const;            ///< maximum tokens
-  std::span<const std::int32_t> tokens() const;  ///< the tokens in the cache, in order
+  std::uint32_t position() const;                 ///< tokens in the cache
+  std::uint32_t context_size() const;             ///< maximum tokens
+  std::span<const std::int32_t> tokens() const;   ///< the tokens in the cache, in order
+  std::span<const std::int32_t> pending() const;  ///< deferred tokens, evaluated by the next eval()
   const Model& model() const;
   /// Name of the kernel ISA in use ("reference" for the reference path).
   std::string_view isa() const;

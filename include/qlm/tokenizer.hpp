@@ -64,6 +64,10 @@ class TokenStreamDecoder {
   /// Keeps a reference-counted handle to the tokenizer's state.
   explicit TokenStreamDecoder(const Tokenizer& tokenizer, bool skip_special = false);
 
+  /// Takes `ids` as context already shown (e.g. the prompt) without returning their text, so that
+  /// pushes continue it exactly: decode(context) + pushed text == decode(context + pushed ids)
+  /// (a continuation keeps the leading space a text's first token would lose).
+  void skip(std::span<const std::int32_t> ids);
   /// Text completed by `id`; holds back a trailing incomplete UTF-8 character.
   std::string push(std::int32_t id);
   /// Whatever is still held back (an incomplete character at the end), raw; resets the state.

@@ -309,6 +309,19 @@ const Vocabulary& Tokenizer::vocabulary() const {
 TokenStreamDecoder::TokenStreamDecoder(const Tokenizer& tokenizer, bool skip_special)
     : impl_(tokenizer.impl_), skip_special_(skip_special) {}
 
+void TokenStreamDecoder::skip(std::span<const std::int32_t> ids) {
+  DecodeState st{any_token_, any_text_};
+  std::string discard;
+  for (const std::int32_t id : ids) {
+    if (st.any_token && st.any_text) break;  // the only state that matters is saturated
+    discard.clear();
+    append_token(*impl_, id, skip_special_, st, discard);
+  }
+  any_token_ = st.any_token;
+  any_text_ = st.any_text;
+  pending_.clear();  // an incomplete character of the context belongs to the context's text
+}
+
 std::string TokenStreamDecoder::push(std::int32_t id) {
   DecodeState st{any_token_, any_text_};
   append_token(*impl_, id, skip_special_, st, pending_);

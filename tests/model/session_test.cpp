@@ -83,6 +83,52 @@ TEST_CASE("truncate rolls back the cache for prefix reuse", "[model][session]") 
   CHECK_FALSE(reused->truncate(1000).ok());
 }
 
+TEST_CASE("a deferred token is evaluated first by the next eval", "[model][session]") {
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
+  auto model = open_or_fail(tmp / "m.qlm");
+  const auto ids = model->tokenizer().encode("Once upon a time there was a dog").value();
+  const std::size_t vocab = model->config().vocab_size;
+  auto plain = Session::create(model, {.isa = "reference"});
+  auto deferred = Session::create(model, {.isa = "reference"});
+  REQUIRE((plain.ok() && deferred.ok()));
+  const auto expect = copy(*plain->eval(ids, {.all_logits = true}));
+
+  REQUIRE(deferred->eval(std::span(ids).first(3)).ok());
+  REQUIRE(deferred->defer(ids[3]).ok());
+  CHECK(deferred->position() == 3);
+  CHECK(deferred->pending().size() == 1);
+  CHECK_FALSE(deferred->defer(-1).ok());
+  // all_logits rows are the caller's tokens only.
+  const auto got = deferred->eval(std::span(ids).subspan(4), {.all_logits = true});
+  REQUIRE(got.ok());
+  CHECK(got->size() == (ids.size() - 4) * vocab);
+  CHECK(copy(*got) == std::vector<float>(expect.begin() + 4 * vocab, expect.end()));
+  CHECK(deferred->position() == ids.size());
+  CHECK(deferred->pending().empty());
+
+  // An empty eval evaluates the pending token alone; truncate may keep or drop it.
+  REQUIRE(deferred->truncate(3).ok());
+  REQUIRE(deferred->defer(ids[3]).ok());
+  REQUIRE(deferred->defer(ids[4]).ok());
+  REQUIRE(deferred->truncate(4).ok());
+  CHECK(deferred->pending().size() == 1);
+  CHECK_FALSE(deferred->truncate(6).ok());
+  const auto last = deferred->eval({});
+  REQUIRE(last.ok());
+  CHECK(copy(*last) == std::vector<float>(expect.begin() + 3 * vocab, expect.begin() + 4 * vocab));
+  CHECK_FALSE(deferred->eval({}).ok());  // nothing pending, nothing given
+
+  // A failed eval leaves the pending token where it was.
+  auto small = Session::create(model, {.context = 4, .isa = "reference"});
+  REQUIRE(small->eval(std::span(ids).first(3)).ok());
+  REQUIRE(small->defer(ids[3]).ok());
+  CHECK(small->defer(ids[4]).error().code == ErrorCode::ContextFull);
+  CHECK(small->eval(std::span(ids).subspan(4, 1)).error().code == ErrorCode::ContextFull);
+  CHECK(small->pending().size() == 1);
+  CHECK(small->position() == 3);
+}
+
 TEST_CASE("the context limit is a clear error that leaves the session intact", "[model][session]") {
   TempDir tmp;
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::F32);

@@ -1,5 +1,6 @@
 // Streaming decoder, decode edge cases, thread safety and encoding speed.
 #include <atomic>
+#include <optional>
 #include <thread>
 
 #include "qlm/tokenizer.hpp"
@@ -100,6 +101,51 @@ TEST_CASE("100 KB of mixed text encodes whole and round-trips", "[tokenizer]") {
     INFO(sub << ": " << ids.size() << " tokens");
     CHECK(ids.size() > 10'000);
     if (std::string_view(sub) == "tokenizers/smollm2-135m") CHECK(tok.decode(ids) == text);
+  }
+}
+
+}  // namespace qlm::test
+
+namespace qlm::test {
+
+// Generated text must be exactly the continuation of the prompt, whatever the split point:
+// decode(prompt) + streamed(rest) == decode(prompt + rest). SentencePiece's "no space at the start
+// of a text" belongs to the start of the text, never to the start of the generated part.
+TEST_CASE("a stream after skip() continues the context's text exactly", "[tokenizer]") {
+  const auto corpus = load_corpus();
+  struct Kind {
+    const char* sub;
+    std::optional<DecodeStrip> strip;  // overrides the vocabulary's rule, to cover every mode
+  };
+  for (const Kind kind : {Kind{"models/stories260K", std::nullopt},
+                          Kind{"models/stories260K", DecodeStrip::FirstToken},
+                          Kind{"tokenizers/smollm2-135m", std::nullopt},
+                          Kind{"tokenizers/qwen2.5-0.5b", std::nullopt}}) {
+    auto vocab = load_hf_tokenizer(shared_dir() / kind.sub).value();
+    if (kind.strip) vocab.decode_strip = *kind.strip;
+    const Tokenizer tok = Tokenizer::create(std::move(vocab)).value();
+    int bad = 0, checked = 0;
+    for (std::size_t i = 0; i < corpus.size(); i += 3) {
+      const auto ids = tok.encode(corpus[i]).value();
+      for (const bool skip_special : {true, false}) {
+        for (std::size_t k = 0; k <= ids.size(); ++k) {
+          const std::span<const std::int32_t> all(ids);
+          TokenStreamDecoder stream(tok, skip_special);
+          stream.skip(all.first(k));
+          std::string text = tok.decode(all.first(k), skip_special);
+          for (const std::int32_t id : all.subspan(k)) text += stream.push(id);
+          text += stream.flush();
+          ++checked;
+          if (text != tok.decode(all, skip_special) && ++bad <= 5) {
+            UNSCOPED_INFO(kind.sub << " split at " << k << " of " << show(corpus[i]) << ": "
+                                   << show(text));
+          }
+        }
+      }
+    }
+    INFO(kind.sub << ": " << bad << " of " << checked << " splits differ");
+    CHECK(bad == 0);
+    CHECK(checked > 1000);
   }
 }
 
