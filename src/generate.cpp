@@ -158,4 +158,26 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
   });
 }
 
+Result<GenerateResult> generate_continuing(Session& session, Sampler& sampler,
+                                           std::span<const std::int32_t> sequence,
+                                           const GenerateOptions& options) {
+  if (sequence.empty()) {
+    return Error{ErrorCode::InvalidArgument, "generate_continuing: empty sequence"};
+  }
+  const auto held = session.tokens();
+  const auto pending = session.pending();
+  std::size_t common = 0;
+  while (common < sequence.size() && common < held.size() + pending.size() &&
+         sequence[common] ==
+             (common < held.size() ? held[common] : pending[common - held.size()])) {
+    ++common;
+  }
+  // Logits come from evaluating something: a sequence held whole and evaluated gives up its last.
+  if (common == sequence.size() && common <= held.size()) --common;
+  if (auto ok = session.truncate(static_cast<std::uint32_t>(common)); !ok) return ok.error();
+  auto result = generate(session, sampler, sequence.subspan(common), options);
+  if (result) result->stats.reused_tokens = std::min(common, held.size());
+  return result;
+}
+
 }  // namespace qlm

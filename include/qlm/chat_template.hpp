@@ -37,14 +37,14 @@ struct ChatTemplateLimits {
 struct ChatTemplateOptions {
   bool add_generation_prompt = false;   ///< end with the assistant turn's opening
   bool continue_final_message = false;  ///< cut after the final message's content (prefill)
-  std::string tools_json;               ///< JSON array of tool schemas; empty passes None
-  std::string documents_json;           ///< JSON array of documents; empty passes None
+  std::string tools_json{};             ///< JSON array of tool schemas; empty passes None
+  std::string documents_json{};         ///< JSON array of documents; empty passes None
   std::string
-      variables_json;  ///< JSON object of extra variables (enable_thinking...); may be empty
+      variables_json{};  ///< JSON object of extra variables (enable_thinking...); may be empty
   /// Special tokens by name ("bos_token", "eos_token"...); tokens not listed stay undefined.
-  std::vector<std::pair<std::string, std::string>> special_tokens;
-  std::function<std::tm()> clock;  ///< the time strftime_now() formats; empty: local time now
-  ChatTemplateLimits limits;
+  std::vector<std::pair<std::string, std::string>> special_tokens{};
+  std::function<std::tm()> clock{};  ///< the time strftime_now() formats; empty: local time now
+  ChatTemplateLimits limits{};
 };
 
 /// A parsed chat template; parse once, render many times. Copies share the parsed tree.

@@ -46,6 +46,7 @@ struct GenerateOptions {
 /// Timings and counts of one generate() call.
 struct GenerateStats {
   std::size_t prompt_tokens = 0;  ///< evaluated before the first sample (pending included)
+  std::size_t reused_tokens = 0;  ///< generate_continuing: evaluated tokens kept from the session
   double prompt_seconds = 0.0;    ///< evaluating the prompt
   std::size_t generated_tokens = 0;
   double generation_seconds = 0.0;  ///< after the first token
@@ -69,5 +70,12 @@ struct GenerateResult {
 Result<GenerateResult> generate(Session& session, Sampler& sampler,
                                 std::span<const std::int32_t> prompt,
                                 const GenerateOptions& options = {});
+
+/// Generates a continuation of `sequence`, the whole token sequence so far (e.g. a conversation
+/// rendered again for its next turn): the session keeps the longest prefix of it that it already
+/// holds, evaluated or pending, and evaluates only the rest (at least one token).
+Result<GenerateResult> generate_continuing(Session& session, Sampler& sampler,
+                                           std::span<const std::int32_t> sequence,
+                                           const GenerateOptions& options = {});
 
 }  // namespace qlm

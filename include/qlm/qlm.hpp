@@ -4,6 +4,7 @@
 #pragma once
 
 #include "qlm/activation_precision.hpp"
+#include "qlm/chat.hpp"
 #include "qlm/chat_template.hpp"
 #include "qlm/config.hpp"
 #include "qlm/error.hpp"

@@ -396,7 +396,7 @@ Result<ConvertReport> convert_checkpoint(const ConvertOptions& options) {
     if (!o.importance.empty()) importance = detail::unwrap(Importance::load(o.importance));
     const Importance* imp = importance ? &*importance : nullptr;
     format::Metadata meta = build_metadata(o, config, ckpt, imp);
-    add_tokenizer(o.input_dir, config, meta, report);
+    add_tokenizer(o.input_dir, o.chat_template, config, meta, report);
     const Preparation prep = prepare(o, config, ckpt, imp, report);
     // For measured sensitivity: the model in f32 with at most one matrix quantized.
     auto write_probe = [&](const std::string& quantized, DType type,

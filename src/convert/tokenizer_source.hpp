@@ -9,8 +9,9 @@
 
 namespace qlm {
 
-/// Loads the tokenizer of `dir` and stores it as "tokenizer.*" keys; throws Failure on error.
-void add_tokenizer(const std::filesystem::path& dir, const ModelConfig& config,
-                   format::Metadata& meta, ConvertReport& report);
+/// Loads the tokenizer of `dir` (its default chat template replaced by the file `chat_template`
+/// unless that is empty) and stores it as "tokenizer.*" keys; throws Failure on error.
+void add_tokenizer(const std::filesystem::path& dir, const std::filesystem::path& chat_template,
+                   const ModelConfig& config, format::Metadata& meta, ConvertReport& report);
 
 }  // namespace qlm

@@ -76,6 +76,54 @@ std::vector<std::int64_t> id_list(const Doc& d, const json* j, std::string_view 
   return out;
 }
 
+// Adds or replaces the template called `name` ("default" is Vocabulary::chat_template).
+void set_chat_template(Vocabulary& v, std::string name, std::string source) {
+  if (name == "default") {
+    v.chat_template = std::move(source);
+    return;
+  }
+  for (NamedChatTemplate& t : v.chat_templates) {
+    if (t.name == name) {
+      t.source = std::move(source);
+      return;
+    }
+  }
+  v.chat_templates.push_back({std::move(name), std::move(source)});
+}
+
+// tokenizer_config.json's "chat_template": a string, or a list of {name, template}.
+void read_chat_templates(const Doc& tc, const json& ct, Vocabulary& v) {
+  if (ct.is_string()) {
+    v.chat_template = ct.get<std::string>();
+    return;
+  }
+  if (!ct.is_array()) {
+    fail(ErrorCode::Format, "{}: 'chat_template' must be a string or a list of named templates",
+         tc.file);
+  }
+  for (const json& t : ct) {
+    std::string name = tc.str(tc.need(t, "name"), "chat_template.name");
+    if (name.empty()) fail(ErrorCode::Format, "{}: a chat template has an empty name", tc.file);
+    set_chat_template(v, std::move(name), tc.str(tc.need(t, "template"), "chat_template.template"));
+  }
+}
+
+// Newer checkpoints keep templates in files, which transformers prefers over tokenizer_config:
+// chat_template.jinja (the default) and additional_chat_templates/NAME.jinja.
+void read_template_files(const fs::path& dir, Vocabulary& v) {
+  if (fs::is_regular_file(dir / "chat_template.jinja")) {
+    v.chat_template = read_file(dir / "chat_template.jinja");
+  }
+  const fs::path extra = dir / "additional_chat_templates";
+  if (!fs::is_directory(extra)) return;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(extra)) {
+    if (e.is_regular_file() && e.path().extension() == ".jinja") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());  // directory order is not stable across machines
+  for (const fs::path& f : files) set_chat_template(v, f.stem().string(), read_file(f));
+}
+
 Vocabulary load(const fs::path& dir) {
   const auto exists = [&](const char* name) { return fs::is_regular_file(dir / name); };
   std::optional<json> tconf, config, gen, stmap, added_json;
@@ -177,20 +225,9 @@ Vocabulary load(const fs::path& dir) {
   if (tconf) {
     v.add_bos = tc.flag(*tconf, "add_bos_token", v.add_bos);
     v.add_eos = tc.flag(*tconf, "add_eos_token", v.add_eos);
-    if (const json* ct = tc.find(*tconf, "chat_template")) {
-      if (ct->is_string()) {
-        v.chat_template = ct->get<std::string>();
-      } else if (ct->is_array()) {
-        // Named templates: prefer "default", else the first.
-        for (const json& t : *ct) {
-          const std::string name = tc.str(tc.need(t, "name"), "chat_template.name");
-          if (v.chat_template.empty() || name == "default")
-            v.chat_template = tc.str(tc.need(t, "template"), "template");
-          if (name == "default") break;
-        }
-      }
-    }
+    if (const json* ct = tc.find(*tconf, "chat_template")) read_chat_templates(tc, *ct, v);
   }
+  read_template_files(dir, v);
   const auto n = static_cast<std::int64_t>(v.tokens.size());
   std::vector<std::int64_t> eos_all;
   for (const auto& [doc, j] : {std::pair{&gc, &gen}, std::pair{&cc, &config}}) {

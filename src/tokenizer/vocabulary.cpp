@@ -41,6 +41,8 @@ constexpr const char* kPreFlags = "tokenizer.pre_tokenizer.flags";
 constexpr const char* kPrePrepend = "tokenizer.pre_tokenizer.prepend_schemes";
 constexpr const char* kAddedIds = "tokenizer.added.ids";
 constexpr const char* kAddedFlags = "tokenizer.added.flags";
+constexpr const char* kTemplateNames = "tokenizer.chat_template.names";
+constexpr const char* kTemplateSources = "tokenizer.chat_template.sources";
 
 // The keys stored as the member's value as is, optional on load (absent = the member's default);
 // V is Vocabulary or const Vocabulary.
@@ -99,6 +101,16 @@ void validate(const Vocabulary& v, std::string_view source) {
     if (!pieces.contains(joined)) {
       detail::fail(ErrorCode::Format, "{}: merge {} ('{}' '{}') makes '{}', which is not a token",
                    source, r, v.tokens[a], v.tokens[b], joined);
+    }
+  }
+  for (std::size_t i = 0; i < v.chat_templates.size(); ++i) {
+    const std::string& name = v.chat_templates[i].name;
+    if (name.empty() || name == "default") {
+      detail::fail(ErrorCode::Format, "{}: chat template {} has the name '{}'", source, i, name);
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (v.chat_templates[j].name == name)
+        detail::fail(ErrorCode::Format, "{}: two chat templates are named '{}'", source, name);
     }
   }
   for (const NormalizerStep& s : v.normalizer) {
@@ -210,6 +222,15 @@ void store_vocabulary(const Vocabulary& v, format::Metadata& m) {
   }
   m.set(kAddedIds, std::move(ids));
   m.set(kAddedFlags, std::move(flags));
+  if (!v.chat_templates.empty()) {
+    std::vector<std::string> names, sources;
+    for (const NamedChatTemplate& t : v.chat_templates) {
+      names.push_back(t.name);
+      sources.push_back(t.source);
+    }
+    m.set(kTemplateNames, std::move(names));
+    m.set(kTemplateSources, std::move(sources));
+  }
   for_each_plain_key(v, [&](const char* key, const auto& value) { m.set(key, value); });
 }
 
@@ -324,6 +345,11 @@ Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view f
       using T = std::decay_t<decltype(value)>;
       if (const T* p = get<T>(m, key, file, false)) value = *p;
     });
+    const auto* tn = get<std::vector<std::string>>(m, kTemplateNames, file, false);
+    const std::size_t nt = tn ? tn->size() : 0;
+    const auto* ts = get<std::vector<std::string>>(m, kTemplateSources, file, nt > 0);
+    check_len(ts, nt, kTemplateSources, file);
+    for (std::size_t i = 0; i < nt; ++i) v.chat_templates.push_back({(*tn)[i], (*ts)[i]});
     validate(v, file);
     return v;
   });

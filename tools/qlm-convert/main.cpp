@@ -52,6 +52,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-gptq", no_gptq,
                "with --importance: round each weight on its own instead of compensating rounding "
                "errors on later columns (GPTQ, which needs the file's sampled activations)");
+  std::string chat_template;
+  app.add_option("--chat-template", chat_template,
+                 "Jinja file to store as the model's default chat template instead of the "
+                 "checkpoint's (tokenizer_config.json or chat_template.jinja)");
   CLI11_PARSE(app, argc, argv);
 
   const bool mixed = type == "mixed";
@@ -92,6 +96,7 @@ int main(int argc, char** argv) {
   options.importance = importance;
   options.error_feedback = !no_gptq;
   options.calibration = calibration;
+  options.chat_template = chat_template;
   options.on_progress = [&](std::size_t done, std::size_t total, std::uint64_t) {
     bar.update(done, total);
     return !g_interrupted.load();

@@ -32,6 +32,37 @@ std::string describe(const qlm::format::MetaValue& v) {
       v);
 }
 
+// The stored chat templates: "default" and the named ones.
+std::vector<std::pair<std::string, std::string>> chat_templates(const qlm::format::ModelFile& f) {
+  std::vector<std::pair<std::string, std::string>> out;
+  const auto& m = f.metadata();
+  if (const auto* d = m.find<std::string>("tokenizer.chat_template"); d && !d->empty()) {
+    out.emplace_back("default", *d);
+  }
+  const auto* names = m.find<std::vector<std::string>>("tokenizer.chat_template.names");
+  const auto* sources = m.find<std::vector<std::string>>("tokenizer.chat_template.sources");
+  if (names && sources) {
+    for (std::size_t i = 0; i < std::min(names->size(), sources->size()); ++i) {
+      out.emplace_back((*names)[i], (*sources)[i]);
+    }
+  }
+  return out;
+}
+
+int print_template(const qlm::format::ModelFile& f, const std::string& name) {
+  std::string known;
+  for (const auto& [n, source] : chat_templates(f)) {
+    if (n == name) {
+      std::fwrite(source.data(), 1, source.size(), stdout);
+      return 0;
+    }
+    known += fmt::format("{}{}", known.empty() ? "" : ", ", n);
+  }
+  fmt::print(stderr, "qlm-inspect: {} has no chat template '{}' (it has: {})\n", f.path(), name,
+             known.empty() ? "none" : known);
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,6 +77,10 @@ int main(int argc, char** argv) {
   app.add_option("--trusted-key", trusted,
                  "public key (NAME.pub) the file must be signed with; repeatable")
       ->check(CLI::ExistingFile);
+  std::string template_name;
+  app.add_option("--chat-template", template_name,
+                 "print the chat template NAME ('default' or a named one) exactly as stored, "
+                 "and nothing else");
   CLI11_PARSE(app, argc, argv);
 
   auto file = qlm::format::ModelFile::open(path);
@@ -54,6 +89,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto& f = **file;
+  if (!template_name.empty()) return print_template(f, template_name);
   if (!trusted.empty()) {
     std::vector<qlm::format::PublicKey> keys;
     for (const auto& k : trusted) {
@@ -70,6 +106,14 @@ int main(int argc, char** argv) {
              f.metadata().entries().size());
   for (const auto& [key, value] : f.metadata().entries()) {
     fmt::print("  {:<44} {}\n", key, describe(value));
+  }
+  const auto templates = chat_templates(f);
+  fmt::print("\nchat templates ({}){}\n", templates.size(),
+             templates.empty() ? "" : ": print one with --chat-template NAME");
+  for (const auto& [name, source] : templates) {
+    const std::string first = source.substr(0, std::min(source.find('\n'), std::size_t{60}));
+    fmt::print("  {:<16} {:>7} bytes  {}{}\n", name, source.size(), first,
+               first.size() < source.size() ? " …" : "");
   }
   fmt::print("\ntensors ({}):\n  {:<48} {:<5} {:<14} {:>12} {:>6}\n", f.tensors().size(), "name",
              "type", "shape", "bytes", "bpw");

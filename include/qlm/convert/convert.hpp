@@ -53,6 +53,8 @@ struct ConvertOptions {
   /// matrix alone. Costs a conversion and an evaluation per matrix and type; refused above 50M
   /// parameters. Empty = estimate.
   std::filesystem::path calibration{};
+  /// A Jinja file that replaces the checkpoint's default chat template (checked to parse).
+  std::filesystem::path chat_template{};
   /// Where quantization runs; null = a spin pool on all hardware threads. The file is the same on
   /// any pool.
   std::shared_ptr<ThreadPool> pool{};

@@ -99,6 +99,13 @@ struct AddedToken {
 
 /// Everything a Tokenizer needs, as stored in a .qlm file. Plain data; validated by
 /// Tokenizer::create() and load_vocabulary().
+/// A chat template stored under a name besides the default one (e.g. "tool_use", "rag").
+struct NamedChatTemplate {
+  std::string name;
+  std::string source;  ///< Jinja
+  friend bool operator==(const NamedChatTemplate&, const NamedChatTemplate&) = default;
+};
+
 struct Vocabulary {
   TokenizerModel model = TokenizerModel::SentencePieceBpe;
   std::vector<std::string> tokens;  ///< id -> piece exactly as in the source vocabulary
@@ -120,7 +127,9 @@ struct Vocabulary {
   bool add_bos = false;
   bool add_eos = false;
   std::vector<std::int32_t> eos_ids;  ///< ids that end generation (eos plus e.g. <|im_end|>)
-  std::string chat_template;          ///< Jinja template from tokenizer_config.json, or empty
+  std::string chat_template;          ///< the default Jinja chat template, or empty
+  /// Named templates besides the default, in the order the model lists them.
+  std::vector<NamedChatTemplate> chat_templates;
   friend bool operator==(const Vocabulary&, const Vocabulary&) = default;
 };
 
