@@ -36,6 +36,55 @@ struct ChatTemplate::Impl {
 
 namespace {
 
+// OpenAI-style requests carry a tool call's arguments as a JSON string, while templates expect
+// an object (`arguments | tojson`, `arguments.items()`): a string that holds a JSON object is
+// parsed, anything else is left as it is.
+chat::Value parsed_arguments(const chat::Value& call) {
+  if (!call.is(chat::Kind::Dict)) return call;
+  chat::DictData d = call.dict_data();
+  bool changed = false;
+  const auto fix = [&](chat::DictData& owner) {
+    const chat::Value* args = owner.find("arguments");
+    if (args == nullptr || !args->is_string()) return false;
+    try {
+      chat::Value v = chat::parse_json(args->as_string(), "arguments", kMaxJsonDepth);
+      if (!v.is(chat::Kind::Dict)) return false;
+      owner.set(chat::Value::string("arguments"), std::move(v));
+      return true;
+    } catch (const detail::Failure&) {
+      return false;  // not JSON: the template gets the string
+    }
+  };
+  changed |= fix(d);
+  if (const chat::Value* f = d.find("function"); f != nullptr && f->is(chat::Kind::Dict)) {
+    chat::DictData fd = f->dict_data();
+    if (fix(fd)) {
+      d.set(chat::Value::string("function"), chat::Value::dict(std::move(fd)));
+      changed = true;
+    }
+  }
+  return changed ? chat::Value::dict(std::move(d)) : call;
+}
+
+// The messages with every tool call's string arguments parsed (see parsed_arguments).
+chat::Value with_parsed_arguments(const chat::Value& messages) {
+  if (!messages.is(chat::Kind::List)) return messages;
+  std::vector<chat::Value> out;
+  for (const chat::Value& m : messages.items()) {
+    const chat::Value* calls = m.is(chat::Kind::Dict) ? m.dict_data().find("tool_calls") : nullptr;
+    if (calls == nullptr || !calls->is(chat::Kind::List)) {
+      out.push_back(m);
+      continue;
+    }
+    std::vector<chat::Value> fixed;
+    for (const chat::Value& c : calls->items()) fixed.push_back(parsed_arguments(c));
+    chat::DictData d = m.dict_data();
+    d.set(chat::Value::string("tool_calls"), chat::Value::list(std::move(fixed)));
+    out.push_back(chat::Value::dict(std::move(d)));
+  }
+  return chat::Value::list(std::move(out));
+}
+
 chat::Value message_value(const ChatMessage& m, std::size_t index) {
   chat::DictData d;
   d.set(chat::Value::string("role"), chat::Value::string(m.role));
@@ -176,7 +225,8 @@ Result<std::string> ChatTemplate::render(std::span<const ChatMessage> messages,
   return detail::capture([&] {
     std::vector<chat::Value> list;
     for (std::size_t i = 0; i < messages.size(); ++i) list.push_back(message_value(messages[i], i));
-    return run(impl_->name, impl_->body, chat::Value::list(std::move(list)), options);
+    return run(impl_->name, impl_->body, with_parsed_arguments(chat::Value::list(std::move(list))),
+               options);
   });
 }
 
@@ -187,7 +237,7 @@ Result<std::string> ChatTemplate::render_json(std::string_view messages_json,
     if (!messages.is(chat::Kind::List)) {
       detail::fail(ErrorCode::InvalidArgument, "messages_json is not a JSON array");
     }
-    return run(impl_->name, impl_->body, std::move(messages), options);
+    return run(impl_->name, impl_->body, with_parsed_arguments(messages), options);
   });
 }
 
