@@ -239,3 +239,24 @@ TEST_CASE("a chat's turns reuse the cache and see the previous reply's tokens",
 }
 
 }  // namespace qlm::test
+
+namespace qlm::test {
+
+TEST_CASE("tool-call arguments given as a JSON string reach the template as an object", "[chat]") {
+  const ChatTemplate t =
+      ChatTemplate::parse(
+          "{% for c in messages[0].tool_calls %}{{ c.function.arguments | tojson }}"
+          "|{{ c.arguments is defined }};{% endfor %}")
+          .value();
+  const std::string messages = R"([{"role": "assistant", "tool_calls": [
+      {"type": "function", "function": {"name": "f", "arguments": "{\"city\": \"Paris\", \"n\": 2}"}},
+      {"type": "function", "function": {"name": "g", "arguments": "not json"}},
+      {"type": "function", "function": {"name": "h", "arguments": "[1, 2]"}}]}])";
+  CHECK(t.render_json(messages).value() ==
+        R"({"city": "Paris", "n": 2}|False;"not json"|False;"[1, 2]"|False;)");
+  ChatMessage m{"assistant", std::nullopt,
+                R"([{"function": {"name": "f", "arguments": "{\"x\": [true]}"}}])", ""};
+  CHECK(t.render(std::span(&m, 1)).value() == R"({"x": [true]}|False;)");
+}
+
+}  // namespace qlm::test
