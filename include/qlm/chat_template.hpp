@@ -18,6 +18,8 @@
 
 namespace qlm {
 
+class Tokenizer;  // qlm/tokenizer.hpp
+
 /// One message of a conversation, as a template sees it (`message.role`, `message.content`...).
 struct ChatMessage {
   std::string role;                    ///< "system", "user", "assistant", "tool"...
@@ -82,5 +84,11 @@ Result<std::string> render_chat_template(std::string_view source,
 
 /// The Jinja source of a built-in template ("chatml"); ErrorCode::InvalidArgument otherwise.
 Result<std::string> builtin_chat_template(std::string_view name);
+
+/// Token ids of a rendered prompt as transformers gives them (add_special_tokens=False): special
+/// tokens in the text become their ids and nothing is added, so the only BOS is one the template
+/// wrote. That is Tokenizer::encode with add_special = false and parse_special = true.
+Result<std::vector<std::int32_t>> encode_chat_prompt(const Tokenizer& tokenizer,
+                                                     std::string_view rendered);
 
 }  // namespace qlm

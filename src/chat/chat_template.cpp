@@ -10,6 +10,7 @@
 #include "chat/lexer.hpp"
 #include "chat/parser.hpp"
 #include "chat/text.hpp"
+#include "qlm/tokenizer.hpp"
 #include "util/fail.hpp"
 
 namespace qlm {
@@ -203,6 +204,11 @@ Result<std::string> render_chat_template(std::string_view source,
 Result<std::string> builtin_chat_template(std::string_view name) {
   if (name == "chatml") return std::string(kChatMl);
   return Error{ErrorCode::InvalidArgument, fmt::format("no built-in chat template '{}'", name)};
+}
+
+Result<std::vector<std::int32_t>> encode_chat_prompt(const Tokenizer& tokenizer,
+                                                     std::string_view rendered) {
+  return tokenizer.encode(rendered, {.add_special = false, .parse_special = true});
 }
 
 }  // namespace qlm
