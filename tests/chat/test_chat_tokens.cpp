@@ -4,8 +4,7 @@
 // Python's Jinja2 rendered (shared/chat-templates/expected/).
 //
 // Pairings (template folder -> tokenizer):
-// * Qwen--Qwen2.5-0.5B-Instruct (byte-exact HF file) and Qwen--Qwen3-1.7B ->
-// tokenizers/qwen2.5-0.5b.
+// * Qwen--Qwen2.5-0.5B-Instruct (byte-exact HF file) and Qwen--Qwen3-1.7B -> qwen2.5-0.5b.
 //   Qwen3 keeps Qwen2's vocabulary; its <think> tags are plain text to Qwen2.5's tokenizer.
 // * hfjs--HuggingFaceTB--SmolLM3-3B and llamacpp--HuggingFaceTB-SmolLM3-3B ->
 //   tokenizers/smollm2-135m. shared/ has no SmolLM2 chat template (the SmolLM2 tokenizer.json
@@ -195,6 +194,8 @@ TEST_CASE("chat tokens: SmolLM3 templates with SmolLM2's tokenizer match tokeniz
           "[chat][chat-tokens][reference]") {
   const fs::path dir = shared_dir() / "tokenizers/smollm2-135m";
   const Tokenizer tok = load_tokenizer(dir);
+  REQUIRE(tok.bos() == 1);  // <|im_start|> (config.json), not added by encode
+  REQUIRE(!tok.vocabulary().add_bos);
   const std::string hf = "hfjs--HuggingFaceTB--SmolLM3-3B";
   const std::vector<Rendered> cases = render_folders({hf, "llamacpp--HuggingFaceTB-SmolLM3-3B"});
   check_coverage(cases, hf);
