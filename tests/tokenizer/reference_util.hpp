@@ -88,14 +88,15 @@ inline std::string run_reference(const std::string& cmd) {
   return out;
 }
 
-/// Runs tests/reference/hf_encode.mjs (Hugging Face's tokenizers.js) over the corpus.
-inline nlohmann::json run_hf(const fs::path& tokenizer_json, const std::string& config = "-") {
+/// Runs tests/reference/hf_encode.mjs (Hugging Face's tokenizers.js) over a JSONL file of strings
+/// (by default the tricky-string corpus).
+inline nlohmann::json run_hf(const fs::path& tokenizer_json, const std::string& config = "-",
+                             const fs::path& corpus = corpus_path()) {
   const fs::path ref = source_dir() / "tests/reference";
   REQUIRE(fs::exists(ref / "node_modules/@huggingface/tokenizers/package.json"));
-  return nlohmann::json::parse(
-      run_reference(fmt::format("cd {} && node hf_encode.mjs {} {} {}", shell_quote(ref.string()),
-                                shell_quote(tokenizer_json.string()), shell_quote(config),
-                                shell_quote(corpus_path().string()))));
+  return nlohmann::json::parse(run_reference(fmt::format(
+      "cd {} && node hf_encode.mjs {} {} {}", shell_quote(ref.string()),
+      shell_quote(tokenizer_json.string()), shell_quote(config), shell_quote(corpus.string()))));
 }
 
 /// Printable form of a test string for failure messages.
