@@ -9,6 +9,7 @@
 #include "qlm/config.hpp"
 #include "qlm/error.hpp"
 #include "qlm/generate.hpp"
+#include "qlm/infill.hpp"
 #include "qlm/kv_type.hpp"
 #include "qlm/model.hpp"
 #include "qlm/sampler.hpp"

@@ -13,6 +13,9 @@
 namespace qlm {
 
 struct Vocabulary;  // qlm/tokenizer/vocabulary.hpp: what a .qlm file stores
+namespace detail {
+struct TokenizerAccess;  // src/tokenizer/access.hpp: the library's own encoding variants
+}
 
 /// Options of Tokenizer::encode().
 struct EncodeOptions {
@@ -53,6 +56,7 @@ class Tokenizer {
 
  private:
   friend class TokenStreamDecoder;
+  friend struct detail::TokenizerAccess;
   explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<const Impl> impl_;
 };

@@ -263,6 +263,7 @@ Vocabulary load(const fs::path& dir) {
     fail(ErrorCode::Format, "{}: add_bos_token is set but there is no BOS token", tc.file);
   if (v.add_eos && v.eos_id < 0)
     fail(ErrorCode::Format, "{}: add_eos_token is set but there is no EOS token", tc.file);
+  v.fim = detect_fim_tokens(v);
   detail::unwrap(validate_vocabulary(v, dir.string()));
   return v;
 }

@@ -5,6 +5,7 @@
 #include <array>
 #include <limits>
 
+#include "tokenizer/access.hpp"
 #include "tokenizer/bpe.hpp"
 #include "tokenizer/pretokenize.hpp"
 #include "tokenizer/text.hpp"
@@ -72,15 +73,18 @@ std::size_t skip_space_forward(std::string_view s, std::size_t i) {
 }
 
 // Splits `s` at added tokens (leftmost-longest); calls on_text(begin, end) for the text between
-// matches and on_token(id) for each match, honouring lstrip/rstrip.
+// matches and on_token(id) for each match, honouring lstrip/rstrip. Tokens in `blocked` never
+// match.
 template <class OnText, class OnToken>
 void split_added(std::string_view s, const Impl::AddedTable& table, bool parse_special,
-                 OnText&& on_text, OnToken&& on_token) {
+                 std::span<const std::int32_t> blocked, OnText&& on_text, OnToken&& on_token) {
   std::size_t prev = 0, i = 0;
   while (i < s.size()) {
     const Impl::Added* best = nullptr;
     for (const Impl::Added& a : table[static_cast<unsigned char>(s[i])]) {
       if (a.special && !parse_special) continue;
+      if (!blocked.empty() && std::find(blocked.begin(), blocked.end(), a.id) != blocked.end())
+        continue;
       if (s.compare(i, a.content.size(), a.content) == 0) {
         best = &a;  // candidates are sorted longest first
         break;
@@ -225,9 +229,10 @@ Result<Tokenizer> Tokenizer::create(Vocabulary vocab) {
 namespace {
 
 // Tokenizer::encode's body; may throw (allocation, a regex engine error), which encode() turns
-// into an Error.
+// into an Error. `blocked` and `cache`: see detail::TokenizerAccess::encode_text.
 std::vector<std::int32_t> encode_ids(const Tokenizer::Impl& im, std::string_view text,
-                                     EncodeOptions opts) {
+                                     EncodeOptions opts, std::span<const std::int32_t> blocked = {},
+                                     detail::BpeWordCache* cache = nullptr) {
   const Vocabulary& v = im.vocab;
   std::vector<std::int32_t> out;
   out.reserve(text.size() / 3 + 4);
@@ -237,7 +242,21 @@ std::vector<std::int32_t> encode_ids(const Tokenizer::Impl& im, std::string_view
   const auto encode_normalized = [&](std::string_view s, bool at_start) {
     words.clear();
     im.pre.run(std::string(s), at_start, words);
-    for (const std::string& w : words) im.bpe.encode_word(w, scratch, out);
+    if (cache == nullptr) {
+      for (const std::string& w : words) im.bpe.encode_word(w, scratch, out);
+      return;
+    }
+    std::vector<std::int32_t> word_ids;
+    for (const std::string& w : words) {
+      if (const std::vector<std::int32_t>* hit = cache->find(w)) {
+        out.insert(out.end(), hit->begin(), hit->end());
+        continue;
+      }
+      word_ids.clear();
+      im.bpe.encode_word(w, scratch, word_ids);
+      out.insert(out.end(), word_ids.begin(), word_ids.end());
+      cache->insert(w, word_ids);
+    }
   };
   const auto on_token = [&](std::int32_t id) { out.push_back(id); };
   const auto on_text = [&](std::size_t b, std::size_t e) {
@@ -248,14 +267,14 @@ std::vector<std::int32_t> encode_ids(const Tokenizer::Impl& im, std::string_view
       return;
     }
     split_added(
-        norm, im.normalized_added, opts.parse_special,
+        norm, im.normalized_added, opts.parse_special, blocked,
         [&](std::size_t nb, std::size_t ne) {
           encode_normalized(std::string_view(norm).substr(nb, ne - nb), b == 0 && nb == 0);
         },
         on_token);
   };
   if (im.has_raw_added) {
-    split_added(text, im.raw_added, opts.parse_special, on_text, on_token);
+    split_added(text, im.raw_added, opts.parse_special, blocked, on_text, on_token);
   } else if (!text.empty()) {
     on_text(0, text.size());
   }
@@ -268,6 +287,19 @@ std::vector<std::int32_t> encode_ids(const Tokenizer::Impl& im, std::string_view
 Result<std::vector<std::int32_t>> Tokenizer::encode(std::string_view text,
                                                     EncodeOptions opts) const {
   return detail::capture([&] { return encode_ids(*impl_, text, opts); });
+}
+
+std::vector<std::int32_t> detail::TokenizerAccess::encode_text(
+    const Tokenizer& tokenizer, std::string_view text, std::span<const std::int32_t> blocked,
+    BpeWordCache* cache) {
+  return encode_ids(*tokenizer.impl_, text, {.add_special = false, .parse_special = false}, blocked,
+                    cache);
+}
+
+std::string_view detail::TokenizerAccess::token_bytes(const Tokenizer& tokenizer, std::int32_t id) {
+  const Impl& im = *tokenizer.impl_;
+  return id < 0 || static_cast<std::size_t>(id) >= im.special.size() ? std::string_view{}
+                                                                     : im.text(id);
 }
 
 std::string Tokenizer::decode(std::span<const std::int32_t> ids, bool skip_special) const {

@@ -1,6 +1,10 @@
 // Vocabulary validation and its "tokenizer.*" metadata encoding (keys in docs/tokenizer.md).
 #include "qlm/tokenizer/vocabulary.hpp"
 
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <iterator>
 #include <type_traits>
 #include <unordered_set>
 
@@ -43,6 +47,34 @@ constexpr const char* kAddedIds = "tokenizer.added.ids";
 constexpr const char* kAddedFlags = "tokenizer.added.flags";
 constexpr const char* kTemplateNames = "tokenizer.chat_template.names";
 constexpr const char* kTemplateSources = "tokenizer.chat_template.sources";
+
+// The fill-in-the-middle roles: their "tokenizer.fim.*" key, member and spellings, in the order
+// detect_fim_tokens prefers them (docs/chat.md). DeepSeek-Coder's begin/hole/end are
+// prefix/suffix/middle, as in llama.cpp.
+struct FimRole {
+  const char* key;
+  std::int32_t FimTokens::*member;
+  std::array<std::string_view, 7> spellings;  // empty entries pad the list
+};
+constexpr FimRole kFimRoles[] = {
+    {"tokenizer.fim.prefix",
+     &FimTokens::prefix,
+     {"<|fim_prefix|>", "<fim_prefix>", "<fim-prefix>", "<\uFF5Cfim\u2581begin\uFF5C>", "<PRE>",
+      "\u2581<PRE>", "<|fim_pre|>"}},
+    {"tokenizer.fim.suffix",
+     &FimTokens::suffix,
+     {"<|fim_suffix|>", "<fim_suffix>", "<fim-suffix>", "<\uFF5Cfim\u2581hole\uFF5C>", "<SUF>",
+      "\u2581<SUF>", "<|fim_suf|>"}},
+    {"tokenizer.fim.middle",
+     &FimTokens::middle,
+     {"<|fim_middle|>", "<fim_middle>", "<fim-middle>", "<\uFF5Cfim\u2581end\uFF5C>", "<MID>",
+      "\u2581<MID>", "<|fim_mid|>"}},
+    {"tokenizer.fim.pad", &FimTokens::pad, {"<|fim_pad|>", "<fim_pad>", "<fim-pad>"}},
+    {"tokenizer.fim.repo_name",
+     &FimTokens::repo_name,
+     {"<|repo_name|>", "<|fim_repo|>", "<repo_name>", "<reponame>", "<fim-repo>"}},
+    {"tokenizer.fim.file_sep", &FimTokens::file_sep, {"<|file_sep|>", "<file_sep>"}},
+};
 
 // The keys stored as the member's value as is, optional on load (absent = the member's default);
 // V is Vocabulary or const Vocabulary.
@@ -143,6 +175,7 @@ void validate(const Vocabulary& v, std::string_view source) {
     check_id(id, n, source, "end-of-generation id");
     if (id < 0) detail::fail(ErrorCode::Format, "{}: end-of-generation id -1", source);
   }
+  for (const FimRole& r : kFimRoles) check_id(v.fim.*r.member, n, source, r.key);
 }
 
 // The value of `key` with type T; nullptr if absent and optional. Wrong types always fail.
@@ -165,6 +198,32 @@ void check_len(const std::vector<T>* v, std::size_t n, std::string_view key,
 }
 
 }  // namespace
+
+FimTokens detect_fim_tokens(const Vocabulary& vocab) {
+  // Per role, the index of the best spelling found so far (lower is preferred).
+  constexpr std::size_t kNone = SIZE_MAX;
+  std::size_t best[std::size(kFimRoles)];
+  std::fill(std::begin(best), std::end(best), kNone);
+  FimTokens fim;
+  for (std::size_t id = 0; id < vocab.tokens.size(); ++id) {
+    const std::string_view t = vocab.tokens[id];
+    // Every spelling starts with '<' or "▁<" and is 5 to 20 bytes long.
+    if (t.size() < 5 || t.size() > 20 || (t[0] != '<' && t[0] != '\xE2')) continue;
+    for (std::size_t r = 0; r < std::size(kFimRoles); ++r) {
+      std::size_t k = 0;
+      for (const std::string_view spelling : kFimRoles[r].spellings) {
+        if (k >= best[r] || spelling.empty()) break;  // a preferred spelling was found already
+        if (t == spelling) {
+          best[r] = k;
+          fim.*kFimRoles[r].member = static_cast<std::int32_t>(id);
+          break;
+        }
+        ++k;
+      }
+    }
+  }
+  return fim;
+}
 
 Result<void> validate_vocabulary(const Vocabulary& vocab, std::string_view source) {
   return detail::capture([&] { validate(vocab, source); });
@@ -232,6 +291,7 @@ void store_vocabulary(const Vocabulary& v, format::Metadata& m) {
     m.set(kTemplateSources, std::move(sources));
   }
   for_each_plain_key(v, [&](const char* key, const auto& value) { m.set(key, value); });
+  for (const FimRole& r : kFimRoles) m.set(r.key, v.fim.*r.member);
 }
 
 Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view file) {
@@ -350,6 +410,23 @@ Result<Vocabulary> load_vocabulary(const format::Metadata& m, std::string_view f
     const auto* ts = get<std::vector<std::string>>(m, kTemplateSources, file, nt > 0);
     check_len(ts, nt, kTemplateSources, file);
     for (std::size_t i = 0; i < nt; ++i) v.chat_templates.push_back({(*tn)[i], (*ts)[i]});
+    // Files written before the FIM keys existed have none of them: detect the roles instead.
+    bool any_fim_key = false;
+    for (const FimRole& r : kFimRoles) any_fim_key = any_fim_key || m.contains(r.key);
+    if (any_fim_key) {
+      for (const FimRole& r : kFimRoles) {
+        const auto* id = get<std::int32_t>(m, r.key, file, false);
+        if (id == nullptr) continue;  // a role whose key is absent has no token
+        if (*id < -1 || (*id >= 0 && static_cast<std::size_t>(*id) >= n)) {
+          detail::fail(ErrorCode::Format,
+                       "{}: metadata key {} = {} is outside the vocabulary of {} tokens", file,
+                       r.key, *id, n);
+        }
+        v.fim.*r.member = *id;
+      }
+    } else {
+      v.fim = detect_fim_tokens(v);
+    }
     validate(v, file);
     return v;
   });

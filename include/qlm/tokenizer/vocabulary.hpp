@@ -97,6 +97,20 @@ struct AddedToken {
   friend bool operator==(const AddedToken&, const AddedToken&) = default;
 };
 
+/// The fill-in-the-middle (FIM) tokens of a vocabulary by role; -1 = the vocabulary has none.
+/// Found by their spelling (detect_fim_tokens; the spellings are listed in docs/chat.md).
+struct FimTokens {
+  std::int32_t prefix = -1;  ///< <|fim_prefix|>, <fim_prefix>, <｜fim▁begin｜>, <PRE>, <|fim_pre|>
+  std::int32_t suffix = -1;  ///< <|fim_suffix|>, <fim_suffix>, <｜fim▁hole｜>, <SUF>, <|fim_suf|>
+  std::int32_t middle = -1;  ///< <|fim_middle|>, <fim_middle>, <｜fim▁end｜>, <MID>, <|fim_mid|>
+  std::int32_t pad = -1;     ///< <|fim_pad|>, <fim_pad>
+  std::int32_t repo_name = -1;  ///< <|repo_name|>, <repo_name>, <reponame>
+  std::int32_t file_sep = -1;   ///< <|file_sep|>, <file_sep>
+  /// True when the vocabulary can express an infill prompt (prefix, suffix and middle exist).
+  bool has_infill() const { return prefix >= 0 && suffix >= 0 && middle >= 0; }
+  friend bool operator==(const FimTokens&, const FimTokens&) = default;
+};
+
 /// Everything a Tokenizer needs, as stored in a .qlm file. Plain data; validated by
 /// Tokenizer::create() and load_vocabulary().
 /// A chat template stored under a name besides the default one (e.g. "tool_use", "rag").
@@ -131,7 +145,12 @@ struct Vocabulary {
   /// Named templates besides the default, in the order the model lists them.
   std::vector<NamedChatTemplate> chat_templates;
   friend bool operator==(const Vocabulary&, const Vocabulary&) = default;
+  FimTokens fim;  ///< fill-in-the-middle roles ("tokenizer.fim.*"; detected on load if absent)
 };
+
+/// Finds the FIM tokens of `vocab` by their exact spelling. Per role, the first spelling in the
+/// list of docs/chat.md that the vocabulary has wins (its lowest id if it occurs twice).
+FimTokens detect_fim_tokens(const Vocabulary& vocab);
 
 /// Writes `vocab` under the "tokenizer." keys of `meta` (replacing any that exist).
 void store_vocabulary(const Vocabulary& vocab, format::Metadata& meta);
