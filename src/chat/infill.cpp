@@ -111,12 +111,18 @@ struct InfillPromptBuilder::State {
   Ids blocked;  // the FIM tokens: never produced from the caller's text
   Ids end_ids;
   std::int32_t bos = -1;  // -1 unless the vocabulary says to add it
+  bool use_words;
 
   State(const Tokenizer& t, InfillOptions o, InfillCacheLimits limits)
-      : tokenizer(t), fim(t.vocabulary().fim), options(o), cache(limits), words(limits.max_words) {}
+      : tokenizer(t),
+        fim(t.vocabulary().fim),
+        options(o),
+        cache(limits),
+        words(limits.max_words),
+        use_words(limits.max_words > 0) {}
 
   Ids encode(std::string_view text) {
-    return TokenizerAccess::encode_text(tokenizer, text, blocked, &words);
+    return TokenizerAccess::encode_text(tokenizer, text, blocked, use_words ? &words : nullptr);
   }
 
   // The tokens of `text`, from the cache when it has them.

@@ -83,9 +83,8 @@ void split_added(std::string_view s, const Impl::AddedTable& table, bool parse_s
     const Impl::Added* best = nullptr;
     for (const Impl::Added& a : table[static_cast<unsigned char>(s[i])]) {
       if (a.special && !parse_special) continue;
-      if (!blocked.empty() && std::find(blocked.begin(), blocked.end(), a.id) != blocked.end())
-        continue;
       if (s.compare(i, a.content.size(), a.content) == 0) {
+        if (std::find(blocked.begin(), blocked.end(), a.id) != blocked.end()) continue;
         best = &a;  // candidates are sorted longest first
         break;
       }

@@ -13,7 +13,8 @@ namespace qlm {
 /// Loads the tokenizer of a Hugging Face model directory. Uses tokenizer.json if present, else
 /// tokenizer.model (SentencePiece), else vocab.json + merges.txt; then applies
 /// tokenizer_config.json, added_tokens.json, special_tokens_map.json, config.json and
-/// generation_config.json where present. Unsupported tokenizer kinds give ErrorCode::Unsupported.
+/// generation_config.json where present, and finds the fill-in-the-middle tokens
+/// (Vocabulary::fim, detect_fim_tokens). Unsupported tokenizer kinds give ErrorCode::Unsupported.
 Result<Vocabulary> load_hf_tokenizer(const std::filesystem::path& dir);
 
 /// Parses a serialized SentencePiece ModelProto (the bytes of a tokenizer.model file); `file`
