@@ -2,11 +2,11 @@
 // (docs/chat.md, "Fill-in-the-middle").
 #include "qlm/infill.hpp"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <list>
+#include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
