@@ -61,6 +61,23 @@ void add_chat(CLI::App& app, Args& a) {
       ->check(CLI::ExistingFile);
 }
 
+void add_infill(CLI::App& app, Args& a) {
+  app.add_flag("--infill", a.infill,
+               "complete code at a cursor with the model's fill-in-the-middle tokens (-p: text "
+               "already typed at the cursor)");
+  app.add_option("--fim-prefix", a.fim_prefix, "--infill: the text before the cursor");
+  app.add_option("--fim-suffix", a.fim_suffix, "--infill: the text after the cursor");
+  app.add_option("--infill-file", a.infill_file, "--infill: complete in this source file")
+      ->check(CLI::ExistingFile);
+  app.add_option("--cursor", a.cursor,
+                 "--infill-file: LINE:COL of the cursor (1-based; the column counts UTF-8 bytes)");
+  app.add_option("--extra", a.extra, "--infill: a file to give as context (repeatable)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--repo-name", a.repo_name,
+                 "--infill: the repository's name (for models with a repo-name token)");
+  app.add_flag("--spm-infill", a.spm_infill, "--infill: suffix before prefix (SPM order)");
+}
+
 // Plain generation: the prompt is the text, tokenized with the model's BOS/EOS rules.
 int run_plain(const Args& a, std::shared_ptr<const qlm::Model> model) {
   const qlm::Tokenizer& tok = model->tokenizer();
@@ -100,6 +117,7 @@ int main(int argc, char** argv) {
   add_sampling(app, a);
   add_runtime(app, a);
   add_chat(app, a);
+  add_infill(app, a);
   integrity.add_to(app);
   CLI11_PARSE(app, argc, argv);
 
@@ -109,10 +127,22 @@ int main(int argc, char** argv) {
     a.prompt = std::move(*text);
   }
   if (a.chat && !a.prompt.empty()) return fail("--chat takes --messages or the terminal, not -p");
+  if (a.chat && a.infill) return fail("--chat and --infill exclude each other");
+  const bool chat_options =
+      !a.system.empty() || !a.chat_template.empty() || !a.messages_file.empty();
+  const bool infill_options = !a.fim_prefix.empty() || !a.fim_suffix.empty() ||
+                              !a.infill_file.empty() || !a.cursor.empty() || !a.extra.empty() ||
+                              !a.repo_name.empty() || a.spm_infill;
+  if (chat_options && !a.chat) return fail("--system, --chat-template and --messages need --chat");
+  if (infill_options && !a.infill)
+    return fail(
+        "the --fim-*, --infill-file, --cursor, --extra, "
+        "--repo-name and --spm-infill options need --infill");
   auto model = qlm::Model::open(
       a.model,
       {.verify_checksums = integrity.verify, .mmap = !a.no_mmap, .trusted_keys = integrity.keys()});
   if (!model) return fail(model.error().message);
   if (a.chat) return qlm::run::run_chat(a, *model);
+  if (a.infill) return qlm::run::run_infill(a, *model);
   return run_plain(a, *model);
 }

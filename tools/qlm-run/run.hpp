@@ -34,8 +34,9 @@ struct Args {
   std::string system, chat_template, messages_file;
   // --infill
   bool infill = false;
-  std::string fim_prefix, fim_suffix, fim_typed, infill_file, cursor, repo_name;
+  std::string fim_prefix, fim_suffix, infill_file, cursor, repo_name;
   std::vector<std::string> extra;
+  bool spm_infill = false;
 };
 
 /// Prints "qlm-run: <message>" to stderr; returns the exit status 1.
