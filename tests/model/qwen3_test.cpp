@@ -1,9 +1,13 @@
 // Qwen3 on a random checkpoint written by tests/reference/torch_llama.py (per-head q/k RMSNorms
 // before RoPE, an explicit head_dim of 32 where hidden / heads is 16, no q/k/v biases, tied
 // embeddings): the reference path against PyTorch (float64), the fast path against the reference
-// path at every weight type and ISA, and the loader's checks of the q/k norm tensors.
+// path at every weight type and ISA, and the loader's checks of the q/k norm tensors; then
+// qlm-synth on the real Qwen3-0.6B shape.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <functional>
 
 #include "kernel_table.hpp"
@@ -121,6 +125,42 @@ TEST_CASE("qwen3: the loader names a q/k norm tensor of the wrong shape or missi
     expect_error(edited(q_norm, [](format::TensorInfo& t) { t.name = "model.layers.1.other"; }),
                  ErrorCode::Format, {bad, q_norm, "missing"});
   }
+}
+
+TEST_CASE("qwen3: qlm-synth writes a Qwen3-0.6B-shaped checkpoint that converts and runs",
+          "[model][qwen3][tools]") {
+  // The real config with 2 of its 28 layers and a 1024-token vocabulary (the 151936-row
+  // embedding alone would take a minute to convert); every per-layer shape is Qwen3-0.6B's.
+  TempDir tmp;
+  const auto cfg_dir = tmp / "cfg";
+  std::filesystem::create_directories(cfg_dir);
+  std::filesystem::copy_file(shared_data_dir() / "shapes" / "qwen3-0.6b.json",
+                             cfg_dir / "config.json");
+  edit_config(cfg_dir, [](nlohmann::json& j) {
+    j["num_hidden_layers"] = 2;
+    j["max_window_layers"] = 2;
+    j["vocab_size"] = 1024;
+    j["bos_token_id"] = 1000;
+    j["eos_token_id"] = 1001;
+  });
+  std::string out;
+  const std::string cmd = fmt::format("'{}' --config '{}' -o '{}' 2>&1", tool_path("qlm-synth"),
+                                      (cfg_dir / "config.json").string(), (tmp / "ckpt").string());
+  const int rc = run_command(cmd, out);
+  INFO(cmd << "\n" << out);
+  REQUIRE(rc == 0);
+  convert_or_fail(tmp / "ckpt", tmp / "m.qlm", DType::Q8);
+  auto model = open_or_fail(tmp / "m.qlm");
+  const ModelConfig& c = model->config();
+  CHECK(c.arch == Architecture::Qwen3);
+  CHECK(c.head_dim == 128);
+  CHECK(c.n_heads * c.head_dim == 2 * c.hidden_size);
+  const std::vector<std::int32_t> ids{1000, 5, 77, 300};
+  const auto ref = eval_all_logits(model, {.context = 16, .isa = "reference"}, ids);
+  const auto fast = eval_all_logits(model, {.context = 16}, ids);
+  REQUIRE(ref.size() == ids.size() * 1024);
+  CHECK(std::all_of(ref.begin(), ref.end(), [](float v) { return std::isfinite(v); }));
+  CHECK(relative_max_diff(fast, ref) <= 0.02f);
 }
 
 }  // namespace qlm::test
