@@ -114,6 +114,10 @@ ModelWeights bind_weights(const format::ModelFile& file, const ModelConfig& c) {
       lw.bk = v("self_attn.k_proj.bias");
       lw.bv = v("self_attn.v_proj.bias");
     }
+    if (c.qk_norm()) {
+      lw.q_norm = v("self_attn.q_norm.weight");
+      lw.k_norm = v("self_attn.k_norm.weight");
+    }
     lw.ffn_norm = v("post_attention_layernorm.weight");
     lw.w_gate = m("mlp.gate_proj.weight");
     lw.w_up = m("mlp.up_proj.weight");

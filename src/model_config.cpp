@@ -15,12 +15,15 @@ std::string_view to_string(Architecture a) noexcept {
       return "mistral";
     case Architecture::Qwen2:
       return "qwen2";
+    case Architecture::Qwen3:
+      return "qwen3";
   }
   return "?";
 }
 
 std::optional<Architecture> parse_architecture(std::string_view name) noexcept {
-  for (auto a : {Architecture::Llama, Architecture::Mistral, Architecture::Qwen2}) {
+  for (auto a :
+       {Architecture::Llama, Architecture::Mistral, Architecture::Qwen2, Architecture::Qwen3}) {
     if (to_string(a) == name) return a;
   }
   return std::nullopt;

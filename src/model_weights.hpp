@@ -35,13 +35,15 @@ struct Matrix {
   bool any_quantized() const;
 };
 
-/// A set of views for one decoder layer; biases are empty when the architecture has none.
+/// A set of views for one decoder layer; biases and q/k norms are empty when the architecture has
+/// none.
 struct LayerWeights {
-  std::span<const float> attn_norm;   // [hidden]
-  Matrix wq, wk, wv, wo;              // [n_heads*hd, d], [n_kv*hd, d] x2, [d, n_heads*hd]
-  std::span<const float> bq, bk, bv;  // [n_heads*hd], [n_kv*hd] x2 (qwen2)
-  std::span<const float> ffn_norm;    // [hidden]
-  Matrix w_gate, w_up, w_down;        // [ff, d] x2, [d, ff]
+  std::span<const float> attn_norm;       // [hidden]
+  Matrix wq, wk, wv, wo;                  // [n_heads*hd, d], [n_kv*hd, d] x2, [d, n_heads*hd]
+  std::span<const float> bq, bk, bv;      // [n_heads*hd], [n_kv*hd] x2 (qwen2)
+  std::span<const float> q_norm, k_norm;  // [hd] each, shared by all heads (qwen3)
+  std::span<const float> ffn_norm;        // [hidden]
+  Matrix w_gate, w_up, w_down;            // [ff, d] x2, [d, ff]
 };
 
 /// All weight views of a model.

@@ -11,9 +11,9 @@
 namespace qlm {
 
 /// Decoder families qlm runs; they share one graph and differ in the flags below.
-enum class Architecture : std::uint8_t { Llama, Mistral, Qwen2 };
+enum class Architecture : std::uint8_t { Llama, Mistral, Qwen2, Qwen3 };
 
-/// "llama", "mistral" or "qwen2".
+/// "llama", "mistral", "qwen2" or "qwen3".
 std::string_view to_string(Architecture a) noexcept;
 /// The architecture to_string() names; nullopt otherwise.
 std::optional<Architecture> parse_architecture(std::string_view name) noexcept;
@@ -36,7 +36,7 @@ struct ModelConfig {
   std::uint32_t n_layers = 0;
   std::uint32_t n_heads = 0;     ///< query heads
   std::uint32_t n_kv_heads = 0;  ///< key/value heads (GQA when < n_heads)
-  std::uint32_t head_dim = 0;
+  std::uint32_t head_dim = 0;    ///< may differ from hidden_size / n_heads (qwen3: explicit)
   float rope_theta = 10000.0f;
   RopeScaling rope_scaling;
   float rms_norm_eps = 1e-5f;
@@ -46,6 +46,10 @@ struct ModelConfig {
   std::uint32_t max_position_embeddings = 0;  ///< trained context length
   std::int32_t bos_id = -1;                   ///< -1 when unknown
   std::int32_t eos_id = -1;                   ///< -1 when unknown
+
+  /// Whether each head's queries and keys go through an RMSNorm of head_dim weights before RoPE
+  /// (qwen3's q_norm / k_norm).
+  bool qk_norm() const noexcept { return arch == Architecture::Qwen3; }
 
   /// Checks internal consistency (head_dim * n_heads, divisibility, absurd sizes); `source` names
   /// the file in the error.

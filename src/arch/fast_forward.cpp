@@ -150,10 +150,16 @@ class FastForward final : public Forward {
       }
       const float* cs = &cos_[i * half];
       const float* sn = &sin_[i * half];
-      for (std::uint32_t h = 0; h < c_.n_heads; ++h) kt_.rope(&q_[i * qd_ + h * hd], cs, sn, hd);
+      for (std::uint32_t h = 0; h < c_.n_heads; ++h) {
+        float* q = &q_[i * qd_ + h * hd];
+        if (!lw.q_norm.empty()) kt_.rmsnorm(q, q, lw.q_norm.data(), hd, c_.rms_norm_eps);
+        kt_.rope(q, cs, sn, hd);
+      }
       const std::size_t pos = start + i;
       for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
-        kt_.rope(&k_[i * kvd_ + h * hd], cs, sn, hd);
+        float* k = &k_[i * kvd_ + h * hd];
+        if (!lw.k_norm.empty()) kt_.rmsnorm(k, k, lw.k_norm.data(), hd, c_.rms_norm_eps);
+        kt_.rope(k, cs, sn, hd);
         cache.store(l, h, static_cast<std::uint32_t>(pos), {&k_[i * kvd_ + h * hd], hd},
                     {&v_[i * kvd_ + h * hd], hd});
       }

@@ -64,8 +64,14 @@ class ReferenceForward final : public Forward {
     ref::matvec(q_, lw.wq, xb_, lw.bq);
     ref::matvec(k_, lw.wk, xb_, lw.bk);
     ref::matvec(v_, lw.wv, xb_, lw.bv);
-    for (std::uint32_t h = 0; h < c_.n_heads; ++h) ref::rope({&q_[h * hd], hd}, inv_freq_, pos);
+    for (std::uint32_t h = 0; h < c_.n_heads; ++h) {
+      if (!lw.q_norm.empty())
+        ref::rmsnorm({&q_[h * hd], hd}, {&q_[h * hd], hd}, lw.q_norm, c_.rms_norm_eps);
+      ref::rope({&q_[h * hd], hd}, inv_freq_, pos);
+    }
     for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
+      if (!lw.k_norm.empty())
+        ref::rmsnorm({&k_[h * hd], hd}, {&k_[h * hd], hd}, lw.k_norm, c_.rms_norm_eps);
       ref::rope({&k_[h * hd], hd}, inv_freq_, pos);
       cache.store(l, h, pos, {&k_[h * hd], hd}, {&v_[h * hd], hd});  // f16: rounded here
     }

@@ -1,4 +1,4 @@
-// The scalar fp32 reference forward pass of the Llama family (llama, mistral, qwen2).
+// The scalar fp32 reference forward pass of the Llama family (llama, mistral, qwen2, qwen3).
 #pragma once
 
 #include <memory>

@@ -85,7 +85,8 @@ ModelConfig parse_config(const json& j, const std::string& file) {
   const auto arch = parse_architecture(type);
   if (!arch) {
     fail(ErrorCode::Unsupported,
-         "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2)", file, type);
+         "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2, qwen3)", file,
+         type);
   }
   c.arch = *arch;
   const std::string act = get_or<std::string>(j, "hidden_act", "silu", file);
@@ -110,8 +111,10 @@ ModelConfig parse_config(const json& j, const std::string& file) {
   c.max_position_embeddings = get_or<std::uint32_t>(j, "max_position_embeddings", 2048, file);
   if (c.arch == Architecture::Mistral) {
     c.sliding_window = get_or<std::uint32_t>(j, "sliding_window", 0, file);
-  } else if (c.arch == Architecture::Qwen2 && get_or<bool>(j, "use_sliding_window", false, file)) {
-    fail(ErrorCode::Unsupported, "{}: qwen2 use_sliding_window = true is not supported", file);
+  } else if ((c.arch == Architecture::Qwen2 || c.arch == Architecture::Qwen3) &&
+             get_or<bool>(j, "use_sliding_window", false, file)) {
+    fail(ErrorCode::Unsupported, "{}: {} use_sliding_window = true is not supported", file,
+         to_string(c.arch));
   }
   c.bos_id = first_id(j, "bos_token_id", file);
   c.eos_id = first_id(j, "eos_token_id", file);

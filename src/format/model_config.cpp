@@ -77,8 +77,8 @@ Result<ModelConfig> load_config(const format::Metadata& m, std::string_view file
         const auto arch = parse_architecture(name);
         if (!arch) {
           fail(ErrorCode::Unsupported,
-               "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2)", file,
-               name);
+               "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2, qwen3)",
+               file, name);
         }
         v = *arch;
       } else if constexpr (std::is_same_v<T, RopeScaling::Type>) {

@@ -1,4 +1,5 @@
-// The Llama-family tensor list (llama, mistral, qwen2 share it; qwen2 adds q/k/v biases).
+// The Llama-family tensor list (llama, mistral, qwen2 and qwen3 share it; qwen2 adds q/k/v biases,
+// qwen3 per-head q/k norms).
 #include "qlm/format/tensor_names.hpp"
 
 #include <charconv>
@@ -43,6 +44,10 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
       t.push_back({layer_tensor(l, "self_attn.q_proj.bias"), {q}, false});
       t.push_back({layer_tensor(l, "self_attn.k_proj.bias"), {kv}, false});
       t.push_back({layer_tensor(l, "self_attn.v_proj.bias"), {kv}, false});
+    }
+    if (c.qk_norm()) {
+      t.push_back({layer_tensor(l, "self_attn.q_norm.weight"), {c.head_dim}, false});
+      t.push_back({layer_tensor(l, "self_attn.k_norm.weight"), {c.head_dim}, false});
     }
     t.push_back({layer_tensor(l, "self_attn.o_proj.weight"), {d, q}, true});
     t.push_back({layer_tensor(l, "post_attention_layernorm.weight"), {d}, false});

@@ -1,9 +1,12 @@
 #!/usr/bin/python3
-"""Independent PyTorch reference of the Llama-family decoder (llama, mistral, qwen2).
+"""Independent PyTorch reference of the Llama-family decoder (llama, mistral, qwen2, qwen3).
 
 Written from the Hugging Face modelling code's definitions, not from qlm: it reads the original
 safetensors directly and computes in float64, so qlm's float32 logits are compared against the
-exact math. Two commands:
+exact math. Qwen3 (transformers' modeling_qwen3.py) is Llama plus an RMSNorm over each head's
+query and key vectors (weights q_norm / k_norm of size head_dim, the model's rms_norm_eps) applied
+after the projections and before RoPE, an explicit head_dim that need not be hidden / heads, and
+q/k/v biases only when attention_bias is true. Two commands:
 
   torch_llama.py logits <model_dir> <comma-separated ids> <out.f32>
       writes float32 logits [n_tokens][vocab] for the sequence evaluated causally.
@@ -104,8 +107,13 @@ def forward(cfg, w, ids):
             q = q + w[p + "self_attn.q_proj.bias"]
             k = k + w[p + "self_attn.k_proj.bias"]
             v = v + w[p + "self_attn.v_proj.bias"]
-        q = q.view(n, nh, hd).transpose(0, 1)
-        k = k.view(n, nkv, hd).transpose(0, 1)
+        q = q.view(n, nh, hd)
+        k = k.view(n, nkv, hd)
+        if cfg["model_type"] == "qwen3":  # per-head RMSNorm over head_dim, before RoPE
+            q = rms_norm(q, w[p + "self_attn.q_norm.weight"], eps)
+            k = rms_norm(k, w[p + "self_attn.k_norm.weight"], eps)
+        q = q.transpose(0, 1)
+        k = k.transpose(0, 1)
         v = v.view(n, nkv, hd).transpose(0, 1)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
@@ -169,10 +177,13 @@ def cmd_synth(out_dir, overrides, seed, tokenizer_dir):
         t[p + "self_attn.q_proj.weight"] = rnd(nh * hd, d, scale=0.3)
         t[p + "self_attn.k_proj.weight"] = rnd(nkv * hd, d, scale=0.3)
         t[p + "self_attn.v_proj.weight"] = rnd(nkv * hd, d)
-        if cfg["model_type"] == "qwen2":
+        if cfg["model_type"] == "qwen2" or cfg.get("attention_bias", False):
             t[p + "self_attn.q_proj.bias"] = rnd(nh * hd, scale=0.5)
             t[p + "self_attn.k_proj.bias"] = rnd(nkv * hd, scale=0.5)
             t[p + "self_attn.v_proj.bias"] = rnd(nkv * hd, scale=0.5)
+        if cfg["model_type"] == "qwen3":
+            t[p + "self_attn.q_norm.weight"] = 1.0 + rnd(hd, scale=0.3)
+            t[p + "self_attn.k_norm.weight"] = 1.0 + rnd(hd, scale=0.3)
         t[p + "self_attn.o_proj.weight"] = rnd(d, nh * hd)
         t[p + "post_attention_layernorm.weight"] = 1.0 + rnd(d)
         t[p + "mlp.gate_proj.weight"] = rnd(ff, d)

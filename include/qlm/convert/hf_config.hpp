@@ -8,7 +8,7 @@
 
 namespace qlm {
 
-/// Reads `dir`/config.json of a llama, mistral or qwen2 checkpoint.
+/// Reads `dir`/config.json of a llama, mistral, qwen2 or qwen3 checkpoint.
 Result<ModelConfig> read_hf_config(const std::filesystem::path& dir);
 
 }  // namespace qlm
