@@ -15,6 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 SEP = b"\n=====QLM-FUZZ-NEXT-FILE=====\n"
+SEP_FF = b"\xff"  # fuzz_infill's field separator
 
 
 def put(out, target, name, data):
@@ -103,6 +104,17 @@ def main():
         for i, line in enumerate(f):
             if line.strip() and i % 3 == 0:
                 put(out, "fuzz_encode", "line%03d" % i, json.loads(line).encode("utf-8"))
+
+    # fuzz_infill: budget bytes, then prefix, suffix, typed, filename, repo, (chunk name, text)*
+    # separated by 0xFF, cut from the repository's own sources at a few cursors.
+    sources = ["src/generate.cpp", "include/qlm/infill.hpp", "scripts/fuzz.sh"]
+    for i, rel in enumerate(sources):
+        text = read(os.path.join(ROOT, rel))[:3000]
+        for j, (budget, cursor) in enumerate([(255, len(text) // 2), (20, len(text) // 3)]):
+            fields = [text[:cursor], text[cursor:], b"x", rel.encode(), b"qlm",
+                      b"other.cpp", b"int other();\n"]
+            put(out, "fuzz_infill", "src%d-%d" % (i, j),
+                bytes([budget, 16 * j, j]) + SEP_FF.join(fields))
 
     if release:
         tools = os.path.join(release, "tools")
