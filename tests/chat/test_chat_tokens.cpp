@@ -36,16 +36,6 @@ fs::path templates_root() {
   return shared_dir() / "chat-templates";
 }
 
-Tokenizer load_tokenizer(const fs::path& dir) {
-  auto vocab = load_hf_tokenizer(dir);
-  INFO(dir.string() << ": " << (vocab.ok() ? "" : vocab.error().message));
-  REQUIRE(vocab.ok());
-  auto tok = Tokenizer::create(std::move(vocab).value());
-  INFO((tok.ok() ? "" : tok.error().message));
-  REQUIRE(tok.ok());
-  return std::move(tok).value();
-}
-
 // One conversation rendered by one template: Jinja2's text (expected/) and qlm's.
 struct Rendered {
   std::string folder;

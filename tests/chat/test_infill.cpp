@@ -298,26 +298,35 @@ TEST_CASE("infill: Qwen2.5 prefix-suffix-middle layout, exact ids", "[infill]") 
   CHECK(std::count(p.ids.begin(), p.ids.end(), kQwenSep) == 0);
 }
 
+namespace {
+
+// repo_request()'s repository-level layout, written out part by part with the FIM ids `f`.
+Ids repo_layout(const Tokenizer& t, const InfillRequest& rq, const FimTokens& f) {
+  return cat({{f.repo_name},
+              enc(t, "qlm\n"),
+              {f.file_sep},
+              enc(t, "include/math.hpp\n"),
+              enc(t, rq.extra[0].text),
+              {f.file_sep},
+              enc(t, "src/math.cpp\n"),
+              enc(t, rq.extra[1].text),
+              {f.file_sep},
+              enc(t, "src/main.cpp\n"),
+              {f.prefix},
+              enc(t, rq.prefix),
+              {f.suffix},
+              enc(t, rq.suffix),
+              {f.middle},
+              enc(t, rq.typed)});
+}
+
+}  // namespace
+
 TEST_CASE("infill: Qwen2.5 repository-level layout, exact ids", "[infill]") {
   const Tokenizer& t = qwen();
   const InfillRequest rq = repo_request();
   const InfillPrompt p = build(t, rq);
-  CHECK(p.ids == cat({{kQwenRepo},
-                      enc(t, "qlm\n"),
-                      {kQwenSep},
-                      enc(t, "include/math.hpp\n"),
-                      enc(t, rq.extra[0].text),
-                      {kQwenSep},
-                      enc(t, "src/math.cpp\n"),
-                      enc(t, rq.extra[1].text),
-                      {kQwenSep},
-                      enc(t, "src/main.cpp\n"),
-                      {kQwenPre},
-                      enc(t, rq.prefix),
-                      {kQwenSuf},
-                      enc(t, rq.suffix),
-                      {kQwenMid},
-                      enc(t, rq.typed)}));
+  CHECK(p.ids == repo_layout(t, rq, t.vocabulary().fim));
   // tokenizers.js on the written-out prompt.
   CHECK(p.ids == Ids{151663, 1470,  76,   198,    151664, 997,  59705,  6453, 198,   396,    912,
                      1548,   264,   11,   526,    293,    317,  151664, 3548, 59705, 7208,   198,
@@ -337,22 +346,7 @@ TEST_CASE("infill: StarCoder-style vocabulary, exact ids", "[infill]") {
   SECTION("repository level with StarCoder2's <repo_name> and <file_sep>") {
     const InfillRequest rq = repo_request();
     const InfillPrompt p = build(t, rq);
-    CHECK(p.ids == cat({{kStarRepo},
-                        enc(t, "qlm\n"),
-                        {kStarSep},
-                        enc(t, "include/math.hpp\n"),
-                        enc(t, rq.extra[0].text),
-                        {kStarSep},
-                        enc(t, "src/math.cpp\n"),
-                        enc(t, rq.extra[1].text),
-                        {kStarSep},
-                        enc(t, "src/main.cpp\n"),
-                        {kStarPre},
-                        enc(t, rq.prefix),
-                        {kStarSuf},
-                        enc(t, rq.suffix),
-                        {kStarMid},
-                        enc(t, rq.typed)}));
+    CHECK(p.ids == repo_layout(t, rq, t.vocabulary().fim));
     // tokenizers.js on the written-out prompt (SmolLM2's tokenizer.json plus the four tokens).
     CHECK(p.ids == Ids{3,   7973, 93,   198,   5,     21745, 31,   8898,  30,   88,   394, 198,
                        591, 803,  24,   591,   253,   28,    464,  278,   4258, 198,  5,   10920,
@@ -401,16 +395,8 @@ TEST_CASE("infill: StarCoder-style vocabulary, exact ids", "[infill]") {
     // No repo-name token either: no repo line.
     v.fim.repo_name = -1;
     const InfillPrompt p3 = build(make_tokenizer(v), rq);
-    CHECK(p3.ids == cat({sep,
-                         enc(t2, rq.extra[0].text),
-                         sep,
-                         enc(t2, rq.extra[1].text),
-                         {kStarPre},
-                         enc(t2, rq.prefix),
-                         {kStarSuf},
-                         enc(t2, rq.suffix),
-                         {kStarMid},
-                         enc(t2, rq.typed)}));
+    const std::size_t repo_line = 1 + enc(t2, "qlm\n").size();
+    CHECK(p3.ids == Ids(p.ids.begin() + static_cast<std::ptrdiff_t>(repo_line), p.ids.end()));
   }
   SECTION("BOS only when the vocabulary's add_bos says so, at the very start") {
     Vocabulary v = starcoder_style_vocab();

@@ -14,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "qlm/tokenizer.hpp"
+#include "qlm/tokenizer/hf_tokenizer.hpp"
+
 namespace qlm::test {
 
 namespace fs = std::filesystem;
@@ -41,6 +44,17 @@ inline std::vector<std::string> load_corpus() {
 }
 
 /// A fresh directory for this test's files (under QLM_TEST_TMP or the build tree).
+/// The tokenizer of a Hugging Face model directory; REQUIREs that it loads.
+inline Tokenizer load_tokenizer(const fs::path& dir) {
+  auto vocab = load_hf_tokenizer(dir);
+  INFO(dir.string() << ": " << (vocab.ok() ? "" : vocab.error().message));
+  REQUIRE(vocab.ok());
+  auto tok = Tokenizer::create(std::move(vocab).value());
+  INFO((tok.ok() ? "" : tok.error().message));
+  REQUIRE(tok.ok());
+  return std::move(tok).value();
+}
+
 inline fs::path temp_dir(std::string_view name) {
   static int counter = 0;
   const char* env = std::getenv("QLM_TEST_TMP");

@@ -11,16 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-Tokenizer make(const fs::path& dir) {
-  auto vocab = load_hf_tokenizer(dir);
-  INFO(dir.string() << ": " << (vocab.ok() ? "" : vocab.error().message));
-  REQUIRE(vocab.ok());
-  auto tok = Tokenizer::create(std::move(vocab).value());
-  INFO((tok.ok() ? "" : tok.error().message));
-  REQUIRE(tok.ok());
-  return std::move(tok).value();
-}
-
 // Known deviations of tokenizers.js from the Rust tokenizers crate that HF models are defined by.
 // Digits: JS splits on ASCII \d, Rust on char::is_numeric (every \p{N}, e.g. "½", "٣").
 bool js_digits_differs(const std::string& s) {
@@ -97,7 +87,7 @@ void check_lossless(const Tokenizer& tok, const std::vector<std::string>& corpus
 TEST_CASE("SentencePiece tokenizer.model matches sentencepiece", "[tokenizer][reference]") {
   const fs::path dir = shared_dir() / "models/stories260K";
   const auto corpus = load_corpus();
-  const Tokenizer tok = make(dir);
+  const Tokenizer tok = load_tokenizer(dir);
   CHECK(tok.size() == 512);
   CHECK(tok.bos() == 1);
   CHECK(tok.eos() == 2);
@@ -118,7 +108,7 @@ TEST_CASE("SentencePiece tokenizer.model matches sentencepiece", "[tokenizer][re
 TEST_CASE("SmolLM2 tokenizer.json matches Hugging Face tokenizers", "[tokenizer][reference]") {
   const fs::path dir = shared_dir() / "tokenizers/smollm2-135m";
   const auto corpus = load_corpus();
-  const Tokenizer tok = make(dir);
+  const Tokenizer tok = load_tokenizer(dir);
   CHECK(tok.size() == 49152);
   const json ref = run_hf(dir / "tokenizer.json");
   compare_ids(tok, corpus, ref["ids"], {}, "smollm2", js_digits_differs);
@@ -142,7 +132,7 @@ TEST_CASE("Qwen2.5 vocab.json + merges.txt matches Hugging Face tokenizers",
           "[tokenizer][reference]") {
   const fs::path dir = shared_dir() / "tokenizers/qwen2.5-0.5b";
   const auto corpus = load_corpus();
-  const Tokenizer tok = make(dir);
+  const Tokenizer tok = load_tokenizer(dir);
   CHECK(tok.size() == 151665);
   CHECK(tok.eos() == 151645);
   CHECK(tok.is_end_of_generation(151645));
@@ -162,7 +152,7 @@ TEST_CASE("Qwen2.5 vocab.json + merges.txt matches Hugging Face tokenizers",
   // Our tokenizer.json reader must agree with our slow-layout reader on the same tokenizer.
   fs::copy_file(dir / "tokenizer_config.json", tmp / "tokenizer_config.json");
   fs::copy_file(dir / "generation_config.json", tmp / "generation_config.json");
-  const Tokenizer from_json = make(tmp);
+  const Tokenizer from_json = load_tokenizer(tmp);
   int bad = 0;
   for (const std::string& s : corpus) bad += from_json.encode(s).value() != tok.encode(s).value();
   CHECK(bad == 0);
@@ -261,7 +251,7 @@ TEST_CASE("SentencePiece-layout tokenizer.json matches Hugging Face tokenizers",
     SECTION(name) {
       const fs::path tmp = temp_dir(std::string("spm-json-") + name);
       write_file(tmp / "tokenizer.json", doc->dump());
-      const Tokenizer tok = make(tmp);
+      const Tokenizer tok = load_tokenizer(tmp);
       CHECK(tok.vocabulary().byte_fallback);
       CHECK(tok.vocabulary().add_bos);
       const json ref = run_hf(tmp / "tokenizer.json");
@@ -301,7 +291,7 @@ TEST_CASE("Llama-3 layout (Split regex, ignore_merges) matches Hugging Face toke
                                             "tokens": ["<|endoftext|>"]}}}]})");
   const fs::path tmp = temp_dir("llama3");
   write_file(tmp / "tokenizer.json", j.dump());
-  const Tokenizer tok = make(tmp);
+  const Tokenizer tok = load_tokenizer(tmp);
   CHECK(tok.vocabulary().ignore_merges);
   CHECK(tok.vocabulary().add_bos);
   CHECK(tok.bos() == 0);
