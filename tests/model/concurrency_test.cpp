@@ -1,12 +1,19 @@
 // What is shared between threads, used from many at once: one Model by sessions on their own
-// threads (each on a spin pool of two), its Tokenizer, and one pool shared by several sessions.
+// threads (each on a spin pool of two), its Tokenizer, one pool shared by several sessions, and
+// one ChatTemplate and Tokenizer building prompts.
 // Results must equal those of a single thread. The ThreadSanitizer pass runs these ([tsan]).
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
 
 #include "model/model_helpers.hpp"
+#include "qlm/chat.hpp"
 #include "qlm/generate.hpp"
+#include "qlm/infill.hpp"
+#include "qlm/tokenizer/hf_tokenizer.hpp"
 #include "support/files.hpp"
 #include "support/temp_dir.hpp"
 
@@ -75,6 +82,66 @@ TEST_CASE("sessions are created and destroyed while others run", "[tsan][model]"
   }
   for (auto& th : threads) th.join();
   CHECK(ok == std::vector<int>(3, 4));
+}
+
+}  // namespace qlm::test
+
+namespace qlm::test {
+
+// A server renders chats with one parsed ChatTemplate and builds infill prompts with one
+// Tokenizer from many request threads at once; each result must equal the single-thread one.
+TEST_CASE("one ChatTemplate and one Tokenizer serve prompt building on many threads",
+          "[tsan][chat]") {
+  const auto root = shared_data_dir();
+  auto vocab = load_hf_tokenizer(root / "tokenizers/qwen2.5-0.5b");
+  REQUIRE(vocab.ok());
+  const Tokenizer tok = Tokenizer::create(std::move(*vocab)).value();
+  const auto config =
+      nlohmann::json::parse(read_text(root / "chat-templates/Qwen--Qwen2.5-0.5B-Instruct/"
+                                             "tokenizer_config.json"));
+  const ChatTemplate tmpl =
+      ChatTemplate::parse(config["chat_template"].get<std::string>(), "qwen").value();
+  const auto chat = [&](int i) -> std::vector<std::int32_t> {
+    const std::string messages =
+        fmt::format(R"([{{"role": "user", "content": "Question {} about code?"}}])", i);
+    auto p = render_chat(tok, tmpl, messages, {.add_generation_prompt = true});
+    return p.ok() ? p->tokens : std::vector<std::int32_t>{};
+  };
+  const auto infill = [&](int i) -> std::vector<std::int32_t> {
+    auto builder = InfillPromptBuilder::create(tok);
+    if (!builder.ok()) return {};
+    InfillRequest rq;
+    rq.prefix = fmt::format("int f{}() {{\n  return ", i);
+    rq.suffix = ";\n}\n";
+    rq.extra = {{"a.hpp", "int g();\n"}};
+    std::vector<std::int32_t> ids;
+    for (int k = 0; k < 3; ++k) {  // rebuilds, as per keystroke, hit the builder's caches
+      rq.prefix += "x";
+      auto p = builder->build(rq);
+      if (!p.ok()) return {};
+      ids = p->ids;
+    }
+    return ids;
+  };
+  constexpr int kThreads = 4;
+  std::vector<std::vector<std::int32_t>> chat_alone, infill_alone;
+  for (int i = 0; i < kThreads; ++i) {
+    chat_alone.push_back(chat(i));
+    infill_alone.push_back(infill(i));
+    REQUIRE(!chat_alone.back().empty());
+    REQUIRE(!infill_alone.back().empty());
+  }
+  std::vector<std::vector<std::int32_t>> chat_together(kThreads), infill_together(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      chat_together[i] = chat(i);
+      infill_together[i] = infill(i);
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(chat_together == chat_alone);
+  CHECK(infill_together == infill_alone);
 }
 
 }  // namespace qlm::test
