@@ -14,6 +14,11 @@
 
 #include "kernel_table.hpp"
 #include "model/model_helpers.hpp"
+#include "model_access.hpp"
+#include "qlm/convert/convert.hpp"
+#include "qlm/format/model_file.hpp"
+#include "qlm/format/tensor_names.hpp"
+#include "qlm/quant/importance.hpp"
 #include "qlm/session.hpp"
 #include "support/checkpoint_writer.hpp"
 #include "support/expect_error.hpp"
@@ -135,6 +140,46 @@ TEST_CASE("starcoder2: the loader names a bias of the wrong shape or missing",
     expect_error(edited(o_bias, 64, [](format::TensorInfo& t) { t.name = "model.layers.0.other"; }),
                  ErrorCode::Format, {bad, o_bias, "missing"});
   }
+}
+
+TEST_CASE("starcoder2: channel scales fold into LayerNorm weight and bias", "[model][starcoder2]") {
+  // Outlier LayerNorm channels (large weights, large biases) make the q/k/v and c_fc sites take a
+  // scale; the float model must not change, which it would if the bias were left unscaled.
+  TempDir tmp;
+  const auto dir = tmp / "ckpt";
+  torch_synth(dir, kStarcoder2, 17);
+  auto tensors = load_tensors(dir);
+  for (auto& t : tensors) {
+    if (t.name.ends_with("layernorm.weight")) {
+      for (std::size_t i = 0; i < 4; ++i) t.values[i] *= 12.0f;
+    } else if (t.name.ends_with("layernorm.bias")) {
+      for (std::size_t i = 4; i < 8; ++i) t.values[i] += 6.0f;
+    }
+  }
+  write_tensors(dir, tensors, safetensors::SourceType::F32);
+  convert_or_fail(dir, tmp / "plain.qlm", DType::F32);
+  const auto plain = open_or_fail(tmp / "plain.qlm");
+  const auto ids = pseudo_random_tokens(40);
+  auto imp = std::make_shared<Importance>(plain->config());
+  const auto a = eval_all_logits(plain, {.threads = 1, .observer = imp}, ids);
+  REQUIRE(imp->save(tmp / "imp.qlmi").ok());
+  ConvertOptions o{dir, tmp / "scaled.qlm", DType::F32, {}};
+  o.importance = tmp / "imp.qlmi";
+  const auto report = convert_checkpoint(o);
+  REQUIRE(report.ok());
+  const auto scaled = open_or_fail(tmp / "scaled.qlm");
+  for (const char* name : {"input_layernorm.bias", "post_attention_layernorm.bias"}) {
+    INFO(name);
+    const auto bias = layer_tensor(0, name);
+    const auto& sf = detail::model_file(*scaled);
+    const auto& pf = detail::model_file(*plain);
+    CHECK_FALSE(std::ranges::equal(sf.data(*sf.find(bias)->info), pf.data(*pf.find(bias)->info)));
+  }
+  const auto b = eval_all_logits(scaled, {.threads = 1}, ids);
+  float range = 0.0f;
+  for (float v : a) range = std::max(range, std::fabs(v));
+  INFO("max |scaled - plain| = " << max_abs_diff(a, b) << " of " << range);
+  CHECK(max_abs_diff(a, b) <= 1e-4f * range);
 }
 
 TEST_CASE("starcoder2: qlm-synth writes a StarCoder2-3B-shaped checkpoint that converts and runs",
