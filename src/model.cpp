@@ -100,11 +100,16 @@ ModelWeights bind_weights(const format::ModelFile& file, const ModelConfig& c) {
   w.embed = matrices.at("model.embed_tokens.weight");
   w.lm_head = c.tie_word_embeddings ? w.embed : matrices.at("lm_head.weight");
   w.final_norm = bind_vector(file, "model.norm.weight");
+  if (c.layer_norm()) w.final_norm_b = bind_vector(file, "model.norm.bias");
   for (std::uint32_t l = 0; l < c.n_layers; ++l) {
     LayerWeights lw;
     auto m = [&](const char* s) { return matrices.at(layer_tensor(l, s)); };
     auto v = [&](const char* s) { return bind_vector(file, layer_tensor(l, s)); };
     lw.attn_norm = v("input_layernorm.weight");
+    if (c.layer_norm()) {
+      lw.attn_norm_b = v("input_layernorm.bias");
+      lw.ffn_norm_b = v("post_attention_layernorm.bias");
+    }
     lw.wq = m("self_attn.q_proj.weight");
     lw.wk = m("self_attn.k_proj.weight");
     lw.wv = m("self_attn.v_proj.weight");
@@ -119,9 +124,19 @@ ModelWeights bind_weights(const format::ModelFile& file, const ModelConfig& c) {
       lw.k_norm = v("self_attn.k_norm.weight");
     }
     lw.ffn_norm = v("post_attention_layernorm.weight");
-    lw.w_gate = m("mlp.gate_proj.weight");
-    lw.w_up = m("mlp.up_proj.weight");
-    lw.w_down = m("mlp.down_proj.weight");
+    if (c.output_biases()) {
+      lw.bo = v("self_attn.o_proj.bias");
+      lw.b_up = v("mlp.c_fc.bias");
+      lw.b_down = v("mlp.c_proj.bias");
+    }
+    if (c.gated_mlp()) {
+      lw.w_gate = m("mlp.gate_proj.weight");
+      lw.w_up = m("mlp.up_proj.weight");
+      lw.w_down = m("mlp.down_proj.weight");
+    } else {  // starcoder2: x -> c_fc -> gelu -> c_proj
+      lw.w_up = m("mlp.c_fc.weight");
+      lw.w_down = m("mlp.c_proj.weight");
+    }
     w.layers.push_back(lw);
   }
   return w;

@@ -17,13 +17,15 @@ std::string_view to_string(Architecture a) noexcept {
       return "qwen2";
     case Architecture::Qwen3:
       return "qwen3";
+    case Architecture::Starcoder2:
+      return "starcoder2";
   }
   return "?";
 }
 
 std::optional<Architecture> parse_architecture(std::string_view name) noexcept {
-  for (auto a :
-       {Architecture::Llama, Architecture::Mistral, Architecture::Qwen2, Architecture::Qwen3}) {
+  for (auto a : {Architecture::Llama, Architecture::Mistral, Architecture::Qwen2,
+                 Architecture::Qwen3, Architecture::Starcoder2}) {
     if (to_string(a) == name) return a;
   }
   return std::nullopt;

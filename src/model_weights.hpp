@@ -43,14 +43,18 @@ struct LayerWeights {
   std::span<const float> bq, bk, bv;      // [n_heads*hd], [n_kv*hd] x2 (qwen2)
   std::span<const float> q_norm, k_norm;  // [hd] each, shared by all heads (qwen3)
   std::span<const float> ffn_norm;        // [hidden]
-  Matrix w_gate, w_up, w_down;            // [ff, d] x2, [d, ff]
+  Matrix w_gate, w_up, w_down;            // [ff, d] x2, [d, ff]; w_gate empty when not gated
+  // starcoder2: LayerNorm biases [hidden]; o_proj [hidden], c_fc (w_up) [ff], c_proj (w_down)
+  // [hidden] biases. Empty otherwise.
+  std::span<const float> attn_norm_b, ffn_norm_b, bo, b_up, b_down;
 };
 
 /// All weight views of a model.
 struct ModelWeights {
-  Matrix embed;                       // [vocab, d]
-  Matrix lm_head;                     // [vocab, d]; the embedding itself when tied
-  std::span<const float> final_norm;  // [d]
+  Matrix embed;                         // [vocab, d]
+  Matrix lm_head;                       // [vocab, d]; the embedding itself when tied
+  std::span<const float> final_norm;    // [d]
+  std::span<const float> final_norm_b;  // [d], starcoder2's LayerNorm bias; empty otherwise
   std::vector<LayerWeights> layers;
 };
 

@@ -11,9 +11,9 @@
 namespace qlm {
 
 /// Decoder families qlm runs; they share one graph and differ in the flags below.
-enum class Architecture : std::uint8_t { Llama, Mistral, Qwen2, Qwen3 };
+enum class Architecture : std::uint8_t { Llama, Mistral, Qwen2, Qwen3, Starcoder2 };
 
-/// "llama", "mistral", "qwen2" or "qwen3".
+/// "llama", "mistral", "qwen2", "qwen3" or "starcoder2".
 std::string_view to_string(Architecture a) noexcept;
 /// The architecture to_string() names; nullopt otherwise.
 std::optional<Architecture> parse_architecture(std::string_view name) noexcept;
@@ -50,6 +50,12 @@ struct ModelConfig {
   /// Whether each head's queries and keys go through an RMSNorm of head_dim weights before RoPE
   /// (qwen3's q_norm / k_norm).
   bool qk_norm() const noexcept { return arch == Architecture::Qwen3; }
+  /// starcoder2: LayerNorms with weight and bias (eps in rms_norm_eps, read from norm_epsilon), a
+  /// non-gated GELU-tanh MLP (c_fc -> gelu -> c_proj), and when attention_bias (use_bias) biases
+  /// on o_proj, c_fc and c_proj as well as q/k/v.
+  bool layer_norm() const noexcept { return arch == Architecture::Starcoder2; }
+  bool gated_mlp() const noexcept { return arch != Architecture::Starcoder2; }
+  bool output_biases() const noexcept { return arch == Architecture::Starcoder2 && attention_bias; }
 
   /// Checks internal consistency (head_dim * n_heads, divisibility, absurd sizes); `source` names
   /// the file in the error.

@@ -134,9 +134,7 @@ class FastForward final : public Forward {
   void attention_block(std::uint32_t l, std::size_t m, std::uint32_t start, KvCache& cache) {
     const LayerWeights& lw = w_.layers[l];
     const std::size_t d = c_.hidden_size, hd = c_.head_dim, half = hd / 2;
-    for (std::size_t i = 0; i < m; ++i) {
-      kt_.rmsnorm(&xb_[i * d], &x_[i * d], lw.attn_norm.data(), d, c_.rms_norm_eps);
-    }
+    for (std::size_t i = 0; i < m; ++i) norm(&xb_[i * d], &x_[i * d], lw.attn_norm, lw.attn_norm_b);
     observe(MatrixInput::Attention, l, xb_.data(), m, d);
     act_.quantize(kt_, xb_.data(), m, d, d, splits_.layers[l].qkv);
     const ops::Product qkv[] = {
@@ -179,33 +177,56 @@ class FastForward final : public Forward {
     observe(MatrixInput::AttentionOutput, l, att, m, qd_);
     act_.quantize(kt_, att, m, qd_, qd_, splits_.layers[l].wo);
     project(lw.wo, xb_.data(), d);
-    for (std::size_t i = 0; i < m; ++i) kt_.add(&x_[i * d], &xb_[i * d], d);
+    for (std::size_t i = 0; i < m; ++i) {
+      if (!lw.bo.empty()) kt_.add(&xb_[i * d], lw.bo.data(), d);
+      kt_.add(&x_[i * d], &xb_[i * d], d);
+    }
   }
 
   void mlp_block(std::uint32_t l, std::size_t m) {
     const LayerWeights& lw = w_.layers[l];
     const std::size_t d = c_.hidden_size, ff = c_.intermediate_size;
-    for (std::size_t i = 0; i < m; ++i) {
-      kt_.rmsnorm(&xb_[i * d], &x_[i * d], lw.ffn_norm.data(), d, c_.rms_norm_eps);
-    }
+    for (std::size_t i = 0; i < m; ++i) norm(&xb_[i * d], &x_[i * d], lw.ffn_norm, lw.ffn_norm_b);
     observe(MatrixInput::Mlp, l, xb_.data(), m, d);
     act_.quantize(kt_, xb_.data(), m, d, d, splits_.layers[l].gate_up);
-    const ops::Product gate_up[] = {{&lw.w_gate, gate_.data(), ff}, {&lw.w_up, up_.data(), ff}};
-    ops::matmul(kt_, *pool_, gate_up, act_, scratch_);
-    // Row by row: a vector body and its scalar tail may round differently, so every row must be
-    // split the same way whatever the batch size (results may not depend on chunking).
-    for (std::size_t i = 0; i < m; ++i) kt_.silu_mul(&gate_[i * ff], &up_[i * ff], ff);
+    if (c_.gated_mlp()) {
+      const ops::Product gate_up[] = {{&lw.w_gate, gate_.data(), ff}, {&lw.w_up, up_.data(), ff}};
+      ops::matmul(kt_, *pool_, gate_up, act_, scratch_);
+      // Row by row: a vector body and its scalar tail may round differently, so every row must be
+      // split the same way whatever the batch size (results may not depend on chunking).
+      for (std::size_t i = 0; i < m; ++i) kt_.silu_mul(&gate_[i * ff], &up_[i * ff], ff);
+    } else {  // starcoder2: c_fc (+ bias) -> gelu (tanh), the scalar op of the reference path
+      project(lw.w_up, gate_.data(), ff);
+      for (std::size_t i = 0; i < m; ++i) {
+        if (!lw.b_up.empty()) kt_.add(&gate_[i * ff], lw.b_up.data(), ff);
+        ref::gelu_tanh({&gate_[i * ff], ff});
+      }
+    }
     observe(MatrixInput::MlpHidden, l, gate_.data(), m, ff);
     act_.quantize(kt_, gate_.data(), m, ff, ff, splits_.layers[l].down);
     project(lw.w_down, xb_.data(), d);
-    for (std::size_t i = 0; i < m; ++i) kt_.add(&x_[i * d], &xb_[i * d], d);
+    for (std::size_t i = 0; i < m; ++i) {
+      if (!lw.b_down.empty()) kt_.add(&xb_[i * d], lw.b_down.data(), d);
+      kt_.add(&x_[i * d], &xb_[i * d], d);
+    }
+  }
+
+  // One row of RMSNorm (the ISA's kernel), or of starcoder2's LayerNorm with bias (the scalar op of
+  // the reference path: two reductions over a row of hidden_size, a small share of a layer's time).
+  void norm(float* out, const float* x, std::span<const float> w, std::span<const float> b) {
+    const std::size_t d = c_.hidden_size;
+    if (c_.layer_norm()) {
+      ref::layernorm({out, d}, {x, d}, w, b, c_.rms_norm_eps);
+    } else {
+      kt_.rmsnorm(out, x, w.data(), d, c_.rms_norm_eps);
+    }
   }
 
   // Logits of rows [first, first + n) of the current chunk into out ([n][vocab]).
   void head(std::size_t first, std::size_t n, float* out) {
     const std::size_t d = c_.hidden_size;
     for (std::size_t i = 0; i < n; ++i) {
-      kt_.rmsnorm(&xb_[i * d], &x_[(first + i) * d], w_.final_norm.data(), d, c_.rms_norm_eps);
+      norm(&xb_[i * d], &x_[(first + i) * d], w_.final_norm, w_.final_norm_b);
     }
     observe(MatrixInput::Head, 0, xb_.data(), n, d);
     // Split inputs stage 2 result rows per token in scratch: a vocabulary-wide [2n][vocab] would

@@ -53,14 +53,14 @@ class ReferenceForward final : public Forward {
       mlp(l);
     }
     if (logits.empty()) return;
-    ref::rmsnorm(xb_, x_, w_.final_norm, c_.rms_norm_eps);
+    norm(xb_, x_, w_.final_norm, w_.final_norm_b);
     ref::matvec(logits, w_.lm_head, xb_);
   }
 
   void attention(std::uint32_t l, std::uint32_t pos, KvCache& cache) {
     const LayerWeights& lw = w_.layers[l];
     const std::uint32_t hd = c_.head_dim;
-    ref::rmsnorm(xb_, x_, lw.attn_norm, c_.rms_norm_eps);
+    norm(xb_, x_, lw.attn_norm, lw.attn_norm_b);
     ref::matvec(q_, lw.wq, xb_, lw.bq);
     ref::matvec(k_, lw.wk, xb_, lw.bk);
     ref::matvec(v_, lw.wv, xb_, lw.bv);
@@ -97,18 +97,33 @@ class ReferenceForward final : public Forward {
         for (std::uint32_t i = 0; i < hd; ++i) out[i] += scores[t - first] * value_[i];
       }
     }
-    ref::matvec(xb_, lw.wo, att_out_);
+    ref::matvec(xb_, lw.wo, att_out_, lw.bo);
     for (std::uint32_t i = 0; i < c_.hidden_size; ++i) x_[i] += xb_[i];
   }
 
   void mlp(std::uint32_t l) {
     const LayerWeights& lw = w_.layers[l];
-    ref::rmsnorm(xb_, x_, lw.ffn_norm, c_.rms_norm_eps);
-    ref::matvec(gate_, lw.w_gate, xb_);
-    ref::matvec(up_, lw.w_up, xb_);
-    ref::silu_mul(gate_, up_);
-    ref::matvec(xb_, lw.w_down, gate_);
+    norm(xb_, x_, lw.ffn_norm, lw.ffn_norm_b);
+    if (c_.gated_mlp()) {
+      ref::matvec(gate_, lw.w_gate, xb_);
+      ref::matvec(up_, lw.w_up, xb_);
+      ref::silu_mul(gate_, up_);
+    } else {  // starcoder2: c_fc -> gelu (tanh) -> c_proj
+      ref::matvec(gate_, lw.w_up, xb_, lw.b_up);
+      ref::gelu_tanh(gate_);
+    }
+    ref::matvec(xb_, lw.w_down, gate_, lw.b_down);
     for (std::uint32_t i = 0; i < c_.hidden_size; ++i) x_[i] += xb_[i];
+  }
+
+  // RMSNorm, or LayerNorm with its bias (starcoder2).
+  void norm(std::span<float> out, std::span<const float> x, std::span<const float> w,
+            std::span<const float> b) const {
+    if (c_.layer_norm()) {
+      ref::layernorm(out, x, w, b, c_.rms_norm_eps);
+    } else {
+      ref::rmsnorm(out, x, w, c_.rms_norm_eps);
+    }
   }
 
   const ModelConfig& c_;

@@ -1,4 +1,5 @@
-// The scalar fp32 reference forward pass of the Llama family (llama, mistral, qwen2, qwen3).
+// The scalar fp32 reference forward pass of the Llama family (llama, mistral, qwen2, qwen3,
+// starcoder2).
 #pragma once
 
 #include <memory>

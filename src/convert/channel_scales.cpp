@@ -84,12 +84,21 @@ std::vector<Site> sites(const ModelConfig& c, const Importance& imp) {
     auto names = [&](MatrixInput in) { return matrices_reading(c, in, l); };
     const auto attn = names(MatrixInput::Attention), mlp = names(MatrixInput::Mlp);
     const auto o = names(MatrixInput::AttentionOutput), down = names(MatrixInput::MlpHidden);
-    out.push_back({attn, imp.find(attn[0]), {layer_tensor(l, "input_layernorm.weight")}});
-    out.push_back({mlp, imp.find(mlp[0]), {layer_tensor(l, "post_attention_layernorm.weight")}});
+    // A LayerNorm's bias is scaled with its weight (starcoder2).
+    auto norm = [&](const char* name) {
+      std::vector<std::string> v{layer_tensor(l, fmt::format("{}.weight", name).c_str())};
+      if (c.layer_norm()) v.push_back(layer_tensor(l, fmt::format("{}.bias", name).c_str()));
+      return v;
+    };
+    out.push_back({attn, imp.find(attn[0]), norm("input_layernorm")});
+    out.push_back({mlp, imp.find(mlp[0]), norm("post_attention_layernorm")});
     std::vector<std::string> v_rows{layer_tensor(l, "self_attn.v_proj.weight")};
     if (c.attention_bias) v_rows.push_back(layer_tensor(l, "self_attn.v_proj.bias"));
     out.push_back({o, imp.find(o[0]), v_rows, group, c.head_dim});
-    out.push_back({down, imp.find(down[0]), {layer_tensor(l, "mlp.up_proj.weight")}});
+    // c_proj's input is gelu(c_fc x): no linear map to fold a scale into (starcoder2).
+    if (c.gated_mlp()) {
+      out.push_back({down, imp.find(down[0]), {layer_tensor(l, "mlp.up_proj.weight")}});
+    }
   }
   return out;
 }

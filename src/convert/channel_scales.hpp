@@ -1,9 +1,9 @@
 // Activation-aware channel scaling: before quantizing, multiply each input column c of a matrix by
 // s_c = (importance_c / mean)^alpha and divide the producer of that input by s_c, which leaves the
 // float model unchanged but gives strongly activated columns finer steps in the 4-bit grid.
-// Producers: the RMSNorm weight (q/k/v and gate/up inputs), v_proj rows (o_proj input), up_proj
-// rows (down_proj input). alpha is chosen per layer and site from a grid by the importance-weighted
-// output error.
+// Producers: the RMSNorm weight, or LayerNorm weight and bias (q/k/v and gate/up or c_fc inputs),
+// v_proj rows (o_proj input), up_proj rows (down_proj input; starcoder2's c_proj has none). alpha
+// is chosen per layer and site from a grid by the importance-weighted output error.
 #pragma once
 
 #include <functional>

@@ -85,14 +85,33 @@ ModelConfig parse_config(const json& j, const std::string& file) {
   const auto arch = parse_architecture(type);
   if (!arch) {
     fail(ErrorCode::Unsupported,
-         "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2, qwen3)", file,
-         type);
+         "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2, qwen3, "
+         "starcoder2)",
+         file, type);
   }
   c.arch = *arch;
-  const std::string act = get_or<std::string>(j, "hidden_act", "silu", file);
-  if (act != "silu") fail(ErrorCode::Unsupported, "{}: hidden_act '{}' (only silu)", file, act);
-  if (get_or<bool>(j, "mlp_bias", false, file)) {
-    fail(ErrorCode::Unsupported, "{}: mlp_bias = true is not supported", file);
+  const bool starcoder2 = c.arch == Architecture::Starcoder2;
+  if (starcoder2) {
+    // The exact-erf "gelu" would need another kernel; every StarCoder2 config uses the tanh form.
+    const std::string act = get_or<std::string>(j, "hidden_act", "gelu_pytorch_tanh", file);
+    if (act != "gelu_pytorch_tanh") {
+      fail(ErrorCode::Unsupported, "{}: starcoder2 hidden_act '{}' (only gelu_pytorch_tanh)", file,
+           act);
+    }
+    const std::string norm = get_or<std::string>(j, "norm_type", "layer_norm", file);
+    if (norm != "layer_norm") {
+      fail(ErrorCode::Unsupported, "{}: starcoder2 norm_type '{}' (only layer_norm)", file, norm);
+    }
+    const std::string mlp = get_or<std::string>(j, "mlp_type", "default", file);
+    if (mlp != "default") {
+      fail(ErrorCode::Unsupported, "{}: starcoder2 mlp_type '{}' (only default)", file, mlp);
+    }
+  } else {
+    const std::string act = get_or<std::string>(j, "hidden_act", "silu", file);
+    if (act != "silu") fail(ErrorCode::Unsupported, "{}: hidden_act '{}' (only silu)", file, act);
+    if (get_or<bool>(j, "mlp_bias", false, file)) {
+      fail(ErrorCode::Unsupported, "{}: mlp_bias = true is not supported", file);
+    }
   }
   c.vocab_size = require<std::uint32_t>(j, "vocab_size", file);
   c.hidden_size = require<std::uint32_t>(j, "hidden_size", file);
@@ -103,13 +122,26 @@ ModelConfig parse_config(const json& j, const std::string& file) {
   c.head_dim =
       get_or<std::uint32_t>(j, "head_dim", c.n_heads ? c.hidden_size / c.n_heads : 0, file);
   c.rope_theta = get_or<float>(j, "rope_theta", 10000.0f, file);
+  if (starcoder2 && j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    const json& rs = j["rope_scaling"];
+    const std::string scaling =
+        rs.is_object()
+            ? get_or<std::string>(rs, "rope_type", get_or<std::string>(rs, "type", "", file), file)
+            : rs.dump();
+    fail(ErrorCode::Unsupported, "{}: starcoder2 rope_scaling type '{}' is not supported", file,
+         scaling);
+  }
   c.rope_scaling = parse_rope_scaling(j, file);
-  c.rms_norm_eps = get_or<float>(j, "rms_norm_eps", 1e-6f, file);
-  c.tie_word_embeddings = get_or<bool>(j, "tie_word_embeddings", false, file);
-  c.attention_bias =
-      c.arch == Architecture::Qwen2 ? true : get_or<bool>(j, "attention_bias", false, file);
+  // starcoder2 (Starcoder2Config defaults): LayerNorm eps in norm_epsilon, one use_bias for every
+  // linear layer, tied embeddings unless the config says otherwise.
+  c.rms_norm_eps = starcoder2 ? get_or<float>(j, "norm_epsilon", 1e-5f, file)
+                              : get_or<float>(j, "rms_norm_eps", 1e-6f, file);
+  c.tie_word_embeddings = get_or<bool>(j, "tie_word_embeddings", starcoder2, file);
+  c.attention_bias = c.arch == Architecture::Qwen2 ? true
+                     : starcoder2                  ? get_or<bool>(j, "use_bias", true, file)
+                                                   : get_or<bool>(j, "attention_bias", false, file);
   c.max_position_embeddings = get_or<std::uint32_t>(j, "max_position_embeddings", 2048, file);
-  if (c.arch == Architecture::Mistral) {
+  if (c.arch == Architecture::Mistral || starcoder2) {
     c.sliding_window = get_or<std::uint32_t>(j, "sliding_window", 0, file);
   } else if ((c.arch == Architecture::Qwen2 || c.arch == Architecture::Qwen3) &&
              get_or<bool>(j, "use_sliding_window", false, file)) {

@@ -77,7 +77,8 @@ Result<ModelConfig> load_config(const format::Metadata& m, std::string_view file
         const auto arch = parse_architecture(name);
         if (!arch) {
           fail(ErrorCode::Unsupported,
-               "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2, qwen3)",
+               "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2, qwen3, "
+               "starcoder2)",
                file, name);
         }
         v = *arch;

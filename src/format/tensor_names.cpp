@@ -1,5 +1,6 @@
 // The Llama-family tensor list (llama, mistral, qwen2 and qwen3 share it; qwen2 adds q/k/v biases,
-// qwen3 per-head q/k norms).
+// qwen3 per-head q/k norms; starcoder2 adds LayerNorm and o_proj biases and has a non-gated MLP,
+// mlp.c_fc / mlp.c_proj with biases, in place of gate/up/down).
 #include "qlm/format/tensor_names.hpp"
 
 #include <charconv>
@@ -35,8 +36,10 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
   const std::uint64_t kv = std::uint64_t{c.n_kv_heads} * c.head_dim;
   std::vector<ExpectedTensor> t;
   t.push_back({"model.embed_tokens.weight", {c.vocab_size, d}, true});
+  const bool ln = c.layer_norm(), ob = c.output_biases();
   for (std::uint32_t l = 0; l < c.n_layers; ++l) {
     t.push_back({layer_tensor(l, "input_layernorm.weight"), {d}, false});
+    if (ln) t.push_back({layer_tensor(l, "input_layernorm.bias"), {d}, false});
     t.push_back({layer_tensor(l, "self_attn.q_proj.weight"), {q, d}, true});
     t.push_back({layer_tensor(l, "self_attn.k_proj.weight"), {kv, d}, true});
     t.push_back({layer_tensor(l, "self_attn.v_proj.weight"), {kv, d}, true});
@@ -50,12 +53,22 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
       t.push_back({layer_tensor(l, "self_attn.k_norm.weight"), {c.head_dim}, false});
     }
     t.push_back({layer_tensor(l, "self_attn.o_proj.weight"), {d, q}, true});
+    if (ob) t.push_back({layer_tensor(l, "self_attn.o_proj.bias"), {d}, false});
     t.push_back({layer_tensor(l, "post_attention_layernorm.weight"), {d}, false});
+    if (ln) t.push_back({layer_tensor(l, "post_attention_layernorm.bias"), {d}, false});
+    if (!c.gated_mlp()) {
+      t.push_back({layer_tensor(l, "mlp.c_fc.weight"), {ff, d}, true});
+      if (ob) t.push_back({layer_tensor(l, "mlp.c_fc.bias"), {ff}, false});
+      t.push_back({layer_tensor(l, "mlp.c_proj.weight"), {d, ff}, true});
+      if (ob) t.push_back({layer_tensor(l, "mlp.c_proj.bias"), {d}, false});
+      continue;
+    }
     t.push_back({layer_tensor(l, "mlp.gate_proj.weight"), {ff, d}, true});
     t.push_back({layer_tensor(l, "mlp.up_proj.weight"), {ff, d}, true});
     t.push_back({layer_tensor(l, "mlp.down_proj.weight"), {d, ff}, true});
   }
   t.push_back({"model.norm.weight", {d}, false});
+  if (ln) t.push_back({"model.norm.bias", {d}, false});
   if (!c.tie_word_embeddings) t.push_back({"lm_head.weight", {c.vocab_size, d}, true});
   return t;
 }
@@ -70,9 +83,11 @@ std::vector<std::string> matrices_reading(const ModelConfig& c, MatrixInput inpu
     case MatrixInput::AttentionOutput:
       return {layer_tensor(layer, "self_attn.o_proj.weight")};
     case MatrixInput::Mlp:
+      if (!c.gated_mlp()) return {layer_tensor(layer, "mlp.c_fc.weight")};
       return {layer_tensor(layer, "mlp.gate_proj.weight"),
               layer_tensor(layer, "mlp.up_proj.weight")};
     case MatrixInput::MlpHidden:
+      if (!c.gated_mlp()) return {layer_tensor(layer, "mlp.c_proj.weight")};
       return {layer_tensor(layer, "mlp.down_proj.weight")};
     case MatrixInput::Head:
       return {c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"};

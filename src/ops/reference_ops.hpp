@@ -21,6 +21,25 @@ inline void rmsnorm(std::span<float> out, std::span<const float> x, std::span<co
   for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] * scale * w[i];
 }
 
+/// LayerNorm: out = (x - mean) / sqrt(var + eps) * w + b, var the biased variance (starcoder2).
+inline void layernorm(std::span<float> out, std::span<const float> x, std::span<const float> w,
+                      std::span<const float> b, float eps) {
+  const auto n = static_cast<float>(x.size());
+  float sum = 0.0f;
+  for (float v : x) sum += v;
+  const float mean = sum / n;
+  float var = 0.0f;
+  for (float v : x) var += (v - mean) * (v - mean);
+  const float scale = 1.0f / std::sqrt(var / n + eps);
+  for (std::size_t i = 0; i < x.size(); ++i) out[i] = (x[i] - mean) * scale * w[i] + b[i];
+}
+
+/// GELU, tanh approximation (PyTorch's approximate="tanh", HF's gelu_pytorch_tanh), in place.
+inline void gelu_tanh(std::span<float> x) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  for (float& v : x) v = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+}
+
 /// out[r] = dot(row r of W, x) (+ bias[r]), dequantizing each row on the fly.
 void matvec(std::span<float> out, const detail::Matrix& w, std::span<const float> x,
             std::span<const float> bias = {});

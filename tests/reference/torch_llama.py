@@ -1,18 +1,26 @@
 #!/usr/bin/python3
-"""Independent PyTorch reference of the Llama-family decoder (llama, mistral, qwen2, qwen3).
+"""Independent PyTorch reference of the Llama-family decoder (llama, mistral, qwen2, qwen3,
+starcoder2).
 
 Written from the Hugging Face modelling code's definitions, not from qlm: it reads the original
 safetensors directly and computes in float64, so qlm's float32 logits are compared against the
 exact math. Qwen3 (transformers' modeling_qwen3.py) is Llama plus an RMSNorm over each head's
 query and key vectors (weights q_norm / k_norm of size head_dim, the model's rms_norm_eps) applied
 after the projections and before RoPE, an explicit head_dim that need not be hidden / heads, and
-q/k/v biases only when attention_bias is true. Two commands:
+q/k/v biases only when attention_bias is true. StarCoder2 (modeling_starcoder2.py) uses
+nn.LayerNorm (weight and bias, eps norm_epsilon) for input_layernorm, post_attention_layernorm and
+model.norm; biases on q/k/v/o_proj and on its non-gated MLP, c_proj(gelu_tanh(c_fc(x))), when
+use_bias (default true); Mistral's sliding-window mask; embeddings tied by default. Two commands:
 
   torch_llama.py logits <model_dir> <comma-separated ids> <out.f32>
       writes float32 logits [n_tokens][vocab] for the sequence evaluated causally.
   torch_llama.py synth <out_dir> <json overrides> <seed> <tokenizer_dir>
       writes a small random checkpoint (config.json + model.safetensors) with the tokenizer files
       of <tokenizer_dir> copied in.
+
+For tests that guard against vacuous agreement, TORCH_LLAMA_ABLATE (comma-separated) computes a
+deliberately wrong starcoder2: "no_bias" drops every bias (linear and LayerNorm), "rms_norm"
+uses RMSNorm (no mean, no bias) in place of LayerNorm.
 """
 import json
 import math
@@ -80,14 +88,34 @@ def rms_norm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
+def layer_norm(x, w, b, eps):
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)  # biased, as nn.LayerNorm
+    return (x - mean) / torch.sqrt(var + eps) * w + b
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
 def forward(cfg, w, ids):
+    sc2 = cfg["model_type"] == "starcoder2"
+    ablate = set(filter(None, os.environ.get("TORCH_LLAMA_ABLATE", "").split(",")))
+    if "no_bias" in ablate:
+        w = {k: v for k, v in w.items() if not k.endswith(".bias")}
     d = cfg["hidden_size"]
     nh = cfg["num_attention_heads"]
     nkv = cfg.get("num_key_value_heads", nh)
     hd = cfg.get("head_dim") or d // nh
-    eps = cfg.get("rms_norm_eps", 1e-6)
+    eps = cfg.get("norm_epsilon", 1e-5) if sc2 else cfg.get("rms_norm_eps", 1e-6)
     n = len(ids)
-    window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" else None
+    window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "starcoder2") else None
+
+    def norm(x, name):
+        if sc2 and "rms_norm" not in ablate:
+            return layer_norm(x, w[name + ".weight"], w.get(name + ".bias", 0.0), eps)
+        return rms_norm(x, w[name + ".weight"], eps)
+
     pos = torch.arange(n, dtype=torch.float64)
     ang = pos[:, None] * inv_freq(cfg, hd)[None, :]
     cos = torch.cat((ang, ang), -1).cos()
@@ -99,7 +127,7 @@ def forward(cfg, w, ids):
     x = w["model.embed_tokens.weight"][torch.tensor(ids)]
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        h = rms_norm(x, w[p + "input_layernorm.weight"], eps)
+        h = norm(x, p + "input_layernorm")
         q = h @ w[p + "self_attn.q_proj.weight"].T
         k = h @ w[p + "self_attn.k_proj.weight"].T
         v = h @ w[p + "self_attn.v_proj.weight"].T
@@ -122,13 +150,25 @@ def forward(cfg, w, ids):
         s = (q @ k.transpose(1, 2)) / math.sqrt(hd)
         s = s.masked_fill(~mask, float("-inf"))
         o = (torch.softmax(s, -1) @ v).transpose(0, 1).reshape(n, nh * hd)
-        x = x + o @ w[p + "self_attn.o_proj.weight"].T
-        h = rms_norm(x, w[p + "post_attention_layernorm.weight"], eps)
-        g = h @ w[p + "mlp.gate_proj.weight"].T
-        u = h @ w[p + "mlp.up_proj.weight"].T
-        x = x + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
-    x = rms_norm(x, w["model.norm.weight"], eps)
-    head = w.get("lm_head.weight") if not cfg.get("tie_word_embeddings", False) else None
+        a = o @ w[p + "self_attn.o_proj.weight"].T
+        if p + "self_attn.o_proj.bias" in w:
+            a = a + w[p + "self_attn.o_proj.bias"]
+        x = x + a
+        h = norm(x, p + "post_attention_layernorm")
+        if sc2:
+            u = h @ w[p + "mlp.c_fc.weight"].T
+            if p + "mlp.c_fc.bias" in w:
+                u = u + w[p + "mlp.c_fc.bias"]
+            m = gelu_tanh(u) @ w[p + "mlp.c_proj.weight"].T
+            if p + "mlp.c_proj.bias" in w:
+                m = m + w[p + "mlp.c_proj.bias"]
+            x = x + m
+        else:
+            g = h @ w[p + "mlp.gate_proj.weight"].T
+            u = h @ w[p + "mlp.up_proj.weight"].T
+            x = x + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+    x = norm(x, "model.norm")
+    head = w.get("lm_head.weight") if not cfg.get("tie_word_embeddings", sc2) else None
     if head is None:
         head = w["model.embed_tokens.weight"]
     return x @ head.T
@@ -162,7 +202,16 @@ def cmd_synth(out_dir, overrides, seed, tokenizer_dir):
            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
            "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 256,
            "vocab_size": 512, "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2}
-    cfg.update(json.loads(overrides))
+    over = json.loads(overrides)
+    if over.get("model_type") == "starcoder2":  # Starcoder2Config's keys instead of Llama's
+        for k in ("rms_norm_eps", "hidden_act", "tie_word_embeddings"):
+            del cfg[k]
+        cfg.update({"norm_epsilon": 1e-5, "hidden_act": "gelu_pytorch_tanh", "use_bias": True,
+                    "norm_type": "layer_norm", "mlp_type": "default"})
+    cfg.update(over)
+    sc2 = cfg["model_type"] == "starcoder2"
+    bias = sc2 and cfg.get("use_bias", True)
+    tied = cfg.get("tie_word_embeddings", sc2)
     g = torch.Generator().manual_seed(int(seed))
     d, ff = cfg["hidden_size"], cfg["intermediate_size"]
     nh, nkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
@@ -174,10 +223,12 @@ def cmd_synth(out_dir, overrides, seed, tokenizer_dir):
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         t[p + "input_layernorm.weight"] = 1.0 + rnd(d)
+        if sc2:
+            t[p + "input_layernorm.bias"] = rnd(d)
         t[p + "self_attn.q_proj.weight"] = rnd(nh * hd, d, scale=0.3)
         t[p + "self_attn.k_proj.weight"] = rnd(nkv * hd, d, scale=0.3)
         t[p + "self_attn.v_proj.weight"] = rnd(nkv * hd, d)
-        if cfg["model_type"] == "qwen2" or cfg.get("attention_bias", False):
+        if cfg["model_type"] == "qwen2" or cfg.get("attention_bias", False) or bias:
             t[p + "self_attn.q_proj.bias"] = rnd(nh * hd, scale=0.5)
             t[p + "self_attn.k_proj.bias"] = rnd(nkv * hd, scale=0.5)
             t[p + "self_attn.v_proj.bias"] = rnd(nkv * hd, scale=0.5)
@@ -185,12 +236,24 @@ def cmd_synth(out_dir, overrides, seed, tokenizer_dir):
             t[p + "self_attn.q_norm.weight"] = 1.0 + rnd(hd, scale=0.3)
             t[p + "self_attn.k_norm.weight"] = 1.0 + rnd(hd, scale=0.3)
         t[p + "self_attn.o_proj.weight"] = rnd(d, nh * hd)
+        if bias:
+            t[p + "self_attn.o_proj.bias"] = rnd(d, scale=0.5)
         t[p + "post_attention_layernorm.weight"] = 1.0 + rnd(d)
+        if sc2:
+            t[p + "post_attention_layernorm.bias"] = rnd(d)
+            t[p + "mlp.c_fc.weight"] = rnd(ff, d, scale=0.3)
+            t[p + "mlp.c_proj.weight"] = rnd(d, ff)
+            if bias:
+                t[p + "mlp.c_fc.bias"] = rnd(ff, scale=0.5)
+                t[p + "mlp.c_proj.bias"] = rnd(d, scale=0.5)
+            continue
         t[p + "mlp.gate_proj.weight"] = rnd(ff, d)
         t[p + "mlp.up_proj.weight"] = rnd(ff, d)
         t[p + "mlp.down_proj.weight"] = rnd(d, ff)
     t["model.norm.weight"] = 1.0 + rnd(d)
-    if not cfg["tie_word_embeddings"]:
+    if sc2:
+        t["model.norm.bias"] = rnd(d)
+    if not tied:
         t["lm_head.weight"] = rnd(cfg["vocab_size"], d)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
