@@ -175,12 +175,7 @@ TEST_CASE("starcoder2: the converter names a missing or misshapen bias", "[conve
       true);
   const auto config = qlm::read_hf_config(dir);
   REQUIRE(config.ok());
-  std::vector<qlm::test::HostTensor> tensors;
-  for (const auto& e : qlm::expected_tensors(*config)) {
-    std::uint64_t n = 1;
-    for (auto d : e.shape) n *= d;
-    tensors.push_back({e.name, e.shape, std::vector<float>(n, 0.5f)});
-  }
+  const auto tensors = qlm::test::expected_host_tensors(*config, 0.5f);
   auto convert = [&](const std::vector<qlm::test::HostTensor>& t) {
     qlm::test::write_tensors(dir, t, qlm::safetensors::SourceType::BF16);
     return qlm::convert_checkpoint({dir, tmp / "out.qlm", qlm::DType::Q8, {}});

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "qlm/detail/half.hpp"
+#include "qlm/format/tensor_names.hpp"
 #include "support/files.hpp"
 
 namespace qlm::test {
@@ -20,6 +21,16 @@ std::vector<HostTensor> load_tensors(const std::filesystem::path& dir) {
     HostTensor h{t.name, t.shape, std::vector<float>(t.elements())};
     safetensors::to_f32(t, h.values);
     out.push_back(std::move(h));
+  }
+  return out;
+}
+
+std::vector<HostTensor> expected_host_tensors(const ModelConfig& config, float value) {
+  std::vector<HostTensor> out;
+  for (const auto& e : expected_tensors(config)) {
+    std::uint64_t n = 1;
+    for (auto d : e.shape) n *= d;
+    out.push_back({e.name, e.shape, std::vector<float>(n, value)});
   }
   return out;
 }

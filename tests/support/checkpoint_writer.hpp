@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "qlm/config.hpp"
 #include "qlm/convert/safetensors.hpp"
 
 namespace qlm::test {
@@ -23,6 +24,10 @@ struct HostTensor {
 
 /// Every tensor of a checkpoint directory converted to f32, in the checkpoint's order.
 std::vector<HostTensor> load_tensors(const std::filesystem::path& dir);
+
+/// Every tensor `config` needs (qlm::expected_tensors), each element `value`: a complete
+/// checkpoint to break one tensor of.
+std::vector<HostTensor> expected_host_tensors(const ModelConfig& config, float value);
 
 /// The tensor called `name` (throws std::out_of_range if absent).
 HostTensor& find_tensor(std::vector<HostTensor>& tensors, std::string_view name);
