@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 
+#include "kernel_table.hpp"
 #include "qlm/convert/convert.hpp"
 #include "support/files.hpp"
 
@@ -115,6 +116,25 @@ std::vector<std::int32_t> story_tokens(const Model& model) {
                  .value();
   REQUIRE(ids.size() >= 40);
   return ids;
+}
+
+void check_logits_against_torch(std::shared_ptr<const Model> model,
+                                std::span<const std::int32_t> ids, const std::vector<float>& torch,
+                                DType type) {
+  const auto ref = eval_all_logits(model, {.context = 128, .isa = "reference"}, ids);
+  INFO("reference path: max |qlm - torch| = " << max_abs_diff(ref, torch) << ", relative "
+                                              << relative_max_diff(ref, torch));
+  if (type == DType::F32) CHECK(max_abs_diff(ref, torch) <= 1e-4f);
+  const float tolerance = is_quantized(type) ? 0.02f : 1e-5f;
+  for (auto isa : kernels::supported_isas()) {
+    INFO("isa " << kernels::to_string(isa));
+    const auto fast =
+        eval_all_logits(model, {.context = 128, .isa = std::string(kernels::to_string(isa))}, ids);
+    INFO("max |fast - reference| / logit range = " << relative_max_diff(fast, ref));
+    INFO("fast path: max |qlm - torch| = " << max_abs_diff(fast, torch));
+    CHECK(relative_max_diff(fast, ref) <= tolerance);
+    if (type == DType::F32) CHECK(max_abs_diff(fast, torch) <= 1e-4f);
+  }
 }
 
 }  // namespace qlm::test

@@ -47,6 +47,14 @@ float relative_max_diff(const std::vector<float>& a, const std::vector<float>& r
 std::vector<float> eval_all_logits(std::shared_ptr<const Model> model, SessionOptions options,
                                    std::span<const std::int32_t> ids);
 
+/// Checks `model`'s logits of `ids` against PyTorch's (`torch`, from torch_logits) on the reference
+/// path and every ISA's fast path. f32 weights: within 1e-4 of PyTorch (the same math up to float
+/// rounding). Other types change the weights themselves, so the fast path is held to the reference
+/// path at the same type: within 1e-5 (float) or 0.02 (quantized) of the logit range.
+void check_logits_against_torch(std::shared_ptr<const Model> model,
+                                std::span<const std::int32_t> ids, const std::vector<float>& torch,
+                                DType type);
+
 /// A fixed pseudo-random sequence of `n` ids starting with BOS; ids < 512 fit the vocabulary of
 /// every test model, and the fixed seed keeps long-context results reproducible.
 std::vector<std::int32_t> pseudo_random_tokens(std::size_t n);

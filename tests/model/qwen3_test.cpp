@@ -46,24 +46,7 @@ TEST_CASE("qwen3: logits match PyTorch on the reference and fast paths", "[model
     auto model = open_or_fail(path);
     REQUIRE(model->config().arch == Architecture::Qwen3);
     REQUIRE(model->config().head_dim == 32);
-    const auto ref = eval_all_logits(model, {.context = 128, .isa = "reference"}, ids);
-    INFO("reference path: max |qlm - torch| = " << max_abs_diff(ref, torch) << ", relative "
-                                                << relative_max_diff(ref, torch));
-    // f32 weights: the same math as PyTorch's float64 up to float rounding (the tolerance of the
-    // llama/qwen2 checkpoints in reference_logits_test.cpp). Other types change the weights
-    // themselves; the fast path is held to the reference path at the same type instead, with the
-    // tolerances of fast_path_test.cpp.
-    if (type == DType::F32) CHECK(max_abs_diff(ref, torch) <= 1e-4f);
-    const float tolerance = is_quantized(type) ? 0.02f : 1e-5f;
-    for (auto isa : kernels::supported_isas()) {
-      INFO("isa " << kernels::to_string(isa));
-      const auto fast = eval_all_logits(
-          model, {.context = 128, .isa = std::string(kernels::to_string(isa))}, ids);
-      INFO("max |fast - reference| / logit range = " << relative_max_diff(fast, ref));
-      INFO("fast path: max |qlm - torch| = " << max_abs_diff(fast, torch));
-      CHECK(relative_max_diff(fast, ref) <= tolerance);
-      if (type == DType::F32) CHECK(max_abs_diff(fast, torch) <= 1e-4f);
-    }
+    check_logits_against_torch(model, ids, torch, type);
   }
 }
 

@@ -64,22 +64,7 @@ TEST_CASE("starcoder2: logits match PyTorch on the reference and fast paths",
     REQUIRE(model->config().arch == Architecture::Starcoder2);
     REQUIRE(model->config().sliding_window == 8);
     REQUIRE(model->config().tie_word_embeddings);
-    const auto ref = eval_all_logits(model, {.context = 128, .isa = "reference"}, ids);
-    INFO("reference path: max |qlm - torch| = " << max_abs_diff(ref, torch) << ", relative "
-                                                << relative_max_diff(ref, torch));
-    // The tolerances of qwen3_test.cpp: f32 weights against float64 PyTorch, other types the
-    // fast path against the reference path at the same type.
-    if (type == DType::F32) CHECK(max_abs_diff(ref, torch) <= 1e-4f);
-    const float tolerance = is_quantized(type) ? 0.02f : 1e-5f;
-    for (auto isa : kernels::supported_isas()) {
-      INFO("isa " << kernels::to_string(isa));
-      const auto fast = eval_all_logits(
-          model, {.context = 128, .isa = std::string(kernels::to_string(isa))}, ids);
-      INFO("max |fast - reference| / logit range = " << relative_max_diff(fast, ref));
-      INFO("fast path: max |qlm - torch| = " << max_abs_diff(fast, torch));
-      CHECK(relative_max_diff(fast, ref) <= tolerance);
-      if (type == DType::F32) CHECK(max_abs_diff(fast, torch) <= 1e-4f);
-    }
+    check_logits_against_torch(model, ids, torch, type);
   }
 }
 
