@@ -1,10 +1,13 @@
-// Session: validates requests, owns the KV cache and logits buffer, delegates to a Forward.
+// Session: validates requests and runs one sequence through a Forward, over a private KV pool
+// just large enough for its context.
 #include "qlm/session.hpp"
 
 #include <algorithm>
 
 #include "arch/forward.hpp"
-#include "kv_cache.hpp"
+#include "kv/kv_pool.hpp"
+#include "kv/sequence_kv.hpp"
+#include "model_access.hpp"
 #include "util/fail.hpp"
 
 namespace qlm {
@@ -14,16 +17,23 @@ using detail::fail;
 struct Session::Impl {
   std::shared_ptr<const Model> model;
   std::unique_ptr<detail::Forward> forward;
-  KvCache cache;
-  std::vector<std::int32_t> tokens;   // evaluated: their keys and values are in `cache`
+  std::uint32_t context;
+  detail::KvPool pool;
+  detail::SequenceKv seq;             // evaluated tokens and their keys and values
   std::vector<std::int32_t> pending;  // deferred by defer(), evaluated by the next eval()
+  std::vector<detail::ForwardRow> rows;
+  std::vector<std::uint32_t> wanted;
   std::vector<float> logits;
 
-  Impl(std::shared_ptr<const Model> m, std::unique_ptr<detail::Forward> f, std::uint32_t context,
+  Impl(std::shared_ptr<const Model> m, std::unique_ptr<detail::Forward> f, std::uint32_t ctx,
        KvType kv_type)
       : model(std::move(m)),
         forward(std::move(f)),
-        cache(model->config(), context, kv_type, forward->kernels()) {}
+        context(ctx),
+        pool(model->config(), (ctx + kKvPageTokens - 1) / kKvPageTokens, kv_type,
+             detail::KvPool::seed_for(detail::model_file(*model).header().index_checksum, kv_type),
+             forward->kernels()),
+        seq(pool) {}
 };
 
 Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptions options) {
@@ -44,9 +54,7 @@ Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptio
            c.n_heads / c.n_kv_heads);
     }
     auto forward = detail::make_forward(*model, options, context);
-    auto impl = std::make_unique<Impl>(model, std::move(forward), context, options.kv_type);
-    impl->tokens.reserve(context);
-    return Session(std::move(impl));
+    return Session(std::make_unique<Impl>(model, std::move(forward), context, options.kv_type));
   });
 }
 
@@ -75,27 +83,36 @@ Result<std::span<const float>> Session::eval(std::span<const std::int32_t> token
     const ModelConfig& c = s.model->config();
     if (tokens.empty() && s.pending.empty()) fail(ErrorCode::InvalidArgument, "eval: no tokens");
     check_ids(tokens, c.vocab_size, "eval");
-    const std::size_t pos = s.tokens.size();
+    const std::size_t pos = s.seq.size();
     const std::size_t n = s.pending.size() + tokens.size();
-    if (n > s.cache.context() - pos) {
+    if (n > s.context - pos) {
       fail(ErrorCode::ContextFull,
            "eval: {} tokens at position {} exceed the session context of {} tokens", n, pos,
-           s.cache.context());
+           s.context);
     }
     std::span<const std::int32_t> run = tokens;
     if (!s.pending.empty()) {
       s.pending.insert(s.pending.end(), tokens.begin(), tokens.end());
       run = s.pending;
     }
-    const std::size_t rows = options.all_logits ? run.size() : 1;
-    s.logits.resize(rows * c.vocab_size);
+    s.rows.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      s.rows[i] = {run[i], static_cast<std::uint32_t>(pos + i), &s.seq};
+    }
+    s.wanted.clear();
+    for (std::size_t i = options.all_logits ? 0 : n - 1; i < n; ++i) {
+      s.wanted.push_back(static_cast<std::uint32_t>(i));
+    }
+    s.logits.resize(s.wanted.size() * c.vocab_size);
     try {
-      s.forward->run(run, static_cast<std::uint32_t>(pos), s.cache, s.logits, options.all_logits);
+      s.seq.reserve(static_cast<std::uint32_t>(n));
+      s.forward->run(s.rows, s.wanted, s.logits);
     } catch (...) {
+      s.seq.trim();
       s.pending.resize(n - tokens.size());  // unchanged on failure
       throw;
     }
-    s.tokens.insert(s.tokens.end(), run.begin(), run.end());
+    s.seq.append(run);
     const std::size_t skipped = n - std::max<std::size_t>(tokens.size(), 1);
     s.pending.clear();
     // The rows of deferred tokens are not the caller's: the view starts at `tokens`' first.
@@ -108,9 +125,8 @@ Result<void> Session::defer(std::int32_t token) {
   return detail::capture([&] {
     Impl& s = *impl_;
     check_ids({&token, 1}, s.model->config().vocab_size, "defer");
-    if (s.tokens.size() + s.pending.size() >= s.cache.context()) {
-      fail(ErrorCode::ContextFull, "defer: the session context of {} tokens is full",
-           s.cache.context());
+    if (s.seq.size() + s.pending.size() >= s.context) {
+      fail(ErrorCode::ContextFull, "defer: the session context of {} tokens is full", s.context);
     }
     s.pending.push_back(token);
   });
@@ -118,29 +134,29 @@ Result<void> Session::defer(std::int32_t token) {
 
 Result<void> Session::truncate(std::uint32_t n) {
   Impl& s = *impl_;
-  const std::size_t total = s.tokens.size() + s.pending.size();
+  const std::size_t total = s.seq.size() + s.pending.size();
   if (n > total) {
     return Error{ErrorCode::InvalidArgument, fmt::format("truncate: {} is beyond the {} tokens of "
                                                          "the sequence",
                                                          n, total)};
   }
-  if (n <= s.tokens.size()) {
+  if (n <= s.seq.size()) {
     s.pending.clear();
-    s.tokens.resize(n);  // later positions are overwritten before they are read again
+    s.seq.truncate(n);  // later positions are copied or overwritten before they are read again
   } else {
-    s.pending.resize(n - s.tokens.size());
+    s.pending.resize(n - s.seq.size());
   }
   return {};
 }
 
 std::uint32_t Session::position() const {
-  return static_cast<std::uint32_t>(impl_->tokens.size());
+  return impl_->seq.size();
 }
 std::uint32_t Session::context_size() const {
-  return impl_->cache.context();
+  return impl_->context;
 }
 std::span<const std::int32_t> Session::tokens() const {
-  return impl_->tokens;
+  return impl_->seq.tokens();
 }
 std::span<const std::int32_t> Session::pending() const {
   return impl_->pending;
@@ -152,10 +168,10 @@ std::string_view Session::isa() const {
   return impl_->forward->isa();
 }
 KvType Session::kv_type() const {
-  return impl_->cache.type();
+  return impl_->pool.type();
 }
 std::size_t Session::kv_bytes() const {
-  return impl_->cache.bytes();
+  return std::size_t{impl_->pool.capacity()} * impl_->pool.page_size();
 }
 
 }  // namespace qlm

@@ -20,6 +20,7 @@ enum class ErrorCode : std::uint8_t {
   Cancelled,        ///< a callback asked to stop
   Checksum,         ///< stored data does not match its checksum
   Callback,         ///< a caller-supplied callback (token, progress, observer) threw
+  PoolFull,         ///< the KV page pool has no room (every page is held by a sequence)
 };
 
 /// Short lower-case name of an error code ("format", "io", …).
@@ -41,6 +42,8 @@ constexpr std::string_view to_string(ErrorCode code) noexcept {
       return "checksum";
     case ErrorCode::Callback:
       return "callback";
+    case ErrorCode::PoolFull:
+      return "pool full";
   }
   return "unknown";
 }

@@ -4,12 +4,15 @@
 #pragma once
 
 #include "qlm/activation_precision.hpp"
+#include "qlm/batch.hpp"
 #include "qlm/chat.hpp"
 #include "qlm/chat_template.hpp"
 #include "qlm/config.hpp"
+#include "qlm/engine.hpp"
 #include "qlm/error.hpp"
 #include "qlm/generate.hpp"
 #include "qlm/infill.hpp"
+#include "qlm/kv_pool.hpp"
 #include "qlm/kv_type.hpp"
 #include "qlm/model.hpp"
 #include "qlm/sampler.hpp"

@@ -87,33 +87,32 @@ class FastForward final : public Forward {
   const kernels::KernelTable& kernels() const override { return kt_; }
   std::string_view isa() const override { return kernels::to_string(kt_.isa); }
 
-  void run(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache,
-           std::span<float> logits, bool all_logits) override {
-    for (std::size_t i0 = 0; i0 < tokens.size(); i0 += batch_) {
-      const std::size_t m = std::min<std::size_t>(batch_, tokens.size() - i0);
-      const bool last_chunk = i0 + m == tokens.size();
-      chunk(tokens.subspan(i0, m), start + static_cast<std::uint32_t>(i0), cache);
-      if (all_logits) {
-        head(0, m, logits.data() + i0 * c_.vocab_size);
-      } else if (last_chunk) {
-        head(m - 1, 1, logits.data());
-      }
+  void run(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted,
+           std::span<float> logits) override {
+    std::size_t next = 0;  // first entry of `wanted` not yet computed
+    for (std::size_t i0 = 0; i0 < rows.size(); i0 += batch_) {
+      const std::size_t m = std::min<std::size_t>(batch_, rows.size() - i0);
+      chunk(rows.subspan(i0, m));
+      std::size_t n = 0;
+      while (next + n < wanted.size() && wanted[next + n] < i0 + m) ++n;
+      if (n != 0) head(wanted.subspan(next, n), i0, logits.data() + next * c_.vocab_size);
+      next += n;
     }
   }
 
  private:
-  void chunk(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache) {
-    const std::size_t m = tokens.size(), d = c_.hidden_size, half = c_.head_dim / 2;
+  void chunk(std::span<const ForwardRow> rows) {
+    const std::size_t m = rows.size(), d = c_.hidden_size, half = c_.head_dim / 2;
     for (std::size_t i = 0; i < m; ++i) {
-      w_.embed.dequantize_row(static_cast<std::uint32_t>(tokens[i]), {&x_[i * d], d});
-      const float pos = static_cast<float>(start + i);
+      w_.embed.dequantize_row(static_cast<std::uint32_t>(rows[i].token), {&x_[i * d], d});
+      const auto pos = static_cast<float>(rows[i].pos);
       for (std::size_t f = 0; f < half; ++f) {  // same float math as the reference path
         cos_[i * half + f] = std::cos(pos * inv_freq_[f]);
         sin_[i * half + f] = std::sin(pos * inv_freq_[f]);
       }
     }
     for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
-      attention_block(l, m, start, cache);
+      attention_block(l, rows);
       mlp_block(l, m);
     }
   }
@@ -131,9 +130,9 @@ class FastForward final : public Forward {
     ops::matmul(kt_, *pool_, w, act_, out, ldy, scratch_);
   }
 
-  void attention_block(std::uint32_t l, std::size_t m, std::uint32_t start, KvCache& cache) {
+  void attention_block(std::uint32_t l, std::span<const ForwardRow> rows) {
     const LayerWeights& lw = w_.layers[l];
-    const std::size_t d = c_.hidden_size, hd = c_.head_dim, half = hd / 2;
+    const std::size_t m = rows.size(), d = c_.hidden_size, hd = c_.head_dim, half = hd / 2;
     for (std::size_t i = 0; i < m; ++i) norm(&xb_[i * d], &x_[i * d], lw.attn_norm, lw.attn_norm_b);
     observe(MatrixInput::Attention, l, xb_.data(), m, d);
     act_.quantize(kt_, xb_.data(), m, d, d, splits_.layers[l].qkv);
@@ -153,26 +152,27 @@ class FastForward final : public Forward {
         if (!lw.q_norm.empty()) kt_.rmsnorm(q, q, lw.q_norm.data(), hd, c_.rms_norm_eps);
         kt_.rope(q, cs, sn, hd);
       }
-      const std::size_t pos = start + i;
       for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
         float* k = &k_[i * kvd_ + h * hd];
         if (!lw.k_norm.empty()) kt_.rmsnorm(k, k, lw.k_norm.data(), hd, c_.rms_norm_eps);
         kt_.rope(k, cs, sn, hd);
-        cache.store(l, h, static_cast<std::uint32_t>(pos), {&k_[i * kvd_ + h * hd], hd},
-                    {&v_[i * kvd_ + h * hd], hd});
+        rows[i].kv->store(l, h, rows[i].pos, {&k_[i * kvd_ + h * hd], hd},
+                          {&v_[i * kvd_ + h * hd], hd});
       }
     }
+    // Every row's keys are stored before any row attends: a row sees the earlier rows of its own
+    // sequence in this chunk, and never another sequence's.
     const std::uint32_t group = c_.n_heads / c_.n_kv_heads;
     float* const att = gate_.data();
     pool_->parallel_for(m * c_.n_kv_heads, [&](std::size_t task) {
       const std::size_t i = task / c_.n_kv_heads;
       const std::uint32_t g = static_cast<std::uint32_t>(task % c_.n_kv_heads);
-      const auto pos = static_cast<std::uint32_t>(start + i);
+      const std::uint32_t pos = rows[i].pos;
       const std::uint32_t first =
           c_.sliding_window && pos >= c_.sliding_window ? pos - c_.sliding_window + 1 : 0;
       const std::size_t q_off = i * qd_ + static_cast<std::size_t>(g) * group * hd;
       ops::attend(kt_, {static_cast<std::uint32_t>(hd), group, first, pos}, &q_[q_off],
-                  {cache.key_data(l, g), cache.value_data(l, g), cache.type()}, &att[q_off]);
+                  rows[i].kv->view(l, g), &att[q_off]);
     });
     observe(MatrixInput::AttentionOutput, l, att, m, qd_);
     act_.quantize(kt_, att, m, qd_, qd_, splits_.layers[l].wo);
@@ -222,11 +222,11 @@ class FastForward final : public Forward {
     }
   }
 
-  // Logits of rows [first, first + n) of the current chunk into out ([n][vocab]).
-  void head(std::size_t first, std::size_t n, float* out) {
-    const std::size_t d = c_.hidden_size;
-    for (std::size_t i = 0; i < n; ++i) {
-      norm(&xb_[i * d], &x_[(first + i) * d], w_.final_norm, w_.final_norm_b);
+  // Logits of chunk rows wanted[j] - offset into out ([wanted.size()][vocab]).
+  void head(std::span<const std::uint32_t> wanted, std::size_t offset, float* out) {
+    const std::size_t d = c_.hidden_size, n = wanted.size();
+    for (std::size_t j = 0; j < n; ++j) {
+      norm(&xb_[j * d], &x_[(wanted[j] - offset) * d], w_.final_norm, w_.final_norm_b);
     }
     observe(MatrixInput::Head, 0, xb_.data(), n, d);
     // Split inputs stage 2 result rows per token in scratch: a vocabulary-wide [2n][vocab] would

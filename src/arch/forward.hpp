@@ -9,20 +9,30 @@
 #include <string_view>
 
 #include "kernel_table.hpp"
-#include "kv_cache.hpp"
+#include "kv/sequence_kv.hpp"
 #include "qlm/model.hpp"
 #include "qlm/session.hpp"
 
 namespace qlm::detail {
 
-/// Runs the decoder over a batch of tokens at consecutive positions, filling the KV cache.
+/// One token of a batch: its id, its position in its sequence, and that sequence's pages.
+struct ForwardRow {
+  std::int32_t token = 0;
+  std::uint32_t pos = 0;
+  SequenceKv* kv = nullptr;
+};
+
+/// Runs the decoder over a batch of rows from any number of sequences, writing their keys and
+/// values. A sequence's rows come in position order at the positions after its cached tokens,
+/// and its pages for them are reserved (SequenceKv::reserve). A row's result never depends on
+/// the other rows, on how the batch is chunked, or on the thread count.
 class Forward {
  public:
   virtual ~Forward() = default;
-  /// Processes tokens[i] at position start + i. Writes logits of every token into `logits`
-  /// ([n][vocab]) when all_logits, else only the last token's ([vocab]).
-  virtual void run(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache,
-                   std::span<float> logits, bool all_logits) = 0;
+  /// Evaluates `rows` and writes the logits of rows `wanted` (ascending indices into rows) to
+  /// `logits` ([wanted.size()][vocab]).
+  virtual void run(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted,
+                   std::span<float> logits) = 0;
   /// The kernels it runs on (the reference path: the scalar table), e.g. for the KV cache's f16
   /// conversion.
   virtual const kernels::KernelTable& kernels() const = 0;

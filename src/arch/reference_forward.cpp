@@ -35,18 +35,19 @@ class ReferenceForward final : public Forward {
   }
   std::string_view isa() const override { return "reference"; }
 
-  void run(std::span<const std::int32_t> tokens, std::uint32_t start, KvCache& cache,
-           std::span<float> logits, bool all_logits) override {
-    for (std::size_t i = 0; i < tokens.size(); ++i) {
-      const bool want = all_logits || i + 1 == tokens.size();
-      const std::size_t row = all_logits ? i : 0;
-      token(tokens[i], start + static_cast<std::uint32_t>(i), cache,
-            want ? logits.subspan(row * c_.vocab_size, c_.vocab_size) : std::span<float>{});
+  void run(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted,
+           std::span<float> logits) override {
+    std::size_t next = 0;  // index into wanted
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const bool want = next < wanted.size() && wanted[next] == i;
+      token(rows[i].token, rows[i].pos, *rows[i].kv,
+            want ? logits.subspan(next * c_.vocab_size, c_.vocab_size) : std::span<float>{});
+      if (want) ++next;
     }
   }
 
  private:
-  void token(std::int32_t id, std::uint32_t pos, KvCache& cache, std::span<float> logits) {
+  void token(std::int32_t id, std::uint32_t pos, SequenceKv& cache, std::span<float> logits) {
     w_.embed.dequantize_row(static_cast<std::uint32_t>(id), x_);
     for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
       attention(l, pos, cache);
@@ -57,7 +58,7 @@ class ReferenceForward final : public Forward {
     ref::matvec(logits, w_.lm_head, xb_);
   }
 
-  void attention(std::uint32_t l, std::uint32_t pos, KvCache& cache) {
+  void attention(std::uint32_t l, std::uint32_t pos, SequenceKv& cache) {
     const LayerWeights& lw = w_.layers[l];
     const std::uint32_t hd = c_.head_dim;
     norm(xb_, x_, lw.attn_norm, lw.attn_norm_b);

@@ -13,8 +13,10 @@ namespace {
 constexpr std::uint32_t kMaxGroup = 64;  // query heads per KV head; real models use <= 16
 }  // namespace
 
+static_assert(kernels::kAttnBlock == kKvPageTokens, "a key block is one KV page");
+
 void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float* q,
-            const KvHead& kv, float* out) {
+            const KvPages& kv, float* out) {
   const std::size_t hd = s.head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const auto block = static_cast<std::uint32_t>(kernels::kAttnBlock);
@@ -22,12 +24,13 @@ void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float
   std::fill_n(run_max, s.group, -INFINITY);
   std::fill_n(run_sum, s.group, 0.0f);
   std::fill_n(out, s.group * hd, 0.0f);
-  const std::size_t elem = kv_type_size(kv.type);
-  const auto* k = static_cast<const unsigned char*>(kv.k);
-  const auto* v = static_cast<const unsigned char*>(kv.v);
-  for (std::uint32_t t0 = s.first; t0 <= s.last; t0 += block) {
-    const std::size_t n = std::min(block, s.last + 1 - t0), at = t0 * hd * elem;
-    kt.attn_block(q, s.group, hd, k + at, v + at, kv.type, n, scale, run_max, run_sum, out);
+  const std::size_t row = hd * kv_type_size(kv.type);
+  for (std::uint32_t t0 = s.first; t0 <= s.last;) {
+    const std::uint32_t slot = t0 % block, n = std::min(block - slot, s.last + 1 - t0);
+    const std::byte* page = kv.base + kv.pages[t0 / block] * kv.page_bytes + slot * row;
+    kt.attn_block(q, s.group, hd, page + kv.key, page + kv.value, kv.type, n, scale, run_max,
+                  run_sum, out);
+    t0 += n;
   }
   for (std::uint32_t j = 0; j < s.group; ++j) {
     const float inv = 1.0f / run_sum[j];

@@ -1,12 +1,12 @@
 // Causal GQA attention over the KV cache with an online (flash-style) softmax: keys are visited
-// in blocks of 32, each block read once for all query heads that share it (f16 converted as it is
-// loaded), and no score buffer of context size is needed.
+// in blocks of 32 (one KV page each), each block read once for all query heads that share it (f16
+// converted as it is loaded), and no score buffer of context size is needed.
 #pragma once
 
 #include <cstdint>
 
 #include "kernel_table.hpp"
-#include "kv_cache.hpp"
+#include "qlm/kv_pool.hpp"
 
 namespace qlm::ops {
 
@@ -18,17 +18,21 @@ struct AttentionShape {
   std::uint32_t last = 0;   ///< last visible key position (the query's own), inclusive
 };
 
-/// One KV head's cached keys and values: [position][head_dim] elements of `type` each.
-struct KvHead {
-  const void* k = nullptr;
-  const void* v = nullptr;
+/// One KV head's cached keys and values, paged: position t is row t % kKvPageTokens of page
+/// pages[t / kKvPageTokens], at byte `key` (`value`) of that page, head_dim elements of `type`.
+struct KvPages {
+  const std::byte* base = nullptr;  ///< page 0 of the pool
+  std::size_t page_bytes = 0;
+  std::size_t key = 0, value = 0;  ///< offsets of this head's rows within a page
+  const std::uint32_t* pages = nullptr;
   KvType type = KvType::F32;
 };
 
 /// out[j][hd] = softmax(q_j · K[first..last] / sqrt(hd)) · V[first..last] for the `group` query
-/// heads q[j][hd] that share keys/values `kv`. Reads positions [first, last] only. The result for
-/// a query depends only on its inputs (never on batching or threads); nothing is allocated.
+/// heads q[j][hd] that share keys/values `kv`. Reads positions [first, last] only, in key blocks
+/// aligned to pages. The result for a query depends only on its inputs and positions (never on
+/// batching, threads or which pages hold the keys); nothing is allocated.
 void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float* q,
-            const KvHead& kv, float* out);
+            const KvPages& kv, float* out);
 
 }  // namespace qlm::ops

@@ -1,8 +1,8 @@
 // KV cache types and long-context attention: the f16 cache against the f32 cache and against the
 // fp32 reference path, on stories260K and on synthetic head_dim 64/128 models whose contexts span
 // many key blocks (plus a sliding window); bit-identical results for any thread count and
-// chunking; the context limit; memory committed only as positions are written; KvCache's own
-// store/load/clone; and the tools' --kv-type / --depth options.
+// chunking; the context limit; memory committed only as positions are written; KvPool's own
+// store/load/copy (page bookkeeping: engine_test.cpp); and the tools' --kv-type / --depth options.
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
@@ -10,7 +10,7 @@
 #include <random>
 
 #include "kernel_table.hpp"
-#include "kv_cache.hpp"
+#include "kv/kv_pool.hpp"
 #include "model/model_helpers.hpp"
 #include "qlm/detail/half.hpp"
 #include "qlm/generate.hpp"
@@ -102,24 +102,25 @@ std::size_t resident_bytes() {
 
 }  // namespace
 
-TEST_CASE("KvCache stores f16 with round-to-nearest-even and clones what was written", "[kv]") {
+TEST_CASE("KvPool stores f16 with round-to-nearest-even and copies what was written", "[kv]") {
   ModelConfig c;
   c.n_layers = 2;
   c.n_kv_heads = 3;
   c.head_dim = 6;
   const KvType type = GENERATE(KvType::F32, KvType::F16);
   INFO("type " << to_string(type));
-  KvCache cache(c, 10, type);
-  CHECK(cache.bytes() == 2u * 2 * 3 * 10 * 6 * kv_type_size(type));
-  CHECK(cache.type() == type);
-  CHECK(cache.keys(1, 2).empty() == (type != KvType::F32));
-  CHECK(cache.keys_f16(1, 2).empty() == (type != KvType::F16));
-  CHECK(cache.values_f16(0, 0).size() == (type == KvType::F16 ? 60u : 0u));
+  const auto& kt = kernels::kernels_for(kernels::Isa::Scalar);
+  detail::KvPool pool(c, 4, type, 7, kt);
+  CHECK(pool.page_size() == 2u * 2 * 3 * kKvPageTokens * 6 * kv_type_size(type));
+  CHECK(pool.stats().pages == 4);
+  CHECK(pool.stats().free == 4);
+  const detail::PageId a = pool.allocate(), b = pool.allocate();
+  CHECK(pool.stats().used == 2);
   const std::vector<float> k = {1.0f, -2.5f, 1.0f + 0x1.0p-11f, 1e-8f, 70000.0f, 0.1f};
   const std::vector<float> v = {3.0f, 0.0f, -1.0f - 0x1.8p-10f, 65519.0f, -0.0f, 2e-5f};
-  for (std::uint32_t pos = 0; pos < 4; ++pos) cache.store(1, 2, pos, k, v);
+  for (std::uint32_t slot = 0; slot < 4; ++slot) pool.store(a, slot, 1, 2, k, v);
   std::vector<float> kb(6), vb(6);
-  cache.load(1, 2, 3, kb, vb);
+  pool.load(a, 3, 1, 2, kb, vb);
   for (std::size_t i = 0; i < 6; ++i) {
     const float kw = type == KvType::F16 ? detail::f16_to_f32(detail::f32_to_f16(k[i])) : k[i];
     const float vw = type == KvType::F16 ? detail::f16_to_f32(detail::f32_to_f16(v[i])) : v[i];
@@ -133,13 +134,11 @@ TEST_CASE("KvCache stores f16 with round-to-nearest-even and clones what was wri
     CHECK(vb[3] == 65504.0f);           // largest finite f16
     CHECK(kb[3] == 0.0f);
   }
-  const KvCache copy = cache.clone(4);
-  CHECK(copy.type() == type);
-  CHECK(copy.bytes() == cache.bytes());
+  pool.copy(b, a, 4);
   std::vector<float> kc(6), vc(6);
-  for (std::uint32_t pos = 0; pos < 4; ++pos) {
-    copy.load(1, 2, pos, kc, vc);
-    cache.load(1, 2, pos, kb, vb);
+  for (std::uint32_t slot = 0; slot < 4; ++slot) {
+    pool.load(b, slot, 1, 2, kc, vc);
+    pool.load(a, slot, 1, 2, kb, vb);
     CHECK(std::memcmp(kc.data(), kb.data(), 24) == 0);
     CHECK(std::memcmp(vc.data(), vb.data(), 24) == 0);
   }
@@ -158,8 +157,9 @@ TEST_CASE("sessions use the requested KV cache type", "[kv][model]") {
     REQUIRE(s.ok());
     CHECK(s->kv_type() == KvType::F16);
     CHECK(s->context_size() == 100);
-    // 5 layers x 4 KV heads x head_dim 8, keys and values, 2 bytes each.
-    CHECK(s->kv_bytes() == 2u * 5 * 4 * 100 * 8 * 2);
+    // 5 layers x 4 KV heads x head_dim 8, keys and values, 2 bytes each, for 100 tokens
+    // rounded up to whole pages.
+    CHECK(s->kv_bytes() == 2u * 5 * 4 * 128 * 8 * 2);
   }
   auto bad = Session::create(model, {.kv_type = static_cast<KvType>(7)});
   REQUIRE_FALSE(bad.ok());
@@ -349,8 +349,12 @@ TEST_CASE("qlm-bench --depth labels tests and reports the KV cache size", "[kv][
   INFO(out);
   REQUIRE(run_command(cmd, out) == 0);
   INFO(out);
-  // context = depth + n + 8; 5 layers x 4 KV heads x head_dim 8 x (K, V) x 2 bytes.
-  const auto kv = [](int context) { return std::to_string(2 * 5 * 4 * 8 * 2 * context); };
+  // context = depth + n + 8, in whole pages; 5 layers x 4 KV heads x head_dim 8 x (K, V) x 2
+  // bytes.
+  const auto kv = [](int context) {
+    const int pages = (context + kKvPageTokens - 1) / kKvPageTokens;
+    return std::to_string(2 * 5 * 4 * 8 * 2 * pages * kKvPageTokens);
+  };
   CHECK(contains(out, ",f16," + kv(16) + ",1,pp8,"));
   CHECK(contains(out, ",f16," + kv(12) + ",1,tg4,"));
   CHECK(contains(out, ",f16," + kv(56) + ",1,pp8 @ d40,"));

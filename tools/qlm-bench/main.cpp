@@ -11,6 +11,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <qlm/engine.hpp>
 #include <qlm/format/model_file.hpp>
 #include <qlm/model.hpp>
 #include <qlm/session.hpp>
@@ -24,6 +25,7 @@ namespace {
 struct Row {
   std::string test;
   int threads;
+  int seqs;
   double mean, stddev;
   std::size_t kv_bytes;
   double stream_gbs = 0.0;  ///< tg only: bytes read per token x tokens per second
@@ -103,12 +105,49 @@ double run_once(qlm::Session& session, bool prompt, int n, int depth, std::strin
   return n / std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// Tokens per second of one run of `seqs` sequences evaluated together (each holding `depth`
+// tokens first): pp evaluates n distinct prompt tokens per sequence in one batch; tg then decodes
+// n tokens per sequence, one batch per step. Rates count the tokens of all sequences.
+double run_parallel(qlm::Engine& engine, std::vector<qlm::SequenceId>& seqs, bool prompt, int n,
+                    int depth, std::string& error) {
+  const auto vocab = static_cast<std::int32_t>(engine.model().config().vocab_size);
+  std::vector<std::vector<std::int32_t>> ids;
+  std::vector<qlm::BatchItem> items;
+  for (std::size_t i = 0; i < seqs.size(); ++i) {
+    if (auto r = engine.truncate(seqs[i], static_cast<std::uint32_t>(depth)); !r) {
+      error = r.error().message;
+      return 0.0;
+    }
+    ids.push_back(token_ids(n + 1, vocab, 1 + 31 * static_cast<int>(i)));
+  }
+  auto step = [&](std::size_t first, std::size_t count) {
+    items.clear();
+    for (std::size_t i = 0; i < seqs.size(); ++i) {
+      items.push_back({seqs[i], std::span(ids[i]).subspan(first, count)});
+    }
+    if (auto r = engine.eval(items); !r) error = r.error().message;
+  };
+  using Clock = std::chrono::steady_clock;
+  if (prompt) {
+    const auto t0 = Clock::now();
+    step(0, static_cast<std::size_t>(n));
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    return static_cast<double>(seqs.size()) * n / s;
+  }
+  const std::size_t offset = depth == 0 ? 1 : 0;  // at depth 0, a 1-token start is not timed
+  if (offset != 0) step(0, 1);
+  const auto t0 = Clock::now();
+  for (int i = 0; i < n && error.empty(); ++i) step(offset + static_cast<std::size_t>(i), 1);
+  return static_cast<double>(seqs.size()) * n /
+         std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Benchmark prompt processing and generation speed of a .qlm model"};
   std::string path, pp = "512", tg = "64", depths = "0", threads, format = "md", isa;
-  std::string kv_type = "f32";
+  std::string kv_type = "f32", parallel;
   int reps = 5;
   std::uint32_t batch = 0;
   app.add_option("-m,--model", path, ".qlm model")->required();
@@ -126,6 +165,9 @@ int main(int argc, char** argv) {
                  "prompt tokens per forward chunk (default 0: 256, fewer for small models)")
       ->check(CLI::Range(0u, 1u << 16));
   app.add_option("--isa", isa, "force a kernel ISA (default: best)");
+  app.add_option("--parallel", parallel,
+                 "sequence counts, comma-separated: each test runs that many distinct sequences "
+                 "together through one Engine (t/s counts all of them)");
   std::string activations = "auto";
   app.add_option(
          "--activations", activations,
@@ -157,7 +199,9 @@ int main(int argc, char** argv) {
   const auto depth_list = qlm::tools::parse_int_list(depths, "-d", 0, kMaxTokens, list_error);
   const auto thread_list =
       qlm::tools::parse_int_list(threads, "-t", 1, qlm::tools::kMaxThreads, list_error);
-  if (!pp_list || !tg_list || !depth_list || !thread_list) {
+  const auto seq_list = qlm::tools::parse_int_list(parallel.empty() ? "1" : parallel, "--parallel",
+                                                   1, 4096, list_error);
+  if (!pp_list || !tg_list || !depth_list || !thread_list || !seq_list) {
     fmt::print(stderr, "qlm-bench: {}\n", list_error);
     return 2;
   }
@@ -187,45 +231,85 @@ int main(int argc, char** argv) {
   for (int n : *tg_list)
     if (n > 0) tests.emplace_back(false, n);
   const auto vocab = static_cast<std::int32_t>((*model)->config().vocab_size);
+  const qlm::KvType kv = *qlm::parse_kv_type(kv_type);
+  const auto make_pool = [&](int t) {
+    return pool == "spin" ? qlm::make_spin_pool(t) : qlm::make_openmp_pool(t);
+  };
+  const auto activation = *qlm::parse_activation_precision(activations);
   for (int t : *thread_list) {
     for (int depth : *depth_list) {
-      for (auto [prompt, n] : tests) {
-        // One session per test: the depth tokens are evaluated once (not timed) and every
-        // repetition rolls the cache back to them.
-        qlm::SessionOptions o{
-            .context = static_cast<std::uint32_t>(depth + n + 8),
-            .kv_type = *qlm::parse_kv_type(kv_type),
-            .isa = isa,
-            .pool = pool == "spin" ? qlm::make_spin_pool(t) : qlm::make_openmp_pool(t),
-            .batch = batch,
-            .activations = *qlm::parse_activation_precision(activations)};
-        std::string error;
-        auto session = qlm::Session::create(*model, o);
-        if (!session) error = session.error().message;
-        if (error.empty() && depth > 0) {
-          if (auto r = session->eval(token_ids(depth, vocab, 0)); !r) error = r.error().message;
+      for (int seqs : *seq_list) {
+        for (auto [prompt, n] : tests) {
+          const auto context = static_cast<std::uint32_t>(depth + n + 8);
+          std::string error;
+          std::vector<double> v;
+          std::size_t kv_bytes = 0;
+          if (parallel.empty()) {
+            // One session per test: the depth tokens are evaluated once (not timed) and every
+            // repetition rolls the cache back to them.
+            auto session = qlm::Session::create(*model, {.context = context,
+                                                         .kv_type = kv,
+                                                         .isa = isa,
+                                                         .pool = make_pool(t),
+                                                         .batch = batch,
+                                                         .activations = activation});
+            if (!session) error = session.error().message;
+            if (error.empty() && depth > 0) {
+              if (auto r = session->eval(token_ids(depth, vocab, 0)); !r) error = r.error().message;
+            }
+            if (error.empty())
+              run_once(*session, prompt, std::min(n, 16), depth, error);  // warm-up
+            for (int r = 0; r < reps && error.empty(); ++r)
+              v.push_back(run_once(*session, prompt, n, depth, error));
+            if (error.empty()) kv_bytes = session->kv_bytes();
+          } else {
+            // One engine per test, its pool just large enough for every sequence's context.
+            const qlm::ModelConfig& c = (*model)->config();
+            const std::size_t page = 2ull * c.n_layers * c.n_kv_heads * c.head_dim *
+                                     qlm::kKvPageTokens * qlm::kv_type_size(kv);
+            const std::size_t pages = (context + qlm::kKvPageTokens - 1) / qlm::kKvPageTokens;
+            auto engine = qlm::Engine::create(*model, {.kv_bytes = seqs * pages * page,
+                                                       .context = context,
+                                                       .kv_type = kv,
+                                                       .pool = make_pool(t),
+                                                       .isa = isa,
+                                                       .batch = batch,
+                                                       .activations = activation});
+            if (!engine) error = engine.error().message;
+            std::vector<qlm::SequenceId> ids;
+            for (int i = 0; i < seqs && error.empty(); ++i) {
+              ids.push_back(engine->add());
+              if (depth > 0) {
+                const auto warm = token_ids(depth, vocab, 0);
+                const qlm::BatchItem item{ids.back(), warm};
+                if (auto r = engine->eval({&item, 1}); !r) error = r.error().message;
+              }
+            }
+            if (error.empty()) run_parallel(*engine, ids, prompt, std::min(n, 16), depth, error);
+            for (int r = 0; r < reps && error.empty(); ++r)
+              v.push_back(run_parallel(*engine, ids, prompt, n, depth, error));
+            if (error.empty()) kv_bytes = engine->pool_stats().pages * page;
+          }
+          if (!error.empty()) {
+            fmt::print(stderr, "qlm-bench: {}\n", error);
+            return 1;
+          }
+          const double mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+          double var = 0.0;
+          for (double x : v) var += (x - mean) * (x - mean);
+          std::string test = (prompt ? "pp" : "tg") + std::to_string(n);
+          if (depth > 0) test += " @ d" + std::to_string(depth);
+          // Average cached positions a timed tg token attends to (depth 0 starts after 1 token).
+          const double positions = depth + (depth == 0 ? 1.0 : 0.0) + (n + 1) / 2.0;
+          // Weights are read once per step for all sequences; each reads its own keys.
+          const double per_step =
+              bytes_per_token((*model)->config(), *sizes, 0.0, kv_type_size(kv)) +
+              seqs * (bytes_per_token((*model)->config(), *sizes, positions, kv_type_size(kv)) -
+                      bytes_per_token((*model)->config(), *sizes, 0.0, kv_type_size(kv)));
+          const double gbs = prompt ? 0.0 : mean / seqs * per_step / 1e9;
+          rows.push_back({test, t, seqs, mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0,
+                          kv_bytes, gbs});
         }
-        if (error.empty()) run_once(*session, prompt, std::min(n, 16), depth, error);  // warm-up
-        std::vector<double> v;
-        for (int r = 0; r < reps && error.empty(); ++r)
-          v.push_back(run_once(*session, prompt, n, depth, error));
-        if (!error.empty()) {
-          fmt::print(stderr, "qlm-bench: {}\n", error);
-          return 1;
-        }
-        const double mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
-        double var = 0.0;
-        for (double x : v) var += (x - mean) * (x - mean);
-        std::string test = (prompt ? "pp" : "tg") + std::to_string(n);
-        if (depth > 0) test += " @ d" + std::to_string(depth);
-        // Average cached positions a timed tg token attends to (depth 0 starts after 1 token).
-        const double positions = depth + (depth == 0 ? 1.0 : 0.0) + (n + 1) / 2.0;
-        const std::size_t kv_elem = kv_type == "f16" ? 2 : 4;
-        const double gbs =
-            prompt ? 0.0
-                   : mean * bytes_per_token((*model)->config(), *sizes, positions, kv_elem) / 1e9;
-        rows.push_back({test, t, mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0,
-                        session->kv_bytes(), gbs});
       }
     }
   }
@@ -252,15 +336,18 @@ int main(int argc, char** argv) {
   const auto gbs_text = [](double v) { return v > 0.0 ? fmt::format("{:.2f}", v) : "-"; };
   if (format == "md") {
     fmt::print(
-        "| model | size | params | bpw | kv | act | kv cache | threads | test | t/s | GB/s |{}\n",
+        "| model | size | params | bpw | kv | act | kv cache | threads | seqs | test | t/s | GB/s "
+        "|{}\n",
         bandwidth ? " of bound |" : "");
-    fmt::print("| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |{}\n",
-               bandwidth ? " ---: |" : "");
+    fmt::print(
+        "| --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |{}\n",
+        bandwidth ? " ---: |" : "");
     for (const auto& r : rows) {
       fmt::print(
-          "| {} | {} | {:.2f} M | {:.2f} | {} | {} | {} | {} | {} | {:.2f} ± {:.2f} | {} |{}\n",
+          "| {} | {} | {:.2f} M | {:.2f} | {} | {} | {} | {} | {} | {} | {:.2f} ± {:.2f} | {} "
+          "|{}\n",
           name, qlm::tools::human_bytes(bytes), params / 1e6, bpw, kv_type, activations,
-          qlm::tools::human_bytes(r.kv_bytes), r.threads, r.test, r.mean, r.stddev,
+          qlm::tools::human_bytes(r.kv_bytes), r.threads, r.seqs, r.test, r.mean, r.stddev,
           gbs_text(r.stream_gbs),
           bandwidth ? (share(r) > 0.0 ? fmt::format(" {:.0f}% |", share(r)) : " - |") : "");
     }
@@ -275,11 +362,12 @@ int main(int argc, char** argv) {
   } else if (format == "csv") {
     fmt::print(
         "model,size_bytes,params,bpw,kv_type,kv_bytes,threads,test,tps_mean,tps_stddev,"
-        "peak_mib,stream_gbs,probe_gbs,activations\n");
+        "peak_mib,stream_gbs,probe_gbs,activations,seqs\n");
     for (const auto& r : rows) {
-      fmt::print("{},{},{},{:.4f},{},{},{},{},{:.4f},{:.4f},{:.1f},{:.6f},{:.3f},{}\n", name, bytes,
-                 params, bpw, kv_type, r.kv_bytes, r.threads, r.test, r.mean, r.stddev, peak_mib,
-                 r.stream_gbs, probe.contains(r.threads) ? probe[r.threads] : 0.0, activations);
+      fmt::print("{},{},{},{:.4f},{},{},{},{},{:.4f},{:.4f},{:.1f},{:.6f},{:.3f},{},{}\n", name,
+                 bytes, params, bpw, kv_type, r.kv_bytes, r.threads, r.test, r.mean, r.stddev,
+                 peak_mib, r.stream_gbs, probe.contains(r.threads) ? probe[r.threads] : 0.0,
+                 activations, r.seqs);
     }
   } else {
     fmt::print("[\n");
@@ -289,10 +377,11 @@ int main(int argc, char** argv) {
           "  {{\"model\": \"{}\", \"size_bytes\": {}, \"params\": {}, \"bpw\": {:.4f}, "
           "\"kv_type\": \"{}\", \"kv_bytes\": {}, \"threads\": {}, \"test\": \"{}\", "
           "\"tps_mean\": {:.4f}, \"tps_stddev\": {:.4f}, \"peak_mib\": {:.1f}, "
-          "\"stream_gbs\": {:.3f}, \"probe_gbs\": {:.3f}, \"activations\": \"{}\"}}{}\n",
+          "\"stream_gbs\": {:.3f}, \"probe_gbs\": {:.3f}, \"activations\": \"{}\", "
+          "\"seqs\": {}}}{}\n",
           name, bytes, params, bpw, kv_type, r.kv_bytes, r.threads, r.test, r.mean, r.stddev,
           peak_mib, r.stream_gbs, probe.contains(r.threads) ? probe[r.threads] : 0.0, activations,
-          i + 1 < rows.size() ? "," : "");
+          r.seqs, i + 1 < rows.size() ? "," : "");
     }
     fmt::print("]\n");
   }

@@ -1,0 +1,125 @@
+// KvPool: the page store behind every sequence's keys and values, with reference counts, a
+// content index for prefix reuse and least-recently-used eviction of pages no sequence holds.
+// Internal; one per Engine or Session, used by one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "kernel_table.hpp"
+#include "qlm/config.hpp"
+#include "qlm/kv_pool.hpp"
+
+namespace qlm::detail {
+
+using PageId = std::uint32_t;
+inline constexpr PageId kNoPage = ~PageId{0};
+
+/// Keys and values of one (layer, KV head) inside one page: kKvPageTokens rows of head_dim each.
+struct PageLayout {
+  std::size_t key = 0, value = 0;  ///< byte offsets within a page
+};
+
+/// Pages of [K: layer][kv_head][kKvPageTokens][head_dim], then V likewise. A page's content is
+/// identified (published) by the hash of the pages before it and its token ids; published pages
+/// are never written again, so any sequence may share or copy them.
+class KvPool {
+ public:
+  /// `pages` pages of `type` for `config`; `seed` starts every content hash (it names what else
+  /// the keys depend on: the model file and KV type). Memory is committed only as pages are
+  /// written. Throws std::bad_alloc when the address space is exhausted.
+  KvPool(const ModelConfig& config, std::uint32_t pages, KvType type, std::uint64_t seed,
+         const kernels::KernelTable& kernels);
+  KvPool(const KvPool&) = delete;
+  KvPool& operator=(const KvPool&) = delete;
+
+  /// Bytes of one page of `type` for `config`.
+  static std::size_t page_bytes(const ModelConfig& config, KvType type);
+  /// The hash every sequence's chain starts from: the model file's identity (its index
+  /// checksum), the KV type and the page size, everything besides the tokens that the keys
+  /// depend on.
+  static std::uint64_t seed_for(std::uint64_t model_id, KvType type);
+  /// Hash of a page holding `tokens`, after the pages hashed into `prev`.
+  static std::uint64_t chain(std::uint64_t prev, std::span<const std::int32_t> tokens);
+
+  KvPoolStats stats() const;
+  std::uint32_t capacity() const { return static_cast<std::uint32_t>(meta_.size()); }
+  /// Pages allocate() can hand out: free ones plus cached ones it may evict.
+  std::uint32_t available() const { return free_count() + cached_; }
+  std::uint64_t seed() const { return seed_; }
+  KvType type() const { return type_; }
+
+  /// A page with one reference, evicting the least recently used cached page if none is free.
+  /// Fails (ErrorCode::PoolFull) when every page is referenced.
+  PageId allocate();
+  void retain(PageId p);
+  /// Drops a reference; at zero a published page stays cached, any other is free.
+  void release(PageId p);
+  std::uint32_t refs(PageId p) const { return meta_[p].refs; }
+  /// True if the page may be written: one holder and no published content.
+  bool writable(PageId p) const { return meta_[p].refs == 1 && !meta_[p].published; }
+  /// Withdraws a page's published content (its one holder is about to overwrite it).
+  void unpublish(PageId p);
+
+  /// Publishes the first tokens.size() (1..kKvPageTokens) positions of a written page.
+  void publish(PageId p, std::uint64_t prev, std::span<const std::int32_t> tokens);
+  bool published(PageId p) const { return meta_[p].published; }
+  /// A published full page that follows `prev` and holds exactly `tokens` (kKvPageTokens), or
+  /// kNoPage.
+  PageId find_full(std::uint64_t prev, std::span<const std::int32_t> tokens) const;
+  /// The published page following `prev` whose tokens share the longest prefix with `tokens`.
+  struct Match {
+    PageId page = kNoPage;
+    std::uint32_t tokens = 0;
+  };
+  Match longest(std::uint64_t prev, std::span<const std::int32_t> tokens) const;
+  /// Copies positions [0, n) of every (layer, head) from `src` to `dst`.
+  void copy(PageId dst, PageId src, std::uint32_t n);
+
+  /// Writes one position's key and value (converted to type()); the page must be writable.
+  void store(PageId p, std::uint32_t slot, std::uint32_t layer, std::uint32_t kv_head,
+             std::span<const float> key, std::span<const float> value);
+  /// Reads one position back as floats (exact for either type).
+  void load(PageId p, std::uint32_t slot, std::uint32_t layer, std::uint32_t kv_head,
+            std::span<float> key, std::span<float> value) const;
+  const std::byte* base() const { return data_.get(); }
+  std::size_t page_size() const { return page_bytes_; }
+  PageLayout layout(std::uint32_t layer, std::uint32_t kv_head) const;
+  std::uint32_t head_dim() const { return head_dim_; }
+
+ private:
+  struct Meta {
+    std::uint32_t refs = 0;
+    bool published = false;
+    std::uint8_t n = 0;  // published tokens
+    std::uint64_t prev = 0;
+    std::int32_t tokens[kKvPageTokens] = {};
+    PageId older = kNoPage, newer = kNoPage;  // LRU list links while cached
+  };
+  struct Unmap {
+    std::size_t bytes;
+    void operator()(std::byte* p) const noexcept;
+  };
+  std::uint32_t free_count() const { return static_cast<std::uint32_t>(free_.size()); }
+  void lru_push(PageId p);
+  void lru_remove(PageId p);
+  std::byte* page(PageId p) const { return data_.get() + p * page_bytes_; }
+
+  std::uint32_t n_layers_, n_kv_heads_, head_dim_;
+  KvType type_;
+  std::uint64_t seed_;
+  void (*to_f16_)(const float*, std::uint16_t*, std::size_t);
+  std::size_t page_bytes_;
+  std::unique_ptr<std::byte[], Unmap> data_;
+  std::vector<Meta> meta_;
+  std::vector<PageId> free_;  // a stack: low pages first, so memory is committed front to back
+  std::unordered_multimap<std::uint64_t, PageId> index_;  // prev hash -> published pages
+  PageId oldest_ = kNoPage, newest_ = kNoPage;
+  std::uint32_t cached_ = 0;
+};
+
+}  // namespace qlm::detail
