@@ -1,11 +1,11 @@
-// The generation loop. Text is streamed through a TokenStreamDecoder (complete UTF-8 only) and a
-// stop-string filter that holds back any tail that could still become a stop string.
+// The generation loop over one Session; the text of each token comes from a GenerationStream.
 #include "qlm/generate.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 
+#include "generate_stream.hpp"
 #include "util/fail.hpp"
 
 namespace qlm {
@@ -17,70 +17,6 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
-
-float log_softmax_at(std::span<const float> logits, std::int32_t id) {
-  float max = logits[0];
-  for (float v : logits) max = std::max(max, v);
-  double sum = 0.0;
-  for (float v : logits) sum += std::exp(static_cast<double>(v - max));
-  return static_cast<float>(logits[static_cast<std::size_t>(id)] - max - std::log(sum));
-}
-
-// Accumulates generated text and releases it once it can no longer turn into a stop string.
-class StopFilter {
- public:
-  explicit StopFilter(const std::vector<std::string>& stops) : stops_(stops) {
-    for (const auto& s : stops_) longest_ = std::max(longest_, s.size());
-  }
-
-  /// Appends `piece`; returns the newly releasable text. Sets `hit` (and cuts the text before the
-  /// stop string) when one appears.
-  std::string push(std::string_view piece, bool& hit) {
-    const std::size_t search_from = text_.size() > longest_ ? text_.size() - longest_ : 0;
-    text_.append(piece);
-    std::size_t cut = std::string::npos;
-    for (const auto& s : stops_) {
-      const std::size_t p = s.empty() ? std::string::npos : text_.find(s, search_from);
-      cut = std::min(cut, p);
-    }
-    if (cut != std::string::npos) {
-      hit = true;
-      text_.resize(cut);
-      return release(text_.size());
-    }
-    return release(text_.size() - held_back());
-  }
-
-  /// Releases whatever is still held back (generation ended without a stop string).
-  std::string finish() { return release(text_.size()); }
-  std::string& text() { return text_; }
-
- private:
-  // Length of the longest suffix of the text that is a proper prefix of some stop string.
-  std::size_t held_back() const {
-    std::size_t best = 0;
-    for (const auto& s : stops_) {
-      const std::size_t max = s.empty() ? 0 : std::min(s.size() - 1, text_.size());
-      for (std::size_t n = max; n > best; --n) {
-        if (text_.compare(text_.size() - n, n, s, 0, n) == 0) {
-          best = n;
-          break;
-        }
-      }
-    }
-    return best;
-  }
-  std::string release(std::size_t upto) {
-    std::string out = upto > released_ ? text_.substr(released_, upto - released_) : "";
-    released_ = std::max(released_, upto);
-    return out;
-  }
-
-  const std::vector<std::string>& stops_;
-  std::size_t longest_ = 0;
-  std::string text_;
-  std::size_t released_ = 0;
-};
 
 }  // namespace
 
@@ -95,10 +31,10 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
     GenerateResult res;
     res.stats.prompt_tokens = session.pending().size() + prompt.size();
     // The text continues what the session holds, so the decoder starts from there.
-    TokenStreamDecoder decoder(tok, /*skip_special=*/true);
-    decoder.skip(session.tokens());
-    decoder.skip(session.pending());
-    decoder.skip(prompt);
+    detail::GenerationStream stream(tok, options);
+    stream.skip(session.tokens());
+    stream.skip(session.pending());
+    stream.skip(prompt);
     for (std::int32_t t : prompt) sampler.accept(t);
 
     const auto t0 = Clock::now();
@@ -106,18 +42,12 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
     res.stats.prompt_seconds = seconds_since(t0);
 
     const auto vocab = std::min<std::size_t>(logits.size(), static_cast<std::size_t>(tok.size()));
-    const auto is_stop_token = [&](std::int32_t id) {
-      return (options.stop_at_end_of_generation && tok.is_end_of_generation(id)) ||
-             std::find(options.stop_tokens.begin(), options.stop_tokens.end(), id) !=
-                 options.stop_tokens.end();
-    };
-    StopFilter filter(options.stop);
     Clock::time_point gen_start = Clock::now();
     for (std::int32_t n = 0; n < options.max_tokens; ++n) {
       // Models may have more logits than tokens (Qwen2.5: 151936 vs 151665); ids past the
       // vocabulary stand for nothing, so only real tokens are candidates.
       const std::int32_t id = detail::unwrap(sampler.sample(logits.first(vocab)));
-      const float logprob = log_softmax_at(logits, id);
+      const float logprob = detail::log_softmax_at(logits, id);
       sampler.accept(id);
       if (n == 0) {
         res.stats.time_to_first_token = seconds_since(t0);
@@ -125,24 +55,18 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
       }
       res.tokens.push_back(id);
       res.logprobs.push_back(logprob);
-      const bool end = is_stop_token(id);
       const bool full = session.position() >= session.context_size();  // no room to eval `id`
-      const bool last = end || full || n + 1 == options.max_tokens;
-      std::string piece = end ? std::string() : decoder.push(id);
-      if (last) piece += decoder.flush();
-      bool hit = false;
-      std::string released = filter.push(piece, hit);
-      if (last && !hit) released += filter.finish();
-      if (options.on_token &&
-          !detail::call_back("on_token", options.on_token, GeneratedToken{id, released, logprob})) {
+      const auto step = stream.push(id, full || n + 1 == options.max_tokens);
+      if (options.on_token && !detail::call_back("on_token", options.on_token,
+                                                 GeneratedToken{id, step.text, logprob})) {
         res.stop = StopReason::Cancelled;
         break;
       }
-      if (last || hit) {
-        res.stop = end    ? StopReason::EndOfGeneration
-                   : hit  ? StopReason::StopString
-                   : full ? StopReason::ContextFull
-                          : StopReason::MaxTokens;
+      if (step.last) {
+        res.stop = step.end           ? StopReason::EndOfGeneration
+                   : step.stop_string ? StopReason::StopString
+                   : full             ? StopReason::ContextFull
+                                      : StopReason::MaxTokens;
         break;
       }
       logits = detail::unwrap(session.eval({&id, 1}));
@@ -151,7 +75,7 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
     if (!res.tokens.empty() && session.position() < session.context_size()) {
       detail::unwrap(session.defer(res.tokens.back()));
     }
-    res.text = std::move(filter.text());
+    res.text = std::move(stream.text());
     res.stats.generated_tokens = res.tokens.size();
     res.stats.generation_seconds = seconds_since(gen_start);
     return res;

@@ -106,7 +106,10 @@ Result<std::span<const float>> Session::eval(std::span<const std::int32_t> token
     s.logits.resize(s.wanted.size() * c.vocab_size);
     try {
       s.seq.reserve(static_cast<std::uint32_t>(n));
-      s.forward->run(s.rows, s.wanted, s.logits);
+      const detail::Progress progress = [&](std::size_t done) {
+        return options.on_progress(static_cast<std::uint32_t>(done), static_cast<std::uint32_t>(n));
+      };
+      s.forward->run(s.rows, s.wanted, s.logits, options.on_progress ? &progress : nullptr);
     } catch (...) {
       s.seq.trim();
       s.pending.resize(n - tokens.size());  // unchanged on failure

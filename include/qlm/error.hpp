@@ -21,6 +21,7 @@ enum class ErrorCode : std::uint8_t {
   Checksum,         ///< stored data does not match its checksum
   Callback,         ///< a caller-supplied callback (token, progress, observer) threw
   PoolFull,         ///< the KV page pool has no room (every page is held by a sequence)
+  QueueFull,        ///< a Scheduler's queue of waiting requests is full (retry later)
 };
 
 /// Short lower-case name of an error code ("format", "io", …).
@@ -44,6 +45,8 @@ constexpr std::string_view to_string(ErrorCode code) noexcept {
       return "callback";
     case ErrorCode::PoolFull:
       return "pool full";
+    case ErrorCode::QueueFull:
+      return "queue full";
   }
   return "unknown";
 }

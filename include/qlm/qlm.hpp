@@ -16,6 +16,7 @@
 #include "qlm/kv_type.hpp"
 #include "qlm/model.hpp"
 #include "qlm/sampler.hpp"
+#include "qlm/scheduler.hpp"
 #include "qlm/session.hpp"
 #include "qlm/thread_pool.hpp"
 #include "qlm/tokenizer.hpp"

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -45,6 +46,9 @@ struct SessionOptions {
 /// What eval() returns.
 struct EvalOptions {
   bool all_logits = false;  ///< logits for every input token ([n][vocab]) instead of the last
+  /// Told (tokens done, tokens in all) after each forward chunk of a long evaluation; returning
+  /// false cancels it: eval fails with ErrorCode::Cancelled and the session is unchanged.
+  std::function<bool(std::uint32_t done, std::uint32_t total)> on_progress{};
 };
 
 /// One sequence's state over a shared Model.
@@ -80,7 +84,8 @@ class Session {
   /// Name of the kernel ISA in use ("reference" for the reference path).
   std::string_view isa() const;
   KvType kv_type() const;  ///< element type of the KV cache
-  /// Bytes reserved for the KV cache (address space; memory is committed as positions fill).
+  /// Bytes reserved for the KV cache: the context in whole pages of kKvPageTokens (address
+  /// space; memory is committed as positions fill).
   std::size_t kv_bytes() const;
 
  private:

@@ -88,7 +88,7 @@ class FastForward final : public Forward {
   std::string_view isa() const override { return kernels::to_string(kt_.isa); }
 
   void run(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted,
-           std::span<float> logits) override {
+           std::span<float> logits, const Progress* progress) override {
     std::size_t next = 0;  // first entry of `wanted` not yet computed
     for (std::size_t i0 = 0; i0 < rows.size(); i0 += batch_) {
       const std::size_t m = std::min<std::size_t>(batch_, rows.size() - i0);
@@ -97,6 +97,7 @@ class FastForward final : public Forward {
       while (next + n < wanted.size() && wanted[next + n] < i0 + m) ++n;
       if (n != 0) head(wanted.subspan(next, n), i0, logits.data() + next * c_.vocab_size);
       next += n;
+      report(progress, i0 + m, rows.size());
     }
   }
 

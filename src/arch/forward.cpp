@@ -9,6 +9,13 @@
 
 namespace qlm::detail {
 
+void report(const Progress* progress, std::size_t done, std::size_t total) {
+  if (progress && *progress && done < total &&
+      !call_back("the progress callback", *progress, done)) {
+    fail(ErrorCode::Cancelled, "evaluation cancelled after {} of {} tokens", done, total);
+  }
+}
+
 std::unique_ptr<Forward> make_forward(const Model& model, const SessionOptions& options,
                                       std::uint32_t context) {
   if (options.pool && options.threads != 0) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -14,6 +15,9 @@
 #include "qlm/session.hpp"
 
 namespace qlm::detail {
+
+/// Told the rows evaluated so far; false stops the evaluation.
+using Progress = std::function<bool(std::size_t rows_done)>;
 
 /// One token of a batch: its id, its position in its sequence, and that sequence's pages.
 struct ForwardRow {
@@ -30,15 +34,20 @@ class Forward {
  public:
   virtual ~Forward() = default;
   /// Evaluates `rows` and writes the logits of rows `wanted` (ascending indices into rows) to
-  /// `logits` ([wanted.size()][vocab]).
+  /// `logits` ([wanted.size()][vocab]). `progress`, if set, is told the rows done after each
+  /// chunk; when it returns false the run stops with an ErrorCode::Cancelled failure.
   virtual void run(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted,
-                   std::span<float> logits) = 0;
+                   std::span<float> logits, const Progress* progress = nullptr) = 0;
   /// The kernels it runs on (the reference path: the scalar table), e.g. for the KV cache's f16
   /// conversion.
   virtual const kernels::KernelTable& kernels() const = 0;
   /// "reference", or the name of the kernel ISA.
   virtual std::string_view isa() const = 0;
 };
+
+/// Calls `progress` (if any) with the rows done so far, unless all are; throws a Cancelled
+/// failure when it returns false (the last chunk is never cancelled: its work is done).
+void report(const Progress* progress, std::size_t done, std::size_t total);
 
 /// Builds the forward pass that `options` ask for, for sequences of up to `context` tokens:
 /// isa "reference" is the scalar fp32 path; otherwise the ISA (options.isa, else QLM_ISA, else

@@ -36,13 +36,14 @@ class ReferenceForward final : public Forward {
   std::string_view isa() const override { return "reference"; }
 
   void run(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted,
-           std::span<float> logits) override {
+           std::span<float> logits, const Progress* progress) override {
     std::size_t next = 0;  // index into wanted
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const bool want = next < wanted.size() && wanted[next] == i;
       token(rows[i].token, rows[i].pos, *rows[i].kv,
             want ? logits.subspan(next * c_.vocab_size, c_.vocab_size) : std::span<float>{});
       if (want) ++next;
+      report(progress, i + 1, rows.size());
     }
   }
 
