@@ -8,6 +8,7 @@
 
 #include "arch/forward.hpp"
 #include "kv/kv_pool.hpp"
+#include "kv/sequence_file.hpp"
 #include "kv/sequence_kv.hpp"
 #include "model_access.hpp"
 #include "util/fail.hpp"
@@ -71,6 +72,9 @@ struct Engine::Impl {
             model->config(), resolve_pages(model->config(), o, context), o.kv_type,
             detail::KvPool::seed_for(detail::model_file(*model).header().index_checksum, o.kv_type),
             forward->kernels()) {}
+
+  // Names the model file (its index checksum covers the metadata and every tensor's checksum).
+  std::uint64_t model_id() const { return detail::model_file(*model).header().index_checksum; }
 
   detail::SequenceKv& find(SequenceId id, const char* what) {
     auto it = sequences.find(id);
@@ -219,6 +223,22 @@ Result<BatchLogits> Engine::eval(std::span<const BatchItem> items) {
   return detail::capture([&] {
     impl_->check(items);
     return impl_->run(items);
+  });
+}
+
+Result<void> Engine::save(SequenceId sequence, const std::filesystem::path& path) const {
+  return detail::capture(
+      [&] { detail::save_sequence(path, impl_->find(sequence, "save"), impl_->model_id()); });
+}
+
+Result<SequenceId> Engine::restore(const std::filesystem::path& path) {
+  return detail::capture([&] {
+    detail::SequenceKv seq(impl_->pool);
+    detail::restore_sequence(path, seq, impl_->model_id(), impl_->context,
+                             impl_->model->config().vocab_size);
+    const SequenceId id = impl_->next_id++;
+    impl_->sequences.emplace(id, std::move(seq));
+    return id;
   });
 }
 

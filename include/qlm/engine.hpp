@@ -67,6 +67,14 @@ class Engine {
   /// past the context (ContextFull) or a pool without room for the batch (PoolFull).
   Result<BatchLogits> eval(std::span<const BatchItem> items);
 
+  /// Writes a sequence's tokens and keys and values to `path` (atomically, with a checksum, tied
+  /// to this model file and KV type).
+  Result<void> save(SequenceId sequence, const std::filesystem::path& path) const;
+  /// A new sequence from a file written by save(). Refused, with nothing changed, for a file of
+  /// another model, KV type or cache geometry, a damaged or altered file, one longer than the
+  /// context, or a pool without room.
+  Result<SequenceId> restore(const std::filesystem::path& path);
+
   /// The tokens whose keys and values a sequence holds.
   Result<std::span<const std::int32_t>> tokens(SequenceId sequence) const;
   /// Pages eval() would need to append `n` tokens to `sequence` (0 for an unknown one).

@@ -87,9 +87,13 @@ class KvPool {
   void load(PageId p, std::uint32_t slot, std::uint32_t layer, std::uint32_t kv_head,
             std::span<float> key, std::span<float> value) const;
   const std::byte* base() const { return data_.get(); }
+  /// Raw bytes of a page (write only a writable one), e.g. to save or restore a sequence.
+  std::byte* page_data(PageId p) { return page(p); }
   std::size_t page_size() const { return page_bytes_; }
   PageLayout layout(std::uint32_t layer, std::uint32_t kv_head) const;
   std::uint32_t head_dim() const { return head_dim_; }
+  std::uint32_t layers() const { return n_layers_; }
+  std::uint32_t kv_heads() const { return n_kv_heads_; }
 
  private:
   struct Meta {

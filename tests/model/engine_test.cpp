@@ -301,3 +301,74 @@ TEST_CASE("Engine: bad requests are clear errors that change nothing", "[engine]
 }
 
 }  // namespace qlm::test
+
+namespace qlm::test {
+
+TEST_CASE("Engine: a saved sequence restores to the same tokens and logits", "[engine]") {
+  TempDir tmp;
+  auto model = stories(tmp, DType::Q8);
+  const KvType kv = GENERATE(KvType::F32, KvType::F16);
+  INFO("kv " << to_string(kv));
+  auto engine = Engine::create(model, {.kv_type = kv, .threads = 1});
+  REQUIRE(engine.ok());
+  const auto ids = pseudo_random_tokens(120);
+  SequenceId s = 0;
+  engine_logits(*engine, std::span(ids).first(70), &s);
+  REQUIRE(engine->save(s, tmp / "seq.bin").ok());
+  const std::vector<std::int32_t> next = {9, 8, 7};
+  const BatchItem cont{s, next, LogitsWanted::All};
+  auto want_r = engine->eval({&cont, 1});
+  REQUIRE(want_r.ok());
+  const std::vector<float> want(want_r->item(0).begin(), want_r->item(0).end());
+
+  // Into a fresh engine of the same model and KV type: same tokens, same continuation.
+  auto other = Engine::create(model, {.kv_type = kv, .threads = 2});
+  REQUIRE(other.ok());
+  auto restored = other->restore(tmp / "seq.bin");
+  REQUIRE(restored.ok());
+  CHECK(other->tokens(*restored)->size() == 70);
+  CHECK(std::equal(ids.begin(), ids.begin() + 70, other->tokens(*restored)->begin()));
+  const BatchItem cont2{*restored, next, LogitsWanted::All};
+  auto got = other->eval({&cont2, 1});
+  REQUIRE(got.ok());
+  CHECK(same_bits(got->item(0), want));
+  // Its full pages are published: a new prompt sharing them reuses them.
+  const SequenceId probe = other->add();
+  CHECK(*other->reuse_prefix(probe, std::span(ids).first(100)) == 64);  // its 2 full pages
+
+  const KvPoolStats before = other->pool_stats();
+  auto refused = [&](Engine& e, const std::filesystem::path& p, ErrorCode code, const char* text) {
+    auto r = e.restore(p);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == code);
+    CHECK_THAT(r.error().message, Catch::Contains(text));
+    CHECK_THAT(r.error().message, Catch::Contains(p.filename().string()));
+  };
+  // Another KV type, another model file, a damaged, truncated or foreign file: refused.
+  auto other_kv = Engine::create(
+      model, {.kv_type = kv == KvType::F32 ? KvType::F16 : KvType::F32, .threads = 1});
+  REQUIRE(other_kv.ok());
+  refused(*other_kv, tmp / "seq.bin", ErrorCode::InvalidArgument, "KV type");
+  convert_or_fail(stories_dir(), tmp / "q4.qlm", DType::Q4);
+  auto q4 = Engine::create(open_or_fail(tmp / "q4.qlm"), {.kv_type = kv, .threads = 1});
+  REQUIRE(q4.ok());
+  refused(*q4, tmp / "seq.bin", ErrorCode::InvalidArgument, "another model file");
+  std::string bytes = read_text(tmp / "seq.bin");
+  std::string flipped = bytes;
+  flipped[bytes.size() / 2] = static_cast<char>(flipped[bytes.size() / 2] ^ 1);
+  write_text(tmp / "flipped.bin", flipped);
+  refused(*other, tmp / "flipped.bin", ErrorCode::Checksum, "checksum");
+  write_text(tmp / "short.bin", bytes.substr(0, bytes.size() - 9));
+  refused(*other, tmp / "short.bin", ErrorCode::Format, "truncated");
+  write_text(tmp / "text.bin", "hello, world");
+  refused(*other, tmp / "text.bin", ErrorCode::Format, "not a qlm sequence file");
+  refused(*other, tmp / "missing.bin", ErrorCode::Io, "missing.bin");
+  CHECK(other->pool_stats().used == before.used);
+  CHECK(other->sequences() == 2);
+  // Saving an unknown sequence, or to a directory that does not exist, writes nothing.
+  CHECK_FALSE(engine->save(999, tmp / "x.bin").ok());
+  CHECK_FALSE(engine->save(s, tmp / "no" / "such" / "x.bin").ok());
+  CHECK_FALSE(std::filesystem::exists(tmp / "x.bin"));
+}
+
+}  // namespace qlm::test
