@@ -44,6 +44,7 @@ max_len() {
     fuzz_qlm_file) echo 1048576 ;;
     fuzz_safetensors) echo 1100000 ;;
     fuzz_encode) echo 4096 ;;
+    fuzz_sequence_file) echo 131072 ;;  # a 64-token f32 seed is 82 kB
     *) echo 65536 ;;
   esac
 }

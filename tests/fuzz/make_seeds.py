@@ -116,6 +116,20 @@ def main():
             put(out, "fuzz_infill", "src%d-%d" % (i, j),
                 bytes([budget, 16 * j, j]) + SEP_FF.join(fields))
 
+    # fuzz_sequence_file: stories260K's geometry (5 layers, 4 KV heads, head_dim 8), f32 and
+    # f16, with a zero model id and checksum (the target fills in the right ones).
+    for kv, elem in ((0, 4), (1, 2)):
+        for n in (1, 40, 64):
+            header = bytes([0x51, 0x4C, 0x4D, 0x53, 0x45, 0x51, 0, 1]) + struct.pack(
+                "<7I", 1, kv, 5, 4, 8, 32, n) + struct.pack("<Q", 0)
+            tokens = struct.pack("<%di" % n, *[(7 * i + 1) % 512 for i in range(n)])
+            payload = bytes((i * 37) % 251 for i in range(n * 5 * 4 * 8 * 2 * elem))
+            if kv == 0:  # finite floats for an f32 cache
+                payload = struct.pack("<%df" % (n * 5 * 4 * 8 * 2),
+                                      *[((i % 17) - 8) / 8.0 for i in range(n * 5 * 4 * 8 * 2)])
+            put(out, "fuzz_sequence_file", "kv%d-n%d" % (kv, n),
+                header + tokens + payload + struct.pack("<Q", 0))
+
     if release:
         tools = os.path.join(release, "tools")
         tmp = os.path.join(out, ".work")

@@ -230,3 +230,56 @@ TEST_CASE("a model read into memory computes what the mapped one does", "[model]
 }
 
 }  // namespace qlm::test
+
+namespace qlm::test {
+
+TEST_CASE("a long evaluation reports progress and can be cancelled, leaving the session as it was",
+          "[model][session]") {
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
+  auto model = open_or_fail(tmp / "m.qlm");
+  const auto ids = pseudo_random_tokens(300);
+  const bool reference = GENERATE(false, true);
+  INFO("reference " << reference);
+  auto s = Session::create(model, {.threads = 1, .isa = reference ? "reference" : "", .batch = 64});
+  REQUIRE(s.ok());
+  REQUIRE(s->eval(std::span(ids).first(10)).ok());
+  std::vector<std::uint32_t> seen;
+  auto cancelled = s->eval(std::span(ids).subspan(10, 150),
+                           {.on_progress = [&](std::uint32_t done, std::uint32_t total) {
+                             CHECK(total == 150);
+                             seen.push_back(done);
+                             return done < 100;
+                           }});
+  REQUIRE_FALSE(cancelled.ok());
+  CHECK(cancelled.error().code == ErrorCode::Cancelled);
+  CHECK(s->position() == 10);
+  if (reference) {
+    CHECK(seen.size() == 100);  // token by token
+  } else {
+    CHECK(seen == std::vector<std::uint32_t>{64, 128});  // chunk by chunk
+  }
+  // Nothing of the cancelled tokens remains: the same tokens now give the uncancelled logits.
+  seen.clear();
+  auto full = s->eval(std::span(ids).subspan(10, 150),
+                      {.all_logits = true, .on_progress = [&](std::uint32_t d, std::uint32_t) {
+                         seen.push_back(d);
+                         return true;
+                       }});
+  REQUIRE(full.ok());
+  const auto whole =
+      eval_all_logits(model, {.threads = 1, .isa = reference ? "reference" : "", .batch = 64},
+                      std::span(ids).first(160));
+  const std::size_t vocab = model->config().vocab_size;
+  CHECK(std::equal(full->begin(), full->end(), whole.begin() + 10 * vocab));
+  // A callback that throws is an error, not a crash.
+  auto threw = s->eval(std::span(ids).subspan(160, 100),
+                       {.on_progress = [](std::uint32_t, std::uint32_t) -> bool {
+                         throw std::runtime_error("no");
+                       }});
+  REQUIRE_FALSE(threw.ok());
+  CHECK(threw.error().code == ErrorCode::Callback);
+  CHECK(s->position() == 160);
+}
+
+}  // namespace qlm::test
