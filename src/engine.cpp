@@ -19,14 +19,6 @@ using detail::fail;
 
 namespace {
 
-std::uint32_t resolve_context(const ModelConfig& c, std::uint32_t context) {
-  const std::uint32_t trained = c.max_position_embeddings ? c.max_position_embeddings : 4096;
-  const std::uint32_t n = context ? context : std::min(trained, 4096u);
-  if (n > (1u << 24))
-    fail(ErrorCode::InvalidArgument, "context {} is absurd (at most {})", n, 1u << 24);
-  return n;
-}
-
 std::uint32_t resolve_pages(const ModelConfig& c, const EngineOptions& o, std::uint32_t context) {
   const std::size_t page = detail::KvPool::page_bytes(c, o.kv_type);
   if (o.kv_bytes == 0) return 4 * ((context + kKvPageTokens - 1) / kKvPageTokens);
@@ -66,7 +58,7 @@ struct Engine::Impl {
 
   Impl(std::shared_ptr<const Model> m, const EngineOptions& o)
       : model(std::move(m)),
-        context(resolve_context(model->config(), o.context)),
+        context(detail::resolve_context(*model, o.kv_type, o.context)),
         forward(detail::make_forward(*model, forward_options(o), context)),
         pool(
             model->config(), resolve_pages(model->config(), o, context), o.kv_type,
@@ -153,15 +145,6 @@ BatchLogits Engine::Impl::run(std::span<const BatchItem> items) {
 Result<Engine> Engine::create(std::shared_ptr<const Model> model, EngineOptions options) {
   return detail::capture([&] {
     if (!model) fail(ErrorCode::InvalidArgument, "Engine::create: model is null");
-    const ModelConfig& c = model->config();
-    if (options.kv_type != KvType::F32 && options.kv_type != KvType::F16) {
-      fail(ErrorCode::InvalidArgument, "unknown KV cache type {}",
-           static_cast<int>(options.kv_type));
-    }
-    if (c.n_heads / c.n_kv_heads > 64) {
-      fail(ErrorCode::Unsupported, "{} query heads per KV head (at most 64)",
-           c.n_heads / c.n_kv_heads);
-    }
     return Engine(std::make_unique<Impl>(std::move(model), options));
   });
 }

@@ -39,20 +39,7 @@ struct Session::Impl {
 Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptions options) {
   return detail::capture([&] {
     if (!model) fail(ErrorCode::InvalidArgument, "Session::create: model is null");
-    const ModelConfig& c = model->config();
-    const std::uint32_t trained = c.max_position_embeddings ? c.max_position_embeddings : 4096;
-    std::uint32_t context = options.context ? options.context : std::min(trained, 4096u);
-    if (context > (1u << 24)) {
-      fail(ErrorCode::InvalidArgument, "context {} is absurd (at most {})", context, 1u << 24);
-    }
-    if (options.kv_type != KvType::F32 && options.kv_type != KvType::F16) {
-      fail(ErrorCode::InvalidArgument, "unknown KV cache type {}",
-           static_cast<int>(options.kv_type));
-    }
-    if (c.n_heads / c.n_kv_heads > 64) {
-      fail(ErrorCode::Unsupported, "{} query heads per KV head (at most 64)",
-           c.n_heads / c.n_kv_heads);
-    }
+    const std::uint32_t context = detail::resolve_context(*model, options.kv_type, options.context);
     auto forward = detail::make_forward(*model, options, context);
     return Session(std::make_unique<Impl>(model, std::move(forward), context, options.kv_type));
   });

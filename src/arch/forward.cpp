@@ -16,6 +16,22 @@ void report(const Progress* progress, std::size_t done, std::size_t total) {
   }
 }
 
+std::uint32_t resolve_context(const Model& model, KvType kv_type, std::uint32_t context) {
+  const ModelConfig& c = model.config();
+  if (kv_type != KvType::F32 && kv_type != KvType::F16) {
+    fail(ErrorCode::InvalidArgument, "unknown KV cache type {}", static_cast<int>(kv_type));
+  }
+  if (c.n_heads / c.n_kv_heads > 64) {
+    fail(ErrorCode::Unsupported, "{} query heads per KV head (at most 64)",
+         c.n_heads / c.n_kv_heads);
+  }
+  const std::uint32_t trained = c.max_position_embeddings ? c.max_position_embeddings : 4096;
+  const std::uint32_t n = context ? context : std::min(trained, 4096u);
+  if (n > (1u << 24))
+    fail(ErrorCode::InvalidArgument, "context {} is absurd (at most {})", n, 1u << 24);
+  return n;
+}
+
 std::unique_ptr<Forward> make_forward(const Model& model, const SessionOptions& options,
                                       std::uint32_t context) {
   if (options.pool && options.threads != 0) {

@@ -49,6 +49,10 @@ class Forward {
 /// failure when it returns false (the last chunk is never cancelled: its work is done).
 void report(const Progress* progress, std::size_t done, std::size_t total);
 
+/// Checks what every sequence of `model` needs (a known KV type, at most 64 query heads per KV
+/// head) and resolves a requested context: 0 = min(trained context, 4096); absurd ones fail.
+std::uint32_t resolve_context(const Model& model, KvType kv_type, std::uint32_t context);
+
 /// Builds the forward pass that `options` ask for, for sequences of up to `context` tokens:
 /// isa "reference" is the scalar fp32 path; otherwise the ISA (options.isa, else QLM_ISA, else
 /// the best this CPU runs), the pool (options.pool, else a spin pool of options.threads), the
