@@ -185,17 +185,21 @@ void Scheduler::Impl::finish(Active& a) {
 }
 
 // Decode rows first (one per running choice), then prompt chunks, first come first served, in
-// what is left of the step's budget.
+// what is left of the step's budget; prompts always get an eighth of it, even when choices (up to
+// 16 per request) outnumber the budget.
 bool Scheduler::Impl::build(std::vector<BatchItem>& items, std::vector<Owner>& owners) {
-  std::uint32_t budget = options.step_tokens;
+  std::uint32_t decode = 0;
   for (auto& a : active) {
     for (auto& c : a->choices) {
       if (c->done) continue;
       items.push_back({c->seq, {&c->next, 1}, LogitsWanted::Last});
       owners.push_back({a.get(), c.get()});
-      --budget;
+      ++decode;
     }
   }
+  const std::uint32_t floor = std::max(1u, options.step_tokens / 8);
+  std::uint32_t budget =
+      decode + floor < options.step_tokens ? options.step_tokens - decode : floor;
   for (auto& a : active) {
     if (!a->prefilling() || budget == 0) continue;
     const auto& prompt = a->w.request.prompt;

@@ -169,6 +169,38 @@ TEST_CASE("Scheduler: a long prompt is prefilled in chunks while other streams g
   CHECK(cancelled.cancelled);
   CHECK(cancelled.choices.empty());
   CHECK(sched->stats().pool.used == 0);
+
+  // Thirty-two choices outnumber a 24-token step; a prompt still gets 3 tokens a step.
+  std::vector<RequestResult> many;
+  for (std::int32_t first : {300, 301}) {
+    REQUIRE(sched
+                ->submit({.prompt = {1, first},
+                          .options = {.max_tokens = 30, .stop_at_end_of_generation = false},
+                          .n = 16,
+                          .on_done = [&](const RequestResult& r) { many.push_back(r); }})
+                .ok());
+  }
+  sched->step();  // both prompts, then 32 first tokens
+  progress.clear();
+  std::vector<std::int32_t> fresh;
+  for (std::int32_t i = 0; i < 20; ++i) fresh.push_back(100 + i);
+  REQUIRE(sched
+              ->submit({.prompt = fresh,
+                        .options = {.max_tokens = 1},
+                        .on_prompt_progress =
+                            [&](std::uint32_t d, std::uint32_t) {
+                              progress.push_back(d);
+                              return true;
+                            }})
+              .ok());
+  for (int i = 0; i < 3; ++i) sched->step();
+  CHECK(progress == std::vector<std::uint32_t>{3, 6, 9});
+  drain(*sched);
+  REQUIRE(many.size() == 2);
+  REQUIRE(many[0].choices.size() == 16);
+  for (const auto& r : many) {
+    for (const auto& c : r.choices) CHECK(c.tokens.size() == 30);
+  }
 }
 
 TEST_CASE("Scheduler: cancel from another thread ends a request within a step", "[scheduler]") {
