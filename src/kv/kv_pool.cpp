@@ -42,6 +42,7 @@ KvPool::KvPool(const ModelConfig& c, std::uint32_t pages, KvType type, std::uint
       seed_(seed),
       to_f16_(kernels.f32_to_f16),
       page_bytes_(page_bytes(c, type)),
+      block_bytes_(std::size_t{kKvPageTokens} * c.head_dim * kv_type_size(type)),
       meta_(pages) {
   const std::size_t bytes = std::max<std::size_t>(page_bytes_ * pages, 1);
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -143,29 +144,22 @@ KvPool::Match KvPool::longest(std::uint64_t prev, std::span<const std::int32_t> 
   return best;
 }
 
-PageLayout KvPool::layout(std::uint32_t layer, std::uint32_t kv_head) const {
-  const std::size_t run = std::size_t{kKvPageTokens} * head_dim_ * kv_type_size(type_);
-  const std::size_t key = (std::size_t{layer} * n_kv_heads_ + kv_head) * run;
-  return {key, key + page_bytes_ / 2};
-}
-
 void KvPool::copy(PageId dst, PageId src, std::uint32_t n) {
   const std::size_t run = std::size_t{n} * head_dim_ * kv_type_size(type_);
-  for (std::uint32_t l = 0; l < n_layers_; ++l) {
-    for (std::uint32_t h = 0; h < n_kv_heads_; ++h) {
-      const PageLayout at = layout(l, h);
-      std::memcpy(page(dst) + at.key, page(src) + at.key, run);
-      std::memcpy(page(dst) + at.value, page(src) + at.value, run);
+  for (bool value : {false, true}) {
+    for (std::uint32_t l = 0; l < n_layers_; ++l) {
+      for (std::uint32_t h = 0; h < n_kv_heads_; ++h) {
+        std::memcpy(rows(dst, l, h, value), rows(src, l, h, value), run);
+      }
     }
   }
 }
 
 void KvPool::store(PageId p, std::uint32_t slot, std::uint32_t layer, std::uint32_t kv_head,
                    std::span<const float> key, std::span<const float> value) {
-  const PageLayout at = layout(layer, kv_head);
   const std::size_t hd = head_dim_, off = slot * hd * kv_type_size(type_);
-  std::byte* k = page(p) + at.key + off;
-  std::byte* v = page(p) + at.value + off;
+  std::byte* k = rows(p, layer, kv_head, false) + off;
+  std::byte* v = rows(p, layer, kv_head, true) + off;
   if (type_ == KvType::F32) {
     std::memcpy(k, key.data(), hd * 4);
     std::memcpy(v, value.data(), hd * 4);
@@ -177,10 +171,9 @@ void KvPool::store(PageId p, std::uint32_t slot, std::uint32_t layer, std::uint3
 
 void KvPool::load(PageId p, std::uint32_t slot, std::uint32_t layer, std::uint32_t kv_head,
                   std::span<float> key, std::span<float> value) const {
-  const PageLayout at = layout(layer, kv_head);
   const std::size_t hd = head_dim_, off = slot * hd * kv_type_size(type_);
-  const std::byte* k = page(p) + at.key + off;
-  const std::byte* v = page(p) + at.value + off;
+  const std::byte* k = rows(p, layer, kv_head, false) + off;
+  const std::byte* v = rows(p, layer, kv_head, true) + off;
   if (type_ == KvType::F32) {
     std::memcpy(key.data(), k, hd * 4);
     std::memcpy(value.data(), v, hd * 4);

@@ -19,14 +19,15 @@ namespace qlm::detail {
 using PageId = std::uint32_t;
 inline constexpr PageId kNoPage = ~PageId{0};
 
-/// Keys and values of one (layer, KV head) inside one page: kKvPageTokens rows of head_dim each.
-struct PageLayout {
-  std::size_t key = 0, value = 0;  ///< byte offsets within a page
-};
-
-/// Pages of [K: layer][kv_head][kKvPageTokens][head_dim], then V likewise. A page's content is
-/// identified (published) by the hash of the pages before it and its token ids; published pages
-/// are never written again, so any sequence may share or copy them.
+/// A page is kKvPageTokens rows of head_dim keys and as many values for every (layer, KV head).
+/// The storage is one region per (K or V, layer, KV head) holding that block of every page side
+/// by side: [K|V][layer][kv_head][page][kKvPageTokens][head_dim]. So a sequence whose pages are
+/// consecutive (the allocator hands out low pages first) reads each head's history as one
+/// contiguous run, as an unpaged cache would; a layout of whole pages would instead put a
+/// head's blocks a page apart, a power-of-two-aligned stride that crowds them into a few cache
+/// sets (pp512 at depth 2048 was ~20% slower that way). A page's content is identified
+/// (published) by the hash of the pages before it and its token ids; published pages are never
+/// written again, so any sequence may share or copy them.
 class KvPool {
  public:
   /// `pages` pages of `type` for `config`; `seed` starts every content hash (it names what else
@@ -86,11 +87,15 @@ class KvPool {
   /// Reads one position back as floats (exact for either type).
   void load(PageId p, std::uint32_t slot, std::uint32_t layer, std::uint32_t kv_head,
             std::span<float> key, std::span<float> value) const;
-  const std::byte* base() const { return data_.get(); }
-  /// Raw bytes of a page (write only a writable one), e.g. to save or restore a sequence.
-  std::byte* page_data(PageId p) { return page(p); }
+  /// The kKvPageTokens rows of keys (value = false) or values of (layer, kv_head) in page p;
+  /// write only a writable page's. block_bytes() long; the next page's follow.
+  std::byte* rows(PageId p, std::uint32_t layer, std::uint32_t kv_head, bool value) const {
+    return data_.get() + region(layer, kv_head, value) + p * block_bytes_;
+  }
+  /// Bytes of one page's rows of one (layer, head), keys or values.
+  std::size_t block_bytes() const { return block_bytes_; }
+  /// Bytes of a whole page (keys and values of every layer and head).
   std::size_t page_size() const { return page_bytes_; }
-  PageLayout layout(std::uint32_t layer, std::uint32_t kv_head) const;
   std::uint32_t head_dim() const { return head_dim_; }
   std::uint32_t layers() const { return n_layers_; }
   std::uint32_t kv_heads() const { return n_kv_heads_; }
@@ -111,13 +116,16 @@ class KvPool {
   std::uint32_t free_count() const { return static_cast<std::uint32_t>(free_.size()); }
   void lru_push(PageId p);
   void lru_remove(PageId p);
-  std::byte* page(PageId p) const { return data_.get() + p * page_bytes_; }
+  std::size_t region(std::uint32_t layer, std::uint32_t kv_head, bool value) const {
+    return ((std::size_t{value} * n_layers_ + layer) * n_kv_heads_ + kv_head) * capacity() *
+           block_bytes_;
+  }
 
   std::uint32_t n_layers_, n_kv_heads_, head_dim_;
   KvType type_;
   std::uint64_t seed_;
   void (*to_f16_)(const float*, std::uint16_t*, std::size_t);
-  std::size_t page_bytes_;
+  std::size_t page_bytes_, block_bytes_;
   std::unique_ptr<std::byte[], Unmap> data_;
   std::vector<Meta> meta_;
   std::vector<PageId> free_;  // a stack: low pages first, so memory is committed front to back

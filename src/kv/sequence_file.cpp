@@ -31,17 +31,17 @@ std::uint64_t payload_bytes(const Header& h) {
          kv_type_size(static_cast<KvType>(h.kv_type));
 }
 
-// Visits the stored runs of `seq` in file order: (page, byte offset in the page, bytes).
+// Visits the stored runs of a sequence's pages in file order: for each page, the rows it holds
+// of each (layer, head), keys then values, as (pointer into the pool, bytes).
 template <class F>
-void for_each_run(const KvPool& pool, std::size_t tokens, F&& f) {
+void for_each_run(const KvPool& pool, std::span<const PageId> pages, std::size_t tokens, F&& f) {
   const std::size_t row = std::size_t{pool.head_dim()} * kv_type_size(pool.type());
   for (std::size_t i = 0; i * kKvPageTokens < tokens; ++i) {
     const std::size_t rows = std::min<std::size_t>(kKvPageTokens, tokens - i * kKvPageTokens);
     for (std::uint32_t l = 0; l < pool.layers(); ++l) {
       for (std::uint32_t h = 0; h < pool.kv_heads(); ++h) {
-        const PageLayout at = pool.layout(l, h);
-        f(i, at.key, rows * row);
-        f(i, at.value, rows * row);
+        f(pool.rows(pages[i], l, h, false), rows * row);
+        f(pool.rows(pages[i], l, h, true), rows * row);
       }
     }
   }
@@ -73,8 +73,8 @@ void save_sequence(const std::filesystem::path& path, const SequenceKv& seq,
   };
   try {
     write(w.bytes());
-    for_each_run(pool, seq.size(), [&](std::size_t page, std::size_t at, std::size_t n) {
-      write({reinterpret_cast<const std::uint8_t*>(pool.page_data(seq.pages()[page]) + at), n});
+    for_each_run(pool, seq.pages(), seq.size(), [&](const std::byte* p, std::size_t n) {
+      write({reinterpret_cast<const std::uint8_t*>(p), n});
     });
     const std::uint64_t sum = XXH3_64bits_digest(state);
     write({reinterpret_cast<const std::uint8_t*>(&sum), sizeof sum});
@@ -156,9 +156,8 @@ void restore_sequence(const std::filesystem::path& path, SequenceKv& seq, std::u
          pool.available());
   }
   seq.reserve(h.tokens);
-  for_each_run(pool, h.tokens, [&](std::size_t page, std::size_t at, std::size_t n) {
-    std::memcpy(pool.page_data(seq.pages()[page]) + at, r.take(n).data(), n);
-  });
+  for_each_run(pool, seq.pages(), h.tokens,
+               [&](std::byte* p, std::size_t n) { std::memcpy(p, r.take(n).data(), n); });
   seq.append(tokens);
 }
 

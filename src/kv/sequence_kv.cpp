@@ -143,11 +143,9 @@ std::uint32_t SequenceKv::adopt(std::span<const std::int32_t> prompt, std::uint3
 }
 
 ops::KvPages SequenceKv::view(std::uint32_t layer, std::uint32_t kv_head) const {
-  const PageLayout at = pool_->layout(layer, kv_head);
-  return {.base = pool_->base(),
-          .page_bytes = pool_->page_size(),
-          .key = at.key,
-          .value = at.value,
+  return {.key = pool_->rows(0, layer, kv_head, false),
+          .value = pool_->rows(0, layer, kv_head, true),
+          .page_stride = pool_->block_bytes(),
           .pages = pages_.data(),
           .type = pool_->type()};
 }

@@ -27,9 +27,9 @@ void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float
   const std::size_t row = hd * kv_type_size(kv.type);
   for (std::uint32_t t0 = s.first; t0 <= s.last;) {
     const std::uint32_t slot = t0 % block, n = std::min(block - slot, s.last + 1 - t0);
-    const std::byte* page = kv.base + kv.pages[t0 / block] * kv.page_bytes + slot * row;
-    kt.attn_block(q, s.group, hd, page + kv.key, page + kv.value, kv.type, n, scale, run_max,
-                  run_sum, out);
+    const std::size_t at = kv.pages[t0 / block] * kv.page_stride + slot * row;
+    kt.attn_block(q, s.group, hd, kv.key + at, kv.value + at, kv.type, n, scale, run_max, run_sum,
+                  out);
     t0 += n;
   }
   for (std::uint32_t j = 0; j < s.group; ++j) {

@@ -19,11 +19,12 @@ struct AttentionShape {
 };
 
 /// One KV head's cached keys and values, paged: position t is row t % kKvPageTokens of page
-/// pages[t / kKvPageTokens], at byte `key` (`value`) of that page, head_dim elements of `type`.
+/// pages[t / kKvPageTokens], whose rows of this head start at key + page * page_stride (values:
+/// value + page * page_stride); head_dim elements of `type` per row.
 struct KvPages {
-  const std::byte* base = nullptr;  ///< page 0 of the pool
-  std::size_t page_bytes = 0;
-  std::size_t key = 0, value = 0;  ///< offsets of this head's rows within a page
+  const std::byte* key = nullptr;
+  const std::byte* value = nullptr;
+  std::size_t page_stride = 0;
   const std::uint32_t* pages = nullptr;
   KvType type = KvType::F32;
 };
