@@ -84,17 +84,6 @@ struct Block {
   float w[kBlockK] = {};
 };
 
-// Weighted squared error of quantizing the block with (already f16-rounded) scale d.
-float block_error(const Block& b, float d, const Grid& grid) {
-  const float inv_d = inverse(d);
-  float err = 0.0f;
-  for (std::size_t i = 0; i < kBlockK; ++i) {
-    const float e = b.x[i] - grid.level(grid.code(b.x[i], inv_d)) * d;
-    err += b.w[i] * e * e;
-  }
-  return err;
-}
-
 float block_extreme(const Block& b) {
   float max = 0.0f;
   for (float v : b.x) max = std::fabs(v) > std::fabs(max) ? v : max;
@@ -115,13 +104,13 @@ float rtn_scale(DType t, const Block& b) {
 
 // The scale search evaluates each candidate (refit d = sum w x L / sum w L^2 for the codes a
 // target assigns, rounded to f16, and its error) first with element-wise loops over the block and
-// sums in eight lanes, which the compiler vectorizes, and only where that cannot decide the
-// outcome with sequential sums, the order this search has always used (block_error's). Both see the
-// same terms (each computed by the same float operations), so they differ only in the order of
-// additions: for n = 32 terms each sum is within 31 u * sum |term| (u = 2^-24) of the exact one, so
-// the two are within 3.7e-6 * sum |term| of each other. kSlack covers that with room for the
-// rounding of the bounds themselves; a fast decision is made only when the whole interval agrees,
-// so the chosen scales are bit for bit those of the sequential search.
+// sums in four lanes, which the compiler vectorizes, and only where that cannot decide the
+// outcome with sequential sums in column order, the search's definition (docs/quantization.md).
+// Both see the same terms (each computed by the same float operations), so they differ only in the
+// order of additions: for n = 32 terms each sum is within 31 u * sum |term| (u = 2^-24) of the
+// exact one, so the two are within 3.7e-6 * sum |term| of each other. kSlack covers that with room
+// for the rounding of the bounds themselves; a fast decision is made only when the whole interval
+// agrees, so the chosen scales are bit for bit those of the sequential search.
 constexpr float kSlack = 1e-5f;
 
 // Level of every value of the block under inverse scale `inv`, as Grid::level(Grid::code(x, inv))
@@ -145,27 +134,27 @@ void block_levels(const float* x, float inv, float* out) {
     constexpr float hi = T == DType::Q8 ? 127.0f : T == DType::Q5 ? 15.0f : 7.0f;
     for (std::size_t i = 0; i < kBlockK; ++i) {
       const float v = x[i] * inv;
-      const float clamped = v < lo ? lo : v > hi ? hi : v;
+      const float clamped = std::min(std::max(v, lo), hi);  // as std::clamp, but vectorized
       // Grid::code's rounding: the sum is exact in [2^23, 2^24), so subtracting gives the integer.
       out[i] = (clamped + 12582912.0f) - 12582912.0f;
     }
   }
 }
 
-// Sum of 32 terms in eight lanes, and the sum of their magnitudes (the error bound's scale).
+// Sum of 32 terms in four lanes (one SSE/NEON register), and the sum of their magnitudes (the
+// error bound's scale).
 struct LaneSum {
   float sum, abs;
 };
-LaneSum lane_sum(const float* t) {
-  float acc[8] = {}, mag[8] = {};
-  for (std::size_t i = 0; i < kBlockK; i += 8) {
-    for (std::size_t j = 0; j < 8; ++j) {
-      acc[j] += t[i + j];
-      mag[j] += std::fabs(t[i + j]);
-    }
+inline LaneSum lane_sum(const float* t) {
+  float acc[4] = {}, mag[4] = {};
+  for (std::size_t i = 0; i < kBlockK; i += 4) {
+    for (std::size_t j = 0; j < 4; ++j) acc[j] += t[i + j];
   }
-  return {((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])),
-          ((mag[0] + mag[1]) + (mag[2] + mag[3])) + ((mag[4] + mag[5]) + (mag[6] + mag[7]))};
+  for (std::size_t i = 0; i < kBlockK; i += 4) {
+    for (std::size_t j = 0; j < 4; ++j) mag[j] += std::fabs(t[i + j]);
+  }
+  return {(acc[0] + acc[1]) + (acc[2] + acc[3]), (mag[0] + mag[1]) + (mag[2] + mag[3])};
 }
 
 float sequential_sum(const float* t) {
@@ -197,19 +186,32 @@ float fitted_scale(const Block& b, float iscale) {
   return round_f16(sll > 0.0f ? sxl / sll : 0.0f);
 }
 
-// Whether block_error(b, d) < best, and if so that error (exactly block_error's).
+// A candidate scale's weighted squared errors, element by element, with their lane sum and how
+// far from it the sequential sum can be.
+struct Errors {
+  alignas(32) float terms[kBlockK];
+  float fast = 0.0f, margin = 0.0f;
+};
+
 template <DType T>
-std::optional<float> lower_error(const Block& b, float d, float best) {
-  alignas(32) float l[kBlockK], t[kBlockK];
+void block_errors(const Block& b, float d, Errors& out) {
+  alignas(32) float l[kBlockK];
   block_levels<T>(b.x, inverse(d), l);
   for (std::size_t i = 0; i < kBlockK; ++i) {
     const float e = b.x[i] - l[i] * d;
-    t[i] = b.w[i] * e * e;
+    out.terms[i] = b.w[i] * e * e;
   }
-  const LaneSum s = lane_sum(t);
-  if (std::isfinite(s.sum) && s.sum - kSlack * s.abs >= best) return std::nullopt;
-  const float err = sequential_sum(t);
-  return err < best ? std::optional<float>(err) : std::nullopt;
+  const LaneSum s = lane_sum(out.terms);
+  out.fast = s.sum;
+  out.margin = std::isfinite(s.sum) ? kSlack * s.abs : std::numeric_limits<float>::infinity();
+}
+
+// Whether a's sequential sum is below b's, deciding by the lane sums where their intervals do not
+// meet.
+bool lower(const Errors& a, const Errors& b) {
+  if (a.fast + a.margin < b.fast - b.margin) return true;
+  if (a.fast - a.margin >= b.fast + b.margin) return false;
+  return sequential_sum(a.terms) < sequential_sum(b.terms);
 }
 
 // Where the search puts the block's extreme, in level units: around the grid's negative end
@@ -238,17 +240,23 @@ Search search_for(DType t) {
 // Searches the scale candidate by candidate, refitting each by least squares. Starts from Rtn and
 // keeps a candidate only if it is better, so it is never worse than Rtn.
 template <DType T>
-float fit_scale(const Block& b, const Grid& grid) {
+float fit_scale(const Block& b) {
   float best_d = rtn_scale(T, b);
-  float best = block_error(b, best_d, grid);
+  Errors buffers[2];
+  Errors* best = &buffers[0];
+  Errors* next = &buffers[1];
+  block_errors<T>(b, best_d, *best);
   const float max = block_extreme(b);
-  if (max == 0.0f || best == 0.0f) return best_d;
+  // The terms are >= 0, so their sum is 0 in any order exactly when all are.
+  if (max == 0.0f || best->fast == 0.0f) return best_d;
   float best_target = 0.0f;
   auto consider = [&](float target) {
     const float d = fitted_scale<T>(b, target / max);
-    if (!(std::fabs(d) <= kF16Max)) return;
-    if (const std::optional<float> err = lower_error<T>(b, d, best)) {
-      best = *err;
+    // The same scale has the same error, which is not lower: nothing to evaluate.
+    if (!(std::fabs(d) <= kF16Max) || d == best_d) return;
+    block_errors<T>(b, d, *next);
+    if (lower(*next, *best)) {
+      std::swap(best, next);
       best_d = d;
       best_target = target;
     }
@@ -267,16 +275,16 @@ float fit_scale(const Block& b, const Grid& grid) {
   return best_d;
 }
 
-float fit_scale(DType t, const Block& b, const Grid& grid) {
+float fit_scale(DType t, const Block& b) {
   switch (t) {
     case DType::Q8:
-      return fit_scale<DType::Q8>(b, grid);
+      return fit_scale<DType::Q8>(b);
     case DType::Q5:
-      return fit_scale<DType::Q5>(b, grid);
+      return fit_scale<DType::Q5>(b);
     case DType::Q4NL:
-      return fit_scale<DType::Q4NL>(b, grid);
+      return fit_scale<DType::Q4NL>(b);
     default:
-      return fit_scale<DType::Q4>(b, grid);
+      return fit_scale<DType::Q4>(b);
   }
 }
 
@@ -313,8 +321,8 @@ void store_block(DType t, const Grid& grid, const Block& blk, float d, std::size
   }
 }
 
-float choose_scale(DType t, const Block& blk, const Grid& grid, ScaleMethod method) {
-  return method == ScaleMethod::Fit ? fit_scale(t, blk, grid) : rtn_scale(t, blk);
+float choose_scale(DType t, const Block& blk, ScaleMethod method) {
+  return method == ScaleMethod::Fit ? fit_scale(t, blk) : rtn_scale(t, blk);
 }
 
 // GPTQ on rows [g * 16, g * 16 + 16) with u = the upper Cholesky factor of H^-1: quantizing column
@@ -342,7 +350,7 @@ void quantize_group_gptq(DType t, std::span<const float> src, const TileGeometry
     const std::size_t c0 = b * kBlockK, n = std::min(kBlockK, k - c0);
     for (std::size_t r = rows; r < kRowGroup; ++r) {  // padding: stored as quantize_matrix does
       load_block(src, geo, g * kRowGroup + r, b, options.importance, blk);
-      store_block(t, grid, blk, choose_scale(t, blk, grid, options.method), r, quants, scales);
+      store_block(t, grid, blk, choose_scale(t, blk, options.method), r, quants, scales);
     }
     for (std::size_t r = 0; r < rows; ++r) {
       double* wr = w.data() + r * k;
@@ -351,7 +359,7 @@ void quantize_group_gptq(DType t, std::span<const float> src, const TileGeometry
         blk.x[i] = static_cast<float>(wr[c0 + i]);
         blk.w[i] = options.importance.empty() ? 1.0f : std::max(options.importance[c0 + i], 0.0f);
       }
-      const float d = choose_scale(t, blk, grid, options.method);
+      const float d = choose_scale(t, blk, options.method);
       const float inv_d = inverse(d);
       for (std::size_t i = 0; i < n; ++i) {
         const std::size_t j = c0 + i;
@@ -406,7 +414,7 @@ void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std:
       std::uint8_t* scales = out.data() + geo.scale_offset(ug, b);
       for (std::size_t r = 0; r < kRowGroup; ++r) {
         load_block(src, geo, ug * kRowGroup + r, b, options.importance, blk);
-        const float d = choose_scale(t, blk, grid, options.method);
+        const float d = choose_scale(t, blk, options.method);
         store_block(t, grid, blk, d, r, quants, scales);
       }
     }
