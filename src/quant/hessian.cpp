@@ -3,6 +3,9 @@
 // Eigen's blocked factorizations and triangular solves do the O(k^3) work.
 #include "quant/hessian.hpp"
 
+// The library is built with OpenMP, which Eigen would use for threads of its own; the quantizer
+// runs only on the pool it is given (docs/architecture.md).
+#define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <optional>
