@@ -142,19 +142,23 @@ void block_levels(const float* x, float inv, float* out) {
 }
 
 // Sum of 32 terms in four lanes (one SSE/NEON register), and the sum of their magnitudes (the
-// error bound's scale).
+// error bound's scale). Terms known to be >= 0 (weights are) are their own magnitudes.
 struct LaneSum {
   float sum, abs;
 };
-inline LaneSum lane_sum(const float* t) {
-  float acc[4] = {}, mag[4] = {};
+inline float lane_sum(const float* t) {
+  float acc[4] = {};
   for (std::size_t i = 0; i < kBlockK; i += 4) {
     for (std::size_t j = 0; j < 4; ++j) acc[j] += t[i + j];
   }
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+inline LaneSum lane_sum_abs(const float* t) {
+  float mag[4] = {};
   for (std::size_t i = 0; i < kBlockK; i += 4) {
     for (std::size_t j = 0; j < 4; ++j) mag[j] += std::fabs(t[i + j]);
   }
-  return {(acc[0] + acc[1]) + (acc[2] + acc[3]), (mag[0] + mag[1]) + (mag[2] + mag[3])};
+  return {lane_sum(t), (mag[0] + mag[1]) + (mag[2] + mag[3])};
 }
 
 float sequential_sum(const float* t) {
@@ -172,7 +176,9 @@ float fitted_scale(const Block& b, float iscale) {
     wxl[i] = b.w[i] * b.x[i] * l[i];
     wll[i] = b.w[i] * l[i] * l[i];
   }
-  const LaneSum a = lane_sum(wxl), c = lane_sum(wll);
+  const LaneSum a = lane_sum_abs(wxl);
+  const float c_sum = lane_sum(wll);
+  const LaneSum c = {c_sum, c_sum};  // w L^2 >= 0
   const float ma = kSlack * a.abs, mc = kSlack * c.abs;
   if (std::isfinite(a.sum) && std::isfinite(c.sum) && c.sum - mc > 0.0f) {
     // round_f16 of a quotient is monotone in each of its operands: the interval's ends decide.
@@ -201,9 +207,8 @@ void block_errors(const Block& b, float d, Errors& out) {
     const float e = b.x[i] - l[i] * d;
     out.terms[i] = b.w[i] * e * e;
   }
-  const LaneSum s = lane_sum(out.terms);
-  out.fast = s.sum;
-  out.margin = std::isfinite(s.sum) ? kSlack * s.abs : std::numeric_limits<float>::infinity();
+  out.fast = lane_sum(out.terms);  // w e^2 >= 0: its own magnitude
+  out.margin = std::isfinite(out.fast) ? kSlack * out.fast : std::numeric_limits<float>::infinity();
 }
 
 // Whether a's sequential sum is below b's, deciding by the lane sums where their intervals do not
