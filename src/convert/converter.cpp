@@ -1,5 +1,6 @@
 // convert_checkpoint: validate the checkpoint against the architecture's tensor list, then stream
 // each tensor through f32 into its target type and into an atomically written .qlm file.
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -61,17 +62,56 @@ void validate_tensors(const safetensors::Checkpoint& ckpt, const ModelConfig& co
   }
 }
 
-// Reads a source tensor as f32, refusing non-finite values (they would poison every scale).
-std::vector<float> load_f32(const safetensors::Tensor& t) {
+// Elements per task of the element-wise passes over a tensor: 1 MiB of f32, enough to hide a
+// task's cost, and a fixed cut so results never depend on the pool.
+constexpr std::size_t kChunk = std::size_t{1} << 18;
+
+// Calls f(begin, end) for consecutive chunks of [0, n) on `pool` (null: this thread).
+template <class F>
+void for_each_chunk(ThreadPool* pool, std::size_t n, const F& f) {
+  const std::size_t chunks = (n + kChunk - 1) / kChunk;
+  auto task = [&](std::size_t c) { f(c * kChunk, std::min(n, (c + 1) * kChunk)); };
+  if (pool == nullptr || chunks <= 1) {
+    for (std::size_t c = 0; c < chunks; ++c) task(c);
+  } else {
+    pool->parallel_for(chunks, task);
+  }
+}
+
+// Reads a source tensor as f32, refusing non-finite values (they would poison every scale). The
+// conversion is element-wise, so chunks run in parallel; the first bad element is reported.
+std::vector<float> load_f32(const safetensors::Tensor& t, ThreadPool* pool) {
   std::vector<float> x(t.elements());
-  safetensors::to_f32(t, x);
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i])) {
-      fail(ErrorCode::Format, "{}: tensor '{}' has a non-finite value at element {}", t.file,
-           t.name, i);
+  const std::size_t elem = t.data.size() / std::max<std::size_t>(x.size(), 1);
+  std::vector<std::size_t> bad((x.size() + kChunk - 1) / kChunk, x.size());
+  for_each_chunk(pool, x.size(), [&](std::size_t begin, std::size_t end) {
+    safetensors::Tensor part;
+    part.dtype = t.dtype;
+    part.data = t.data.subspan(begin * elem, (end - begin) * elem);
+    safetensors::to_f32(part, std::span(x).subspan(begin, end - begin));
+    for (std::size_t i = begin; i < end; ++i) {
+      if (!std::isfinite(x[i])) {
+        bad[begin / kChunk] = i;
+        break;
+      }
     }
+  });
+  if (const std::size_t i = *std::min_element(bad.begin(), bad.end()); i < x.size()) {
+    fail(ErrorCode::Format, "{}: tensor '{}' has a non-finite value at element {}", t.file, t.name,
+         i);
   }
   return x;
+}
+
+// The largest magnitude in x (max is exact, so any chunking gives the same value).
+float max_abs(std::span<const float> x, ThreadPool* pool) {
+  std::vector<float> part((x.size() + kChunk - 1) / kChunk, 0.0f);
+  for_each_chunk(pool, x.size(), [&](std::size_t begin, std::size_t end) {
+    float m = 0.0f;
+    for (std::size_t i = begin; i < end; ++i) m = std::max(m, std::fabs(x[i]));
+    part[begin / kChunk] = m;
+  });
+  return part.empty() ? 0.0f : *std::max_element(part.begin(), part.end());
 }
 
 // Encodes x (the rows x k values of tensor t, or of a band of its rows) at `type` into out.
@@ -97,8 +137,7 @@ void encode(DType type, const safetensors::Tensor& t, std::span<const float> x, 
     case DType::Q4:
     case DType::Q4NL:
     case DType::Q5: {
-      float amax = 0.0f;
-      for (float v : x) amax = std::max(amax, std::fabs(v));
+      const float amax = max_abs(x, q.pool);
       if (amax / quant::max_level(type) > 65504.0f) {
         fail(ErrorCode::Unsupported, "{}: tensor '{}' has values up to {}, beyond a {} scale",
              t.file, t.name, amax, to_string(type));
@@ -169,7 +208,7 @@ struct Preparation {
   std::map<std::string, std::string> input_of;  // matrix -> first matrix reading its input
 
   std::vector<float> load(const ExpectedTensor& e) const {
-    std::vector<float> x = load_f32(*ckpt.find(e.name));
+    std::vector<float> x = load_f32(*ckpt.find(e.name), o.pool.get());
     if (scales) scales->apply(e.name, x, e.shape);
     return x;
   }
@@ -216,7 +255,7 @@ Preparation prepare(const ConvertOptions& o, const ModelConfig& config,
   for (const auto& e : expected_tensors(config)) (void)importance_of(imp, o, e);  // validate
   // Float targets get scales too (chosen for q4): the model is the same up to rounding.
   const DType target = is_quantized(o.type) ? o.type : DType::Q4;
-  auto loader = [&](const std::string& name) { return load_f32(*ckpt.find(name)); };
+  auto loader = [&](const std::string& name) { return load_f32(*ckpt.find(name), o.pool.get()); };
   prep.scales =
       detail::plan_channel_scales(config, loader, *imp, target, o.scale_method, o.pool.get());
   for (const auto& n : prep.scales->notes) report.notes.push_back("channel scales: " + n);

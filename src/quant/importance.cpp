@@ -42,6 +42,14 @@ void Importance::accumulate_moment(const std::string& name, std::span<const floa
                                    std::size_t rows) {
   const std::size_t k = x.size() / rows;
   Stat& m = moments_[name];
+  if (m.sum_sq.size() != k * k && m.mean.size() == k * k && m.rows > 0) {
+    // Loaded from a file: the sums are rebuilt only now, when collection continues, so that a
+    // converter that only reads H does not hold them too (k^2 doubles per input).
+    m.sum_sq.resize(k * k);
+    for (std::size_t i = 0; i < k * k; ++i) {
+      m.sum_sq[i] = static_cast<double>(m.mean[i]) * static_cast<double>(m.rows);
+    }
+  }
   if (m.sum_sq.size() != k * k) {
     m.sum_sq.assign(k * k, 0.0);
     m.mean.assign(k * k, 0.0f);
@@ -168,11 +176,7 @@ Result<Importance> Importance::load(const std::filesystem::path& path) {
                  t.name);
           }
         }
-        m.rows = imp.tokens_;
-        m.sum_sq.resize(m.mean.size());
-        for (std::size_t i = 0; i < m.mean.size(); ++i) {  // so that collection can continue
-          m.sum_sq[i] = static_cast<double>(m.mean[i]) * static_cast<double>(m.rows);
-        }
+        m.rows = imp.tokens_;  // the sums follow if collection continues (accumulate_moment)
         imp.moment_columns_ = std::max<std::size_t>(imp.moment_columns_, t.shape[0]);
         continue;
       }

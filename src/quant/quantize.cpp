@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "qlm/detail/half.hpp"
@@ -83,17 +84,6 @@ struct Block {
   float w[kBlockK] = {};
 };
 
-// Weighted squared error of quantizing the block with (already f16-rounded) scale d.
-float block_error(const Block& b, float d, const Grid& grid) {
-  const float inv_d = inverse(d);
-  float err = 0.0f;
-  for (std::size_t i = 0; i < kBlockK; ++i) {
-    const float e = b.x[i] - grid.level(grid.code(b.x[i], inv_d)) * d;
-    err += b.w[i] * e * e;
-  }
-  return err;
-}
-
 float block_extreme(const Block& b) {
   float max = 0.0f;
   for (float v : b.x) max = std::fabs(v) > std::fabs(max) ? v : max;
@@ -112,15 +102,121 @@ float rtn_scale(DType t, const Block& b) {
   return round_f16(d);
 }
 
-// Least-squares scale for the codes that `iscale` assigns: argmin_d sum w (x - d L)^2.
-float refit(const Block& b, float iscale, const Grid& grid) {
-  float wxl = 0.0f, wll = 0.0f;
-  for (std::size_t i = 0; i < kBlockK; ++i) {
-    const float l = grid.level(grid.code(b.x[i], iscale));
-    wxl += b.w[i] * b.x[i] * l;
-    wll += b.w[i] * l * l;
+// The scale search evaluates each candidate (refit d = sum w x L / sum w L^2 for the codes a
+// target assigns, rounded to f16, and its error) first with element-wise loops over the block and
+// sums in four lanes, which the compiler vectorizes, and only where that cannot decide the
+// outcome with sequential sums in column order, the search's definition (docs/quantization.md).
+// Both see the same terms (each computed by the same float operations), so they differ only in the
+// order of additions: for n = 32 terms each sum is within 31 u * sum |term| (u = 2^-24) of the
+// exact one, so the two are within 3.7e-6 * sum |term| of each other. kSlack covers that with room
+// for the rounding of the bounds themselves; a fast decision is made only when the whole interval
+// agrees, so the chosen scales are bit for bit those of the sequential search.
+constexpr float kSlack = 1e-5f;
+
+// Level of every value of the block under inverse scale `inv`, as Grid::level(Grid::code(x, inv))
+// computes it, for one type known at compile time (so the loop has no branch on the type).
+template <DType T>
+void block_levels(const float* x, float inv, float* out) {
+  if constexpr (T == DType::Q4NL) {
+    for (std::size_t i = 0; i < kBlockK; ++i) {
+      const float v = x[i] * inv;
+      // Level 0 plus each step the value is above the midpoint of: exact small integers.
+      float l = static_cast<float>(kQ4nlLevels[0]);
+      for (std::size_t m = 0; m + 1 < kQ4nlLevels.size(); ++m) {
+        const float lo = static_cast<float>(kQ4nlLevels[m]);
+        const float hi = static_cast<float>(kQ4nlLevels[m + 1]);
+        l += v > 0.5f * (lo + hi) ? hi - lo : 0.0f;
+      }
+      out[i] = l;
+    }
+  } else {
+    constexpr float lo = T == DType::Q8 ? -127.0f : T == DType::Q5 ? -16.0f : -8.0f;
+    constexpr float hi = T == DType::Q8 ? 127.0f : T == DType::Q5 ? 15.0f : 7.0f;
+    for (std::size_t i = 0; i < kBlockK; ++i) {
+      const float v = x[i] * inv;
+      const float clamped = std::min(std::max(v, lo), hi);  // as std::clamp, but vectorized
+      // Grid::code's rounding: the sum is exact in [2^23, 2^24), so subtracting gives the integer.
+      out[i] = (clamped + 12582912.0f) - 12582912.0f;
+    }
   }
-  return wll > 0.0f ? wxl / wll : 0.0f;
+}
+
+// Sum of 32 terms in four lanes (one SSE/NEON register), and the sum of their magnitudes (the
+// error bound's scale). Terms known to be >= 0 (weights are) are their own magnitudes.
+struct LaneSum {
+  float sum, abs;
+};
+inline float lane_sum(const float* t) {
+  float acc[4] = {};
+  for (std::size_t i = 0; i < kBlockK; i += 4) {
+    for (std::size_t j = 0; j < 4; ++j) acc[j] += t[i + j];
+  }
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+inline LaneSum lane_sum_abs(const float* t) {
+  float mag[4] = {};
+  for (std::size_t i = 0; i < kBlockK; i += 4) {
+    for (std::size_t j = 0; j < 4; ++j) mag[j] += std::fabs(t[i + j]);
+  }
+  return {lane_sum(t), (mag[0] + mag[1]) + (mag[2] + mag[3])};
+}
+
+float sequential_sum(const float* t) {
+  float s = 0.0f;
+  for (std::size_t i = 0; i < kBlockK; ++i) s += t[i];
+  return s;
+}
+
+// round_f16(refit(b, iscale)), exactly.
+template <DType T>
+float fitted_scale(const Block& b, float iscale) {
+  alignas(32) float l[kBlockK], wxl[kBlockK], wll[kBlockK];
+  block_levels<T>(b.x, iscale, l);
+  for (std::size_t i = 0; i < kBlockK; ++i) {
+    wxl[i] = b.w[i] * b.x[i] * l[i];
+    wll[i] = b.w[i] * l[i] * l[i];
+  }
+  const LaneSum a = lane_sum_abs(wxl);
+  const float c_sum = lane_sum(wll);
+  const LaneSum c = {c_sum, c_sum};  // w L^2 >= 0
+  const float ma = kSlack * a.abs, mc = kSlack * c.abs;
+  if (std::isfinite(a.sum) && std::isfinite(c.sum) && c.sum - mc > 0.0f) {
+    // round_f16 of a quotient is monotone in each of its operands: the interval's ends decide.
+    const float q[4] = {(a.sum - ma) / (c.sum - mc), (a.sum - ma) / (c.sum + mc),
+                        (a.sum + ma) / (c.sum - mc), (a.sum + ma) / (c.sum + mc)};
+    const float lo = round_f16(*std::min_element(q, q + 4));
+    const float hi = round_f16(*std::max_element(q, q + 4));
+    if (lo == hi) return lo;
+  }
+  const float sxl = sequential_sum(wxl), sll = sequential_sum(wll);
+  return round_f16(sll > 0.0f ? sxl / sll : 0.0f);
+}
+
+// A candidate scale's weighted squared errors, element by element, with their lane sum and how
+// far from it the sequential sum can be.
+struct Errors {
+  alignas(32) float terms[kBlockK];
+  float fast = 0.0f, margin = 0.0f;
+};
+
+template <DType T>
+void block_errors(const Block& b, float d, Errors& out) {
+  alignas(32) float l[kBlockK];
+  block_levels<T>(b.x, inverse(d), l);
+  for (std::size_t i = 0; i < kBlockK; ++i) {
+    const float e = b.x[i] - l[i] * d;
+    out.terms[i] = b.w[i] * e * e;
+  }
+  out.fast = lane_sum(out.terms);  // w e^2 >= 0: its own magnitude
+  out.margin = std::isfinite(out.fast) ? kSlack * out.fast : std::numeric_limits<float>::infinity();
+}
+
+// Whether a's sequential sum is below b's, deciding by the lane sums where their intervals do not
+// meet.
+bool lower(const Errors& a, const Errors& b) {
+  if (a.fast + a.margin < b.fast - b.margin) return true;
+  if (a.fast - a.margin >= b.fast + b.margin) return false;
+  return sequential_sum(a.terms) < sequential_sum(b.terms);
 }
 
 // Where the search puts the block's extreme, in level units: around the grid's negative end
@@ -148,23 +244,29 @@ Search search_for(DType t) {
 
 // Searches the scale candidate by candidate, refitting each by least squares. Starts from Rtn and
 // keeps a candidate only if it is better, so it is never worse than Rtn.
-float fit_scale(DType t, const Block& b, const Grid& grid) {
-  float best_d = rtn_scale(t, b);
-  float best = block_error(b, best_d, grid);
+template <DType T>
+float fit_scale(const Block& b) {
+  float best_d = rtn_scale(T, b);
+  Errors buffers[2];
+  Errors* best = &buffers[0];
+  Errors* next = &buffers[1];
+  block_errors<T>(b, best_d, *best);
   const float max = block_extreme(b);
-  if (max == 0.0f || best == 0.0f) return best_d;
+  // The terms are >= 0, so their sum is 0 in any order exactly when all are.
+  if (max == 0.0f || best->fast == 0.0f) return best_d;
   float best_target = 0.0f;
   auto consider = [&](float target) {
-    const float d = round_f16(refit(b, target / max, grid));
-    if (!(std::fabs(d) <= kF16Max)) return;
-    const float err = block_error(b, d, grid);
-    if (err < best) {
-      best = err;
+    const float d = fitted_scale<T>(b, target / max);
+    // The same scale has the same error, which is not lower: nothing to evaluate.
+    if (!(std::fabs(d) <= kF16Max) || d == best_d) return;
+    block_errors<T>(b, d, *next);
+    if (lower(*next, *best)) {
+      std::swap(best, next);
       best_d = d;
       best_target = target;
     }
   };
-  const Search search = search_for(t);
+  const Search search = search_for(T);
   for (std::size_t r = 0; r < search.count; ++r) {
     for (float target = search.ranges[r].lo; target <= search.ranges[r].hi; target += search.step) {
       consider(target);
@@ -176,6 +278,19 @@ float fit_scale(DType t, const Block& b, const Grid& grid) {
       consider(center + f * search.step);
   }
   return best_d;
+}
+
+float fit_scale(DType t, const Block& b) {
+  switch (t) {
+    case DType::Q8:
+      return fit_scale<DType::Q8>(b);
+    case DType::Q5:
+      return fit_scale<DType::Q5>(b);
+    case DType::Q4NL:
+      return fit_scale<DType::Q4NL>(b);
+    default:
+      return fit_scale<DType::Q4>(b);
+  }
 }
 
 void load_block(std::span<const float> src, const TileGeometry& geo, std::size_t row, std::size_t b,
@@ -211,48 +326,63 @@ void store_block(DType t, const Grid& grid, const Block& blk, float d, std::size
   }
 }
 
-float choose_scale(DType t, const Block& blk, const Grid& grid, ScaleMethod method) {
-  return method == ScaleMethod::Fit ? fit_scale(t, blk, grid) : rtn_scale(t, blk);
+float choose_scale(DType t, const Block& blk, ScaleMethod method) {
+  return method == ScaleMethod::Fit ? fit_scale(t, blk) : rtn_scale(t, blk);
 }
 
 // GPTQ on rows [g * 16, g * 16 + 16) with u = the upper Cholesky factor of H^-1: quantizing column
 // j changes the row's output error least when the rest of the row absorbs e_j / u_jj * u_j,i.
+// Each block of 32 columns is rounded in all 16 rows first, feeding errors back only within the
+// block; then the block's errors reach the later columns of all rows at once, so each row of u
+// is read once per group rather than once per row (it does not fit in cache for wide inputs).
+// Every weight still receives the updates of the columns before it one at a time in column
+// order, the same operations in the same order as a column-by-column loop: the same bits.
 void quantize_group_gptq(DType t, std::span<const float> src, const TileGeometry& geo,
                          std::size_t g, const std::vector<double>& u,
                          const QuantizeOptions& options, const Grid& grid,
                          std::span<std::uint8_t> out) {
   const std::size_t k = geo.k;
-  std::vector<double> w(k);
+  const std::size_t rows = std::min(kRowGroup, geo.rows - std::min(geo.rows, g * kRowGroup));
+  std::vector<double> w(rows * k);  // the group's rows as compensated so far
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t c = 0; c < k; ++c) w[r * k + c] = src[(g * kRowGroup + r) * k + c];
+  }
+  std::vector<double> err(rows * kBlockK);  // e_j / u_jj of the current block, per row
   Block blk;
-  for (std::size_t r = 0; r < kRowGroup; ++r) {
-    const std::size_t row = g * kRowGroup + r;
-    if (row < geo.rows) {
-      for (std::size_t c = 0; c < k; ++c) w[c] = src[row * k + c];
+  for (std::size_t b = 0; b < geo.blocks; ++b) {
+    std::uint8_t* quants = out.data() + geo.quant_offset(g, b);
+    std::uint8_t* scales = out.data() + geo.scale_offset(g, b);
+    const std::size_t c0 = b * kBlockK, n = std::min(kBlockK, k - c0);
+    for (std::size_t r = rows; r < kRowGroup; ++r) {  // padding: stored as quantize_matrix does
+      load_block(src, geo, g * kRowGroup + r, b, options.importance, blk);
+      store_block(t, grid, blk, choose_scale(t, blk, options.method), r, quants, scales);
     }
-    for (std::size_t b = 0; b < geo.blocks; ++b) {
-      std::uint8_t* quants = out.data() + geo.quant_offset(g, b);
-      std::uint8_t* scales = out.data() + geo.scale_offset(g, b);
-      if (row >= geo.rows) {  // padding rows: stored exactly as quantize_matrix stores them
-        load_block(src, geo, row, b, options.importance, blk);
-        store_block(t, grid, blk, choose_scale(t, blk, grid, options.method), r, quants, scales);
-        continue;
-      }
-      const std::size_t c0 = b * kBlockK, n = std::min(kBlockK, k - c0);
+    for (std::size_t r = 0; r < rows; ++r) {
+      double* wr = w.data() + r * k;
       blk = Block{};
       for (std::size_t i = 0; i < n; ++i) {
-        blk.x[i] = static_cast<float>(w[c0 + i]);
+        blk.x[i] = static_cast<float>(wr[c0 + i]);
         blk.w[i] = options.importance.empty() ? 1.0f : std::max(options.importance[c0 + i], 0.0f);
       }
-      const float d = choose_scale(t, blk, grid, options.method);
+      const float d = choose_scale(t, blk, options.method);
       const float inv_d = inverse(d);
       for (std::size_t i = 0; i < n; ++i) {
         const std::size_t j = c0 + i;
-        const float x = static_cast<float>(w[j]);
+        const float x = static_cast<float>(wr[j]);
         blk.x[i] = x;  // what store_block rounds: the value as compensated so far
         const double e = (x - grid.level(grid.code(x, inv_d)) * d) / u[j * k + j];
-        for (std::size_t c = j + 1; c < k; ++c) w[c] -= e * u[j * k + c];
+        err[r * kBlockK + i] = e;
+        for (std::size_t c = j + 1; c < c0 + n; ++c) wr[c] -= e * u[j * k + c];
       }
       store_block(t, grid, blk, d, r, quants, scales);
+    }
+    for (std::size_t i = 0; i < n; ++i) {  // the block's errors, column by column, to the rest
+      const double* uj = u.data() + (c0 + i) * k;
+      for (std::size_t r = 0; r < rows; ++r) {
+        const double e = err[r * kBlockK + i];
+        double* wr = w.data() + r * k;
+        for (std::size_t c = c0 + n; c < k; ++c) wr[c] -= e * uj[c];
+      }
     }
   }
 }
@@ -289,7 +419,7 @@ void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std:
       std::uint8_t* scales = out.data() + geo.scale_offset(ug, b);
       for (std::size_t r = 0; r < kRowGroup; ++r) {
         load_block(src, geo, ug * kRowGroup + r, b, options.importance, blk);
-        const float d = choose_scale(t, blk, grid, options.method);
+        const float d = choose_scale(t, blk, options.method);
         store_block(t, grid, blk, d, r, quants, scales);
       }
     }

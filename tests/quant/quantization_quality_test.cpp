@@ -258,3 +258,26 @@ TEST_CASE("qlm-perplexity --save-importance writes what qlm-convert --importance
   CHECK(qlm::test::contains(*(*file)->metadata().find<std::string>("qlm.quantization.recipe"),
                             "importance"));
 }
+
+TEST_CASE("conversion writes the same bytes on one thread and on two", "[quant][quality]") {
+  qlm::test::TempDir tmp;
+  collect(tmp, tmp / "imp.qlmi");
+  // Plain fitted scales, and importance with channel scales and error feedback (GPTQ): every
+  // parallel step of the converter.
+  for (const auto& importance : {std::filesystem::path(), tmp / "imp.qlmi"}) {
+    for (DType type : {DType::Q4, DType::Q4NL, DType::Q8}) {
+      std::vector<std::vector<std::uint8_t>> files;
+      for (int threads : {1, 2}) {
+        qlm::ConvertOptions o{qlm::test::stories_dir(), tmp / "out.qlm", type, {}};
+        o.importance = importance;
+        o.pool = qlm::make_spin_pool(threads);
+        const auto report = qlm::convert_checkpoint(o);
+        INFO((report.ok() ? std::string() : report.error().message));
+        REQUIRE(report.ok());
+        files.push_back(qlm::test::read_bytes(tmp / "out.qlm"));
+      }
+      INFO(qlm::to_string(type) << (importance.empty() ? "" : " with importance"));
+      CHECK(files[0] == files[1]);
+    }
+  }
+}

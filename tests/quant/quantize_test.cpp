@@ -428,3 +428,107 @@ TEST_CASE("Q5 stores 5-bit codes, rounds to nearest as Q5_0 does, and quarters Q
   CHECK(e5 < 0.32 * e4);
   CHECK(e5 > 0.15 * e4);
 }
+
+namespace {
+
+// The scale search as docs/quantization.md describes it, written plainly: the candidates in order,
+// every sum in column order, a later candidate kept only if strictly better. quantize_matrix
+// decides most candidates with vectorized sums and must still choose exactly these scales.
+float plain_level(DType t, float v) {
+  if (t == DType::Q4NL) {
+    const auto& lv = qlm::quant::kQ4nlLevels;
+    std::size_t c = 0;
+    for (std::size_t m = 0; m + 1 < lv.size(); ++m) {
+      c += v > 0.5f * (static_cast<float>(lv[m]) + static_cast<float>(lv[m + 1]));
+    }
+    return static_cast<float>(lv[c]);
+  }
+  const float hi = t == DType::Q8 ? 127.0f : t == DType::Q5 ? 15.0f : 7.0f;
+  const float lo = t == DType::Q8 ? -127.0f : -hi - 1.0f;
+  return std::nearbyint(std::clamp(v, lo, hi));
+}
+
+float plain_error(DType t, const float* x, const float* w, float d) {
+  const float inv = d != 0.0f ? 1.0f / d : 0.0f;
+  float err = 0.0f;
+  for (std::size_t i = 0; i < 32; ++i) {
+    const float e = x[i] - plain_level(t, x[i] * inv) * d;
+    err += w[i] * e * e;
+  }
+  return err;
+}
+
+float round_f16(float d) {
+  return qlm::detail::f16_to_f32(qlm::detail::f32_to_f16(d));
+}
+
+float plain_fit(DType t, const float* x, const float* w) {
+  float max = 0.0f;
+  for (std::size_t i = 0; i < 32; ++i) max = std::fabs(x[i]) > std::fabs(max) ? x[i] : max;
+  float best_d = round_f16(t == DType::Q8   ? std::fabs(max) / 127.0f
+                           : t == DType::Q4 ? max / -8.0f
+                           : t == DType::Q5 ? max / -16.0f
+                                            : max / -127.0f);
+  float best = plain_error(t, x, w, best_d);
+  if (max == 0.0f || best == 0.0f) return best_d;
+  float best_target = 0.0f;
+  auto consider = [&](float target) {
+    float wxl = 0.0f, wll = 0.0f;
+    for (std::size_t i = 0; i < 32; ++i) {
+      const float l = plain_level(t, x[i] * (target / max));
+      wxl += w[i] * x[i] * l;
+      wll += w[i] * l * l;
+    }
+    const float d = round_f16(wll > 0.0f ? wxl / wll : 0.0f);
+    if (!(std::fabs(d) <= 65504.0f)) return;
+    const float err = plain_error(t, x, w, d);
+    if (err < best) {
+      best = err;
+      best_d = d;
+      best_target = target;
+    }
+  };
+  struct Range {
+    float lo, hi;
+  };
+  const std::vector<Range> ranges = t == DType::Q8     ? std::vector<Range>{{122, 127}}
+                                    : t == DType::Q4NL ? std::vector<Range>{{-180, -95}, {95, 180}}
+                                    : t == DType::Q5   ? std::vector<Range>{{-22, -13}, {13, 18}}
+                                                       : std::vector<Range>{{-12, -6}, {6, 10}};
+  const float step = t == DType::Q8 ? 1.0f : t == DType::Q4NL ? 5.0f : 0.5f;
+  for (const Range& r : ranges) {
+    for (float target = r.lo; target <= r.hi; target += step) consider(target);
+  }
+  if (best_target != 0.0f) {
+    const float center = best_target;
+    for (float f : {-0.375f, -0.25f, -0.125f, 0.125f, 0.25f, 0.375f}) consider(center + f * step);
+  }
+  return best_d;
+}
+
+}  // namespace
+
+TEST_CASE("the fitted quantizer chooses exactly the plain search's scales", "[quant]") {
+  const DType t = GENERATE(DType::Q8, DType::Q4, DType::Q4NL, DType::Q5);
+  const int kind = GENERATE(0, 1, 2);
+  const bool weighted = GENERATE(false, true);
+  const std::size_t rows = 64, k = 256;
+  INFO(qlm::to_string(t) << " distribution " << kind << (weighted ? " weighted" : ""));
+  const auto x = awkward_matrix(rows, k, kind, static_cast<std::uint32_t>(kind + 11));
+  const auto imp = weighted ? random_importance(k, 5) : std::vector<float>{};
+  const auto fit =
+      quantize(t, x, rows, k, {.method = qlm::quant::ScaleMethod::Fit, .importance = imp});
+  std::size_t differ = 0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const auto got = dequantize_row(t, fit, rows, k, r);
+    for (std::size_t c0 = 0; c0 < k; c0 += 32) {
+      float w[32];
+      for (std::size_t c = 0; c < 32; ++c) w[c] = imp.empty() ? 1.0f : imp[c0 + c];
+      const float* xb = &x[r * k + c0];
+      const float d = plain_fit(t, xb, w);
+      const float inv = d != 0.0f ? 1.0f / d : 0.0f;
+      for (std::size_t c = 0; c < 32; ++c) differ += got[c0 + c] != plain_level(t, xb[c] * inv) * d;
+    }
+  }
+  CHECK(differ == 0);
+}

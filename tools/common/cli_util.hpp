@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -107,8 +108,8 @@ class ProgressBar {
     if (!tty_ || total == 0) return;
     const int width = 40;
     const int filled = static_cast<int>(width * done / total);
-    fmt::print(stderr, "\r{} [{:=<{}}{: <{}}] {}/{}", label_, "", filled, "", width - filled, done,
-               total);
+    fmt::print(stderr, "\r{} [{:=<{}}{: <{}}] {}/{}{}", label_, "", filled, "", width - filled,
+               done, total, time_left(done, total));
     if (done == total) fmt::print(stderr, "\n");
     std::fflush(stderr);
   }
@@ -117,8 +118,22 @@ class ProgressBar {
   }
 
  private:
+  // " 1m05s left" at the average pace so far (steps are assumed alike; the first one, which may
+  // include start-up, is shown without an estimate). Padded so a shorter text erases a longer.
+  std::string time_left(std::size_t done, std::size_t total) const {
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    if (done < 2 || done >= total) return fmt::format("{:13}", "");
+    const auto left = static_cast<long long>(
+        std::lround(elapsed * static_cast<double>(total - done) / static_cast<double>(done)));
+    const std::string text =
+        left >= 60 ? fmt::format("{}m{:02}s", left / 60, left % 60) : fmt::format("{}s", left);
+    return fmt::format(" {:<12}", text + " left");
+  }
+
   std::string label_;
   bool tty_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace qlm::tools
