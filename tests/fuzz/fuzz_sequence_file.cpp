@@ -33,15 +33,14 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* shared = std::getenv("QLM_SHARED_DIR");
   const std::filesystem::path root = shared ? shared : QLM_SHARED_DIR;
   const auto model_path = qlm::fuzz::work_dir() / "stories.qlm";
-  if (!qlm::convert_checkpoint({.input_dir = root / "models/stories260K",
-                                .output = model_path,
-                                .type = qlm::DType::Q8})
+  if (!qlm::convert_checkpoint(
+           {.input_dir = root / "models/stories260K", .output = model_path, .type = qlm::DType::Q8})
            .ok()) {
     std::abort();  // the shared data is missing: nothing to fuzz
   }
   static auto model = qlm::Model::open(model_path).value();
-  static auto engine = qlm::Engine::create(model, {.kv_bytes = 64 * 40960, .context = 256,
-                                                   .threads = 1}).value();
+  static auto engine =
+      qlm::Engine::create(model, {.kv_bytes = 64 * 40960, .context = 256, .threads = 1}).value();
   g_engine = &engine;
   g_model_id = qlm::detail::model_file(*model).header().index_checksum;
   return 0;
