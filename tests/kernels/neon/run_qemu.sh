@@ -12,6 +12,7 @@ missing=""
 command -v "$cxx" >/dev/null 2>&1 || missing="$missing $cxx (apt-get install g++-aarch64-linux-gnu)"
 command -v "$qemu" >/dev/null 2>&1 || missing="$missing $qemu (apt-get install qemu-user)"
 [ -d /usr/include/xsimd ] || missing="$missing xsimd headers (apt-get install libxsimd-dev)"
+[ -d /usr/include/eigen3/Eigen ] || missing="$missing Eigen headers (apt-get install libeigen3-dev)"
 if [ -n "$missing" ]; then
   echo "run_qemu.sh: NEON kernel tests cannot run, missing:$missing" >&2
   if [ "${CI:-}" = "true" ]; then exit 1; fi
@@ -19,7 +20,9 @@ if [ -n "$missing" ]; then
 fi
 
 mkdir -p "$out/inc" "$out/obj"
-ln -sfn /usr/include/xsimd "$out/inc/xsimd"  # header-only; only this directory, not host headers
+# Header-only libraries; only their directories, not the host's other headers.
+ln -sfn /usr/include/xsimd "$out/inc/xsimd"
+ln -sfn /usr/include/eigen3/Eigen "$out/inc/Eigen"  # hessian.cpp (GPTQ's factorizations)
 # -Wno-unknown-pragmas: quantize.cpp's OpenMP pragmas are ignored here (no -fopenmp: serial).
 flags="-std=c++20 -O2 -Wall -Wextra -Wpedantic -Wshadow -Wno-psabi -Wno-unknown-pragmas -Werror"
 flags="$flags -I$root/kernels"
