@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <memory>
 
 #include "qlm/detail/read_file.hpp"
 #include "util/atomic_file.hpp"
@@ -61,28 +62,24 @@ void save_sequence(const std::filesystem::path& path, const SequenceKv& seq,
   }
   w.put(model_id);
   for (std::int32_t t : seq.tokens()) w.put(t);
-  XXH3_state_t* state = XXH3_createState();
+  // Owned from the start: the file's constructor may throw (e.g. no such directory).
+  const std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(),
+                                                                              XXH3_freeState);
   if (!state) throw std::bad_alloc();
-  XXH3_64bits_reset(state);
+  XXH3_64bits_reset(state.get());
   AtomicFile out(path);
   std::uint64_t offset = 0;
   auto write = [&](std::span<const std::uint8_t> bytes) {
-    XXH3_64bits_update(state, bytes.data(), bytes.size());
+    XXH3_64bits_update(state.get(), bytes.data(), bytes.size());
     out.write_at(bytes, offset);
     offset += bytes.size();
   };
-  try {
-    write(w.bytes());
-    for_each_run(pool, seq.pages(), seq.size(), [&](const std::byte* p, std::size_t n) {
-      write({reinterpret_cast<const std::uint8_t*>(p), n});
-    });
-    const std::uint64_t sum = XXH3_64bits_digest(state);
-    write({reinterpret_cast<const std::uint8_t*>(&sum), sizeof sum});
-  } catch (...) {
-    XXH3_freeState(state);
-    throw;
-  }
-  XXH3_freeState(state);
+  write(w.bytes());
+  for_each_run(pool, seq.pages(), seq.size(), [&](const std::byte* p, std::size_t n) {
+    write({reinterpret_cast<const std::uint8_t*>(p), n});
+  });
+  const std::uint64_t sum = XXH3_64bits_digest(state.get());
+  write({reinterpret_cast<const std::uint8_t*>(&sum), sizeof sum});
   out.commit(offset);
 }
 
