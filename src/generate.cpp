@@ -27,8 +27,10 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
     if (prompt.empty() && session.pending().empty()) {
       detail::fail(ErrorCode::InvalidArgument, "generate: empty prompt (start from [BOS])");
     }
+    detail::check_top_logprobs(options, "generate");
     const Tokenizer& tok = session.model().tokenizer();
     GenerateResult res;
+    std::vector<TokenLogprob> top;
     res.stats.prompt_tokens = session.pending().size() + prompt.size();
     // The text continues what the session holds, so the decoder starts from there.
     detail::GenerationStream stream(tok, options);
@@ -47,7 +49,8 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
       // Models may have more logits than tokens (Qwen2.5: 151936 vs 151665); ids past the
       // vocabulary stand for nothing, so only real tokens are candidates.
       const std::int32_t id = detail::unwrap(sampler.sample(logits.first(vocab)));
-      const float logprob = detail::log_softmax_at(logits, id);
+      const float logprob = detail::log_softmax_top(
+          logits.first(vocab), id, static_cast<std::size_t>(options.top_logprobs), top);
       sampler.accept(id);
       if (n == 0) {
         res.stats.time_to_first_token = seconds_since(t0);
@@ -57,16 +60,18 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
       res.logprobs.push_back(logprob);
       const bool full = session.position() >= session.context_size();  // no room to eval `id`
       const auto step = stream.push(id, full || n + 1 == options.max_tokens);
-      if (options.on_token && !detail::call_back("on_token", options.on_token,
-                                                 GeneratedToken{id, step.text, logprob})) {
+      const StopReason reason = step.end           ? StopReason::EndOfGeneration
+                                : step.stop_string ? StopReason::StopString
+                                : full             ? StopReason::ContextFull
+                                                   : StopReason::MaxTokens;
+      if (options.on_token &&
+          !detail::call_back("on_token", options.on_token,
+                             GeneratedToken{id, step.text, logprob, top, step.last, reason})) {
         res.stop = StopReason::Cancelled;
         break;
       }
       if (step.last) {
-        res.stop = step.end           ? StopReason::EndOfGeneration
-                   : step.stop_string ? StopReason::StopString
-                   : full             ? StopReason::ContextFull
-                                      : StopReason::MaxTokens;
+        res.stop = reason;
         break;
       }
       logits = detail::unwrap(session.eval({&id, 1}));

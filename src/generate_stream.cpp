@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "util/fail.hpp"
+
 namespace qlm::detail {
 
 float log_softmax_at(std::span<const float> logits, std::int32_t id) {
@@ -12,6 +14,44 @@ float log_softmax_at(std::span<const float> logits, std::int32_t id) {
   double sum = 0.0;
   for (float v : logits) sum += std::exp(static_cast<double>(v - max));
   return static_cast<float>(logits[static_cast<std::size_t>(id)] - max - std::log(sum));
+}
+
+float log_softmax_top(std::span<const float> logits, std::int32_t id, std::size_t k,
+                      std::vector<TokenLogprob>& top) {
+  top.clear();
+  if (k == 0) return log_softmax_at(logits, id);
+  float max = logits[0];
+  for (float v : logits) max = std::max(max, v);
+  double sum = 0.0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v - max));
+  const double norm = static_cast<double>(max) + std::log(sum);
+  // Ranks by logit (NaN never ranks); a bounded heap keeps this one pass over the vocabulary.
+  auto better = [](const TokenLogprob& a, const TokenLogprob& b) {
+    return a.logprob > b.logprob || (a.logprob == b.logprob && a.id < b.id);
+  };
+  for (std::size_t i = 0; i < logits.size(); ++i) {
+    const float v = logits[i];
+    if (std::isnan(v)) continue;
+    const TokenLogprob c{static_cast<std::int32_t>(i), v};
+    if (top.size() < k) {
+      top.push_back(c);
+      std::push_heap(top.begin(), top.end(), better);
+    } else if (better(c, top.front())) {
+      std::pop_heap(top.begin(), top.end(), better);
+      top.back() = c;
+      std::push_heap(top.begin(), top.end(), better);
+    }
+  }
+  std::sort_heap(top.begin(), top.end(), better);
+  for (auto& t : top) t.logprob = static_cast<float>(t.logprob - norm);
+  return static_cast<float>(logits[static_cast<std::size_t>(id)] - norm);
+}
+
+void check_top_logprobs(const GenerateOptions& options, const char* where) {
+  if (options.top_logprobs < 0 || options.top_logprobs > kMaxTopLogprobs) {
+    fail(ErrorCode::InvalidArgument, "{}: top_logprobs = {} (0 to {})", where, options.top_logprobs,
+         kMaxTopLogprobs);
+  }
 }
 
 StopFilter::StopFilter(std::vector<std::string> stops) : stops_(std::move(stops)) {

@@ -16,6 +16,14 @@ namespace qlm::detail {
 /// log p(id) under softmax(logits), in double precision.
 float log_softmax_at(std::span<const float> logits, std::int32_t id);
 
+/// log p(id), and the `k` most likely tokens with theirs in `top` (most likely first, ties by
+/// lower id), with one pass for the normalizer.
+float log_softmax_top(std::span<const float> logits, std::int32_t id, std::size_t k,
+                      std::vector<TokenLogprob>& top);
+
+/// Fails with InvalidArgument when options.top_logprobs is outside [0, kMaxTopLogprobs].
+void check_top_logprobs(const GenerateOptions& options, const char* where);
+
 /// Accumulates generated text and releases it once it can no longer turn into a stop string.
 class StopFilter {
  public:

@@ -90,7 +90,8 @@ struct Scheduler::Impl {
   SchedulerStats snapshot;
   // The stepping thread's own.
   std::vector<std::unique_ptr<Active>> active;
-  std::uint32_t reserved = 0;  // pages reserved by active requests
+  std::uint32_t reserved = 0;      // pages reserved by active requests
+  std::vector<TokenLogprob> top_;  // the current token's alternatives
   SchedulerStats counters;
 
   Impl(Engine e, SchedulerOptions o)
@@ -148,7 +149,7 @@ void Scheduler::Impl::start(Waiting w) {
   a->stats.queue_seconds = seconds(a->w.submitted, a->admitted);
   if (a->w.pages == 0) a->cancelled = true;  // cancelled while waiting
   a->prompt_seq = engine.add();
-  if (options.prefix_cache && !a->cancelled) {
+  if (options.prefix_cache && a->w.request.reuse_prefix && !a->cancelled) {
     auto taken = engine.reuse_prefix(a->prompt_seq, a->w.request.prompt);
     a->prompt_done = taken ? *taken : 0;
     a->stats.cached_tokens = a->prompt_done;
@@ -233,7 +234,8 @@ void Scheduler::Impl::push(Active& a, Choice& c, std::span<const float> logits) 
   // Ids past the tokenizer's vocabulary (padded heads) stand for nothing: never candidates.
   const auto real = std::min<std::size_t>(logits.size(), engine.model().tokenizer().size());
   const std::int32_t id = detail::unwrap(c.sampler.sample(logits.first(real)));
-  const float logprob = detail::log_softmax_at(logits, id);
+  const float logprob = detail::log_softmax_top(
+      logits.first(real), id, static_cast<std::size_t>(r.options.top_logprobs), top_);
   c.sampler.accept(id);
   if (a.stats.time_to_first_token == 0.0) {
     a.first_token = Clock::now();
@@ -244,17 +246,17 @@ void Scheduler::Impl::push(Active& a, Choice& c, std::span<const float> logits) 
   const bool full = detail::unwrap(engine.tokens(c.seq)).size() >= engine.context_size();
   const bool max = c.result.tokens.size() >= static_cast<std::size_t>(r.options.max_tokens);
   const auto step = c.stream.push(id, full || max);
+  const StopReason reason = step.end           ? StopReason::EndOfGeneration
+                            : step.stop_string ? StopReason::StopString
+                            : full             ? StopReason::ContextFull
+                                               : StopReason::MaxTokens;
   bool go_on = true;
   if (r.on_token) {
-    go_on =
-        detail::call_back("on_token", r.on_token, c.index, GeneratedToken{id, step.text, logprob});
+    go_on = detail::call_back("on_token", r.on_token, c.index,
+                              GeneratedToken{id, step.text, logprob, top_, step.last, reason});
   }
   if (!go_on || step.last) {
-    c.result.stop = !go_on             ? StopReason::Cancelled
-                    : step.end         ? StopReason::EndOfGeneration
-                    : step.stop_string ? StopReason::StopString
-                    : full             ? StopReason::ContextFull
-                                       : StopReason::MaxTokens;
+    c.result.stop = go_on ? reason : StopReason::Cancelled;
     c.done = true;
     (void)engine.remove(c.seq);
   }
@@ -360,6 +362,7 @@ Result<RequestId> Scheduler::submit(Request request) {
       fail(ErrorCode::ContextFull, "submit: a prompt of {} tokens exceeds the context of {}",
            prompt.size(), s.context);
     }
+    detail::check_top_logprobs(request.options, "submit");
     if (request.n == 0 || request.n > 16) {
       fail(ErrorCode::InvalidArgument, "submit: n = {} (1 to 16)", request.n);
     }

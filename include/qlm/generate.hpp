@@ -23,13 +23,28 @@ enum class StopReason : std::uint8_t {
   ContextFull,      ///< the session's context is full
 };
 
+/// A token and its log-probability under the model's (unmodified) distribution.
+struct TokenLogprob {
+  std::int32_t id = 0;
+  float logprob = 0.0f;
+};
+
 /// One generated token, as handed to the callback.
 struct GeneratedToken {
   std::int32_t id = 0;
   std::string_view text;  ///< text released by this token (may be empty: partial UTF-8, or held
                           ///< back because it could be the start of a stop string)
   float logprob = 0.0f;   ///< log-probability of `id` under the model's (unmodified) distribution
+  /// The GenerateOptions::top_logprobs most likely tokens at this step, most likely first (ties:
+  /// lower id first); valid during the callback only.
+  std::span<const TokenLogprob> top{};
+  /// Generation ends with this token (unless the callback stops it first), for `stop`.
+  bool last = false;
+  StopReason stop = StopReason::MaxTokens;  ///< why it ends, when `last`
 };
+
+/// The most alternatives GenerateOptions::top_logprobs may ask for (OpenAI's limit).
+inline constexpr std::int32_t kMaxTopLogprobs = 20;
 
 /// Generation settings.
 struct GenerateOptions {
@@ -39,6 +54,8 @@ struct GenerateOptions {
   /// More ids that end generation like EOS (e.g. an infill prompt's FIM end tokens), honoured
   /// even when stop_at_end_of_generation is false.
   std::vector<std::int32_t> stop_tokens{};
+  /// Alternatives reported with each token (GeneratedToken::top), 0 to kMaxTopLogprobs.
+  std::int32_t top_logprobs = 0;
   /// Called after each token; return false to stop (StopReason::Cancelled). Optional.
   std::function<bool(const GeneratedToken&)> on_token{};
 };

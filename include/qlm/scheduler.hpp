@@ -42,6 +42,9 @@ struct Request {
   /// is not used (see below).
   GenerateOptions options{};
   std::uint32_t n = 1;  ///< completions of the prompt, sharing its pages (1 to 16)
+  /// Start from pages cached by earlier prompts (when SchedulerOptions::prefix_cache is on);
+  /// false evaluates the whole prompt (its pages are still cached for later requests).
+  bool reuse_prefix = true;
   /// Each token of each choice, on the scheduler's thread; false ends that choice (Cancelled).
   std::function<bool(std::uint32_t choice, const GeneratedToken& token)> on_token{};
   /// (prompt tokens done, prompt tokens) after each step that evaluated part of the prompt, on
