@@ -22,6 +22,7 @@ packages=(
   clang-format
   clang-14 libclang-rt-14-dev libomp-14-dev  # libFuzzer targets (scripts/fuzz.sh)
   libsodium-dev                               # model signatures (qlm-sign)
+  libboost-dev                                # qlm-server: Boost.Asio and Beast (header-only)
   tmux                                        # qlm-run --chat on a real terminal (tests)
   fortunes  # English text for quantization-quality tests and docs/quantization.md
 )

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 
@@ -247,7 +248,12 @@ void Job::submit(Request r) {
 
 void Job::account(const RequestResult& result, int status) {
   const RequestStats& s = result.stats;
-  api_.metrics().generation(s, result.cancelled);
+  // A choice stops itself (Cancelled) when its client is found gone before the scheduler hears.
+  const bool cancelled =
+      result.cancelled ||
+      std::any_of(result.choices.begin(), result.choices.end(),
+                  [](const ChoiceResult& c) { return c.stop == StopReason::Cancelled; });
+  api_.metrics().generation(s, cancelled);
   api_.log(
       request_, status,
       fmt::format("prompt={} cached={} generated={} queue={:.0f}ms ttft={:.0f}ms "

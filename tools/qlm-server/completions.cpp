@@ -4,6 +4,7 @@
 
 #include <ctime>
 #include <deque>
+#include <optional>
 #include <qlm/chat.hpp>
 #include <qlm/version.hpp>
 
@@ -209,7 +210,8 @@ json usage(const RequestStats& s) {
 struct ChoiceState {
   json logprobs_content = json::array();  // chat: entries
   json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(),
-       text_offset = json::array();  // completions: parallel lists
+       text_offset = json::array();           // completions: parallel lists
+  std::optional<TokenStreamDecoder> decoder;  // token strings that continue the text exactly
   std::size_t offset = 0;
   bool finished = false;
   void clear_logprobs() {
@@ -230,7 +232,13 @@ class OpenAiJob final : public Job {
         id_(api.next_id(chat ? "chatcmpl-" : "cmpl-")),
         created_(std::time(nullptr)),
         choices_(p.request.n),
-        tok_(api.backend().model->tokenizer()) {}
+        tok_(api.backend().model->tokenizer()) {
+    if (!logprobs_.on) return;
+    for (auto& c : choices_) {
+      c.decoder.emplace(tok_);
+      c.decoder->skip(p.request.prompt);
+    }
+  }
 
   // Submits, then starts the stream (chunks made before it began wait for it).
   void start(Request r) {
@@ -355,27 +363,42 @@ class OpenAiJob final : public Job {
     }
   }
 
-  json token_entry(std::int32_t id, float logprob) const {
-    const std::string text = tok_.decode(std::span(&id, 1));
+  // A token's text where the choice's text stands: an alternative's, with any incomplete
+  // character's bytes as they are.
+  static std::string alternative_text(const TokenStreamDecoder& at, std::int32_t id) {
+    TokenStreamDecoder d = at;
+    std::string text = d.push(id);
+    return text + d.flush();
+  }
+
+  static json token_entry(const std::string& text, float logprob) {
     json bytes = json::array();
     for (unsigned char ch : text) bytes.push_back(ch);
     return {{"token", text}, {"logprob", logprob}, {"bytes", bytes}};
   }
 
+  // Token strings concatenate to the choice's text (a token ending inside a character gets "",
+  // the next one the whole character).
   void add_logprobs(ChoiceState& s, const GeneratedToken& t) {
-    const std::string text = tok_.decode(std::span(&t.id, 1));
+    json alternatives = chat_ ? json::array() : json::object();
+    for (const auto& alt : t.top) {
+      std::string text = alternative_text(*s.decoder, alt.id);
+      if (chat_) {
+        alternatives.push_back(token_entry(text, alt.logprob));
+      } else {
+        alternatives[text] = alt.logprob;
+      }
+    }
+    const std::string text = s.decoder->push(t.id);
     if (chat_) {
-      json e = token_entry(t.id, t.logprob);
-      e["top_logprobs"] = json::array();
-      for (const auto& alt : t.top) e["top_logprobs"].push_back(token_entry(alt.id, alt.logprob));
+      json e = token_entry(text, t.logprob);
+      e["top_logprobs"] = std::move(alternatives);
       s.logprobs_content.push_back(std::move(e));
       return;
     }
     s.tokens.push_back(text);
     s.token_logprobs.push_back(t.logprob);
-    json top = json::object();
-    for (const auto& alt : t.top) top[tok_.decode(std::span(&alt.id, 1))] = alt.logprob;
-    s.top_logprobs.push_back(std::move(top));
+    s.top_logprobs.push_back(std::move(alternatives));
     s.text_offset.push_back(s.offset);
     s.offset += text.size();
   }

@@ -53,7 +53,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void client_gone();
 
   Server& server_;
-  beast::tcp_stream stream_;
+  tcp::socket socket_;
+  net::steady_timer timer_;  // bounds the read of one request (and an idle keep-alive)
+  bool timed_out_ = false;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::deque<std::string> out_;
@@ -224,7 +226,7 @@ class Server final : public HttpServer {
 };
 
 Connection::Connection(Server& server, tcp::socket socket)
-    : server_(server), stream_(std::move(socket)) {}
+    : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()) {}
 
 void Connection::read_request() {
   if (closed_) return;
@@ -235,16 +237,25 @@ void Connection::read_request() {
   parser_.emplace();
   parser_->body_limit(server_.options().max_body_bytes);
   parser_->header_limit(static_cast<std::uint32_t>(server_.options().max_header_bytes));
-  stream_.expires_after(server_.options().read_timeout);
-  http::async_read(
-      stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_request(ec); });
+  timed_out_ = false;
+  timer_.expires_after(server_.options().read_timeout);
+  timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec) return;  // cancelled: the request arrived
+    self->timed_out_ = true;
+    beast::error_code ignored;
+    self->socket_.cancel(ignored);
+  });
+  http::async_read(socket_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                     self->timer_.cancel();
+                     self->on_request(ec);
+                   });
 }
 
 void Connection::on_request(beast::error_code ec) {
   if (ec == http::error::body_limit) return refuse(413, "the request body is too large");
   if (ec == http::error::header_limit) return refuse(431, "the request headers are too large");
-  if (ec == beast::error::timeout) {
+  if (timed_out_ && ec) {
     // A request begun but not finished in time gets told; a quiet keep-alive is just closed.
     if (parser_->got_some()) return refuse(408, "the request did not arrive in time");
     return close();
@@ -268,10 +279,9 @@ void Connection::on_request(beast::error_code ec) {
   }
   req.body = std::move(msg.body());
   beast::error_code peer_ec;
-  const auto peer = stream_.socket().remote_endpoint(peer_ec);
+  const auto peer = socket_.remote_endpoint(peer_ec);
   if (!peer_ec) req.peer = fmt::format("{}:{}", peer.address().to_string(), peer.port());
   keep_alive_ = msg.keep_alive();
-  stream_.expires_never();
   exchange_running_ = true;
   response_ended_ = false;
   on_gone_ = nullptr;
@@ -299,7 +309,7 @@ void Connection::refuse(int status, std::string_view message) {
 void Connection::watch() {
   if (closed_ || watching_ || buffer_.size() >= kMaxPipelined) return;
   watching_ = true;
-  stream_.async_read_some(
+  socket_.async_read_some(
       buffer_.prepare(4096),
       [self = shared_from_this()](beast::error_code ec, std::size_t n) { self->on_watch(ec, n); });
 }
@@ -346,7 +356,7 @@ void Connection::flush() {
   if (writing_ || out_.empty() || closed_) return;
   writing_ = true;
   net::async_write(
-      stream_, net::buffer(out_.front()),
+      socket_, net::buffer(out_.front()),
       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_written(ec); });
 }
 
@@ -365,7 +375,8 @@ void Connection::finish_exchange() {
   if (watching_) {
     // The pending read must end before the parser reads; cancel() ends it at once.
     read_after_watch_ = true;
-    stream_.socket().cancel();
+    beast::error_code ignored;
+    socket_.cancel(ignored);
   } else {
     read_request();
   }
@@ -376,8 +387,9 @@ void Connection::close() {
   closed_ = true;
   if (exchange_running_ && !response_ended_) gone = true;
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-  stream_.socket().close(ec);
+  timer_.cancel();
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
 }
 
 }  // namespace
