@@ -23,6 +23,7 @@ packages=(
   clang-14 libclang-rt-14-dev libomp-14-dev  # libFuzzer targets (scripts/fuzz.sh)
   libsodium-dev                               # model signatures (qlm-sign)
   libboost-dev                                # qlm-server: Boost.Asio and Beast (header-only)
+  nginx-light                                 # qlm-server replicas behind nginx (tests)
   tmux                                        # qlm-run --chat on a real terminal (tests)
   fortunes  # English text for quantization-quality tests and docs/quantization.md
 )
