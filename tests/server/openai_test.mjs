@@ -72,7 +72,7 @@ test('chat: greedy reply equals qlm-run --chat with the same template', async ()
   assert.equal(r.choices[0].message.role, 'assistant');
   const want = qlmRun(stories, ['--chat', '--chat-template', 'chatml', '--messages', file, '-n',
     '30', '--temp', '0']);
-  assert.equal(r.choices[0].message.content, want.replace(/\n$/, ''));
+  assert.equal(r.choices[0].message.content, want);
 });
 
 test('chat streaming: role first, one id, usage chunk last with include_usage', async () => {
@@ -175,6 +175,35 @@ test('the Qwen2.5 tokenizer: chat through its own template, tokenize and detoken
   assert.ok(tok.body.tokens.includes(151645), 'special tokens parsed');
   const detok = await post(`${qsrv.url}/detokenize`, { tokens: tok.body.tokens });
   assert.equal(detok.body.content, 'Hello world, héllo <|im_end|>');
+});
+
+test('the Qwen2.5-tokenizer model: greedy chat and completions equal qlm-run; streams, stop, n, cache', async () => {
+  const messages = [{ role: 'user', content: 'Write a function that adds two numbers.' }];
+  const file = path.join(dir, 'qwen-messages.json');
+  fs.writeFileSync(file, JSON.stringify(messages));
+  const wantChat = qlmRun(qwen, ['--chat', '--messages', file, '-n', '24', '--temp', '0']);
+  const chat = await qclient.chat.completions.create({ model: 'x', messages, max_tokens: 24, temperature: 0 });
+  assert.equal(chat.choices[0].message.content, wantChat);
+  const stream = await qclient.chat.completions.create({
+    model: 'x', messages, max_tokens: 24, temperature: 0, stream: true,
+  });
+  let streamed = '';
+  for await (const c of stream) streamed += c.choices[0]?.delta?.content ?? '';
+  assert.equal(streamed, chat.choices[0].message.content);
+  const again = await qclient.chat.completions.create({ model: 'x', messages, max_tokens: 24, temperature: 0 });
+  assert.equal(again.usage.prompt_tokens_details.cached_tokens, again.usage.prompt_tokens - 1);
+
+  const prompt = 'def add(a, b):';
+  const want = qlmRun(qwen, ['-p', prompt, '-n', '24', '--temp', '0']);
+  const r = await qclient.completions.create({ model: 'x', prompt, max_tokens: 24, temperature: 0 });
+  assert.equal(r.choices[0].text, want);
+  const stop = want.slice(10, 13);
+  const cut = await qclient.completions.create({ model: 'x', prompt, max_tokens: 24, temperature: 0, stop });
+  assert.equal(cut.choices[0].text, want.slice(0, want.indexOf(stop)));
+  assert.equal(cut.choices[0].finish_reason, 'stop');
+  const two = await qclient.completions.create({ model: 'x', prompt, max_tokens: 8, n: 2, seed: 3, temperature: 1 });
+  assert.deepEqual(two.choices.map((c) => c.index), [0, 1]);
+  assert.equal(two.usage.completion_tokens, 16);
 });
 
 test('error statuses', async () => {
