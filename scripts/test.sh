@@ -49,11 +49,12 @@ if [ "${QLM_SKIP_ASAN:-0}" != 1 ]; then
 fi
 
 if [ "${QLM_SKIP_TSAN:-0}" != 1 ]; then
-  phase "ThreadSanitizer (thread pools, a Model shared by sessions on many threads)"
+  phase "ThreadSanitizer (thread pools, a Model shared by sessions, the Scheduler, qlm-server)"
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     build_and_test build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQLM_TSAN=ON \
     "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG" -DQLM_BUILD_BENCH=OFF \
-    -DQLM_BUILD_TOOLS=OFF -DQLM_BUILD_EXAMPLES=OFF -DQLM_INSTALL=OFF -DQLM_TEST_NEON_QEMU=OFF
+    "-DQLM_TOOLS=qlm-server;qlm-convert;qlm-synth;qlm-run" -DQLM_BUILD_EXAMPLES=OFF \
+    -DQLM_INSTALL=OFF -DQLM_TEST_NEON_QEMU=OFF
 fi
 
 if [ "${QLM_SKIP_FUZZ:-0}" != 1 ]; then

@@ -130,6 +130,27 @@ def main():
             put(out, "fuzz_sequence_file", "kv%d-n%d" % (kv, n),
                 header + tokens + payload + struct.pack("<Q", 0))
 
+    # fuzz_server_request: first byte = endpoint (0 chat, 1 completions, 2 infill, 3 tokenize,
+    # 4 detokenize), then a request body as clients send them.
+    bodies = [
+        (0, {"messages": [{"role": "system", "content": "Be brief."},
+                          {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+             "max_tokens": 4, "temperature": 0, "stream": True, "n": 2,
+             "stream_options": {"include_usage": True}, "logprobs": True, "top_logprobs": 3}),
+        (0, {"messages": [{"role": "user", "content": "Tell a story"}], "stop": ["\n", "The"],
+             "seed": 3, "top_p": 0.5, "logit_bias": {"13": -100}, "presence_penalty": 1.5}),
+        (1, {"prompt": "Once upon a time", "max_tokens": 6, "logprobs": 2, "n": 3}),
+        (1, {"prompt": [1, 400, 401, 7], "stream": True, "stop": "a", "top_k": 5, "min_p": 0.1}),
+        (2, {"input_prefix": "def f(", "input_suffix": ")\n", "prompt": "x",
+             "input_extra": [{"filename": "a.py", "text": "x = 1\n"}], "n_predict": 3,
+             "response_fields": ["content", "timings/prompt_n"], "stream": True}),
+        (3, {"content": "Hello world <s>", "add_special": True, "with_pieces": True}),
+        (4, {"tokens": [1, 2, 300, 511]}),
+    ]
+    for i, (endpoint, body) in enumerate(bodies):
+        put(out, "fuzz_server_request", "body%d" % i,
+            bytes([endpoint]) + json.dumps(body).encode())
+
     if release:
         tools = os.path.join(release, "tools")
         tmp = os.path.join(out, ".work")

@@ -58,8 +58,10 @@ export function startServer(model, args = [], { timeoutMs = 30000 } = {}) {
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`qlm-server did not start:\n${log}`)), timeoutMs);
+    const logFile = path.join(process.env.QLM_TEST_TMP, `qlm-server-${proc.pid}.log`);
     proc.stderr.on('data', (d) => {
       log += d.toString();
+      fs.appendFileSync(logFile, d);  // kept for a failure's post-mortem
       const m = log.match(/listening on ([0-9.]+):(\d+)/);
       if (m && !proc.started) {
         proc.started = true;

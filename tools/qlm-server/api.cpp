@@ -71,6 +71,7 @@ void Api::cancel_all() {
 
 void Api::log(const HttpRequest& request, int status, const std::string& detail) {
   metrics_.request(request.path, status);
+  if (!config_.log) return;
   std::fprintf(stderr, "%s %s %s %d%s%s\n", request.peer.c_str(), request.method.c_str(),
                request.path.c_str(), status, detail.empty() ? "" : " ", detail.c_str());
 }

@@ -32,6 +32,7 @@ struct ApiConfig {
   /// The most tokens one request may generate (0: up to the context).
   std::int32_t max_tokens = 0;
   std::size_t max_stop = 16;  ///< stop strings per request
+  bool log = true;            ///< one line per request on stderr
 };
 
 /// The loaded model and what serves it; fixed once ready.

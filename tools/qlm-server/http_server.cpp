@@ -44,6 +44,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
  private:
   void read_request();
+  void read_message();
+  void arm_timer(std::chrono::milliseconds after);
   void on_request(beast::error_code ec);
   void watch();
   void on_watch(beast::error_code ec, std::size_t n);
@@ -56,6 +58,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   tcp::socket socket_;
   net::steady_timer timer_;  // bounds the read of one request (and an idle keep-alive)
   bool timed_out_ = false;
+  std::uint64_t timer_generation_ = 0;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::deque<std::string> out_;
@@ -71,8 +74,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 class Exchange final : public HttpExchange {
  public:
-  Exchange(std::weak_ptr<Connection> conn, net::io_context& io, std::atomic<std::size_t>& busy)
-      : conn_(std::move(conn)), io_(io), busy_(busy) {
+  Exchange(std::weak_ptr<Connection> conn, net::io_context& io, std::atomic<std::size_t>& busy,
+           std::chrono::milliseconds idle)
+      : conn_(std::move(conn)),
+        io_(io),
+        busy_(busy),
+        // Tells clients when an idle connection will be closed, so they stop reusing it first.
+        keep_alive_(
+            fmt::format("Keep-Alive: timeout={}\r\n",
+                        std::max<long long>(1, static_cast<long long>(idle.count() / 1000)))) {
     busy_.fetch_add(1);
   }
   ~Exchange() override { finish(); }
@@ -82,14 +92,15 @@ class Exchange final : public HttpExchange {
     std::string head = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
                                    status, http_reason(status), content_type, body.size());
     for (const auto& h : headers) head += fmt::format("{}: {}\r\n", h.name, h.value);
+    head += keep_alive_;
     head += "Access-Control-Allow-Origin: *\r\n\r\n";
     head += body;
     post(std::move(head), true);
   }
   void begin_stream(int status, std::string_view content_type) override {
     post(fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nCache-Control: no-cache\r\n"
-                     "Transfer-Encoding: chunked\r\nAccess-Control-Allow-Origin: *\r\n\r\n",
-                     status, http_reason(status), content_type),
+                     "Transfer-Encoding: chunked\r\n{}Access-Control-Allow-Origin: *\r\n\r\n",
+                     status, http_reason(status), content_type, keep_alive_),
          false);
   }
   void write(std::string data) override {
@@ -133,6 +144,7 @@ class Exchange final : public HttpExchange {
   std::weak_ptr<Connection> conn_;
   net::io_context& io_;
   std::atomic<std::size_t>& busy_;
+  const std::string keep_alive_;
   std::atomic<bool> finished_{false};
 };
 
@@ -234,22 +246,41 @@ void Connection::read_request() {
     close();
     return;
   }
+  if (buffer_.size() > 0) return read_message();  // pipelined: the request is here already
+  // An idle keep-alive connection: wait for the next request's first byte, for a while.
+  arm_timer(server_.options().idle_timeout);
+  socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+    ++self->timer_generation_;  // whatever the timer does now is stale
+    self->timer_.cancel();
+    if (ec) return self->close();
+    self->read_message();
+  });
+}
+
+void Connection::read_message() {
   parser_.emplace();
   parser_->body_limit(server_.options().max_body_bytes);
   parser_->header_limit(static_cast<std::uint32_t>(server_.options().max_header_bytes));
+  arm_timer(server_.options().read_timeout);
+  http::async_read(socket_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                     ++self->timer_generation_;
+                     self->timer_.cancel();
+                     self->on_request(ec);
+                   });
+}
+
+// When the timer fires first, the pending read is cancelled and reports timed_out_.
+void Connection::arm_timer(std::chrono::milliseconds after) {
   timed_out_ = false;
-  timer_.expires_after(server_.options().read_timeout);
-  timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (ec) return;  // cancelled: the request arrived
+  const std::uint64_t generation = ++timer_generation_;
+  timer_.expires_after(after);
+  timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
+    if (ec || generation != self->timer_generation_) return;
     self->timed_out_ = true;
     beast::error_code ignored;
     self->socket_.cancel(ignored);
   });
-  http::async_read(socket_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                     self->timer_.cancel();
-                     self->on_request(ec);
-                   });
 }
 
 void Connection::on_request(beast::error_code ec) {
@@ -285,8 +316,8 @@ void Connection::on_request(beast::error_code ec) {
   exchange_running_ = true;
   response_ended_ = false;
   on_gone_ = nullptr;
-  auto exchange =
-      std::make_shared<Exchange>(weak_from_this(), server_.io(), server_.busy_counter());
+  auto exchange = std::make_shared<Exchange>(weak_from_this(), server_.io(), server_.busy_counter(),
+                                             server_.options().idle_timeout);
   watch();
   server_.dispatch(std::move(req), std::move(exchange));
 }
@@ -393,13 +424,6 @@ void Connection::close() {
 }
 
 }  // namespace
-
-std::string_view HttpRequest::header(std::string_view name) const {
-  for (const auto& [k, v] : headers) {
-    if (k == name) return v;
-  }
-  return {};
-}
 
 std::string_view http_reason(int status) {
   switch (status) {

@@ -26,7 +26,12 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;  ///< names in lower case
   std::string peer;                                          ///< the client's address
   /// The first value of header `name` (lower case), or "".
-  std::string_view header(std::string_view name) const;
+  std::string_view header(std::string_view name) const {
+    for (const auto& [k, v] : headers) {
+      if (k == name) return v;
+    }
+    return {};
+  }
 };
 
 /// A response header.
@@ -64,9 +69,11 @@ struct HttpServerOptions {
   std::uint16_t port = 8080;  ///< 0 picks a free port
   std::size_t max_body_bytes = std::size_t{8} << 20;
   std::size_t max_header_bytes = std::size_t{16} << 10;
-  /// A request must arrive whole within this, and an idle keep-alive connection is closed after
-  /// it: a slow or half-sent client holds nothing for longer.
+  /// A request must arrive whole within this once it has begun (408 otherwise): a slow or
+  /// half-sent client holds nothing for longer.
   std::chrono::milliseconds read_timeout{30'000};
+  /// An idle keep-alive connection is closed after this (responses say so in Keep-Alive).
+  std::chrono::milliseconds idle_timeout{10'000};
   std::size_t max_connections = 1024;  ///< more are answered 503 and closed
 };
 

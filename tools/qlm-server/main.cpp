@@ -26,7 +26,7 @@ struct Args {
   std::uint32_t parallel = 4, queue = 64, context = 0, step_tokens = 256;
   std::uint64_t max_body = std::uint64_t{8} << 20;
   std::int32_t max_tokens = 0;
-  double timeout = 30.0, drain = 10.0;
+  double timeout = 30.0, keep_alive = 10.0, drain = 10.0;
   std::size_t max_connections = 1024;
   bool no_mmap = false;
 };
@@ -97,8 +97,11 @@ void add_options(CLI::App& app, Args& a) {
                  "most tokens one request may generate (default: up to the context)")
       ->check(qlm::tools::whole_number(0, 1 << 30));
   app.add_option("--timeout", a.timeout,
-                 "seconds a request may take to arrive, and an idle connection stays (default 30)")
+                 "seconds a request may take to arrive once begun (default 30; then 408)")
       ->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--keep-alive", a.keep_alive,
+                 "seconds an idle connection is kept open (default 10)")
+      ->check(CLI::Range(1.0, 3600.0));
   app.add_option("--drain-timeout", a.drain,
                  "seconds running requests get to finish after SIGINT/SIGTERM (default 10)")
       ->check(CLI::Range(0.0, 3600.0));
@@ -208,6 +211,7 @@ int main(int argc, char** argv) {
   ho.port = static_cast<std::uint16_t>(a.port);
   ho.max_body_bytes = a.max_body;
   ho.read_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(a.timeout * 1000));
+  ho.idle_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(a.keep_alive * 1000));
   ho.max_connections = a.max_connections;
   auto http = HttpServer::listen(ho, [&api](HttpRequest r, std::shared_ptr<HttpExchange> e) {
     api.handle(std::move(r), std::move(e));
