@@ -201,6 +201,31 @@ void Api::route(const HttpRequest& request, const std::shared_ptr<HttpExchange>&
   throw ApiError(404, fmt::format("no endpoint {} {}", request.method, p), {}, "not_found_error");
 }
 
+void EventStream::begin(std::vector<std::string> first) {
+  std::lock_guard lock(mutex_);
+  exchange_->begin_stream(200, "text/event-stream");
+  for (auto& e : first) exchange_->write(std::move(e));
+  for (auto& e : early_) exchange_->write(std::move(e));
+  early_.clear();
+  begun_ = true;
+  if (ended_) exchange_->end_stream();
+}
+
+void EventStream::send(std::string event) {
+  std::lock_guard lock(mutex_);
+  if (begun_) {
+    exchange_->write(std::move(event));
+  } else {
+    early_.push_back(std::move(event));
+  }
+}
+
+void EventStream::end() {
+  std::lock_guard lock(mutex_);
+  ended_ = true;
+  if (begun_) exchange_->end_stream();
+}
+
 Job::Job(Api& api, HttpRequest request, std::shared_ptr<HttpExchange> exchange)
     : api_(api), request_(std::move(request)), exchange_(std::move(exchange)) {
   request_.body.clear();

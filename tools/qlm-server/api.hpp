@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <qlm/chat_template.hpp>
 #include <qlm/infill.hpp>
@@ -85,6 +86,25 @@ class Api {
   std::mutex tracked_mutex_;
   std::set<RequestId> tracked_;
   const std::int64_t started_;  // Unix time, as OpenAI's "created"
+};
+
+/// A server-sent-events response whose events may be produced (on the scheduler's thread) before
+/// the handler (on the I/O thread) has begun it: a token can be quicker than the handler's
+/// return. Events wait here until begin(); an end() before begin() is carried out by begin().
+class EventStream {
+ public:
+  explicit EventStream(std::shared_ptr<HttpExchange> exchange) : exchange_(std::move(exchange)) {}
+  /// Sends the headers, then `first`, then whatever waited.
+  void begin(std::vector<std::string> first = {});
+  /// One event ("data: ...\n\n").
+  void send(std::string event);
+  void end();
+
+ private:
+  std::shared_ptr<HttpExchange> exchange_;
+  std::mutex mutex_;
+  bool begun_ = false, ended_ = false;
+  std::vector<std::string> early_;
 };
 
 /// One generation in flight. The scheduler's callbacks hold it; the client going away cancels

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <ctime>
-#include <deque>
 #include <optional>
 #include <qlm/chat.hpp>
 #include <qlm/version.hpp>
@@ -244,21 +243,17 @@ class OpenAiJob final : public Job {
   void start(Request r) {
     submit(std::move(r));
     if (!stream_) return;
-    std::lock_guard lock(mutex_);
-    exchange_->begin_stream(200, "text/event-stream");
+    std::vector<std::string> roles;
     if (chat_) {  // each choice's first delta carries the role
       for (std::uint32_t c = 0; c < choices_.size(); ++c) {
         json ch = {{"index", c},
                    {"delta", {{"role", "assistant"}, {"content", ""}}},
                    {"logprobs", nullptr},
                    {"finish_reason", nullptr}};
-        exchange_->write(event(chunk(json::array({std::move(ch)}))));
+        roles.push_back(event(chunk(json::array({std::move(ch)}))));
       }
     }
-    for (auto& e : early_) exchange_->write(std::move(e));
-    early_.clear();
-    begun_ = true;
-    if (done_) exchange_->end_stream();
+    events_.begin(std::move(roles));
   }
 
  private:
@@ -305,9 +300,7 @@ class OpenAiJob final : public Job {
       emit(event(last));
     }
     emit("data: [DONE]\n\n");
-    std::lock_guard lock(mutex_);
-    done_ = true;
-    if (begun_) exchange_->end_stream();
+    events_.end();
   }
 
   json response(const RequestResult& result) {
@@ -354,14 +347,7 @@ class OpenAiJob final : public Job {
 
   static std::string event(const json& j) { return "data: " + dump(j) + "\n\n"; }
 
-  void emit(std::string e) {
-    std::lock_guard lock(mutex_);
-    if (begun_) {
-      exchange_->write(std::move(e));
-    } else {
-      early_.push_back(std::move(e));
-    }
-  }
+  void emit(std::string e) { events_.send(std::move(e)); }
 
   // A token's text where the choice's text stands: an alternative's, with any incomplete
   // character's bytes as they are.
@@ -418,9 +404,7 @@ class OpenAiJob final : public Job {
   const std::int64_t created_;
   std::vector<ChoiceState> choices_;  // the scheduler thread's
   const Tokenizer& tok_;
-  std::mutex mutex_;  // begun_, done_, early_: the stream starts on the I/O thread
-  bool begun_ = false, done_ = false;
-  std::deque<std::string> early_;
+  EventStream events_{exchange_};
 };
 
 }  // namespace

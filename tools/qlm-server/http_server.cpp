@@ -172,24 +172,12 @@ class Server final : public HttpServer {
     io_.run();
   }
   void stop_accepting() override {
-    net::post(io_, [this] {
-      accepting_ = false;
-      beast::error_code ec;
-      acceptor_.close(ec);
-      for (auto& w : connections_) {
-        if (auto c = w.lock(); c && c->idle()) c->close();
-      }
-    });
+    net::post(io_, [this] { close_connections(true); });
   }
   std::size_t busy() const override { return busy_.load(); }
   void shutdown() override {
     net::post(io_, [this] {
-      accepting_ = false;
-      beast::error_code ec;
-      acceptor_.close(ec);
-      for (auto& w : connections_) {
-        if (auto c = w.lock()) c->close();
-      }
+      close_connections(false);
       io_.stop();
     });
   }
@@ -208,6 +196,16 @@ class Server final : public HttpServer {
   }
 
  private:
+  // Closes the listener, then the idle connections (or every one).
+  void close_connections(bool idle_only) {
+    accepting_ = false;
+    beast::error_code ec;
+    acceptor_.close(ec);
+    for (auto& w : connections_) {
+      if (auto c = w.lock(); c && (!idle_only || c->idle())) c->close();
+    }
+  }
+
   void accept() {
     acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
       if (ec) {

@@ -107,13 +107,7 @@ class InfillJob final : public Job {
 
   void start(Request r) {
     submit(std::move(r));
-    if (!args_.stream) return;
-    std::lock_guard lock(mutex_);
-    exchange_->begin_stream(200, "text/event-stream");
-    for (auto& e : early_) exchange_->write(std::move(e));
-    early_.clear();
-    begun_ = true;
-    if (done_) exchange_->end_stream();
+    if (args_.stream) events_.begin();
   }
 
  private:
@@ -241,21 +235,8 @@ class InfillJob final : public Job {
             {"timings", timings}};
   }
 
-  void emit(const json& j) {
-    std::string e = "data: " + dump(j) + "\n\n";
-    std::lock_guard lock(mutex_);
-    if (begun_) {
-      exchange_->write(std::move(e));
-    } else {
-      early_.push_back(std::move(e));
-    }
-  }
-
-  void finish_stream() {
-    std::lock_guard lock(mutex_);
-    done_ = true;
-    if (begun_) exchange_->end_stream();
-  }
+  void emit(const json& j) { events_.send("data: " + dump(j) + "\n\n"); }
+  void finish_stream() { events_.end(); }
 
   const InfillArgs args_;
   const std::string prompt_text_;
@@ -269,10 +250,7 @@ class InfillJob final : public Job {
   Clock::time_point first_token_{};
   bool has_new_line_ = false, limited_ = false;
   std::size_t last_nl_ = 0;
-  // The stream starts on the I/O thread.
-  std::mutex mutex_;
-  bool begun_ = false, done_ = false;
-  std::vector<std::string> early_;
+  EventStream events_{exchange_};
 };
 
 }  // namespace
