@@ -60,10 +60,7 @@ Result<GenerateResult> generate(Session& session, Sampler& sampler,
       res.logprobs.push_back(logprob);
       const bool full = session.position() >= session.context_size();  // no room to eval `id`
       const auto step = stream.push(id, full || n + 1 == options.max_tokens);
-      const StopReason reason = step.end           ? StopReason::EndOfGeneration
-                                : step.stop_string ? StopReason::StopString
-                                : full             ? StopReason::ContextFull
-                                                   : StopReason::MaxTokens;
+      const StopReason reason = step.reason(full);
       if (options.on_token &&
           !detail::call_back("on_token", options.on_token,
                              GeneratedToken{id, step.text, logprob, top, step.last, reason})) {

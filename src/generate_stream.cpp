@@ -8,23 +8,28 @@
 
 namespace qlm::detail {
 
-float log_softmax_at(std::span<const float> logits, std::int32_t id) {
+namespace {
+
+// log(sum(exp(logits))), in double precision.
+double log_normalizer(std::span<const float> logits) {
   float max = logits[0];
   for (float v : logits) max = std::max(max, v);
   double sum = 0.0;
   for (float v : logits) sum += std::exp(static_cast<double>(v - max));
-  return static_cast<float>(logits[static_cast<std::size_t>(id)] - max - std::log(sum));
+  return static_cast<double>(max) + std::log(sum);
+}
+
+}  // namespace
+
+float log_softmax_at(std::span<const float> logits, std::int32_t id) {
+  return static_cast<float>(logits[static_cast<std::size_t>(id)] - log_normalizer(logits));
 }
 
 float log_softmax_top(std::span<const float> logits, std::int32_t id, std::size_t k,
                       std::vector<TokenLogprob>& top) {
   top.clear();
   if (k == 0) return log_softmax_at(logits, id);
-  float max = logits[0];
-  for (float v : logits) max = std::max(max, v);
-  double sum = 0.0;
-  for (float v : logits) sum += std::exp(static_cast<double>(v - max));
-  const double norm = static_cast<double>(max) + std::log(sum);
+  const double norm = log_normalizer(logits);
   // Ranks by logit (NaN never ranks); a bounded heap keeps this one pass over the vocabulary.
   auto better = [](const TokenLogprob& a, const TokenLogprob& b) {
     return a.logprob > b.logprob || (a.logprob == b.logprob && a.id < b.id);

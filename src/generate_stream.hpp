@@ -57,6 +57,13 @@ class GenerationStream {
     bool end = false;          ///< an end-of-generation or stop token
     bool stop_string = false;  ///< a stop string appeared (the text is cut before it)
     bool last = false;         ///< generation ends with this token
+    /// Why generation ends here, when `last`; `full`: the context has no room for another token.
+    StopReason reason(bool full) const {
+      return end           ? StopReason::EndOfGeneration
+             : stop_string ? StopReason::StopString
+             : full        ? StopReason::ContextFull
+                           : StopReason::MaxTokens;
+    }
   };
   /// Takes the next sampled token; `no_more`: the caller will not sample another (max_tokens
   /// reached, context full), so everything held back is released.

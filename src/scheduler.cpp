@@ -246,10 +246,7 @@ void Scheduler::Impl::push(Active& a, Choice& c, std::span<const float> logits) 
   const bool full = detail::unwrap(engine.tokens(c.seq)).size() >= engine.context_size();
   const bool max = c.result.tokens.size() >= static_cast<std::size_t>(r.options.max_tokens);
   const auto step = c.stream.push(id, full || max);
-  const StopReason reason = step.end           ? StopReason::EndOfGeneration
-                            : step.stop_string ? StopReason::StopString
-                            : full             ? StopReason::ContextFull
-                                               : StopReason::MaxTokens;
+  const StopReason reason = step.reason(full);
   bool go_on = true;
   if (r.on_token) {
     go_on = detail::call_back("on_token", r.on_token, c.index,
