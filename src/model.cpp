@@ -123,7 +123,12 @@ ModelWeights bind_weights(const format::ModelFile& file, const ModelConfig& c) {
       lw.q_norm = v("self_attn.q_norm.weight");
       lw.k_norm = v("self_attn.k_norm.weight");
     }
-    lw.ffn_norm = v("post_attention_layernorm.weight");
+    lw.ffn_norm =
+        bind_vector(file, layer_tensor(l, fmt::format("{}.weight", mlp_norm_name(c)).c_str()));
+    if (c.gemma()) {
+      lw.post_attn_norm = v("post_attention_layernorm.weight");
+      lw.post_ffn_norm = v("post_feedforward_layernorm.weight");
+    }
     if (c.output_biases()) {
       lw.bo = v("self_attn.o_proj.bias");
       lw.b_up = v("mlp.c_fc.bias");

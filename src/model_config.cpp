@@ -1,6 +1,8 @@
 // ModelConfig: names of architectures and the consistency checks every source of a config passes.
 #include "qlm/config.hpp"
 
+#include <cmath>
+
 #include "util/fail.hpp"
 
 namespace qlm {
@@ -19,16 +21,24 @@ std::string_view to_string(Architecture a) noexcept {
       return "qwen3";
     case Architecture::Starcoder2:
       return "starcoder2";
+    case Architecture::Gemma3:
+      return "gemma3_text";
   }
   return "?";
 }
 
 std::optional<Architecture> parse_architecture(std::string_view name) noexcept {
   for (auto a : {Architecture::Llama, Architecture::Mistral, Architecture::Qwen2,
-                 Architecture::Qwen3, Architecture::Starcoder2}) {
+                 Architecture::Qwen3, Architecture::Starcoder2, Architecture::Gemma3}) {
     if (to_string(a) == name) return a;
   }
   return std::nullopt;
+}
+
+float ModelConfig::attention_scale() const noexcept {
+  const float base =
+      query_pre_attn_scalar > 0.0f ? query_pre_attn_scalar : static_cast<float>(head_dim);
+  return 1.0f / std::sqrt(base);
 }
 
 Result<void> ModelConfig::validate(std::string_view source) const {
@@ -52,6 +62,10 @@ Result<void> ModelConfig::validate(std::string_view source) const {
     if (!(rope_theta > 0.0f) || !(rms_norm_eps > 0.0f) || !(rope_scaling.factor > 0.0f)) {
       fail(ErrorCode::Format, "{}: rope_theta {} / rms_norm_eps {} / rope factor {} must be > 0",
            source, rope_theta, rms_norm_eps, rope_scaling.factor);
+    }
+    if (!(query_pre_attn_scalar >= 0.0f) || !(rope_local_theta >= 0.0f)) {
+      fail(ErrorCode::Format, "{}: query_pre_attn_scalar {} / rope_local_base_freq {} must be >= 0",
+           source, query_pre_attn_scalar, rope_local_theta);
     }
     if (rope_scaling.type == RopeScaling::Type::Llama3 &&
         !(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor)) {

@@ -47,6 +47,9 @@ struct LayerWeights {
   // starcoder2: LayerNorm biases [hidden]; o_proj [hidden], c_fc (w_up) [ff], c_proj (w_down)
   // [hidden] biases. Empty otherwise.
   std::span<const float> attn_norm_b, ffn_norm_b, bo, b_up, b_down;
+  // gemma3: RMSNorms of the attention output and of the MLP output, before each residual add
+  // [hidden]. Empty otherwise.
+  std::span<const float> post_attn_norm, post_ffn_norm;
 };
 
 /// All weight views of a model.

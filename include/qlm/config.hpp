@@ -11,17 +11,17 @@
 namespace qlm {
 
 /// Decoder families qlm runs; they share one graph and differ in the flags below.
-enum class Architecture : std::uint8_t { Llama, Mistral, Qwen2, Qwen3, Starcoder2 };
+enum class Architecture : std::uint8_t { Llama, Mistral, Qwen2, Qwen3, Starcoder2, Gemma3 };
 
-/// "llama", "mistral", "qwen2", "qwen3" or "starcoder2".
+/// "llama", "mistral", "qwen2", "qwen3", "starcoder2" or "gemma3_text".
 std::string_view to_string(Architecture a) noexcept;
 /// The architecture to_string() names; nullopt otherwise.
 std::optional<Architecture> parse_architecture(std::string_view name) noexcept;
 
 /// Rotary-embedding frequency scaling (Hugging Face `rope_scaling`).
 struct RopeScaling {
-  enum class Type : std::uint8_t { None, Llama3 } type = Type::None;
-  float factor = 1.0f;                         ///< llama3: overall wavelength stretch
+  enum class Type : std::uint8_t { None, Llama3, Linear } type = Type::None;
+  float factor = 1.0f;  ///< llama3: overall wavelength stretch; linear: every frequency / factor
   float low_freq_factor = 1.0f;                ///< llama3
   float high_freq_factor = 4.0f;               ///< llama3
   std::uint32_t original_max_position = 8192;  ///< llama3: original context length
@@ -46,10 +46,34 @@ struct ModelConfig {
   std::uint32_t max_position_embeddings = 0;  ///< trained context length
   std::int32_t bos_id = -1;                   ///< -1 when unknown
   std::int32_t eos_id = -1;                   ///< -1 when unknown
+  /// Attention scores are scaled by 1/sqrt(this); 0 means head_dim (gemma3: query_pre_attn_scalar).
+  float query_pre_attn_scalar = 0.0f;
+  /// RoPE base of the sliding-window layers, which take no rope_scaling; 0 = those layers use
+  /// rope_theta and rope_scaling like the others (gemma3: rope_local_base_freq).
+  float rope_local_theta = 0.0f;
+  /// 0: every layer uses sliding_window (Mistral, StarCoder2). N > 0: layer l is global (full
+  /// attention) when (l + 1) % N == 0 and sliding otherwise (gemma3's sliding_window_pattern).
+  std::uint32_t sliding_window_pattern = 0;
+
+  /// Whether layer `l` attends through the sliding window only.
+  bool sliding(std::uint32_t l) const noexcept {
+    return sliding_window != 0 &&
+           (sliding_window_pattern == 0 || (l + 1) % sliding_window_pattern != 0);
+  }
+  /// Layer l's window in tokens (0 = the whole context).
+  std::uint32_t window(std::uint32_t l) const noexcept { return sliding(l) ? sliding_window : 0; }
+  /// Attention score scale 1/sqrt(query_pre_attn_scalar or head_dim).
+  float attention_scale() const noexcept;
 
   /// Whether each head's queries and keys go through an RMSNorm of head_dim weights before RoPE
   /// (qwen3's q_norm / k_norm).
-  bool qk_norm() const noexcept { return arch == Architecture::Qwen3; }
+  bool qk_norm() const noexcept {
+    return arch == Architecture::Qwen3 || arch == Architecture::Gemma3;
+  }
+  /// gemma3: token embeddings times sqrt(hidden_size); RMSNorm weights stored as 1 + w (the
+  /// converter adds Gemma's offset); norms after attention and after the MLP as well as before
+  /// (sandwich norms); a GELU-tanh gated MLP.
+  bool gemma() const noexcept { return arch == Architecture::Gemma3; }
   /// starcoder2: LayerNorms with weight and bias (eps in rms_norm_eps, read from norm_epsilon), a
   /// non-gated GELU-tanh MLP (c_fc -> gelu -> c_proj), and when attention_bias (use_bias) biases
   /// on o_proj, c_fc and c_proj as well as q/k/v.

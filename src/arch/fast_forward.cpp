@@ -65,6 +65,7 @@ class FastForward final : public Forward {
         pool_(std::move(o.pool)),
         batch_(std::max(1u, o.max_batch)),
         inv_freq_(ref::rope_inv_freq(c_)),
+        local_inv_freq_(ref::local_rope(c_) ? ref::rope_inv_freq(c_, true) : std::vector<float>{}),
         qd_(c_.n_heads * c_.head_dim),
         kvd_(c_.n_kv_heads * c_.head_dim),
         splits_(std::move(o.splits)),
@@ -79,8 +80,10 @@ class FastForward final : public Forward {
     // float matmul reads its input while writing its output, so att may not share with xb_.
     gate_.resize(b * std::max<std::size_t>(c_.intermediate_size, qd_));
     up_.resize(b * c_.intermediate_size);
-    cos_.resize(b * c_.head_dim / 2);
-    sin_.resize(b * c_.head_dim / 2);
+    for (Rotation* r : {&global_, &local_}) {
+      r->cos.resize(b * c_.head_dim / 2);
+      r->sin.resize(b * c_.head_dim / 2);
+    }
     act_.reserve(b, widest_input(c_), splits_.any());
   }
 
@@ -104,12 +107,19 @@ class FastForward final : public Forward {
  private:
   void chunk(std::span<const ForwardRow> rows) {
     const std::size_t m = rows.size(), d = c_.hidden_size, half = c_.head_dim / 2;
+    const float embed_scale = std::sqrt(static_cast<float>(d));  // gemma, as the reference path
     for (std::size_t i = 0; i < m; ++i) {
       w_.embed.dequantize_row(static_cast<std::uint32_t>(rows[i].token), {&x_[i * d], d});
+      if (c_.gemma()) {
+        for (std::size_t j = 0; j < d; ++j) x_[i * d + j] *= embed_scale;
+      }
       const auto pos = static_cast<float>(rows[i].pos);
       for (std::size_t f = 0; f < half; ++f) {  // same float math as the reference path
-        cos_[i * half + f] = std::cos(pos * inv_freq_[f]);
-        sin_[i * half + f] = std::sin(pos * inv_freq_[f]);
+        global_.cos[i * half + f] = std::cos(pos * inv_freq_[f]);
+        global_.sin[i * half + f] = std::sin(pos * inv_freq_[f]);
+        if (local_inv_freq_.empty()) continue;
+        local_.cos[i * half + f] = std::cos(pos * local_inv_freq_[f]);
+        local_.sin[i * half + f] = std::sin(pos * local_inv_freq_[f]);
       }
     }
     for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
@@ -146,8 +156,9 @@ class FastForward final : public Forward {
         kt_.add(&k_[i * kvd_], lw.bk.data(), kvd_);
         kt_.add(&v_[i * kvd_], lw.bv.data(), kvd_);
       }
-      const float* cs = &cos_[i * half];
-      const float* sn = &sin_[i * half];
+      const Rotation& rot = c_.sliding(l) && !local_inv_freq_.empty() ? local_ : global_;
+      const float* cs = &rot.cos[i * half];
+      const float* sn = &rot.sin[i * half];
       for (std::uint32_t h = 0; h < c_.n_heads; ++h) {
         float* q = &q_[i * qd_ + h * hd];
         if (!lw.q_norm.empty()) kt_.rmsnorm(q, q, lw.q_norm.data(), hd, c_.rms_norm_eps);
@@ -163,16 +174,16 @@ class FastForward final : public Forward {
     }
     // Every row's keys are stored before any row attends: a row sees the earlier rows of its own
     // sequence in this chunk, and never another sequence's.
-    const std::uint32_t group = c_.n_heads / c_.n_kv_heads;
+    const std::uint32_t group = c_.n_heads / c_.n_kv_heads, window = c_.window(l);
+    const float scale = c_.attention_scale();
     float* const att = gate_.data();
     pool_->parallel_for(m * c_.n_kv_heads, [&](std::size_t task) {
       const std::size_t i = task / c_.n_kv_heads;
       const std::uint32_t g = static_cast<std::uint32_t>(task % c_.n_kv_heads);
       const std::uint32_t pos = rows[i].pos;
-      const std::uint32_t first =
-          c_.sliding_window && pos >= c_.sliding_window ? pos - c_.sliding_window + 1 : 0;
+      const std::uint32_t first = window && pos >= window ? pos - window + 1 : 0;
       const std::size_t q_off = i * qd_ + static_cast<std::size_t>(g) * group * hd;
-      ops::attend(kt_, {static_cast<std::uint32_t>(hd), group, first, pos}, &q_[q_off],
+      ops::attend(kt_, {static_cast<std::uint32_t>(hd), group, first, pos, scale}, &q_[q_off],
                   rows[i].kv->view(l, g), &att[q_off]);
     });
     observe(MatrixInput::AttentionOutput, l, att, m, qd_);
@@ -180,6 +191,9 @@ class FastForward final : public Forward {
     project(lw.wo, xb_.data(), d);
     for (std::size_t i = 0; i < m; ++i) {
       if (!lw.bo.empty()) kt_.add(&xb_[i * d], lw.bo.data(), d);
+      if (!lw.post_attn_norm.empty()) {
+        kt_.rmsnorm(&xb_[i * d], &xb_[i * d], lw.post_attn_norm.data(), d, c_.rms_norm_eps);
+      }
       kt_.add(&x_[i * d], &xb_[i * d], d);
     }
   }
@@ -195,7 +209,13 @@ class FastForward final : public Forward {
       ops::matmul(kt_, *pool_, gate_up, act_, scratch_);
       // Row by row: a vector body and its scalar tail may round differently, so every row must be
       // split the same way whatever the batch size (results may not depend on chunking).
-      for (std::size_t i = 0; i < m; ++i) kt_.silu_mul(&gate_[i * ff], &up_[i * ff], ff);
+      for (std::size_t i = 0; i < m; ++i) {
+        if (c_.gemma()) {  // GeGLU: the scalar op of the reference path, as starcoder2's GELU
+          ref::gelu_tanh_mul({&gate_[i * ff], ff}, {&up_[i * ff], ff});
+        } else {
+          kt_.silu_mul(&gate_[i * ff], &up_[i * ff], ff);
+        }
+      }
     } else {  // starcoder2: c_fc (+ bias) -> gelu (tanh), the scalar op of the reference path
       project(lw.w_up, gate_.data(), ff);
       for (std::size_t i = 0; i < m; ++i) {
@@ -208,6 +228,9 @@ class FastForward final : public Forward {
     project(lw.w_down, xb_.data(), d);
     for (std::size_t i = 0; i < m; ++i) {
       if (!lw.b_down.empty()) kt_.add(&xb_[i * d], lw.b_down.data(), d);
+      if (!lw.post_ffn_norm.empty()) {
+        kt_.rmsnorm(&xb_[i * d], &xb_[i * d], lw.post_ffn_norm.data(), d, c_.rms_norm_eps);
+      }
       kt_.add(&x_[i * d], &xb_[i * d], d);
     }
   }
@@ -246,11 +269,15 @@ class FastForward final : public Forward {
   const kernels::KernelTable& kt_;
   std::shared_ptr<ThreadPool> pool_;
   std::uint32_t batch_;
-  std::vector<float> inv_freq_;
+  std::vector<float> inv_freq_, local_inv_freq_;  // local: empty unless sliding layers differ
+  // cos/sin of each chunk row's position, [batch][head_dim / 2].
+  struct Rotation {
+    std::vector<float> cos, sin;
+  } global_, local_;
   std::size_t qd_, kvd_;
   InputSplits splits_;
   // Activations of one chunk, row-major [batch][dim].
-  std::vector<float> x_, xb_, q_, k_, v_, gate_, up_, cos_, sin_, scratch_;
+  std::vector<float> x_, xb_, q_, k_, v_, gate_, up_, scratch_;
   ops::QuantizedActivations act_;
   std::shared_ptr<ActivationObserver> observer_;
 };

@@ -19,6 +19,7 @@ class ReferenceForward final : public Forward {
       : c_(model.config()),
         w_(model_weights(model)),
         inv_freq_(ref::rope_inv_freq(c_)),
+        local_inv_freq_(ref::rope_inv_freq(c_, true)),
         x_(c_.hidden_size),
         xb_(c_.hidden_size),
         q_(c_.n_heads * c_.head_dim),
@@ -50,6 +51,10 @@ class ReferenceForward final : public Forward {
  private:
   void token(std::int32_t id, std::uint32_t pos, SequenceKv& cache, std::span<float> logits) {
     w_.embed.dequantize_row(static_cast<std::uint32_t>(id), x_);
+    if (c_.gemma()) {  // Gemma scales its (tied) embeddings by sqrt(hidden_size) on the way in
+      const float s = std::sqrt(static_cast<float>(c_.hidden_size));
+      for (float& v : x_) v *= s;
+    }
     for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
       attention(l, pos, cache);
       mlp(l);
@@ -66,21 +71,22 @@ class ReferenceForward final : public Forward {
     ref::matvec(q_, lw.wq, xb_, lw.bq);
     ref::matvec(k_, lw.wk, xb_, lw.bk);
     ref::matvec(v_, lw.wv, xb_, lw.bv);
+    const std::vector<float>& inv_freq = c_.sliding(l) ? local_inv_freq_ : inv_freq_;
     for (std::uint32_t h = 0; h < c_.n_heads; ++h) {
       if (!lw.q_norm.empty())
         ref::rmsnorm({&q_[h * hd], hd}, {&q_[h * hd], hd}, lw.q_norm, c_.rms_norm_eps);
-      ref::rope({&q_[h * hd], hd}, inv_freq_, pos);
+      ref::rope({&q_[h * hd], hd}, inv_freq, pos);
     }
     for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
       if (!lw.k_norm.empty())
         ref::rmsnorm({&k_[h * hd], hd}, {&k_[h * hd], hd}, lw.k_norm, c_.rms_norm_eps);
-      ref::rope({&k_[h * hd], hd}, inv_freq_, pos);
+      ref::rope({&k_[h * hd], hd}, inv_freq, pos);
       cache.store(l, h, pos, {&k_[h * hd], hd}, {&v_[h * hd], hd});  // f16: rounded here
     }
-    // Mistral's sliding window: a query at `pos` sees keys in (pos - window, pos].
-    const std::uint32_t first =
-        c_.sliding_window && pos >= c_.sliding_window ? pos - c_.sliding_window + 1 : 0;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    // A sliding window: a query at `pos` sees keys in (pos - window, pos].
+    const std::uint32_t window = c_.window(l);
+    const std::uint32_t first = window && pos >= window ? pos - window + 1 : 0;
+    const float scale = c_.attention_scale();
     std::vector<float> scores(pos + 1 - first);
     for (std::uint32_t h = 0; h < c_.n_heads; ++h) {
       const std::uint32_t kvh = h / (c_.n_heads / c_.n_kv_heads);
@@ -100,6 +106,7 @@ class ReferenceForward final : public Forward {
       }
     }
     ref::matvec(xb_, lw.wo, att_out_, lw.bo);
+    if (!lw.post_attn_norm.empty()) ref::rmsnorm(xb_, xb_, lw.post_attn_norm, c_.rms_norm_eps);
     for (std::uint32_t i = 0; i < c_.hidden_size; ++i) x_[i] += xb_[i];
   }
 
@@ -109,12 +116,17 @@ class ReferenceForward final : public Forward {
     if (c_.gated_mlp()) {
       ref::matvec(gate_, lw.w_gate, xb_);
       ref::matvec(up_, lw.w_up, xb_);
-      ref::silu_mul(gate_, up_);
+      if (c_.gemma()) {
+        ref::gelu_tanh_mul(gate_, up_);
+      } else {
+        ref::silu_mul(gate_, up_);
+      }
     } else {  // starcoder2: c_fc -> gelu (tanh) -> c_proj
       ref::matvec(gate_, lw.w_up, xb_, lw.b_up);
       ref::gelu_tanh(gate_);
     }
     ref::matvec(xb_, lw.w_down, gate_, lw.b_down);
+    if (!lw.post_ffn_norm.empty()) ref::rmsnorm(xb_, xb_, lw.post_ffn_norm, c_.rms_norm_eps);
     for (std::uint32_t i = 0; i < c_.hidden_size; ++i) x_[i] += xb_[i];
   }
 
@@ -130,7 +142,7 @@ class ReferenceForward final : public Forward {
 
   const ModelConfig& c_;
   const ModelWeights& w_;
-  std::vector<float> inv_freq_;
+  std::vector<float> inv_freq_, local_inv_freq_;  // global layers, sliding-window layers
   std::vector<float> x_, xb_, q_, k_, v_, att_out_, gate_, up_;  // activations of one token
   std::vector<float> key_, value_;  // one cached position, read back as f32
 };

@@ -91,7 +91,7 @@ std::vector<Site> sites(const ModelConfig& c, const Importance& imp) {
       return v;
     };
     out.push_back({attn, imp.find(attn[0]), norm("input_layernorm")});
-    out.push_back({mlp, imp.find(mlp[0]), norm("post_attention_layernorm")});
+    out.push_back({mlp, imp.find(mlp[0]), norm(mlp_norm_name(c))});
     std::vector<std::string> v_rows{layer_tensor(l, "self_attn.v_proj.weight")};
     if (c.attention_bias) v_rows.push_back(layer_tensor(l, "self_attn.v_proj.bias"));
     out.push_back({o, imp.find(o[0]), v_rows, group, c.head_dim});

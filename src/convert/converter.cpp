@@ -103,6 +103,16 @@ std::vector<float> load_f32(const safetensors::Tensor& t, ThreadPool* pool) {
   return x;
 }
 
+// A source tensor as the .qlm stores it: f32, Gemma's norm offset added (1 + w).
+std::vector<float> load_source(const safetensors::Checkpoint& ckpt, const ModelConfig& config,
+                               const std::string& name, ThreadPool* pool) {
+  std::vector<float> x = load_f32(*ckpt.find(name), pool);
+  if (gemma_norm(config, name)) {
+    for (float& v : x) v += 1.0f;
+  }
+  return x;
+}
+
 // The largest magnitude in x (max is exact, so any chunking gives the same value).
 float max_abs(std::span<const float> x, ThreadPool* pool) {
   std::vector<float> part((x.size() + kChunk - 1) / kChunk, 0.0f);
@@ -202,13 +212,14 @@ std::span<const float> importance_of(const Importance* imp, const ConvertOptions
 // quantized target), and the importance its quantizer weighs errors by.
 struct Preparation {
   const ConvertOptions& o;
+  const ModelConfig& config;
   const safetensors::Checkpoint& ckpt;
   const Importance* imp = nullptr;
   std::optional<detail::ChannelScales> scales;
   std::map<std::string, std::string> input_of;  // matrix -> first matrix reading its input
 
   std::vector<float> load(const ExpectedTensor& e) const {
-    std::vector<float> x = load_f32(*ckpt.find(e.name), o.pool.get());
+    std::vector<float> x = load_source(ckpt, config, e.name, o.pool.get());
     if (scales) scales->apply(e.name, x, e.shape);
     return x;
   }
@@ -243,7 +254,7 @@ struct Preparation {
 Preparation prepare(const ConvertOptions& o, const ModelConfig& config,
                     const safetensors::Checkpoint& ckpt, const Importance* imp,
                     ConvertReport& report) {
-  Preparation prep{o, ckpt, imp, std::nullopt, {}};
+  Preparation prep{o, config, ckpt, imp, std::nullopt, {}};
   for (std::uint32_t l = 0; l < config.n_layers; ++l) {
     for (MatrixInput in : {MatrixInput::Attention, MatrixInput::AttentionOutput, MatrixInput::Mlp,
                            MatrixInput::MlpHidden, MatrixInput::Head}) {
@@ -255,7 +266,9 @@ Preparation prepare(const ConvertOptions& o, const ModelConfig& config,
   for (const auto& e : expected_tensors(config)) (void)importance_of(imp, o, e);  // validate
   // Float targets get scales too (chosen for q4): the model is the same up to rounding.
   const DType target = is_quantized(o.type) ? o.type : DType::Q4;
-  auto loader = [&](const std::string& name) { return load_f32(*ckpt.find(name), o.pool.get()); };
+  auto loader = [&](const std::string& name) {
+    return load_source(ckpt, config, name, o.pool.get());
+  };
   prep.scales =
       detail::plan_channel_scales(config, loader, *imp, target, o.scale_method, o.pool.get());
   for (const auto& n : prep.scales->notes) report.notes.push_back("channel scales: " + n);

@@ -1,6 +1,7 @@
 // ModelConfig from a Hugging Face checkpoint's config.json.
 #include "qlm/convert/hf_config.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -65,9 +66,14 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& file) {
   const std::string type =
       get_or<std::string>(*it, "rope_type", get_or<std::string>(*it, "type", "", file), file);
   if (type == "default") return s;
+  if (type == "linear") {
+    s.type = RopeScaling::Type::Linear;
+    s.factor = require<float>(*it, "factor", file);
+    return s;
+  }
   if (type != "llama3") {
-    fail(ErrorCode::Unsupported, "{}: rope_scaling type '{}' is not supported (only llama3)", file,
-         type);
+    fail(ErrorCode::Unsupported,
+         "{}: rope_scaling type '{}' is not supported (only llama3 and linear)", file, type);
   }
   s.type = RopeScaling::Type::Llama3;
   s.factor = require<float>(*it, "factor", file);
@@ -78,20 +84,89 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& file) {
   return s;
 }
 
+// Gemma 3's sliding layers from `layer_types` (newer configs) or `sliding_window_pattern`: stored
+// as a period, which every published Gemma 3 follows (five local layers, then one global).
+std::uint32_t gemma3_pattern(const json& j, std::uint32_t n_layers, const std::string& file) {
+  auto it = j.find("layer_types");
+  if (it == j.end() || it->is_null()) {
+    return get_or<std::uint32_t>(j, "sliding_window_pattern", 6, file);
+  }
+  if (!it->is_array() || it->size() != n_layers) {
+    fail(ErrorCode::Format, "{}: layer_types must list one type per layer ({})", file, n_layers);
+  }
+  std::vector<bool> global;
+  for (const json& t : *it) {
+    if (t == "full_attention") {
+      global.push_back(true);
+    } else if (t == "sliding_attention") {
+      global.push_back(false);
+    } else {
+      fail(ErrorCode::Unsupported, "{}: layer type {} is not supported", file, t.dump());
+    }
+  }
+  const auto first = std::find(global.begin(), global.end(), true);
+  const auto period = static_cast<std::uint32_t>(first - global.begin()) + 1;
+  for (std::uint32_t l = 0; l < n_layers; ++l) {
+    if (first != global.end() && global[l] != ((l + 1) % period == 0)) {
+      fail(ErrorCode::Unsupported,
+           "{}: layer_types is not one global layer after every {} sliding ones", file, period - 1);
+    }
+  }
+  return first == global.end() ? 0 : period;
+}
+
+// gemma3_text (transformers' Gemma3TextConfig defaults); the multimodal "gemma3" is refused
+// before this, and every variant this graph does not compute is refused by name.
+void parse_gemma3(const json& j, const std::string& file, ModelConfig& c) {
+  const std::string act =
+      get_or<std::string>(j, "hidden_activation",
+                          get_or<std::string>(j, "hidden_act", "gelu_pytorch_tanh", file), file);
+  if (act != "gelu_pytorch_tanh") {
+    fail(ErrorCode::Unsupported, "{}: gemma3_text hidden_activation '{}' (only gelu_pytorch_tanh)",
+         file, act);
+  }
+  for (const char* key : {"attn_logit_softcapping", "final_logit_softcapping"}) {
+    if (j.contains(key) && !j[key].is_null()) {
+      fail(ErrorCode::Unsupported, "{}: gemma3_text {} = {} is not supported", file, key,
+           j[key].dump());
+    }
+  }
+  for (const char* key : {"attention_bias", "use_bidirectional_attention"}) {
+    if (get_or<bool>(j, key, false, file)) {
+      fail(ErrorCode::Unsupported, "{}: gemma3_text {} = true is not supported", file, key);
+    }
+  }
+  c.head_dim = get_or<std::uint32_t>(j, "head_dim", 256, file);
+  c.query_pre_attn_scalar = get_or<float>(j, "query_pre_attn_scalar", 256.0f, file);
+  c.rope_local_theta = get_or<float>(j, "rope_local_base_freq", 10000.0f, file);
+  c.sliding_window = get_or<std::uint32_t>(j, "sliding_window", 4096, file);
+  c.sliding_window_pattern = gemma3_pattern(j, c.n_layers, file);
+  c.rope_theta = get_or<float>(j, "rope_theta", 1000000.0f, file);
+  c.max_position_embeddings = get_or<std::uint32_t>(j, "max_position_embeddings", 131072, file);
+}
+
 ModelConfig parse_config(const json& j, const std::string& file) {
   if (!j.is_object()) fail(ErrorCode::Format, "{}: expected a JSON object", file);
   ModelConfig c;
   const std::string type = get_or<std::string>(j, "model_type", "", file);
+  if (type == "gemma3") {
+    fail(ErrorCode::Unsupported,
+         "{}: model_type 'gemma3' (the multimodal Gemma3ForConditionalGeneration) is not "
+         "supported; text-only checkpoints (gemma3_text) are",
+         file);
+  }
   const auto arch = parse_architecture(type);
   if (!arch) {
     fail(ErrorCode::Unsupported,
          "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2, qwen3, "
-         "starcoder2)",
+         "starcoder2, gemma3_text)",
          file, type);
   }
   c.arch = *arch;
   const bool starcoder2 = c.arch == Architecture::Starcoder2;
-  if (starcoder2) {
+  if (c.gemma()) {
+    // checked in parse_gemma3
+  } else if (starcoder2) {
     // The exact-erf "gelu" would need another kernel; every StarCoder2 config uses the tanh form.
     const std::string act = get_or<std::string>(j, "hidden_act", "gelu_pytorch_tanh", file);
     if (act != "gelu_pytorch_tanh") {
@@ -136,7 +211,7 @@ ModelConfig parse_config(const json& j, const std::string& file) {
   // linear layer, tied embeddings unless the config says otherwise.
   c.rms_norm_eps = starcoder2 ? get_or<float>(j, "norm_epsilon", 1e-5f, file)
                               : get_or<float>(j, "rms_norm_eps", 1e-6f, file);
-  c.tie_word_embeddings = get_or<bool>(j, "tie_word_embeddings", starcoder2, file);
+  c.tie_word_embeddings = get_or<bool>(j, "tie_word_embeddings", starcoder2 || c.gemma(), file);
   c.attention_bias = c.arch == Architecture::Qwen2 ? true
                      : starcoder2                  ? get_or<bool>(j, "use_bias", true, file)
                                                    : get_or<bool>(j, "attention_bias", false, file);
@@ -148,6 +223,7 @@ ModelConfig parse_config(const json& j, const std::string& file) {
     fail(ErrorCode::Unsupported, "{}: {} use_sliding_window = true is not supported", file,
          to_string(c.arch));
   }
+  if (c.gemma()) parse_gemma3(j, file, c);
   c.bos_id = first_id(j, "bos_token_id", file);
   c.eos_id = first_id(j, "eos_token_id", file);
   detail::unwrap(c.validate(file));

@@ -38,9 +38,25 @@ void for_each_key(C& c, F&& f) {
   f("model.eos_id", c.eos_id);
 }
 
+// Keys added after the format's first release: absent in older files, which get the default.
+template <class C, class F>
+void for_each_optional_key(C& c, F&& f) {
+  f("model.query_pre_attn_scalar", c.query_pre_attn_scalar);
+  f("model.rope_local_theta", c.rope_local_theta);
+  f("model.sliding_window_pattern", c.sliding_window_pattern);
+}
+
 // Enums are stored by name.
 std::string_view rope_name(RopeScaling::Type t) {
-  return t == RopeScaling::Type::Llama3 ? "llama3" : "none";
+  switch (t) {
+    case RopeScaling::Type::Llama3:
+      return "llama3";
+    case RopeScaling::Type::Linear:
+      return "linear";
+    case RopeScaling::Type::None:
+      break;
+  }
+  return "none";
 }
 
 template <class T>
@@ -65,6 +81,10 @@ void store_config(const ModelConfig& c, format::Metadata& m) {
       m.set(key, v);
     }
   });
+  // Written only when set, so files of the older families stay readable by older readers.
+  for_each_optional_key(c, [&](const char* key, const auto& v) {
+    if (v != std::decay_t<decltype(v)>{}) m.set(key, v);
+  });
 }
 
 Result<ModelConfig> load_config(const format::Metadata& m, std::string_view file) {
@@ -78,19 +98,27 @@ Result<ModelConfig> load_config(const format::Metadata& m, std::string_view file
         if (!arch) {
           fail(ErrorCode::Unsupported,
                "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2, qwen3, "
-               "starcoder2)",
+               "starcoder2, gemma3_text)",
                file, name);
         }
         v = *arch;
       } else if constexpr (std::is_same_v<T, RopeScaling::Type>) {
         const std::string& name = require<std::string>(m, key, file);
-        if (name != rope_name(RopeScaling::Type::Llama3) && name != rope_name(T::None)) {
-          fail(ErrorCode::Unsupported, "{}: unknown rope scaling '{}'", file, name);
+        bool known = false;
+        for (T t : {T::None, T::Llama3, T::Linear}) {
+          if (name == rope_name(t)) {
+            v = t;
+            known = true;
+          }
         }
-        v = name == "llama3" ? T::Llama3 : T::None;
+        if (!known) fail(ErrorCode::Unsupported, "{}: unknown rope scaling '{}'", file, name);
       } else {
         v = require<T>(m, key, file);
       }
+    });
+    for_each_optional_key(c, [&](const char* key, auto& v) {
+      using T = std::decay_t<decltype(v)>;
+      if (m.contains(key)) v = require<T>(m, key, file);
     });
     detail::unwrap(c.validate(file));
     return c;

@@ -1,5 +1,6 @@
 // The Llama-family tensor list (llama, mistral, qwen2 and qwen3 share it; qwen2 adds q/k/v biases,
-// qwen3 per-head q/k norms; starcoder2 adds LayerNorm and o_proj biases and has a non-gated MLP,
+// qwen3 per-head q/k norms; gemma3_text q/k norms and norms after attention and the MLP;
+// starcoder2 adds LayerNorm and o_proj biases and has a non-gated MLP,
 // mlp.c_fc / mlp.c_proj with biases, in place of gate/up/down).
 #include "qlm/format/tensor_names.hpp"
 
@@ -56,6 +57,10 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
     if (ob) t.push_back({layer_tensor(l, "self_attn.o_proj.bias"), {d}, false});
     t.push_back({layer_tensor(l, "post_attention_layernorm.weight"), {d}, false});
     if (ln) t.push_back({layer_tensor(l, "post_attention_layernorm.bias"), {d}, false});
+    if (c.gemma()) {
+      t.push_back({layer_tensor(l, "pre_feedforward_layernorm.weight"), {d}, false});
+      t.push_back({layer_tensor(l, "post_feedforward_layernorm.weight"), {d}, false});
+    }
     if (!c.gated_mlp()) {
       t.push_back({layer_tensor(l, "mlp.c_fc.weight"), {ff, d}, true});
       if (ob) t.push_back({layer_tensor(l, "mlp.c_fc.bias"), {ff}, false});
@@ -71,6 +76,15 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
   if (ln) t.push_back({"model.norm.bias", {d}, false});
   if (!c.tie_word_embeddings) t.push_back({"lm_head.weight", {c.vocab_size, d}, true});
   return t;
+}
+
+const char* mlp_norm_name(const ModelConfig& c) {
+  return c.gemma() ? "pre_feedforward_layernorm" : "post_attention_layernorm";
+}
+
+bool gemma_norm(const ModelConfig& c, std::string_view name) {
+  return c.gemma() && (name.ends_with("layernorm.weight") || name.ends_with("_norm.weight") ||
+                       name == "model.norm.weight");
 }
 
 std::vector<std::string> matrices_reading(const ModelConfig& c, MatrixInput input,

@@ -18,7 +18,7 @@ static_assert(kernels::kAttnBlock == kKvPageTokens, "a key block is one KV page"
 void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float* q,
             const KvPages& kv, float* out) {
   const std::size_t hd = s.head_dim;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = s.scale > 0.0f ? s.scale : 1.0f / std::sqrt(static_cast<float>(hd));
   const auto block = static_cast<std::uint32_t>(kernels::kAttnBlock);
   float run_max[kMaxGroup], run_sum[kMaxGroup];
   std::fill_n(run_max, s.group, -INFINITY);

@@ -16,6 +16,7 @@ struct AttentionShape {
   std::uint32_t group = 0;  ///< query heads per KV head
   std::uint32_t first = 0;  ///< first visible key position (sliding window), inclusive
   std::uint32_t last = 0;   ///< last visible key position (the query's own), inclusive
+  float scale = 0.0f;       ///< score scale; 0 = 1/sqrt(head_dim)
 };
 
 /// One KV head's cached keys and values, paged: position t is row t % kKvPageTokens of page
@@ -29,7 +30,7 @@ struct KvPages {
   KvType type = KvType::F32;
 };
 
-/// out[j][hd] = softmax(q_j · K[first..last] / sqrt(hd)) · V[first..last] for the `group` query
+/// out[j][hd] = softmax(q_j · K[first..last] · scale) · V[first..last] for the `group` query
 /// heads q[j][hd] that share keys/values `kv`. Reads positions [first, last] only, in key blocks
 /// aligned to pages. The result for a query depends only on its inputs and positions (never on
 /// batching, threads or which pages hold the keys); nothing is allocated.

@@ -19,12 +19,18 @@ void matvec(std::span<float> out, const detail::Matrix& w, std::span<const float
 }
 
 // Mirrors Hugging Face's _compute_default_rope_parameters / _compute_llama3_parameters.
-std::vector<float> rope_inv_freq(const ModelConfig& c) {
+std::vector<float> rope_inv_freq(const ModelConfig& c, bool sliding_layer) {
+  const bool local = sliding_layer && local_rope(c);
+  const float theta = local ? c.rope_local_theta : c.rope_theta;
   const std::uint32_t half = c.head_dim / 2;
   std::vector<float> f(half);
   for (std::uint32_t i = 0; i < half; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
-    f[i] = 1.0f / std::pow(c.rope_theta, exponent);
+    f[i] = 1.0f / std::pow(theta, exponent);
+  }
+  if (local) return f;
+  if (c.rope_scaling.type == RopeScaling::Type::Linear) {
+    for (float& freq : f) freq /= c.rope_scaling.factor;
   }
   if (c.rope_scaling.type != RopeScaling::Type::Llama3) return f;
   const RopeScaling& s = c.rope_scaling;

@@ -44,8 +44,15 @@ inline void gelu_tanh(std::span<float> x) {
 void matvec(std::span<float> out, const detail::Matrix& w, std::span<const float> x,
             std::span<const float> bias = {});
 
-/// Rotary inverse frequencies (head_dim / 2 values), with llama3 scaling when configured.
-std::vector<float> rope_inv_freq(const ModelConfig& config);
+/// Rotary inverse frequencies (head_dim / 2 values), with llama3 or linear scaling when configured;
+/// `sliding_layer`: those of a sliding-window layer, which has its own base (rope_local_theta)
+/// and no scaling when the config sets one (gemma3).
+std::vector<float> rope_inv_freq(const ModelConfig& config, bool sliding_layer = false);
+
+/// Whether sliding-window layers rotate by other frequencies than global ones.
+inline bool local_rope(const ModelConfig& c) {
+  return c.rope_local_theta > 0.0f;
+}
 
 /// Rotates one head in place at `pos`, Hugging Face rotate-half order (pairs i and i + d/2).
 inline void rope(std::span<float> head, std::span<const float> inv_freq, std::uint32_t pos) {
@@ -69,6 +76,12 @@ inline void softmax(std::span<float> x) {
     sum += v;
   }
   for (float& v : x) v /= sum;
+}
+
+/// GeGLU (gemma3): gate = gelu_tanh(gate) * up.
+inline void gelu_tanh_mul(std::span<float> gate, std::span<const float> up) {
+  gelu_tanh(gate);
+  for (std::size_t i = 0; i < gate.size(); ++i) gate[i] *= up[i];
 }
 
 /// SwiGLU: gate = silu(gate) * up.

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Independent PyTorch reference of the Llama-family decoder (llama, mistral, qwen2, qwen3,
-starcoder2).
+starcoder2; gemma3_text in torch_gemma3.py).
 
 Written from the Hugging Face modelling code's definitions, not from qlm: it reads the original
 safetensors directly and computes in float64, so qlm's float32 logits are compared against the
@@ -30,6 +30,8 @@ import struct
 import sys
 
 import torch
+
+import torch_gemma3
 
 DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
@@ -99,6 +101,8 @@ def gelu_tanh(x):
 
 
 def forward(cfg, w, ids):
+    if cfg["model_type"] == "gemma3_text":
+        return torch_gemma3.forward(cfg, w, ids)
     sc2 = cfg["model_type"] == "starcoder2"
     ablate = set(filter(None, os.environ.get("TORCH_LLAMA_ABLATE", "").split(",")))
     if "no_bias" in ablate:
@@ -208,17 +212,34 @@ def cmd_synth(out_dir, overrides, seed, tokenizer_dir):
             del cfg[k]
         cfg.update({"norm_epsilon": 1e-5, "hidden_act": "gelu_pytorch_tanh", "use_bias": True,
                     "norm_type": "layer_norm", "mlp_type": "default"})
+    if over.get("model_type") == "gemma3_text":
+        torch_gemma3.synth_config(cfg)
     cfg.update(over)
     sc2 = cfg["model_type"] == "starcoder2"
     bias = sc2 and cfg.get("use_bias", True)
     tied = cfg.get("tie_word_embeddings", sc2)
     g = torch.Generator().manual_seed(int(seed))
-    d, ff = cfg["hidden_size"], cfg["intermediate_size"]
-    nh, nkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
 
     def rnd(*shape, scale=0.1):
         return torch.randn(*shape, generator=g, dtype=torch.float64) * scale
 
+    if cfg["model_type"] == "gemma3_text":
+        t = torch_gemma3.synth_tensors(cfg, rnd)
+    else:
+        t = llama_tensors(cfg, rnd, sc2, bias, tied)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    write_safetensors(os.path.join(out_dir, "model.safetensors"), t)
+    for fn in ("tokenizer.model", "tokenizer_config.json", "tokenizer.json"):
+        src = os.path.join(tokenizer_dir, fn)
+        if os.path.exists(src):
+            shutil.copy(src, os.path.join(out_dir, fn))
+
+
+def llama_tensors(cfg, rnd, sc2, bias, tied):
+    d, ff = cfg["hidden_size"], cfg["intermediate_size"]
+    nh, nkv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
     t = {"model.embed_tokens.weight": rnd(cfg["vocab_size"], d, scale=1.0)}
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
@@ -255,14 +276,7 @@ def cmd_synth(out_dir, overrides, seed, tokenizer_dir):
         t["model.norm.bias"] = rnd(d)
     if not tied:
         t["lm_head.weight"] = rnd(cfg["vocab_size"], d)
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=1)
-    write_safetensors(os.path.join(out_dir, "model.safetensors"), t)
-    for fn in ("tokenizer.model", "tokenizer_config.json", "tokenizer.json"):
-        src = os.path.join(tokenizer_dir, fn)
-        if os.path.exists(src):
-            shutil.copy(src, os.path.join(out_dir, fn))
+    return t
 
 
 if __name__ == "__main__":

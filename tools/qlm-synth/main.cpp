@@ -163,12 +163,13 @@ int main(int argc, char** argv) {
       shard_bytes = 0;
     }
     const bool norm = e.name.ends_with("norm.weight");
+    const bool gemma = qlm::gemma_norm(*config, e.name);
     const bool bias = e.name.ends_with(".bias");
     const std::uint64_t key = hash_name(e.name, seed);
     shards.back().push_back(
         {e.name, qlm::safetensors::SourceType::BF16, e.shape, [=](std::span<std::uint8_t> buf) {
-           if (norm) {  // RMSNorm weights start at 1
-             const std::uint16_t one = qlm::detail::f32_to_bf16(1.0f);
+           if (norm) {  // RMSNorm weights start at 1 (Gemma stores the offset from 1: 0)
+             const std::uint16_t one = qlm::detail::f32_to_bf16(gemma ? 0.0f : 1.0f);
              for (std::size_t i = 0; i < buf.size(); i += 2) std::memcpy(&buf[i], &one, 2);
            } else {
              fill_normal(buf, key, bias ? init * 0.5f : init);

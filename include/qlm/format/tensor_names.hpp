@@ -23,6 +23,14 @@ struct ExpectedTensor {
 /// Every tensor `config` needs, in file order. The LM head is listed only when not tied.
 std::vector<ExpectedTensor> expected_tensors(const ModelConfig& config);
 
+/// The norm before a layer's MLP: "post_attention_layernorm" in Llama's naming, while gemma3's
+/// post_attention_layernorm follows attention and "pre_feedforward_layernorm" precedes the MLP.
+const char* mlp_norm_name(const ModelConfig& config);
+
+/// Whether `name` is a Gemma RMSNorm weight, which Hugging Face stores as w for a scale of 1 + w
+/// (the converter stores 1 + w, so every family's norm multiplies by its stored weight).
+bool gemma_norm(const ModelConfig& config, std::string_view name);
+
 /// Name of a per-layer tensor, e.g. layer_tensor(3, "self_attn.q_proj.weight").
 std::string layer_tensor(std::uint32_t layer, const char* suffix);
 
