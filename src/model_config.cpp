@@ -1,6 +1,7 @@
 // ModelConfig: names of architectures and the consistency checks every source of a config passes.
 #include "qlm/config.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "util/fail.hpp"
@@ -23,13 +24,16 @@ std::string_view to_string(Architecture a) noexcept {
       return "starcoder2";
     case Architecture::Gemma3:
       return "gemma3_text";
+    case Architecture::Phi3:
+      return "phi3";
   }
   return "?";
 }
 
 std::optional<Architecture> parse_architecture(std::string_view name) noexcept {
-  for (auto a : {Architecture::Llama, Architecture::Mistral, Architecture::Qwen2,
-                 Architecture::Qwen3, Architecture::Starcoder2, Architecture::Gemma3}) {
+  for (auto a :
+       {Architecture::Llama, Architecture::Mistral, Architecture::Qwen2, Architecture::Qwen3,
+        Architecture::Starcoder2, Architecture::Gemma3, Architecture::Phi3}) {
     if (to_string(a) == name) return a;
   }
   return std::nullopt;
@@ -66,6 +70,23 @@ Result<void> ModelConfig::validate(std::string_view source) const {
     if (!(query_pre_attn_scalar >= 0.0f) || !(rope_local_theta >= 0.0f)) {
       fail(ErrorCode::Format, "{}: query_pre_attn_scalar {} / rope_local_base_freq {} must be >= 0",
            source, query_pre_attn_scalar, rope_local_theta);
+    }
+    if (rotary_dim % 2 != 0 || rotary_dim > head_dim) {
+      fail(ErrorCode::Format, "{}: rotary_dim {} must be even and at most head_dim {}", source,
+           rotary_dim, head_dim);
+    }
+    if (rope_scaling.type == RopeScaling::Type::LongRope) {
+      for (const auto* f : {&rope_scaling.short_factor, &rope_scaling.long_factor}) {
+        if (f->size() != rope_dim() / 2 ||
+            !std::all_of(f->begin(), f->end(), [](float v) { return v > 0.0f; })) {
+          fail(ErrorCode::Format,
+               "{}: longrope needs {} positive short and long factors (rotated dims / 2), got {}",
+               source, rope_dim() / 2, f->size());
+        }
+      }
+      if (!(rope_scaling.attention_factor > 0.0f)) {
+        fail(ErrorCode::Format, "{}: longrope attention_factor must be > 0", source);
+      }
     }
     if (rope_scaling.type == RopeScaling::Type::Llama3 &&
         !(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor)) {

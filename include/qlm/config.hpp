@@ -5,26 +5,31 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "qlm/error.hpp"
 
 namespace qlm {
 
 /// Decoder families qlm runs; they share one graph and differ in the flags below.
-enum class Architecture : std::uint8_t { Llama, Mistral, Qwen2, Qwen3, Starcoder2, Gemma3 };
+enum class Architecture : std::uint8_t { Llama, Mistral, Qwen2, Qwen3, Starcoder2, Gemma3, Phi3 };
 
-/// "llama", "mistral", "qwen2", "qwen3", "starcoder2" or "gemma3_text".
+/// "llama", "mistral", "qwen2", "qwen3", "starcoder2", "gemma3_text" or "phi3".
 std::string_view to_string(Architecture a) noexcept;
 /// The architecture to_string() names; nullopt otherwise.
 std::optional<Architecture> parse_architecture(std::string_view name) noexcept;
 
 /// Rotary-embedding frequency scaling (Hugging Face `rope_scaling`).
 struct RopeScaling {
-  enum class Type : std::uint8_t { None, Llama3, Linear } type = Type::None;
+  enum class Type : std::uint8_t { None, Llama3, Linear, LongRope } type = Type::None;
   float factor = 1.0f;  ///< llama3: overall wavelength stretch; linear: every frequency / factor
   float low_freq_factor = 1.0f;                ///< llama3
   float high_freq_factor = 4.0f;               ///< llama3
-  std::uint32_t original_max_position = 8192;  ///< llama3: original context length
+  std::uint32_t original_max_position = 8192;  ///< llama3, longrope: original context length
+  /// longrope (Phi-3): per-frequency divisors (rope_dim / 2 each) for contexts up to
+  /// original_max_position (short) and beyond (long), and the factor cos and sin are scaled by.
+  std::vector<float> short_factor, long_factor;
+  float attention_factor = 1.0f;
 };
 
 /// Hyper-parameters of a decoder-only transformer.
@@ -54,6 +59,12 @@ struct ModelConfig {
   /// 0: every layer uses sliding_window (Mistral, StarCoder2). N > 0: layer l is global (full
   /// attention) when (l + 1) % N == 0 and sliding otherwise (gemma3's sliding_window_pattern).
   std::uint32_t sliding_window_pattern = 0;
+  /// Leading dimensions of each head that RoPE rotates; 0 = all of head_dim (phi3:
+  /// head_dim * partial_rotary_factor).
+  std::uint32_t rotary_dim = 0;
+
+  /// Dimensions RoPE rotates per head.
+  std::uint32_t rope_dim() const noexcept { return rotary_dim ? rotary_dim : head_dim; }
 
   /// Whether layer `l` attends through the sliding window only.
   bool sliding(std::uint32_t l) const noexcept {

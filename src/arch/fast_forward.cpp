@@ -64,8 +64,10 @@ class FastForward final : public Forward {
         kt_(kt),
         pool_(std::move(o.pool)),
         batch_(std::max(1u, o.max_batch)),
-        inv_freq_(ref::rope_inv_freq(c_)),
-        local_inv_freq_(ref::local_rope(c_) ? ref::rope_inv_freq(c_, true) : std::vector<float>{}),
+        inv_freq_(ref::rope_inv_freq(c_, false, o.context)),
+        local_inv_freq_(ref::local_rope(c_) ? ref::rope_inv_freq(c_, true, o.context)
+                                            : std::vector<float>{}),
+        mscale_(ref::rope_mscale(c_)),
         qd_(c_.n_heads * c_.head_dim),
         kvd_(c_.n_kv_heads * c_.head_dim),
         splits_(std::move(o.splits)),
@@ -106,7 +108,7 @@ class FastForward final : public Forward {
 
  private:
   void chunk(std::span<const ForwardRow> rows) {
-    const std::size_t m = rows.size(), d = c_.hidden_size, half = c_.head_dim / 2;
+    const std::size_t m = rows.size(), d = c_.hidden_size, half = c_.rope_dim() / 2;
     const float embed_scale = std::sqrt(static_cast<float>(d));  // gemma, as the reference path
     for (std::size_t i = 0; i < m; ++i) {
       w_.embed.dequantize_row(static_cast<std::uint32_t>(rows[i].token), {&x_[i * d], d});
@@ -115,11 +117,11 @@ class FastForward final : public Forward {
       }
       const auto pos = static_cast<float>(rows[i].pos);
       for (std::size_t f = 0; f < half; ++f) {  // same float math as the reference path
-        global_.cos[i * half + f] = std::cos(pos * inv_freq_[f]);
-        global_.sin[i * half + f] = std::sin(pos * inv_freq_[f]);
+        global_.cos[i * half + f] = std::cos(pos * inv_freq_[f]) * mscale_;
+        global_.sin[i * half + f] = std::sin(pos * inv_freq_[f]) * mscale_;
         if (local_inv_freq_.empty()) continue;
-        local_.cos[i * half + f] = std::cos(pos * local_inv_freq_[f]);
-        local_.sin[i * half + f] = std::sin(pos * local_inv_freq_[f]);
+        local_.cos[i * half + f] = std::cos(pos * local_inv_freq_[f]) * mscale_;
+        local_.sin[i * half + f] = std::sin(pos * local_inv_freq_[f]) * mscale_;
       }
     }
     for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
@@ -143,7 +145,8 @@ class FastForward final : public Forward {
 
   void attention_block(std::uint32_t l, std::span<const ForwardRow> rows) {
     const LayerWeights& lw = w_.layers[l];
-    const std::size_t m = rows.size(), d = c_.hidden_size, hd = c_.head_dim, half = hd / 2;
+    const std::size_t m = rows.size(), d = c_.hidden_size, hd = c_.head_dim;
+    const std::size_t rot_dim = c_.rope_dim(), half = rot_dim / 2;  // phi3 rotates a part only
     for (std::size_t i = 0; i < m; ++i) norm(&xb_[i * d], &x_[i * d], lw.attn_norm, lw.attn_norm_b);
     observe(MatrixInput::Attention, l, xb_.data(), m, d);
     act_.quantize(kt_, xb_.data(), m, d, d, splits_.layers[l].qkv);
@@ -162,12 +165,12 @@ class FastForward final : public Forward {
       for (std::uint32_t h = 0; h < c_.n_heads; ++h) {
         float* q = &q_[i * qd_ + h * hd];
         if (!lw.q_norm.empty()) kt_.rmsnorm(q, q, lw.q_norm.data(), hd, c_.rms_norm_eps);
-        kt_.rope(q, cs, sn, hd);
+        kt_.rope(q, cs, sn, rot_dim);
       }
       for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
         float* k = &k_[i * kvd_ + h * hd];
         if (!lw.k_norm.empty()) kt_.rmsnorm(k, k, lw.k_norm.data(), hd, c_.rms_norm_eps);
-        kt_.rope(k, cs, sn, hd);
+        kt_.rope(k, cs, sn, rot_dim);
         rows[i].kv->store(l, h, rows[i].pos, {&k_[i * kvd_ + h * hd], hd},
                           {&v_[i * kvd_ + h * hd], hd});
       }
@@ -270,6 +273,7 @@ class FastForward final : public Forward {
   std::shared_ptr<ThreadPool> pool_;
   std::uint32_t batch_;
   std::vector<float> inv_freq_, local_inv_freq_;  // local: empty unless sliding layers differ
+  float mscale_;                                  // cos/sin scale (longrope)
   // cos/sin of each chunk row's position, [batch][head_dim / 2].
   struct Rotation {
     std::vector<float> cos, sin;

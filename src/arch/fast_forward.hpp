@@ -39,6 +39,7 @@ struct FastOptions {
   InputSplits splits;
   std::shared_ptr<ActivationObserver> observer;  ///< may be null
   std::uint32_t max_batch = 1;                   ///< most tokens processed per chunk
+  std::uint32_t context = 0;                     ///< longest sequence (picks longrope's factors)
 };
 
 /// Builds the fast path for `model` on `kernels`.

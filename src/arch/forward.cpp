@@ -48,7 +48,7 @@ std::unique_ptr<Forward> make_forward(const Model& model, const SessionOptions& 
            "SessionOptions: an observer needs the fast path, not isa "
            "\"reference\"");
     }
-    return make_reference_forward(model);
+    return make_reference_forward(model, context);
   }
   const kernels::IsaChoice choice =
       options.isa.empty() ? kernels::isa_from_env() : kernels::choose_isa(options.isa);
@@ -59,6 +59,7 @@ std::unique_ptr<Forward> make_forward(const Model& model, const SessionOptions& 
   const std::uint32_t batch =
       options.batch != 0 ? options.batch : default_batch(model, fast.splits);
   fast.max_batch = std::min(batch, context);
+  fast.context = context;
   return make_fast_forward(model, kernels::kernels_for(choice.isa), std::move(fast));
 }
 

@@ -15,11 +15,12 @@ namespace {
 
 class ReferenceForward final : public Forward {
  public:
-  explicit ReferenceForward(const Model& model)
+  ReferenceForward(const Model& model, std::uint32_t context)
       : c_(model.config()),
         w_(model_weights(model)),
-        inv_freq_(ref::rope_inv_freq(c_)),
-        local_inv_freq_(ref::rope_inv_freq(c_, true)),
+        inv_freq_(ref::rope_inv_freq(c_, false, context)),
+        local_inv_freq_(ref::rope_inv_freq(c_, true, context)),
+        mscale_(ref::rope_mscale(c_)),
         x_(c_.hidden_size),
         xb_(c_.hidden_size),
         q_(c_.n_heads * c_.head_dim),
@@ -75,12 +76,12 @@ class ReferenceForward final : public Forward {
     for (std::uint32_t h = 0; h < c_.n_heads; ++h) {
       if (!lw.q_norm.empty())
         ref::rmsnorm({&q_[h * hd], hd}, {&q_[h * hd], hd}, lw.q_norm, c_.rms_norm_eps);
-      ref::rope({&q_[h * hd], hd}, inv_freq, pos);
+      ref::rope({&q_[h * hd], c_.rope_dim()}, inv_freq, pos, mscale_);
     }
     for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
       if (!lw.k_norm.empty())
         ref::rmsnorm({&k_[h * hd], hd}, {&k_[h * hd], hd}, lw.k_norm, c_.rms_norm_eps);
-      ref::rope({&k_[h * hd], hd}, inv_freq, pos);
+      ref::rope({&k_[h * hd], c_.rope_dim()}, inv_freq, pos, mscale_);
       cache.store(l, h, pos, {&k_[h * hd], hd}, {&v_[h * hd], hd});  // f16: rounded here
     }
     // A sliding window: a query at `pos` sees keys in (pos - window, pos].
@@ -143,14 +144,15 @@ class ReferenceForward final : public Forward {
   const ModelConfig& c_;
   const ModelWeights& w_;
   std::vector<float> inv_freq_, local_inv_freq_;  // global layers, sliding-window layers
+  float mscale_;                                  // cos/sin scale (longrope)
   std::vector<float> x_, xb_, q_, k_, v_, att_out_, gate_, up_;  // activations of one token
   std::vector<float> key_, value_;  // one cached position, read back as f32
 };
 
 }  // namespace
 
-std::unique_ptr<Forward> make_reference_forward(const Model& model) {
-  return std::make_unique<ReferenceForward>(model);
+std::unique_ptr<Forward> make_reference_forward(const Model& model, std::uint32_t context) {
+  return std::make_unique<ReferenceForward>(model, context);
 }
 
 }  // namespace qlm::detail

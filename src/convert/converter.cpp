@@ -35,16 +35,22 @@ void validate_tensors(const safetensors::Checkpoint& ckpt, const ModelConfig& co
                       const std::filesystem::path& dir, ConvertReport& report) {
   const std::vector<ExpectedTensor> specs = expected_tensors(config);
   std::set<std::string_view> expected;
+  std::set<std::string> fused;
   for (const auto& e : specs) {
-    expected.insert(e.name);
-    const auto* t = ckpt.find(e.name);
+    // A fused tensor (phi3's qkv_proj, gate_up_proj) stands for the matrices it holds.
+    const auto source = fused_source(config, e.name);
+    const std::string& name = source ? *fused.insert(source->name).first : e.name;
+    std::vector<std::uint64_t> shape = e.shape;
+    if (source) shape[0] = source->fused_rows;
+    expected.insert(name);
+    const auto* t = ckpt.find(name);
     if (t == nullptr) {
       fail(ErrorCode::Format, "{}: missing tensor '{}' (required by config.json)", dir.string(),
-           e.name);
+           name);
     }
-    if (t->shape != e.shape) {
+    if (t->shape != shape) {
       fail(ErrorCode::Format, "{}: tensor '{}' has shape {} but config.json implies {}", t->file,
-           e.name, fmt::join(t->shape, "x"), fmt::join(e.shape, "x"));
+           name, fmt::join(t->shape, "x"), fmt::join(shape, "x"));
     }
   }
   for (const auto& t : ckpt.tensors()) {
@@ -103,9 +109,23 @@ std::vector<float> load_f32(const safetensors::Tensor& t, ThreadPool* pool) {
   return x;
 }
 
+// The checkpoint tensor that holds expected tensor `name` (a fused one for phi3), for messages.
+const safetensors::Tensor* source_tensor(const safetensors::Checkpoint& ckpt,
+                                         const ModelConfig& config, const std::string& name) {
+  const auto f = fused_source(config, name);
+  return ckpt.find(f ? f->name : name);
+}
+
 // A source tensor as the .qlm stores it: f32, Gemma's norm offset added (1 + w).
 std::vector<float> load_source(const safetensors::Checkpoint& ckpt, const ModelConfig& config,
                                const std::string& name, ThreadPool* pool) {
+  if (const auto f = fused_source(config, name)) {  // only the rows this matrix takes
+    safetensors::Tensor rows = *ckpt.find(f->name);
+    const std::size_t row_bytes = rows.data.size() / f->fused_rows;
+    rows.shape[0] = f->rows;
+    rows.data = rows.data.subspan(f->row0 * row_bytes, f->rows * row_bytes);
+    return load_f32(rows, pool);
+  }
   std::vector<float> x = load_f32(*ckpt.find(name), pool);
   if (gemma_norm(config, name)) {
     for (float& v : x) v += 1.0f;
@@ -303,7 +323,7 @@ Layouts matrix_layouts(const ConvertOptions& o, const ModelConfig& config, const
   std::uint64_t fixed_bytes = 0, fixed_weights = 0;
   const std::vector<ExpectedTensor> expected = expected_tensors(config);
   for (const auto& e : expected) {
-    const safetensors::Tensor* src = ckpt.find(e.name);
+    const safetensors::Tensor* src = source_tensor(ckpt, config, e.name);
     if (!e.matrix) {
       layouts[e.name] = {{0, e.shape[0], DType::F32}};
       fixed_bytes += *tensor_bytes(DType::F32, e.shape);
@@ -373,7 +393,7 @@ void write_model(const ConvertOptions& o, const ModelConfig& config, const Prepa
   auto loaded = std::make_shared<Loaded>();
   const std::vector<ExpectedTensor> expected = expected_tensors(config);
   for (const auto& e : expected) {
-    const safetensors::Tensor* src = prep.ckpt.find(e.name);
+    const safetensors::Tensor* src = source_tensor(prep.ckpt, config, e.name);
     const detail::MatrixLayout& layout = layouts.at(e.name);
     const std::uint64_t k = e.shape.size() == 2 ? e.shape[1] : 1;
     for (const detail::TypedBand& b : layout) {

@@ -2,6 +2,7 @@
 #include "qlm/convert/hf_config.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -145,6 +146,49 @@ void parse_gemma3(const json& j, const std::string& file, ModelConfig& c) {
   c.max_position_embeddings = get_or<std::uint32_t>(j, "max_position_embeddings", 131072, file);
 }
 
+// phi3 (transformers' Phi3Config and _compute_longrope_parameters): partial rotary dims, and
+// longrope ("su" in older configs) with per-frequency short and long factors and cos/sin scaled
+// by an attention factor. Which factors a session uses is decided from its context size.
+void parse_phi3(const json& j, const std::string& file, ModelConfig& c) {
+  if (get_or<bool>(j, "lm_head_bias", false, file)) {
+    fail(ErrorCode::Unsupported, "{}: phi3 lm_head_bias = true is not supported", file);
+  }
+  const float partial = get_or<float>(j, "partial_rotary_factor", 1.0f, file);
+  const auto rotary = static_cast<std::uint32_t>(static_cast<float>(c.head_dim) * partial);
+  if (!(partial > 0.0f && partial <= 1.0f) || rotary == 0 || rotary % 2 != 0) {
+    fail(ErrorCode::Unsupported,
+         "{}: phi3 partial_rotary_factor {} gives {} rotated dimensions "
+         "of {} (must be even and positive)",
+         file, partial, rotary, c.head_dim);
+  }
+  c.rotary_dim = rotary == c.head_dim ? 0 : rotary;
+  c.sliding_window = get_or<std::uint32_t>(j, "sliding_window", 0, file);
+  auto it = j.find("rope_scaling");
+  if (it == j.end() || it->is_null()) return;
+  const std::string type =
+      get_or<std::string>(*it, "rope_type", get_or<std::string>(*it, "type", "", file), file);
+  if (type != "longrope" && type != "su") {
+    fail(ErrorCode::Unsupported, "{}: phi3 rope_scaling type '{}' is not supported (only longrope)",
+         file, type);
+  }
+  RopeScaling& s = c.rope_scaling;
+  s.type = RopeScaling::Type::LongRope;
+  s.short_factor = require<std::vector<float>>(*it, "short_factor", file);
+  s.long_factor = require<std::vector<float>>(*it, "long_factor", file);
+  const auto original = get_or<std::uint32_t>(j, "original_max_position_embeddings", 0, file);
+  float factor = get_or<float>(*it, "factor", 1.0f, file);
+  s.original_max_position = c.max_position_embeddings;
+  if (original != 0) {
+    s.original_max_position = original;
+    factor = static_cast<float>(c.max_position_embeddings) / static_cast<float>(original);
+  }
+  const double log_ratio = std::log(static_cast<double>(factor)) /
+                           std::log(static_cast<double>(s.original_max_position));
+  s.attention_factor =
+      get_or<float>(*it, "attention_factor",
+                    factor <= 1.0f ? 1.0f : static_cast<float>(std::sqrt(1.0 + log_ratio)), file);
+}
+
 ModelConfig parse_config(const json& j, const std::string& file) {
   if (!j.is_object()) fail(ErrorCode::Format, "{}: expected a JSON object", file);
   ModelConfig c;
@@ -159,7 +203,7 @@ ModelConfig parse_config(const json& j, const std::string& file) {
   if (!arch) {
     fail(ErrorCode::Unsupported,
          "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2, qwen3, "
-         "starcoder2, gemma3_text)",
+         "starcoder2, gemma3_text, phi3)",
          file, type);
   }
   c.arch = *arch;
@@ -206,7 +250,7 @@ ModelConfig parse_config(const json& j, const std::string& file) {
     fail(ErrorCode::Unsupported, "{}: starcoder2 rope_scaling type '{}' is not supported", file,
          scaling);
   }
-  c.rope_scaling = parse_rope_scaling(j, file);
+  if (c.arch != Architecture::Phi3) c.rope_scaling = parse_rope_scaling(j, file);
   // starcoder2 (Starcoder2Config defaults): LayerNorm eps in norm_epsilon, one use_bias for every
   // linear layer, tied embeddings unless the config says otherwise.
   c.rms_norm_eps = starcoder2 ? get_or<float>(j, "norm_epsilon", 1e-5f, file)
@@ -224,6 +268,10 @@ ModelConfig parse_config(const json& j, const std::string& file) {
          to_string(c.arch));
   }
   if (c.gemma()) parse_gemma3(j, file, c);
+  if (c.arch == Architecture::Phi3) {
+    c.attention_bias = false;  // Phi3Attention's qkv_proj has no bias, whatever the config says
+    parse_phi3(j, file, c);
+  }
   c.bos_id = first_id(j, "bos_token_id", file);
   c.eos_id = first_id(j, "eos_token_id", file);
   detail::unwrap(c.validate(file));

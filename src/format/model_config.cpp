@@ -38,12 +38,19 @@ void for_each_key(C& c, F&& f) {
   f("model.eos_id", c.eos_id);
 }
 
-// Keys added after the format's first release: absent in older files, which get the default.
+// Keys added after the format's first release: absent in older files, which get the default
+// (`d`, also what decides whether a key is written at all).
 template <class C, class F>
 void for_each_optional_key(C& c, F&& f) {
-  f("model.query_pre_attn_scalar", c.query_pre_attn_scalar);
-  f("model.rope_local_theta", c.rope_local_theta);
-  f("model.sliding_window_pattern", c.sliding_window_pattern);
+  const ModelConfig d;
+  f("model.query_pre_attn_scalar", c.query_pre_attn_scalar, d.query_pre_attn_scalar);
+  f("model.rope_local_theta", c.rope_local_theta, d.rope_local_theta);
+  f("model.sliding_window_pattern", c.sliding_window_pattern, d.sliding_window_pattern);
+  f("model.rotary_dim", c.rotary_dim, d.rotary_dim);
+  f("model.rope_scaling.short_factor", c.rope_scaling.short_factor, d.rope_scaling.short_factor);
+  f("model.rope_scaling.long_factor", c.rope_scaling.long_factor, d.rope_scaling.long_factor);
+  f("model.rope_scaling.attention_factor", c.rope_scaling.attention_factor,
+    d.rope_scaling.attention_factor);
 }
 
 // Enums are stored by name.
@@ -53,6 +60,8 @@ std::string_view rope_name(RopeScaling::Type t) {
       return "llama3";
     case RopeScaling::Type::Linear:
       return "linear";
+    case RopeScaling::Type::LongRope:
+      return "longrope";
     case RopeScaling::Type::None:
       break;
   }
@@ -82,8 +91,8 @@ void store_config(const ModelConfig& c, format::Metadata& m) {
     }
   });
   // Written only when set, so files of the older families stay readable by older readers.
-  for_each_optional_key(c, [&](const char* key, const auto& v) {
-    if (v != std::decay_t<decltype(v)>{}) m.set(key, v);
+  for_each_optional_key(c, [&](const char* key, const auto& v, const auto& fallback) {
+    if (v != fallback) m.set(key, v);
   });
 }
 
@@ -98,14 +107,14 @@ Result<ModelConfig> load_config(const format::Metadata& m, std::string_view file
         if (!arch) {
           fail(ErrorCode::Unsupported,
                "{}: unknown architecture model_type '{}' (supported: llama, mistral, qwen2, qwen3, "
-               "starcoder2, gemma3_text)",
+               "starcoder2, gemma3_text, phi3)",
                file, name);
         }
         v = *arch;
       } else if constexpr (std::is_same_v<T, RopeScaling::Type>) {
         const std::string& name = require<std::string>(m, key, file);
         bool known = false;
-        for (T t : {T::None, T::Llama3, T::Linear}) {
+        for (T t : {T::None, T::Llama3, T::Linear, T::LongRope}) {
           if (name == rope_name(t)) {
             v = t;
             known = true;
@@ -116,7 +125,7 @@ Result<ModelConfig> load_config(const format::Metadata& m, std::string_view file
         v = require<T>(m, key, file);
       }
     });
-    for_each_optional_key(c, [&](const char* key, auto& v) {
+    for_each_optional_key(c, [&](const char* key, auto& v, const auto&) {
       using T = std::decay_t<decltype(v)>;
       if (m.contains(key)) v = require<T>(m, key, file);
     });

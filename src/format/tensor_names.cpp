@@ -78,6 +78,22 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
   return t;
 }
 
+std::optional<TensorSource> fused_source(const ModelConfig& c, std::string_view name) {
+  if (c.arch != Architecture::Phi3 || !name.starts_with("model.layers.")) return std::nullopt;
+  const std::uint64_t q = std::uint64_t{c.n_heads} * c.head_dim;
+  const std::uint64_t kv = std::uint64_t{c.n_kv_heads} * c.head_dim, ff = c.intermediate_size;
+  const std::string_view rest = name.substr(name.find('.', 13) + 1);  // after "model.layers.N."
+  const std::string prefix(name.substr(0, name.size() - rest.size()));
+  const std::string qkv = prefix + "self_attn.qkv_proj.weight";
+  const std::string gate_up = prefix + "mlp.gate_up_proj.weight";
+  if (rest == "self_attn.q_proj.weight") return TensorSource{qkv, 0, q, q + 2 * kv};
+  if (rest == "self_attn.k_proj.weight") return TensorSource{qkv, q, kv, q + 2 * kv};
+  if (rest == "self_attn.v_proj.weight") return TensorSource{qkv, q + kv, kv, q + 2 * kv};
+  if (rest == "mlp.gate_proj.weight") return TensorSource{gate_up, 0, ff, 2 * ff};
+  if (rest == "mlp.up_proj.weight") return TensorSource{gate_up, ff, ff, 2 * ff};
+  return std::nullopt;
+}
+
 const char* mlp_norm_name(const ModelConfig& c) {
   return c.gemma() ? "pre_feedforward_layernorm" : "post_attention_layernorm";
 }

@@ -19,21 +19,24 @@ void matvec(std::span<float> out, const detail::Matrix& w, std::span<const float
 }
 
 // Mirrors Hugging Face's _compute_default_rope_parameters / _compute_llama3_parameters.
-std::vector<float> rope_inv_freq(const ModelConfig& c, bool sliding_layer) {
+std::vector<float> rope_inv_freq(const ModelConfig& c, bool sliding_layer, std::uint32_t context) {
   const bool local = sliding_layer && local_rope(c);
   const float theta = local ? c.rope_local_theta : c.rope_theta;
-  const std::uint32_t half = c.head_dim / 2;
+  const std::uint32_t dim = c.rope_dim(), half = dim / 2;
   std::vector<float> f(half);
+  const RopeScaling& s = c.rope_scaling;
+  const bool longrope = !local && s.type == RopeScaling::Type::LongRope;
+  const std::vector<float>& ext =
+      context > s.original_max_position ? s.long_factor : s.short_factor;
   for (std::uint32_t i = 0; i < half; ++i) {
-    const float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
-    f[i] = 1.0f / std::pow(theta, exponent);
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(dim);
+    f[i] = 1.0f / ((longrope ? ext[i] : 1.0f) * std::pow(theta, exponent));
   }
   if (local) return f;
   if (c.rope_scaling.type == RopeScaling::Type::Linear) {
     for (float& freq : f) freq /= c.rope_scaling.factor;
   }
-  if (c.rope_scaling.type != RopeScaling::Type::Llama3) return f;
-  const RopeScaling& s = c.rope_scaling;
+  if (s.type != RopeScaling::Type::Llama3) return f;
   const float old_ctx = static_cast<float>(s.original_max_position);
   const float low_wavelen = old_ctx / s.low_freq_factor;
   const float high_wavelen = old_ctx / s.high_freq_factor;

@@ -44,22 +44,33 @@ inline void gelu_tanh(std::span<float> x) {
 void matvec(std::span<float> out, const detail::Matrix& w, std::span<const float> x,
             std::span<const float> bias = {});
 
-/// Rotary inverse frequencies (head_dim / 2 values), with llama3 or linear scaling when configured;
-/// `sliding_layer`: those of a sliding-window layer, which has its own base (rope_local_theta)
-/// and no scaling when the config sets one (gemma3).
-std::vector<float> rope_inv_freq(const ModelConfig& config, bool sliding_layer = false);
+/// Rotary inverse frequencies (rope_dim / 2 values), with llama3, linear or longrope scaling when
+/// configured; longrope takes its long factors when `context` exceeds the original context
+/// (llama.cpp's rule: chosen once per session, not per position). `sliding_layer`: those of a
+/// sliding-window layer, which has its own base (rope_local_theta) and no scaling when the config
+/// sets one (gemma3).
+std::vector<float> rope_inv_freq(const ModelConfig& config, bool sliding_layer = false,
+                                 std::uint32_t context = 0);
+
+/// The factor cos and sin are scaled by (longrope's attention factor; 1 otherwise).
+inline float rope_mscale(const ModelConfig& c) {
+  return c.rope_scaling.type == RopeScaling::Type::LongRope ? c.rope_scaling.attention_factor
+                                                            : 1.0f;
+}
 
 /// Whether sliding-window layers rotate by other frequencies than global ones.
 inline bool local_rope(const ModelConfig& c) {
   return c.rope_local_theta > 0.0f;
 }
 
-/// Rotates one head in place at `pos`, Hugging Face rotate-half order (pairs i and i + d/2).
-inline void rope(std::span<float> head, std::span<const float> inv_freq, std::uint32_t pos) {
+/// Rotates the rope_dim leading values of one head (`head`) in place at `pos`, Hugging Face
+/// rotate-half order (pairs i and i + d/2), cos and sin scaled by `mscale`.
+inline void rope(std::span<float> head, std::span<const float> inv_freq, std::uint32_t pos,
+                 float mscale = 1.0f) {
   const std::size_t half = head.size() / 2;
   for (std::size_t i = 0; i < half; ++i) {
     const float angle = static_cast<float>(pos) * inv_freq[i];
-    const float c = std::cos(angle), s = std::sin(angle);
+    const float c = std::cos(angle) * mscale, s = std::sin(angle) * mscale;
     const float x0 = head[i], x1 = head[i + half];
     head[i] = x0 * c - x1 * s;
     head[i + half] = x1 * c + x0 * s;

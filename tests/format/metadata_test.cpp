@@ -181,7 +181,9 @@ TEST_CASE("model config round-trips through metadata and missing keys are named"
   c.n_kv_heads = 2;
   c.head_dim = 16;
   c.rope_theta = 1e6f;
-  c.rope_scaling = {qlm::RopeScaling::Type::Llama3, 8.0f, 1.0f, 4.0f, 8192};
+  c.rope_scaling.type = qlm::RopeScaling::Type::Llama3;
+  c.rope_scaling.factor = 8.0f;
+  c.rope_scaling.original_max_position = 8192;
   c.rms_norm_eps = 1e-6f;
   c.tie_word_embeddings = true;
   c.attention_bias = true;

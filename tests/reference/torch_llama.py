@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Independent PyTorch reference of the Llama-family decoder (llama, mistral, qwen2, qwen3,
-starcoder2; gemma3_text in torch_gemma3.py).
+starcoder2, phi3; gemma3_text in torch_gemma3.py).
 
 Written from the Hugging Face modelling code's definitions, not from qlm: it reads the original
 safetensors directly and computes in float64, so qlm's float32 logits are compared against the
@@ -10,7 +10,11 @@ after the projections and before RoPE, an explicit head_dim that need not be hid
 q/k/v biases only when attention_bias is true. StarCoder2 (modeling_starcoder2.py) uses
 nn.LayerNorm (weight and bias, eps norm_epsilon) for input_layernorm, post_attention_layernorm and
 model.norm; biases on q/k/v/o_proj and on its non-gated MLP, c_proj(gelu_tanh(c_fc(x))), when
-use_bias (default true); Mistral's sliding-window mask; embeddings tied by default. Two commands:
+use_bias (default true); Mistral's sliding-window mask; embeddings tied by default. Phi-3
+(modeling_phi3.py) is Llama with q/k/v fused in qkv_proj and gate/up in gate_up_proj, RoPE on
+the first head_dim * partial_rotary_factor dims of each head only, and longrope scaling: inverse
+frequencies divided by per-frequency short or long factors, cos and sin times an attention
+factor. Two commands:
 
   torch_llama.py logits <model_dir> <comma-separated ids> <out.f32>
       writes float32 logits [n_tokens][vocab] for the sequence evaluated causally.
@@ -65,10 +69,17 @@ def load_checkpoint(model_dir):
     return read_safetensors(os.path.join(model_dir, "model.safetensors"))
 
 
-def inv_freq(cfg, head_dim):
+def inv_freq(cfg, head_dim, n):
     theta = cfg.get("rope_theta", 10000.0)
     f = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
     rs = cfg.get("rope_scaling")
+    if rs and rs.get("rope_type", rs.get("type")) in ("longrope", "su"):
+        # Phi-3 (transformers' _compute_longrope_parameters): long factors beyond the original
+        # context. HF decides per forward call from the sequence length; qlm once per session from
+        # its context, so the tests evaluate with a context equal to the sequence length.
+        original = cfg.get("original_max_position_embeddings", cfg["max_position_embeddings"])
+        ext = rs["long_factor"] if n > original else rs["short_factor"]
+        return f / torch.tensor(ext, dtype=torch.float64)
     if rs and rs.get("rope_type", rs.get("type")) == "llama3":
         factor, lo, hi = rs["factor"], rs.get("low_freq_factor", 1.0), rs.get("high_freq_factor", 4.0)
         old = rs.get("original_max_position_embeddings", 8192)
@@ -100,6 +111,38 @@ def gelu_tanh(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
+def longrope_mscale(cfg):
+    rs = cfg.get("rope_scaling")
+    if not rs or rs.get("rope_type", rs.get("type")) not in ("longrope", "su"):
+        return 1.0
+    if rs.get("attention_factor") is not None:
+        return rs["attention_factor"]
+    if "original_max_position_embeddings" in cfg:
+        original = cfg["original_max_position_embeddings"]
+        factor = cfg["max_position_embeddings"] / original
+    else:
+        original, factor = cfg["max_position_embeddings"], rs.get("factor", 1.0)
+    return 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+
+
+def unfuse_phi3(cfg, w, hd):
+    """Phi-3 (modeling_phi3.py) fuses q/k/v in qkv_proj and gate/up (in that order) in
+    gate_up_proj: split them into Llama's names."""
+    q = cfg["num_attention_heads"] * hd
+    kv = cfg.get("num_key_value_heads", cfg["num_attention_heads"]) * hd
+    out = dict(w)
+    for l in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        qkv = out.pop(p + "self_attn.qkv_proj.weight")
+        out[p + "self_attn.q_proj.weight"] = qkv[:q]
+        out[p + "self_attn.k_proj.weight"] = qkv[q:q + kv]
+        out[p + "self_attn.v_proj.weight"] = qkv[q + kv:]
+        gate, up = out.pop(p + "mlp.gate_up_proj.weight").chunk(2, dim=0)
+        out[p + "mlp.gate_proj.weight"] = gate
+        out[p + "mlp.up_proj.weight"] = up
+    return out
+
+
 def forward(cfg, w, ids):
     if cfg["model_type"] == "gemma3_text":
         return torch_gemma3.forward(cfg, w, ids)
@@ -113,7 +156,11 @@ def forward(cfg, w, ids):
     hd = cfg.get("head_dim") or d // nh
     eps = cfg.get("norm_epsilon", 1e-5) if sc2 else cfg.get("rms_norm_eps", 1e-6)
     n = len(ids)
-    window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "starcoder2") else None
+    window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "starcoder2", "phi3") else None
+    rot = hd  # rotated dims per head (phi3: head_dim * partial_rotary_factor, the rest pass)
+    if cfg["model_type"] == "phi3":
+        w = unfuse_phi3(cfg, w, hd)
+        rot = int(hd * cfg.get("partial_rotary_factor", 1.0))
 
     def norm(x, name):
         if sc2 and "rms_norm" not in ablate:
@@ -121,9 +168,9 @@ def forward(cfg, w, ids):
         return rms_norm(x, w[name + ".weight"], eps)
 
     pos = torch.arange(n, dtype=torch.float64)
-    ang = pos[:, None] * inv_freq(cfg, hd)[None, :]
-    cos = torch.cat((ang, ang), -1).cos()
-    sin = torch.cat((ang, ang), -1).sin()
+    ang = pos[:, None] * inv_freq(cfg, rot, n)[None, :]
+    cos = torch.cat((ang, ang), -1).cos() * longrope_mscale(cfg)
+    sin = torch.cat((ang, ang), -1).sin() * longrope_mscale(cfg)
     i = torch.arange(n)
     mask = i[None, :] <= i[:, None]
     if window:
@@ -147,8 +194,8 @@ def forward(cfg, w, ids):
         q = q.transpose(0, 1)
         k = k.transpose(0, 1)
         v = v.view(n, nkv, hd).transpose(0, 1)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        q = torch.cat((q[..., :rot] * cos + rotate_half(q[..., :rot]) * sin, q[..., rot:]), -1)
+        k = torch.cat((k[..., :rot] * cos + rotate_half(k[..., :rot]) * sin, k[..., rot:]), -1)
         k = k.repeat_interleave(nh // nkv, dim=0)
         v = v.repeat_interleave(nh // nkv, dim=0)
         s = (q @ k.transpose(1, 2)) / math.sqrt(hd)
@@ -227,6 +274,8 @@ def cmd_synth(out_dir, overrides, seed, tokenizer_dir):
         t = torch_gemma3.synth_tensors(cfg, rnd)
     else:
         t = llama_tensors(cfg, rnd, sc2, bias, tied)
+    if cfg["model_type"] == "phi3":
+        t = fuse_phi3(cfg, t)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
@@ -235,6 +284,22 @@ def cmd_synth(out_dir, overrides, seed, tokenizer_dir):
         src = os.path.join(tokenizer_dir, fn)
         if os.path.exists(src):
             shutil.copy(src, os.path.join(out_dir, fn))
+
+
+def fuse_phi3(cfg, t):
+    out = {}
+    for name, v in t.items():
+        if name.endswith(("self_attn.k_proj.weight", "self_attn.v_proj.weight", "mlp.up_proj.weight")):
+            continue
+        p = name[:name.rfind("self_attn.")] if "self_attn." in name else name[:name.rfind("mlp.")]
+        if name.endswith("self_attn.q_proj.weight"):
+            parts = [v, t[p + "self_attn.k_proj.weight"], t[p + "self_attn.v_proj.weight"]]
+            out[p + "self_attn.qkv_proj.weight"] = torch.cat(parts, 0)
+        elif name.endswith("mlp.gate_proj.weight"):
+            out[p + "mlp.gate_up_proj.weight"] = torch.cat([v, t[p + "mlp.up_proj.weight"]], 0)
+        else:
+            out[name] = v
+    return out
 
 
 def llama_tensors(cfg, rnd, sc2, bias, tied):

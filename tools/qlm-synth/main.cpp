@@ -155,7 +155,12 @@ int main(int argc, char** argv) {
   // Group tensors into shards of at most kShardBytes.
   std::vector<std::vector<qlm::safetensors::TensorSpec>> shards(1);
   std::uint64_t shard_bytes = 0, total = 0;
-  for (const auto& e : qlm::expected_tensors(*config)) {
+  for (qlm::ExpectedTensor e : qlm::expected_tensors(*config)) {
+    if (const auto f = qlm::fused_source(*config, e.name)) {  // written as the real files fuse it
+      if (f->row0 != 0) continue;
+      e.name = f->name;
+      e.shape[0] = f->fused_rows;
+    }
     std::uint64_t bytes = 2;
     for (auto d : e.shape) bytes *= d;
     if (shard_bytes > 0 && shard_bytes + bytes > kShardBytes) {

