@@ -28,17 +28,11 @@ fs::path shapes_dir() {
   return fs::path(QLM_SOURCE_DIR) / "tests/data/shapes";
 }
 
-// tmp/cfg/config.json: a published Gemma 3 config after `edit` (with stories260K's tokenizer
-// files when `tokenizer`).
+// tmp/cfg/config.json: a published Gemma 3 config after `edit`.
 fs::path gemma3_config(const TempDir& tmp, const char* file = "gemma-3-1b.json",
                        const std::function<void(nlohmann::json&)>& edit = {},
                        bool tokenizer = false) {
-  const auto dir = tmp / "cfg";
-  fs::create_directories(dir);
-  if (tokenizer) qlm::test::copy_aux_files(qlm::test::stories_dir(), dir);
-  fs::copy_file(shapes_dir() / file, dir / "config.json", fs::copy_options::overwrite_existing);
-  if (edit) qlm::test::edit_config(dir, edit);
-  return dir;
+  return qlm::test::config_from(tmp / "cfg", shapes_dir() / file, edit, tokenizer);
 }
 
 bool has(const std::vector<qlm::ExpectedTensor>& t, std::string_view name) {

@@ -20,17 +20,11 @@ using qlm::test::expect_error;
 using qlm::test::TempDir;
 namespace fs = std::filesystem;
 
-// tmp/cfg/config.json: the real Qwen3-0.6B config after `edit` (with stories260K's tokenizer
-// files when `tokenizer`).
+// tmp/cfg/config.json: the real Qwen3-0.6B config after `edit`.
 fs::path qwen3_config(const TempDir& tmp, const std::function<void(nlohmann::json&)>& edit = {},
                       bool tokenizer = false) {
-  const auto dir = tmp / "cfg";
-  fs::create_directories(dir);
-  if (tokenizer) qlm::test::copy_aux_files(qlm::test::stories_dir(), dir);
-  fs::copy_file(qlm::test::shared_data_dir() / "shapes" / "qwen3-0.6b.json", dir / "config.json",
-                fs::copy_options::overwrite_existing);
-  if (edit) qlm::test::edit_config(dir, edit);
-  return dir;
+  return qlm::test::config_from(
+      tmp / "cfg", qlm::test::shared_data_dir() / "shapes" / "qwen3-0.6b.json", edit, tokenizer);
 }
 
 const qlm::ExpectedTensor& find(const std::vector<qlm::ExpectedTensor>& t, std::string_view name) {

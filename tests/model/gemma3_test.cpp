@@ -34,22 +34,13 @@ std::filesystem::path gemma3_checkpoint(const TempDir& tmp, int seed) {
 }  // namespace
 
 TEST_CASE("gemma3: logits match PyTorch on the reference and fast paths", "[model][gemma3]") {
+  // 40 tokens are 5 windows: the sliding layers drop keys.
   TempDir tmp;
-  const auto dir = gemma3_checkpoint(tmp, 13);
-  const auto ids = pseudo_random_tokens(40);  // 5 windows: the sliding layers drop keys
-  const auto torch = torch_logits(dir, ids, tmp.path());
-  for (DType type :
-       {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q5, DType::Q4, DType::Q4NL}) {
-    INFO("type " << to_string(type));
-    const auto path = tmp / "model.qlm";
-    convert_or_fail(dir, path, type);
-    auto model = open_or_fail(path);
-    const ModelConfig& c = model->config();
+  check_every_type_against_torch(tmp.path(), kGemma3, 13, [](const ModelConfig& c) {
     REQUIRE(c.arch == Architecture::Gemma3);
     REQUIRE(c.sliding(0));
     REQUIRE_FALSE(c.sliding(1));
-    check_logits_against_torch(model, ids, torch, type);
-  }
+  });
 }
 
 TEST_CASE("gemma3: every Gemma feature moves PyTorch's logits", "[model][gemma3]") {
@@ -92,42 +83,22 @@ TEST_CASE("gemma3: one sequence is the same alone and in any chunking", "[model]
 
 TEST_CASE("gemma3: qlm-synth writes a Gemma-3-1B-shaped checkpoint that converts and runs",
           "[model][gemma3][tools]") {
-  // The published config (tests/data/shapes) with 2 of its 26 layers, one sliding and one global,
-  // and a 1024-token vocabulary; every per-layer shape is Gemma 3 1B's.
+  // The published config (tests/data/shapes), one sliding layer with a window of 4 (the 7 tokens
+  // outgrow it) and one global layer.
   TempDir tmp;
-  const auto cfg_dir = tmp / "cfg";
-  std::filesystem::create_directories(cfg_dir);
-  std::filesystem::copy_file(
-      std::filesystem::path(QLM_SOURCE_DIR) / "tests/data/shapes/gemma-3-1b.json",
-      cfg_dir / "config.json");
-  edit_config(cfg_dir, [](nlohmann::json& j) {
-    j["num_hidden_layers"] = 2;
-    j["sliding_window_pattern"] = 2;
-    j["sliding_window"] = 4;
-    j["vocab_size"] = 1024;
-    j["bos_token_id"] = 1000;
-    j["eos_token_id"] = 1001;
-  });
-  std::string out;
-  const std::string cmd = fmt::format("'{}' --config '{}' -o '{}' 2>&1", tool_path("qlm-synth"),
-                                      (cfg_dir / "config.json").string(), (tmp / "ckpt").string());
-  const int rc = run_command(cmd, out);
-  INFO(cmd << "\n" << out);
-  REQUIRE(rc == 0);
-  convert_or_fail(tmp / "ckpt", tmp / "m.qlm", DType::Q8);
-  auto model = open_or_fail(tmp / "m.qlm");
+  auto model = synth_shape_model(
+      tmp.path(), std::filesystem::path(QLM_SOURCE_DIR) / "tests/data/shapes/gemma-3-1b.json",
+      [](nlohmann::json& j) {
+        j["sliding_window_pattern"] = 2;
+        j["sliding_window"] = 4;
+      });
   const ModelConfig& c = model->config();
   CHECK(c.arch == Architecture::Gemma3);
   CHECK(c.head_dim == 256);
   CHECK(c.n_heads * c.head_dim == 1024);
   CHECK(c.window(0) == 4);
   CHECK(c.window(1) == 0);
-  const std::vector<std::int32_t> ids{1000, 5, 77, 300, 12, 900, 4};
-  const auto ref = eval_all_logits(model, {.context = 16, .isa = "reference"}, ids);
-  const auto fast = eval_all_logits(model, {.context = 16}, ids);
-  REQUIRE(ref.size() == ids.size() * 1024);
-  CHECK(std::all_of(ref.begin(), ref.end(), [](float v) { return std::isfinite(v); }));
-  CHECK(relative_max_diff(fast, ref) <= 0.02f);
+  check_reference_and_fast_agree(model);
 }
 
 }  // namespace qlm::test

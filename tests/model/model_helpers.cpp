@@ -8,6 +8,7 @@
 
 #include "kernel_table.hpp"
 #include "qlm/convert/convert.hpp"
+#include "support/checkpoint_writer.hpp"
 #include "support/files.hpp"
 
 namespace qlm::test {
@@ -134,6 +135,55 @@ void check_logits_against_torch(std::shared_ptr<const Model> model,
     INFO("fast path: max |qlm - torch| = " << max_abs_diff(fast, torch));
     CHECK(relative_max_diff(fast, ref) <= tolerance);
     if (type == DType::F32) CHECK(max_abs_diff(fast, torch) <= 1e-4f);
+  }
+}
+
+std::shared_ptr<const Model> synth_shape_model(const std::filesystem::path& dir,
+                                               const std::filesystem::path& config_json,
+                                               const std::function<void(nlohmann::json&)>& edit) {
+  const auto cfg_dir = dir / "cfg";
+  std::filesystem::create_directories(cfg_dir);
+  std::filesystem::copy_file(config_json, cfg_dir / "config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  edit_config(cfg_dir, [&](nlohmann::json& j) {
+    j["num_hidden_layers"] = 2;
+    j["vocab_size"] = 1024;
+    j["bos_token_id"] = 1000;
+    j["eos_token_id"] = 1001;
+    if (edit) edit(j);
+  });
+  std::string out;
+  const std::string cmd = fmt::format("'{}' --config '{}' -o '{}' 2>&1", tool_path("qlm-synth"),
+                                      (cfg_dir / "config.json").string(), (dir / "ckpt").string());
+  const int rc = run_command(cmd, out);
+  INFO(cmd << "\n" << out);
+  REQUIRE(rc == 0);
+  convert_or_fail(dir / "ckpt", dir / "m.qlm", DType::Q8);
+  return open_or_fail(dir / "m.qlm");
+}
+
+void check_reference_and_fast_agree(std::shared_ptr<const Model> model, std::uint32_t context) {
+  const std::vector<std::int32_t> ids{1000, 5, 77, 300, 12, 900, 4};
+  const auto ref = eval_all_logits(model, {.context = context, .isa = "reference"}, ids);
+  const auto fast = eval_all_logits(model, {.context = context}, ids);
+  REQUIRE(ref.size() == ids.size() * model->config().vocab_size);
+  CHECK(std::all_of(ref.begin(), ref.end(), [](float v) { return std::isfinite(v); }));
+  CHECK(relative_max_diff(fast, ref) <= 0.02f);
+}
+
+void check_every_type_against_torch(const std::filesystem::path& dir,
+                                    const std::string& overrides_json, int seed,
+                                    const std::function<void(const ModelConfig&)>& check_config) {
+  torch_synth(dir / "ckpt", overrides_json, seed);
+  const auto ids = pseudo_random_tokens(40);
+  const auto torch = torch_logits(dir / "ckpt", ids, dir);
+  for (DType type :
+       {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q5, DType::Q4, DType::Q4NL}) {
+    INFO("type " << to_string(type));
+    convert_or_fail(dir / "ckpt", dir / "model.qlm", type);
+    auto model = open_or_fail(dir / "model.qlm");
+    check_config(model->config());
+    check_logits_against_torch(model, ids, torch, type);
   }
 }
 

@@ -3,7 +3,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>
@@ -28,6 +30,18 @@ std::vector<float> torch_logits(const std::filesystem::path& dir,
 
 /// Writes a random checkpoint with tests/reference/torch_llama.py synth (config overrides as JSON).
 void torch_synth(const std::filesystem::path& out_dir, const std::string& overrides_json, int seed);
+
+/// A real model's config (`config_json`, e.g. ../shared/shapes/qwen3-0.6b.json) cut to 2 layers
+/// and a 1024-token vocabulary (BOS 1000, EOS 1001), then `edit`ed, filled with random weights
+/// by qlm-synth in `dir`, converted to q8 and opened; REQUIREs success. Every per-layer shape
+/// stays the real model's (the full embedding alone would take a minute to convert).
+std::shared_ptr<const Model> synth_shape_model(
+    const std::filesystem::path& dir, const std::filesystem::path& config_json,
+    const std::function<void(nlohmann::json&)>& edit = {});
+
+/// Runs 7 tokens through `model`'s reference and fast paths at `context`: finite logits that
+/// agree within 0.02 of the logit range.
+void check_reference_and_fast_agree(std::shared_ptr<const Model> model, std::uint32_t context = 16);
 
 /// Runs a shell command; returns its exit status and captures stdout (stderr to `stderr_file`).
 int run_command(const std::string& command, std::string& out);
@@ -54,6 +68,13 @@ std::vector<float> eval_all_logits(std::shared_ptr<const Model> model, SessionOp
 void check_logits_against_torch(std::shared_ptr<const Model> model,
                                 std::span<const std::int32_t> ids, const std::vector<float>& torch,
                                 DType type);
+
+/// Writes a random checkpoint of `overrides_json` (torch_synth, `seed`) in `dir`/ckpt and holds
+/// it, converted to every weight type in turn, to PyTorch's logits of 40 pseudo-random tokens
+/// (check_logits_against_torch); `check_config` sees each converted model's config first.
+void check_every_type_against_torch(const std::filesystem::path& dir,
+                                    const std::string& overrides_json, int seed,
+                                    const std::function<void(const ModelConfig&)>& check_config);
 
 /// A fixed pseudo-random sequence of `n` ids starting with BOS; ids < 512 fit the vocabulary of
 /// every test model, and the fixed seed keeps long-context results reproducible.

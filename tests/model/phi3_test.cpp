@@ -38,21 +38,12 @@ std::string phi3_config(std::uint32_t original_context, std::uint32_t stretch = 
 }
 
 void check_phi3(std::uint32_t original_context, std::uint32_t stretch, int seed) {
-  TempDir tmp;
-  const auto dir = tmp / "ckpt";
-  torch_synth(dir, phi3_config(original_context, stretch), seed);
-  const auto ids = pseudo_random_tokens(40);
-  const auto torch = torch_logits(dir, ids, tmp.path());
-  for (DType type :
-       {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q5, DType::Q4, DType::Q4NL}) {
-    INFO("type " << to_string(type));
-    const auto path = tmp / "model.qlm";
-    convert_or_fail(dir, path, type);
-    auto model = open_or_fail(path);
-    REQUIRE(model->config().arch == Architecture::Phi3);
-    REQUIRE(model->config().rope_dim() == 24);
-    check_logits_against_torch(model, ids, torch, type);  // context 128
-  }
+  TempDir tmp;  // the tests evaluate at a context of 128
+  check_every_type_against_torch(tmp.path(), phi3_config(original_context, stretch), seed,
+                                 [](const ModelConfig& c) {
+                                   REQUIRE(c.arch == Architecture::Phi3);
+                                   REQUIRE(c.rope_dim() == 24);
+                                 });
 }
 
 }  // namespace
@@ -110,39 +101,16 @@ TEST_CASE("phi3: a session's context picks the factors once", "[model][phi3]") {
 
 TEST_CASE("phi3: qlm-synth writes a Phi-4-mini-shaped checkpoint that converts and runs",
           "[model][phi3][tools]") {
-  // The real config with 2 of its 32 layers and a 1024-token vocabulary.
   TempDir tmp;
-  const auto cfg_dir = tmp / "cfg";
-  std::filesystem::create_directories(cfg_dir);
-  std::filesystem::copy_file(shared_data_dir() / "shapes" / "phi-4-mini.json",
-                             cfg_dir / "config.json");
-  edit_config(cfg_dir, [](nlohmann::json& j) {
-    j["num_hidden_layers"] = 2;
-    j["vocab_size"] = 1024;
-    j["bos_token_id"] = 1000;
-    j["eos_token_id"] = 1001;
-    j["pad_token_id"] = 1001;
-  });
-  std::string out;
-  const std::string cmd = fmt::format("'{}' --config '{}' -o '{}' 2>&1", tool_path("qlm-synth"),
-                                      (cfg_dir / "config.json").string(), (tmp / "ckpt").string());
-  const int rc = run_command(cmd, out);
-  INFO(cmd << "\n" << out);
-  REQUIRE(rc == 0);
-  convert_or_fail(tmp / "ckpt", tmp / "m.qlm", DType::Q8);
-  auto model = open_or_fail(tmp / "m.qlm");
+  auto model = synth_shape_model(tmp.path(), shared_data_dir() / "shapes" / "phi-4-mini.json",
+                                 [](nlohmann::json& j) { j["pad_token_id"] = 1001; });
   const ModelConfig& c = model->config();
   CHECK(c.arch == Architecture::Phi3);
   CHECK(c.head_dim == 128);
   CHECK(c.rope_dim() == 96);
-  const std::vector<std::int32_t> ids{1000, 5, 77, 300};
   for (std::uint32_t context : {16u, 8192u}) {  // short and long factors
     INFO("context " << context);
-    const auto ref = eval_all_logits(model, {.context = context, .isa = "reference"}, ids);
-    const auto fast = eval_all_logits(model, {.context = context}, ids);
-    REQUIRE(ref.size() == ids.size() * 1024);
-    CHECK(std::all_of(ref.begin(), ref.end(), [](float v) { return std::isfinite(v); }));
-    CHECK(relative_max_diff(fast, ref) <= 0.02f);
+    check_reference_and_fast_agree(model, context);
   }
 }
 

@@ -34,20 +34,10 @@ constexpr const char* kQwen3 = R"({"model_type": "qwen3", "architectures": ["Qwe
 
 TEST_CASE("qwen3: logits match PyTorch on the reference and fast paths", "[model][qwen3]") {
   TempDir tmp;
-  const auto dir = tmp / "ckpt";
-  torch_synth(dir, kQwen3, 11);
-  const auto ids = pseudo_random_tokens(40);
-  const auto torch = torch_logits(dir, ids, tmp.path());
-  for (DType type :
-       {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q5, DType::Q4, DType::Q4NL}) {
-    INFO("type " << to_string(type));
-    const auto path = tmp / "model.qlm";
-    convert_or_fail(dir, path, type);
-    auto model = open_or_fail(path);
-    REQUIRE(model->config().arch == Architecture::Qwen3);
-    REQUIRE(model->config().head_dim == 32);
-    check_logits_against_torch(model, ids, torch, type);
-  }
+  check_every_type_against_torch(tmp.path(), kQwen3, 11, [](const ModelConfig& c) {
+    REQUIRE(c.arch == Architecture::Qwen3);
+    REQUIRE(c.head_dim == 32);
+  });
 }
 
 TEST_CASE("qwen3: the q/k norms change the logits", "[model][qwen3]") {
@@ -112,38 +102,14 @@ TEST_CASE("qwen3: the loader names a q/k norm tensor of the wrong shape or missi
 
 TEST_CASE("qwen3: qlm-synth writes a Qwen3-0.6B-shaped checkpoint that converts and runs",
           "[model][qwen3][tools]") {
-  // The real config with 2 of its 28 layers and a 1024-token vocabulary (the 151936-row
-  // embedding alone would take a minute to convert); every per-layer shape is Qwen3-0.6B's.
   TempDir tmp;
-  const auto cfg_dir = tmp / "cfg";
-  std::filesystem::create_directories(cfg_dir);
-  std::filesystem::copy_file(shared_data_dir() / "shapes" / "qwen3-0.6b.json",
-                             cfg_dir / "config.json");
-  edit_config(cfg_dir, [](nlohmann::json& j) {
-    j["num_hidden_layers"] = 2;
-    j["max_window_layers"] = 2;
-    j["vocab_size"] = 1024;
-    j["bos_token_id"] = 1000;
-    j["eos_token_id"] = 1001;
-  });
-  std::string out;
-  const std::string cmd = fmt::format("'{}' --config '{}' -o '{}' 2>&1", tool_path("qlm-synth"),
-                                      (cfg_dir / "config.json").string(), (tmp / "ckpt").string());
-  const int rc = run_command(cmd, out);
-  INFO(cmd << "\n" << out);
-  REQUIRE(rc == 0);
-  convert_or_fail(tmp / "ckpt", tmp / "m.qlm", DType::Q8);
-  auto model = open_or_fail(tmp / "m.qlm");
+  auto model = synth_shape_model(tmp.path(), shared_data_dir() / "shapes" / "qwen3-0.6b.json",
+                                 [](nlohmann::json& j) { j["max_window_layers"] = 2; });
   const ModelConfig& c = model->config();
   CHECK(c.arch == Architecture::Qwen3);
   CHECK(c.head_dim == 128);
   CHECK(c.n_heads * c.head_dim == 2 * c.hidden_size);
-  const std::vector<std::int32_t> ids{1000, 5, 77, 300};
-  const auto ref = eval_all_logits(model, {.context = 16, .isa = "reference"}, ids);
-  const auto fast = eval_all_logits(model, {.context = 16}, ids);
-  REQUIRE(ref.size() == ids.size() * 1024);
-  CHECK(std::all_of(ref.begin(), ref.end(), [](float v) { return std::isfinite(v); }));
-  CHECK(relative_max_diff(fast, ref) <= 0.02f);
+  check_reference_and_fast_agree(model);
 }
 
 }  // namespace qlm::test

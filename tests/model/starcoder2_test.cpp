@@ -51,21 +51,11 @@ std::vector<float> ablated_torch_logits(const std::filesystem::path& dir,
 TEST_CASE("starcoder2: logits match PyTorch on the reference and fast paths",
           "[model][starcoder2]") {
   TempDir tmp;
-  const auto dir = tmp / "ckpt";
-  torch_synth(dir, kStarcoder2, 13);
-  const auto ids = pseudo_random_tokens(40);
-  const auto torch = torch_logits(dir, ids, tmp.path());
-  for (DType type :
-       {DType::F32, DType::F16, DType::BF16, DType::Q8, DType::Q5, DType::Q4, DType::Q4NL}) {
-    INFO("type " << to_string(type));
-    const auto path = tmp / "model.qlm";
-    convert_or_fail(dir, path, type);
-    auto model = open_or_fail(path);
-    REQUIRE(model->config().arch == Architecture::Starcoder2);
-    REQUIRE(model->config().sliding_window == 8);
-    REQUIRE(model->config().tie_word_embeddings);
-    check_logits_against_torch(model, ids, torch, type);
-  }
+  check_every_type_against_torch(tmp.path(), kStarcoder2, 13, [](const ModelConfig& c) {
+    REQUIRE(c.arch == Architecture::Starcoder2);
+    REQUIRE(c.sliding_window == 8);
+    REQUIRE(c.tie_word_embeddings);
+  });
 }
 
 TEST_CASE("starcoder2: the biases, LayerNorm and window change the logits", "[model][starcoder2]") {
@@ -169,37 +159,13 @@ TEST_CASE("starcoder2: channel scales fold into LayerNorm weight and bias", "[mo
 
 TEST_CASE("starcoder2: qlm-synth writes a StarCoder2-3B-shaped checkpoint that converts and runs",
           "[model][starcoder2][tools]") {
-  // The real config with 2 of its 30 layers and a 1024-token vocabulary (the 49152-row embedding
-  // would dominate the conversion); every per-layer shape is StarCoder2-3B's.
   TempDir tmp;
-  const auto cfg_dir = tmp / "cfg";
-  std::filesystem::create_directories(cfg_dir);
-  std::filesystem::copy_file(shared_data_dir() / "shapes" / "starcoder2-3b.json",
-                             cfg_dir / "config.json");
-  edit_config(cfg_dir, [](nlohmann::json& j) {
-    j["num_hidden_layers"] = 2;
-    j["vocab_size"] = 1024;
-    j["bos_token_id"] = 1000;
-    j["eos_token_id"] = 1001;
-  });
-  std::string out;
-  const std::string cmd = fmt::format("'{}' --config '{}' -o '{}' 2>&1", tool_path("qlm-synth"),
-                                      (cfg_dir / "config.json").string(), (tmp / "ckpt").string());
-  const int rc = run_command(cmd, out);
-  INFO(cmd << "\n" << out);
-  REQUIRE(rc == 0);
-  convert_or_fail(tmp / "ckpt", tmp / "m.qlm", DType::Q8);
-  auto model = open_or_fail(tmp / "m.qlm");
+  auto model = synth_shape_model(tmp.path(), shared_data_dir() / "shapes" / "starcoder2-3b.json");
   const ModelConfig& c = model->config();
   CHECK(c.arch == Architecture::Starcoder2);
   CHECK(c.head_dim == 128);
   CHECK(c.sliding_window == 4096);
-  const std::vector<std::int32_t> ids{1000, 5, 77, 300};
-  const auto ref = eval_all_logits(model, {.context = 16, .isa = "reference"}, ids);
-  const auto fast = eval_all_logits(model, {.context = 16}, ids);
-  REQUIRE(ref.size() == ids.size() * 1024);
-  CHECK(std::all_of(ref.begin(), ref.end(), [](float v) { return std::isfinite(v); }));
-  CHECK(relative_max_diff(fast, ref) <= 0.02f);
+  check_reference_and_fast_agree(model);
 }
 
 }  // namespace qlm::test

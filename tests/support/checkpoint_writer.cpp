@@ -132,4 +132,16 @@ void edit_config(const std::filesystem::path& dir,
   write_text(path, j.dump(2));
 }
 
+std::filesystem::path config_from(const std::filesystem::path& dir,
+                                  const std::filesystem::path& config_json,
+                                  const std::function<void(nlohmann::json&)>& edit,
+                                  bool tokenizer) {
+  std::filesystem::create_directories(dir);
+  if (tokenizer) copy_aux_files(stories_dir(), dir);
+  std::filesystem::copy_file(config_json, dir / "config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  if (edit) edit_config(dir, edit);
+  return dir;
+}
+
 }  // namespace qlm::test

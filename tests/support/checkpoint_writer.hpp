@@ -55,4 +55,11 @@ void write_checkpoint_copy(const std::filesystem::path& src, const std::filesyst
 void edit_config(const std::filesystem::path& dir,
                  const std::function<void(nlohmann::json&)>& edit);
 
+/// `dir`/config.json copied from `config_json` (a real model's) and `edit`ed, with stories260K's
+/// tokenizer files beside it when `tokenizer`; returns `dir`.
+std::filesystem::path config_from(const std::filesystem::path& dir,
+                                  const std::filesystem::path& config_json,
+                                  const std::function<void(nlohmann::json&)>& edit = {},
+                                  bool tokenizer = false);
+
 }  // namespace qlm::test
