@@ -96,8 +96,11 @@ test('streamed /infill gives the same content, then a final chunk with stop', as
 });
 
 test('n_indent: lines after the first are indented at least that much, or cut', async () => {
-  for (let seed = 0; seed < 4; ++seed) {
-    const r = await post(`${srv.url}/infill`, vimRequest({ n_indent: 4, n_predict: 64, seed, temperature: 1.0 }));
+  // Lengths vary so that some requests end just after a line's first token: that line is checked
+  // too (a line may end the text only as indentation).
+  for (let seed = 0; seed < 12; ++seed) {
+    const r = await post(`${srv.url}/infill`,
+      vimRequest({ n_indent: 4, n_predict: 16 + 5 * seed, seed, temperature: 1.0 }));
     assert.equal(r.status, 200);
     const lines = r.body.content.split('\n').slice(1);
     lines.forEach((line, i) => {
@@ -106,6 +109,36 @@ test('n_indent: lines after the first are indented at least that much, or cut', 
         JSON.stringify(r.body.content));
     });
   }
+});
+
+test('n_indent checks the line a request ends on', async () => {
+  // Find a sampled text whose second line starts, within its first token, with a character at
+  // indentation < 4; asked again for exactly that many tokens, the line must be cut, not returned.
+  let found = false;
+  for (let seed = 0; seed < 16 && !found; ++seed) {
+    const res = await fetch(`${srv.url}/infill`, {
+      method: 'POST',
+      body: JSON.stringify(vimRequest({ n_indent: 0, n_predict: 64, seed, temperature: 1.0, stream: true })),
+    });
+    const pieces = (await res.text()).split('\n\n').filter((e) => e).map((e) => JSON.parse(e.slice(6)))
+      .filter((e) => !e.stop).map((e) => e.content);
+    let text = '';
+    for (let j = 0; j < pieces.length && !found; ++j) {
+      const nl = text.indexOf('\n');
+      text += pieces[j];
+      if (nl < 0) continue;
+      const line = text.slice(nl + 1);
+      const indent = line.match(/^[ \t]*/)[0].length;
+      if (indent === line.length) continue;  // only indentation so far
+      if (indent >= 4) break;  // a well indented second line: try another seed
+      found = true;
+      const r = await post(`${srv.url}/infill`,
+        vimRequest({ n_indent: 4, n_predict: j + 1, seed, temperature: 1.0 }));
+      assert.equal(r.status, 200);
+      assert.equal(r.body.content, text.slice(0, nl + 1 + indent), JSON.stringify({ text, seed, j }));
+    }
+  }
+  assert.ok(found, 'no sampled text had a second line to cut');
 });
 
 test('a request per keystroke, each cancelling the last: nothing piles up', async () => {

@@ -119,29 +119,12 @@ class InfillJob final : public Job {
     const std::size_t sent = content_.size();
     content_ += t.text;
     bool go_on = true;
-    if (has_new_line_) {
-      // llama.cpp's limits once a line is complete: a time limit, and a minimum indentation.
-      if (args_.t_max_predict_ms > 0 &&
-          now - first_token_ > std::chrono::milliseconds(args_.t_max_predict_ms)) {
-        go_on = false;
-      }
-      if (args_.n_indent > 0 && last_nl_ > 0) {
-        std::size_t pos = last_nl_;
-        std::int64_t indent = 0;
-        while (pos < content_.size() && (content_[pos] == ' ' || content_[pos] == '\t')) {
-          ++indent;
-          ++pos;
-        }
-        if (pos < content_.size() && indent < args_.n_indent) {
-          content_.erase(pos);  // the line that is not indented enough goes
-          go_on = false;
-        }
-      }
-      if (args_.n_indent > 0) {
-        const std::size_t nl = content_.find('\n', last_nl_);
-        if (nl != std::string::npos) last_nl_ = nl + 1;
-      }
+    // llama.cpp's limits once a line is complete: a time limit, and a minimum indentation.
+    if (has_new_line_ && args_.t_max_predict_ms > 0 &&
+        now - first_token_ > std::chrono::milliseconds(args_.t_max_predict_ms)) {
+      go_on = false;
     }
+    if (args_.n_indent > 0 && !indented_enough()) go_on = false;
     if (t.text.find('\n') != std::string_view::npos) has_new_line_ = true;
     if (!go_on) limited_ = true;
     if (args_.stream && content_.size() > sent) {
@@ -154,6 +137,30 @@ class InfillJob final : public Job {
                 {"tokens_evaluated", prompt_tokens_}});
     }
     return go_on;
+  }
+
+  // n_indent: each line after the first must reach n_indent spaces or tabs before its first other
+  // character (a blank line does not); the first line that does not is cut there and ends the
+  // request. Checked on every token, so the text returned never ends in an unchecked line.
+  bool indented_enough() {
+    for (;;) {
+      if (line_start_ == 0) {  // still on the first line
+        const std::size_t nl = content_.find('\n');
+        if (nl == std::string::npos) return true;
+        line_start_ = nl + 1;
+        continue;
+      }
+      std::size_t pos = line_start_;
+      while (pos < content_.size() && (content_[pos] == ' ' || content_[pos] == '\t')) ++pos;
+      if (pos == content_.size()) return true;  // only indentation so far
+      if (static_cast<std::int64_t>(pos - line_start_) < args_.n_indent) {
+        content_.erase(pos);
+        return false;
+      }
+      const std::size_t nl = content_.find('\n', pos);
+      if (nl == std::string::npos) return true;
+      line_start_ = nl + 1;
+    }
   }
 
   void on_done(const RequestResult& result) override {
@@ -249,7 +256,7 @@ class InfillJob final : public Job {
   std::vector<std::int32_t> tokens_;
   Clock::time_point first_token_{};
   bool has_new_line_ = false, limited_ = false;
-  std::size_t last_nl_ = 0;
+  std::size_t line_start_ = 0;  // first unchecked line after the first (0: none yet)
   EventStream events_{exchange_};
 };
 
