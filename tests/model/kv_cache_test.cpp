@@ -226,7 +226,7 @@ TEST_CASE("stories260K: greedy text with an f16 cache", "[kv][model]") {
   }
 }
 
-TEST_CASE("attention over many key blocks matches the fp32 reference path", "[kv][model]") {
+TEST_CASE("attention over many key blocks matches the fp32 reference path", "[kv][model][heavy]") {
   const SynthShape shape = GENERATE(SynthShape{"head_dim 64, 8 heads / 2 KV", 8, 2, 64, 0},
                                     SynthShape{"head_dim 128, 4 heads / 1 KV", 4, 1, 128, 0},
                                     SynthShape{"head_dim 64, 7 heads / 1 KV", 7, 1, 64, 0},

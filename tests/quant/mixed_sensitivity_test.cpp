@@ -102,7 +102,7 @@ TEST_CASE("measured sensitivities decide the mixed plan and say so", "[quant][qu
 }
 
 TEST_CASE("with q5 allowed, the mixed plan measures it and spends the budget on it",
-          "[quant][quality][mixed]") {
+          "[quant][quality][mixed][heavy]") {
   qlm::test::TempDir tmp;
   const qlm::ConvertOptions o = measured_mixed(tmp, DType::Q4NL);
   const auto report = convert(o);

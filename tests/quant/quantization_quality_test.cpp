@@ -259,7 +259,7 @@ TEST_CASE("qlm-perplexity --save-importance writes what qlm-convert --importance
                             "importance"));
 }
 
-TEST_CASE("conversion writes the same bytes on one thread and on two", "[quant][quality]") {
+TEST_CASE("conversion writes the same bytes on one thread and on two", "[quant][quality][heavy]") {
   qlm::test::TempDir tmp;
   collect(tmp, tmp / "imp.qlmi");
   // Plain fitted scales, and importance with channel scales and error feedback (GPTQ): every

@@ -14,7 +14,7 @@ namespace qlm::test {
 namespace {
 
 std::string example(const std::string& name) {
-  return std::string(QLM_BINARY_DIR) + "/examples/" + name;
+  return (std::filesystem::path(QLM_BINARY_DIR) / "examples" / name).string();
 }
 
 }  // namespace
