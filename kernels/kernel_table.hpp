@@ -86,6 +86,14 @@ using QuantizeRowsFn = void (*)(const float* x, std::size_t m, std::size_t k, st
 using GemmFn = void (*)(const std::uint8_t* w, std::size_t n, std::size_t k, const QuantizedRows& a,
                         float* y, std::size_t ldy, std::size_t g0, std::size_t g1);
 
+/// Float weights W (f32, f16 or bf16 bits as `type` says; row-major n x k, rows contiguous):
+/// y[i*ldy + r] = sum over c < k of W[r][c] * x[i*ldx + c], for every i < m and r in [r0, r1).
+/// Each (r, i) is accumulated in an order fixed by the ISA alone (not by m, [r0, r1) or the other
+/// rows), so any split of rows or activation rows gives bit-identical y. Nothing is allocated.
+using FloatGemmFn = void (*)(const std::uint8_t* w, DType type, std::size_t k, const float* x,
+                             std::size_t m, std::size_t ldx, float* y, std::size_t ldy,
+                             std::size_t r0, std::size_t r1);
+
 struct KernelTable {
   Isa isa = Isa::Scalar;
   QuantizeRowsFn quantize_rows = nullptr;
@@ -130,6 +138,8 @@ struct KernelTable {
   void (*attn_block)(const float* q, std::size_t g, std::size_t hd, const void* k, const void* v,
                      KvType type, std::size_t n, float scale, float* m, float* l,
                      float* acc) = nullptr;
+  /// GEMM for f32 / f16 / bf16 weights against float activations (FloatGemmFn's contract).
+  FloatGemmFn gemm_float = nullptr;
 
   /// The GEMM for a quantized weight type (nullptr for a float type).
   GemmFn gemm_for(DType t) const noexcept {

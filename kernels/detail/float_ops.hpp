@@ -1,6 +1,7 @@
 // Internal: fp32 helpers (rmsnorm, softmax, silu_mul, rope, add, dot, axpy) written once over
 // xsimd and instantiated per ISA translation unit; internal linkage keeps the copies apart.
-// table_with_float_ops adds the f16 conversions (half_ops.hpp) and attention (attention_ops.hpp).
+// table_with_float_ops adds the f16 conversions (half_ops.hpp), attention (attention_ops.hpp) and the
+// float-weight GEMM (float_gemm.hpp).
 #pragma once
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "detail/attention_ops.hpp"
+#include "detail/float_gemm.hpp"
 #include "detail/half_ops.hpp"
 #include "kernel_table.hpp"
 
@@ -147,7 +149,8 @@ KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, Ge
           F::axpy,
           HalfOps::f16_to_f32,
           HalfOps::f32_to_f16,
-          AttnOps<A>::attn_block};
+          AttnOps<A>::attn_block,
+          FloatGemm<A>::gemm};
 }
 
 }  // namespace

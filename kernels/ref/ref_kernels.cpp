@@ -191,6 +191,32 @@ void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k, co
   }
 }
 
+// One weight of a float row, widened to f32.
+float float_weight(const std::uint8_t* row, DType type, std::size_t c) {
+  if (type == DType::F32) {
+    float f;
+    std::memcpy(&f, row + 4 * c, 4);
+    return f;
+  }
+  std::uint16_t h;
+  std::memcpy(&h, row + 2 * c, 2);
+  return type == DType::F16 ? qlm::detail::f16_to_f32(h) : qlm::detail::bf16_to_f32(h);
+}
+
+// The plain dot product of each pair, in order: the twin the vector kernels are checked against.
+void gemm_float(const std::uint8_t* w, DType type, std::size_t k, const float* x, std::size_t m,
+                std::size_t ldx, float* y, std::size_t ldy, std::size_t r0, std::size_t r1) {
+  const std::size_t elem = type == DType::F32 ? 4 : 2;
+  for (std::size_t r = r0; r < r1; ++r) {
+    const std::uint8_t* row = w + r * k * elem;
+    for (std::size_t i = 0; i < m; ++i) {
+      float sum = 0.0f;
+      for (std::size_t c = 0; c < k; ++c) sum += float_weight(row, type, c) * x[i * ldx + c];
+      y[i * ldy + r] = sum;
+    }
+  }
+}
+
 }  // namespace
 
 namespace detail {
@@ -210,7 +236,8 @@ const KernelTable& scalar_table() noexcept {
                                  axpy,
                                  f16_to_f32,
                                  f32_to_f16,
-                                 attn_block};
+                                 attn_block,
+                                 gemm_float};
   return table;
 }
 }  // namespace detail

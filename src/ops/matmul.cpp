@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <array>
 
-#include "qlm/quant/quantize.hpp"
+#include "qlm/format/dtype.hpp"
 
 namespace qlm::ops {
 
@@ -60,30 +60,13 @@ struct BandProduct {
   std::size_t ldy = 0;
 };
 
-void float_matmul(const kernels::KernelTable& kt, ThreadPool& pool, const BandProduct& p,
-                  const QuantizedActivations& act, std::vector<float>& scratch) {
-  const detail::MatrixBand& b = *p.band;
-  const std::size_t rows = b.rows, k = p.k, m = act.tokens();
-  const std::size_t per_task =
-      std::max<std::size_t>(16, (rows + 4 * pool.threads() - 1) / (4 * pool.threads()));
-  const std::size_t tasks = (rows + per_task - 1) / per_task;
-  scratch.resize(tasks * k);
-  pool.parallel_for(tasks, [&](std::size_t t) {
-    float* row = scratch.data() + t * k;
-    for (std::size_t r = t * per_task; r < std::min(rows, (t + 1) * per_task); ++r) {
-      quant::dequantize_row(b.dtype, b.data, rows, k, r, {row, k});
-      for (std::size_t i = 0; i < m; ++i)
-        p.y[i * p.ldy + r] = kt.dot(row, act.source() + i * act.ldx(), k);
-    }
-  });
-}
-
 // Bands per parallel region: a fused q/k/v or gate/up of a mixed file with up to 16 bands per
 // matrix (the recipe's default) stays one region.
 constexpr std::size_t kMaxFused = 64;
 
-// Integer-kernel bands share one parallel region, cut into chunks of one common size. A row
-// group's bits do not depend on its chunk, so neither does the result.
+// All bands share one parallel region, cut into chunks of one common size of 16-row groups. A row's
+// bits do not depend on its chunk, so neither does the result. Float bands (f32, f16, bf16) read
+// the float activations; integer ones the quantized rows.
 void fused_matmul(const kernels::KernelTable& kt, ThreadPool& pool,
                   std::span<const BandProduct> fused, const QuantizedActivations& act,
                   std::vector<float>& scratch) {
@@ -98,7 +81,8 @@ void fused_matmul(const kernels::KernelTable& kt, ThreadPool& pool,
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t rows = fused[i].band->rows, groups = (rows + kRowGroup - 1) / kRowGroup;
     first_task[i + 1] = first_task[i] + (groups + chunk - 1) / chunk;
-    scratch_at[i + 1] = scratch_at[i] + (act.split() ? 2 * m * rows : 0);
+    const bool split = act.split() && is_quantized(fused[i].band->dtype);
+    scratch_at[i + 1] = scratch_at[i] + (split ? 2 * m * rows : 0);
   }
   if (scratch.size() < scratch_at[n]) scratch.resize(scratch_at[n]);
   pool.parallel_for(first_task[n], [&](std::size_t t) {
@@ -109,6 +93,11 @@ void fused_matmul(const kernels::KernelTable& kt, ThreadPool& pool,
     const kernels::GemmFn gemm = kt.gemm_for(b.dtype);
     const std::size_t groups = (b.rows + kRowGroup - 1) / kRowGroup;
     const std::size_t g0 = (t - first_task[i]) * chunk, g1 = std::min(groups, g0 + chunk);
+    if (gemm == nullptr) {
+      const std::size_t r0 = g0 * kRowGroup, r1 = std::min<std::size_t>(b.rows, g1 * kRowGroup);
+      kt.gemm_float(b.data.data(), b.dtype, p.k, act.source(), m, act.ldx(), p.y, p.ldy, r0, r1);
+      return;
+    }
     if (!act.split()) {
       gemm(b.data.data(), b.rows, p.k, act.rows(), p.y, p.ldy, g0, g1);
       return;
@@ -135,17 +124,13 @@ void matmul(const kernels::KernelTable& kt, ThreadPool& pool, const detail::Matr
 
 void matmul(const kernels::KernelTable& kt, ThreadPool& pool, std::span<const Product> products,
             const QuantizedActivations& act, std::vector<float>& scratch) {
-  // Float bands run on their own; integer ones are fused, up to kMaxFused per region (q/k/v or
-  // gate/up in one band each is one region, so a decode step pays one fork/join per input).
+  // Up to kMaxFused bands per region (q/k/v or gate/up in one band each is one region, so a
+  // decode step pays one fork/join per input).
   std::array<BandProduct, kMaxFused> fused{};
   std::size_t n = 0;
   for (const Product& p : products) {
     for (const detail::MatrixBand& b : p.w->bands) {
       const BandProduct bp{&b, p.w->k, p.y + b.row0, p.ldy};
-      if (!is_quantized(b.dtype)) {
-        float_matmul(kt, pool, bp, act, scratch);
-        continue;
-      }
       if (n == kMaxFused) {
         fused_matmul(kt, pool, std::span(fused.data(), n), act, scratch);
         n = 0;

@@ -1,6 +1,6 @@
 // The matmul driver: quantizes activation rows once, splits a weight matrix's 16-row groups into
-// fixed chunks for the thread pool, and calls the ISA's kernel for each band of rows. Non-quantized
-// weights (f32, f16, bf16) take a row-dequantizing float path.
+// fixed chunks for the thread pool, and calls the ISA's kernel for each band of rows: the integer
+// GEMMs for quantized bands, the float GEMM (on the unquantized rows) for f32, f16 and bf16 ones.
 #pragma once
 
 #include <cstdint>

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "float_gemm_check.hpp"
 #include "kernel_check.hpp"
 #include "kernel_table.hpp"
 
@@ -31,6 +32,17 @@ TEST_CASE("every supported ISA matches the scalar kernels", "[kernels]") {
     const KernelTable& t = kernels_for(isa);
     REQUIRE(t.isa == isa);
     require_ok(check::check_all_gemm(t, &scalar));
+  }
+}
+
+TEST_CASE("float-weight GEMM: scalar twin against double, every ISA against it, any split",
+          "[kernels][float]") {
+  const KernelTable& scalar = kernels_for(Isa::Scalar);
+  require_ok(check::check_all_float_gemm(scalar, nullptr));
+  for (Isa isa : supported_isas()) {
+    INFO("isa " << to_string(isa));
+    require_ok(check::check_all_float_gemm(kernels_for(isa), nullptr));
+    require_ok(check::check_all_float_gemm(kernels_for(isa), &scalar));
   }
 }
 

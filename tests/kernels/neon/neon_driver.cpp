@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "float_gemm_check.hpp"
 #include "kernel_check.hpp"
 #include "kernel_table.hpp"
 
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   }
   const KernelTable& scalar = kernels_for(Isa::Scalar);
   report("scalar vs dequantized float", check::check_all_gemm(scalar, nullptr));
+  report("scalar float weights vs double", check::check_all_float_gemm(scalar, nullptr));
   report("scalar q4nl code book", check::check_codebook(scalar, qlm::DType::Q4NL));
   report("scalar q5 codes", check::check_codebook(scalar, qlm::DType::Q5));
   report("scalar attention vs double", check::check_attention(scalar, nullptr));
@@ -42,6 +44,8 @@ int main(int argc, char** argv) {
     report(name + " q4nl code book", check::check_codebook(kernels_for(isa), qlm::DType::Q4NL));
     report(name + " q5 codes", check::check_codebook(kernels_for(isa), qlm::DType::Q5));
     report(name + " fp32 helpers vs scalar", check::check_float_helpers(kernels_for(isa), scalar));
+    report(name + " float weights vs scalar",
+           check::check_all_float_gemm(kernels_for(isa), &scalar));
     report(name + " f16 conversions vs scalar", check::check_half(kernels_for(isa), scalar));
     report(name + " attention vs scalar", check::check_attention(kernels_for(isa), &scalar));
   }

@@ -1,0 +1,194 @@
+// Internal: the float-weight GEMM (KernelTable::gemm_float) written once over xsimd and
+// instantiated per ISA translation unit; internal linkage keeps the copies apart.
+//
+// Weights are read in their stored type and widened in registers (f16 with vcvtph2ps / fcvtl,
+// bf16 by a 16-bit shift, which is exact), so a decode step streams 2 bytes per f16 or bf16 weight
+// instead of dequantizing a row to memory first. Each (row, activation row) pair owns one vector
+// accumulator that walks k in steps of one vector (the last step zero-padded) and is reduced once
+// at the end: its bits depend on nothing else in the call, whatever the tile it was computed in.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <xsimd/xsimd.hpp>
+
+#include "kernel_table.hpp"
+#include "qlm/detail/half.hpp"
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#endif
+
+namespace qlm::kernels {
+namespace {
+
+template <class A>
+struct FloatGemm {
+  using B = xsimd::batch<float, A>;
+  static constexpr std::size_t W = B::size;
+
+  // One vector of weights starting at element i of a row, widened to f32.
+  static B load(const float* p) { return B::load_unaligned(p); }
+  static B load_f16(const std::uint16_t* p) {
+#if defined(__AVX512F__)
+    if constexpr (W == 16) {
+      return B(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+    }
+#endif
+#if defined(__F16C__)
+    if constexpr (W == 8) {
+      return B(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    }
+#elif defined(__aarch64__)
+    if constexpr (W == 4) {
+      return B(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))));
+    }
+#endif
+    alignas(64) float t[W];
+    for (std::size_t i = 0; i < W; ++i) t[i] = qlm::detail::f16_to_f32(p[i]);
+    return B::load_aligned(t);
+  }
+  static B load_bf16(const std::uint16_t* p) {
+#if defined(__AVX512F__)
+    if constexpr (W == 16) {
+      const __m512i w =
+          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+      return B(_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+    }
+#endif
+#if defined(__AVX2__)
+    if constexpr (W == 8) {
+      const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+      return B(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+    }
+#elif defined(__aarch64__)
+    if constexpr (W == 4) return B(vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)));
+#endif
+    alignas(64) float t[W];
+    for (std::size_t i = 0; i < W; ++i) t[i] = qlm::detail::bf16_to_f32(p[i]);
+    return B::load_aligned(t);
+  }
+
+  template <DType T>
+  static B load_w(const void* row, std::size_t i) {
+    if constexpr (T == DType::F32) {
+      return load(static_cast<const float*>(row) + i);
+    } else if constexpr (T == DType::F16) {
+      return load_f16(static_cast<const std::uint16_t*>(row) + i);
+    } else {
+      return load_bf16(static_cast<const std::uint16_t*>(row) + i);
+    }
+  }
+
+  // The last k % W weights of a row, widened and zero-padded to one vector.
+  template <DType T>
+  static B load_w_tail(const void* row, std::size_t i, std::size_t n) {
+    alignas(64) float t[W] = {};
+    for (std::size_t j = 0; j < n; ++j) {
+      if constexpr (T == DType::F32) {
+        t[j] = static_cast<const float*>(row)[i + j];
+      } else if constexpr (T == DType::F16) {
+        t[j] = qlm::detail::f16_to_f32(static_cast<const std::uint16_t*>(row)[i + j]);
+      } else {
+        t[j] = qlm::detail::bf16_to_f32(static_cast<const std::uint16_t*>(row)[i + j]);
+      }
+    }
+    return B::load_aligned(t);
+  }
+  static B load_x_tail(const float* x, std::size_t n) {
+    alignas(64) float t[W] = {};
+    std::copy(x, x + n, t);
+    return B::load_aligned(t);
+  }
+
+  // y[m][r] for R weight rows starting at r and M activation rows: R*M accumulators.
+  template <DType T, std::size_t R, std::size_t M>
+  static void tile(const std::uint8_t* w, std::size_t k, const float* x, std::size_t ldx, float* y,
+                   std::size_t ldy, std::size_t r) {
+    constexpr std::size_t elem = T == DType::F32 ? 4 : 2;
+    const std::uint8_t* rows[R];
+    for (std::size_t i = 0; i < R; ++i) rows[i] = w + (r + i) * k * elem;
+    B acc[R][M];
+    for (std::size_t i = 0; i < R; ++i)
+      for (std::size_t j = 0; j < M; ++j) acc[i][j] = B(0.0f);
+    std::size_t c = 0;
+    for (; c + W <= k; c += W) {
+      B xv[M];
+      for (std::size_t j = 0; j < M; ++j) xv[j] = B::load_unaligned(x + j * ldx + c);
+      for (std::size_t i = 0; i < R; ++i) {
+        const B wv = load_w<T>(rows[i], c);
+        for (std::size_t j = 0; j < M; ++j) acc[i][j] = xsimd::fma(wv, xv[j], acc[i][j]);
+      }
+    }
+    if (c < k) {
+      B xv[M];
+      for (std::size_t j = 0; j < M; ++j) xv[j] = load_x_tail(x + j * ldx + c, k - c);
+      for (std::size_t i = 0; i < R; ++i) {
+        const B wv = load_w_tail<T>(rows[i], c, k - c);
+        for (std::size_t j = 0; j < M; ++j) acc[i][j] = xsimd::fma(wv, xv[j], acc[i][j]);
+      }
+    }
+    for (std::size_t i = 0; i < R; ++i)
+      for (std::size_t j = 0; j < M; ++j) y[j * ldy + r + i] = xsimd::hadd(acc[i][j]);
+  }
+
+  // Row tiles for M activation rows: wide ones while they fit, then one row at a time.
+  template <DType T, std::size_t M>
+  static void rows_for(const std::uint8_t* w, std::size_t k, const float* x, std::size_t ldx,
+                       float* y, std::size_t ldy, std::size_t r0, std::size_t r1) {
+    // Decode (M = 1) keeps 8 rows in flight to hide FMA latency behind the weight stream; wider M
+    // reuses each weight vector M times and needs the registers for accumulators.
+    constexpr std::size_t R = M == 1 ? 8 : (W >= 16 ? 4 : 2);
+    std::size_t r = r0;
+    for (; r + R <= r1; r += R) tile<T, R, M>(w, k, x, ldx, y, ldy, r);
+    for (; r < r1; ++r) tile<T, 1, M>(w, k, x, ldx, y, ldy, r);
+  }
+
+  template <DType T>
+  static void gemm_typed(const std::uint8_t* w, std::size_t k, const float* x, std::size_t m,
+                         std::size_t ldx, float* y, std::size_t ldy, std::size_t r0,
+                         std::size_t r1) {
+    constexpr std::size_t elem = T == DType::F32 ? 4 : 2;
+    constexpr std::size_t M = W >= 16 ? 4 : 3;  // activation rows per tile
+    // Rows in blocks of ~64 KiB of weights, so every activation tile rereads them from L2.
+    const std::size_t block = std::max<std::size_t>(8, (65536 / (k * elem)) / 8 * 8);
+    for (std::size_t b0 = r0; b0 < r1; b0 += block) {
+      const std::size_t b1 = std::min(r1, b0 + block);
+      std::size_t i = 0;
+      for (; i + M <= m; i += M) rows_for<T, M>(w, k, x + i * ldx, ldx, y + i * ldy, ldy, b0, b1);
+      switch (m - i) {
+        case 1:
+          rows_for<T, 1>(w, k, x + i * ldx, ldx, y + i * ldy, ldy, b0, b1);
+          break;
+        case 2:
+          rows_for<T, 2>(w, k, x + i * ldx, ldx, y + i * ldy, ldy, b0, b1);
+          break;
+        case 3:
+          if constexpr (M > 3) rows_for<T, 3>(w, k, x + i * ldx, ldx, y + i * ldy, ldy, b0, b1);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  static void gemm(const std::uint8_t* w, DType type, std::size_t k, const float* x, std::size_t m,
+                   std::size_t ldx, float* y, std::size_t ldy, std::size_t r0, std::size_t r1) {
+    switch (type) {
+      case DType::F32:
+        return gemm_typed<DType::F32>(w, k, x, m, ldx, y, ldy, r0, r1);
+      case DType::F16:
+        return gemm_typed<DType::F16>(w, k, x, m, ldx, y, ldy, r0, r1);
+      case DType::BF16:
+        return gemm_typed<DType::BF16>(w, k, x, m, ldx, y, ldy, r0, r1);
+      default:
+        return;
+    }
+  }
+};
+
+}  // namespace
+}  // namespace qlm::kernels
