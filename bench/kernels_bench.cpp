@@ -1,6 +1,7 @@
 // Kernel benchmarks: Q8/Q4/Q4NL/Q5 GEMV at decode shapes streaming weights from DRAM (GB/s), GEMM
-// at 128 and 512 rows (int8 ops/s), decode attention over a long KV cache (GB/s of keys and
-// values), 1 and 2 threads, and a read-bandwidth probe for reference.
+// at 128 and 512 rows (int8 ops/s), f16/bf16/f32 GEMV and GEMM (GB/s, Gflop/s), decode attention
+// over a long KV cache (GB/s of keys and values), 1 and 2 threads, and a read-bandwidth probe for
+// reference.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -111,6 +112,64 @@ void bm_gemv(benchmark::State& state, Isa isa, DType type, std::size_t k, std::s
   const double bytes = static_cast<double>(ws.bytes) * static_cast<double>(state.iterations());
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
   state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsRate);
+}
+
+// f32 / f16 / bf16 weights (row-major, small random values), `copies` matrices back to back.
+struct FloatWeightSet {
+  Bytes data;
+  std::size_t stride = 0, copies = 0, bytes = 0;
+  FloatWeightSet(DType t, std::size_t n, std::size_t k, std::size_t min_total) {
+    const std::size_t elem = t == DType::F32 ? 4 : 2;
+    bytes = n * k * elem;
+    stride = (bytes + 63) / 64 * 64;
+    copies = std::max<std::size_t>(1, (min_total + stride - 1) / stride);
+    data = alloc64(stride * copies);
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    std::vector<std::uint8_t> one(bytes);
+    for (std::size_t i = 0; i < n * k; ++i) {
+      const float v = nd(rng);
+      if (t == DType::F32) {
+        std::memcpy(&one[4 * i], &v, 4);
+      } else {
+        const std::uint16_t h =
+            t == DType::F16 ? qlm::detail::f32_to_f16(v) : qlm::detail::f32_to_bf16(v);
+        std::memcpy(&one[2 * i], &h, 2);
+      }
+    }
+    for (std::size_t c = 0; c < copies; ++c)
+      std::memcpy(data.get() + c * stride, one.data(), bytes);
+  }
+  const std::uint8_t* at(std::size_t i) const { return data.get() + (i % copies) * stride; }
+};
+
+// Float weights against m float activation rows, rows split evenly over `threads` (multiples of
+// 16, as the matmul driver cuts them). m = 1 streams from DRAM (GB/s), larger m from cache.
+void bm_float(benchmark::State& state, Isa isa, DType type, std::size_t k, std::size_t n,
+              std::size_t m, int threads) {
+  const KernelTable& t = kernels_for(isa);
+  const FloatWeightSet ws(type, n, k, m == 1 ? kDramBytes : 0);
+  std::vector<float> x(m * k, 0.5f), y(m * n);
+  const std::size_t groups = (n + 15) / 16;
+  std::size_t i = 0;
+  for (auto _ : state) {
+    const std::uint8_t* w = ws.at(i++);
+#pragma omp parallel num_threads(threads)
+    {
+      const auto th = static_cast<std::size_t>(omp_get_thread_num());
+      const auto nt = static_cast<std::size_t>(omp_get_num_threads());
+      const std::size_t r0 = std::min(n, groups * th / nt * 16);
+      const std::size_t r1 = std::min(n, groups * (th + 1) / nt * 16);
+      t.gemm_float(w, type, k, x.data(), m, k, y.data(), n, r0, r1);
+    }
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  const double it = static_cast<double>(state.iterations());
+  state.counters["GB/s"] =
+      benchmark::Counter(static_cast<double>(ws.bytes) * it / 1e9, benchmark::Counter::kIsRate);
+  state.counters["Gflop/s"] = benchmark::Counter(2.0 * static_cast<double>(m * n * k) * it / 1e9,
+                                                 benchmark::Counter::kIsRate);
 }
 
 void bm_gemm(benchmark::State& state, Isa isa, DType type, std::size_t k, std::size_t n,
@@ -241,6 +300,26 @@ int main(int argc, char** argv) {
           benchmark::RegisterBenchmark(name.c_str(), bm_gemm, isa, type, 2048, 5632, m, threads)
               ->UseRealTime()
               ->Unit(benchmark::kMillisecond);
+        }
+      }
+    }
+  }
+  for (Isa isa : supported_isas()) {
+    for (DType type : {DType::F16, DType::BF16, DType::F32}) {
+      for (const Shape& s : kDecode) {
+        for (std::size_t m : {1, 128}) {
+          if (m > 1 && s.k != 2048) continue;
+          for (int threads : {1, 2}) {
+            if (isa == Isa::Scalar && (threads == 2 || m > 1)) continue;
+            const std::string name = std::string(m == 1 ? "gemv/" : "gemm/") +
+                                     std::string(to_string(isa)) + "/" +
+                                     std::string(qlm::to_string(type)) +
+                                     (m == 1 ? "/" : "/m:128/") + std::to_string(s.k) + "x" +
+                                     std::to_string(s.n) + "/threads:" + std::to_string(threads);
+            benchmark::RegisterBenchmark(name.c_str(), bm_float, isa, type, s.k, s.n, m, threads)
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
         }
       }
     }

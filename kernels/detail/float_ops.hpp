@@ -1,12 +1,13 @@
 // Internal: fp32 helpers (rmsnorm, softmax, silu_mul, rope, add, dot, axpy) written once over
 // xsimd and instantiated per ISA translation unit; internal linkage keeps the copies apart.
-// table_with_float_ops adds the f16 conversions (half_ops.hpp), attention (attention_ops.hpp) and the
-// float-weight GEMM (float_gemm.hpp).
+// table_with_float_ops adds the f16 conversions (half_ops.hpp), attention (attention_ops.hpp) and
+// the float-weight GEMM (float_gemm.hpp).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 #include <xsimd/xsimd.hpp>
 
 #include "detail/attention_ops.hpp"
@@ -128,6 +129,13 @@ struct FloatOps {
   }
 };
 
+/// The float-weight GEMM's vector width: 256 bits in the AVX-512 tables too. Decode is bound by
+/// the weight stream, and on the AMD EPYC we measure on (512-bit ops split in two) the 256-bit
+/// kernel decoded SmolLM2-135M in f16 1.2-1.3x faster; prefill GEMMs lost ~15% (bench/RESULTS.md,
+/// session 16). One width per table, since a row's bits must not depend on the batch.
+template <class A>
+using FloatGemmArch = std::conditional_t<std::is_same_v<A, xsimd::avx512bw>, xsimd::avx2, A>;
+
 /// A table whose fp32 helpers are FloatOps<A>, f16 conversions HalfOps (the translation unit's
 /// conversion instructions) and attention AttnOps<A>; the caller supplies what differs per ISA.
 template <class A>
@@ -150,7 +158,7 @@ KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, Ge
           HalfOps::f16_to_f32,
           HalfOps::f32_to_f16,
           AttnOps<A>::attn_block,
-          FloatGemm<A>::gemm};
+          FloatGemm<FloatGemmArch<A>>::gemm};
 }
 
 }  // namespace
