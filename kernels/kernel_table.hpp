@@ -140,6 +140,10 @@ struct KernelTable {
                      float* acc) = nullptr;
   /// GEMM for f32 / f16 / bf16 weights against float activations (FloatGemmFn's contract).
   FloatGemmFn gemm_float = nullptr;
+  /// gate[i] = gelu(gate[i]) * up[i] (GeGLU), or gelu(gate[i]) when up is null; GELU's tanh form
+  /// (PyTorch's approximate="tanh") computed as v / (1 + exp(-2 * sqrt(2/pi) * (v + 0.044715
+  /// v^3))), which equals 0.5 v (1 + tanh(...)) without its cancellation for negative v.
+  void (*gelu_mul)(float* gate, const float* up, std::size_t n) = nullptr;
 
   /// The GEMM for a quantized weight type (nullptr for a float type).
   GemmFn gemm_for(DType t) const noexcept {

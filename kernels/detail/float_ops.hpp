@@ -1,5 +1,5 @@
-// Internal: fp32 helpers (rmsnorm, softmax, silu_mul, rope, add, dot, axpy) written once over
-// xsimd and instantiated per ISA translation unit; internal linkage keeps the copies apart.
+// Internal: fp32 helpers (rmsnorm, softmax, silu_mul, gelu_mul, rope, add, dot, axpy) written once
+// over xsimd and instantiated per ISA translation unit; internal linkage keeps the copies apart.
 // table_with_float_ops adds the f16 conversions (half_ops.hpp), attention (attention_ops.hpp) and
 // the float-weight GEMM (float_gemm.hpp).
 #pragma once
@@ -95,6 +95,23 @@ struct FloatOps {
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
   }
 
+  static void gelu_mul(float* gate, const float* up, std::size_t n) {
+    constexpr float kMinus2SqrtTwoOverPi = -1.5957691216057308f, kCubic = 0.044715f;
+    const B one(1.0f), k(kMinus2SqrtTwoOverPi), cubic(kCubic);
+    std::size_t i = 0;
+    for (; i + W <= n; i += W) {
+      const B v = B::load_unaligned(gate + i);
+      B g = v / (one + xsimd::exp(k * xsimd::fma(cubic * v * v, v, v)));
+      if (up != nullptr) g *= B::load_unaligned(up + i);
+      g.store_unaligned(gate + i);
+    }
+    for (; i < n; ++i) {
+      const float v = gate[i];
+      const float g = v / (1.0f + std::exp(kMinus2SqrtTwoOverPi * std::fma(kCubic * v * v, v, v)));
+      gate[i] = up != nullptr ? g * up[i] : g;
+    }
+  }
+
   static void rope(float* x, const float* cos, const float* sin, std::size_t head_dim) {
     const std::size_t half = head_dim / 2;
     std::size_t i = 0;
@@ -158,7 +175,8 @@ KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, Ge
           HalfOps::f16_to_f32,
           HalfOps::f32_to_f16,
           AttnOps<A>::attn_block,
-          FloatGemm<FloatGemmArch<A>>::gemm};
+          FloatGemm<FloatGemmArch<A>>::gemm,
+          F::gelu_mul};
 }
 
 }  // namespace

@@ -111,6 +111,15 @@ void silu_mul(float* gate, const float* up, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void gelu_mul(float* gate, const float* up, std::size_t n) {
+  constexpr float kMinus2SqrtTwoOverPi = -1.5957691216057308f, kCubic = 0.044715f;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float v = gate[i];
+    const float g = v / (1.0f + std::exp(kMinus2SqrtTwoOverPi * std::fma(kCubic * v * v, v, v)));
+    gate[i] = up != nullptr ? g * up[i] : g;
+  }
+}
+
 void rope(float* x, const float* cos, const float* sin, std::size_t head_dim) {
   const std::size_t half = head_dim / 2;
   for (std::size_t i = 0; i < half; ++i) {
@@ -237,7 +246,8 @@ const KernelTable& scalar_table() noexcept {
                                  f16_to_f32,
                                  f32_to_f16,
                                  attn_block,
-                                 gemm_float};
+                                 gemm_float,
+                                 gelu_mul};
   return table;
 }
 }  // namespace detail

@@ -213,17 +213,17 @@ class FastForward final : public Forward {
       // Row by row: a vector body and its scalar tail may round differently, so every row must be
       // split the same way whatever the batch size (results may not depend on chunking).
       for (std::size_t i = 0; i < m; ++i) {
-        if (c_.gemma()) {  // GeGLU: the scalar op of the reference path, as starcoder2's GELU
-          ref::gelu_tanh_mul({&gate_[i * ff], ff}, {&up_[i * ff], ff});
+        if (c_.gemma()) {  // GeGLU
+          kt_.gelu_mul(&gate_[i * ff], &up_[i * ff], ff);
         } else {
           kt_.silu_mul(&gate_[i * ff], &up_[i * ff], ff);
         }
       }
-    } else {  // starcoder2: c_fc (+ bias) -> gelu (tanh), the scalar op of the reference path
+    } else {  // starcoder2: c_fc (+ bias) -> gelu (tanh)
       project(lw.w_up, gate_.data(), ff);
       for (std::size_t i = 0; i < m; ++i) {
         if (!lw.b_up.empty()) kt_.add(&gate_[i * ff], lw.b_up.data(), ff);
-        ref::gelu_tanh({&gate_[i * ff], ff});
+        kt_.gelu_mul(&gate_[i * ff], nullptr, ff);
       }
     }
     observe(MatrixInput::MlpHidden, l, gate_.data(), m, ff);

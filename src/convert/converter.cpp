@@ -419,7 +419,11 @@ void write_model(const ConvertOptions& o, const ModelConfig& config, const Prepa
                          }});
       report.weight_bytes += *tensor_bytes(type, shape);
     }
-    report.weights += src->elements();
+    // The expected tensor's own elements: a part of a fused source (phi3's qkv_proj) is not the
+    // whole source.
+    std::uint64_t elements = 1;
+    for (const std::uint64_t dim : e.shape) elements *= dim;
+    report.weights += elements;
   }
   if (!padded.empty()) {
     report.notes.push_back(fmt::format(

@@ -10,6 +10,8 @@
 #include <cmath>
 
 #include "model/model_helpers.hpp"
+#include "qlm/convert/convert.hpp"
+#include "qlm/format/model_file.hpp"
 #include "qlm/session.hpp"
 #include "support/checkpoint_writer.hpp"
 #include "support/files.hpp"
@@ -112,6 +114,25 @@ TEST_CASE("phi3: qlm-synth writes a Phi-4-mini-shaped checkpoint that converts a
     INFO("context " << context);
     check_reference_and_fast_agree(model, context);
   }
+}
+
+}  // namespace qlm::test
+
+namespace qlm::test {
+
+TEST_CASE("phi3: the conversion report counts each split part once", "[model][phi3]") {
+  // qkv_proj and gate_up_proj are split into q/k/v and gate/up: the parameters reported are the
+  // file's tensors' elements, not each fused source counted once per part.
+  TempDir tmp;
+  const auto dir = tmp / "ckpt";
+  torch_synth(dir, phi3_config(32), 5);
+  const auto report = convert_checkpoint({dir, tmp / "m.qlm", DType::Q8, {}});
+  REQUIRE(report.ok());
+  const auto file = format::ModelFile::open(tmp / "m.qlm");
+  REQUIRE(file.ok());
+  std::uint64_t elements = 0;
+  for (const auto& t : (*file)->tensors()) elements += t.elements();
+  CHECK(report->weights == elements);
 }
 
 }  // namespace qlm::test
