@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <xsimd/xsimd.hpp>
 
+#include "detail/widen.hpp"
 #include "kernel_table.hpp"
 #include "qlm/detail/half.hpp"
 
@@ -48,31 +49,10 @@ struct AttnOps {
   // W consecutive elements of a key or value row as floats (f16: converted exactly, except that a
   // signalling NaN comes out quiet, which no attention output can tell apart).
   static B load(const float* p) { return B::load_unaligned(p); }
-  static B load(const std::uint16_t* p) {
-#if defined(__AVX512F__)
-    if constexpr (W == 16) {
-      return B(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
-    }
-#endif
-#if defined(__F16C__)
-    if constexpr (W == 8) {
-      return B(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-    }
-#endif
-#if defined(__aarch64__)
-    if constexpr (W == 4) return B(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))));
-#endif
-    alignas(64) float t[W];
-    for (std::size_t i = 0; i < W; ++i) t[i] = qlm::detail::f16_to_f32(p[i]);
-    return B::load_aligned(t);
-  }
+  static B load(const std::uint16_t* p) { return Widen<A>::f16(p); }
   // Scalar tails use explicit fma, so f32 and f16 rows round alike whatever the compiler contracts.
-  static float scalar(float x) {
-    return x;
-  }
-  static float scalar(std::uint16_t h) {
-    return qlm::detail::f16_to_f32(h);
-  }
+  static float scalar(float x) { return x; }
+  static float scalar(std::uint16_t h) { return qlm::detail::f16_to_f32(h); }
 
   static float hmax(B v) {
 #if defined(__AVX512F__)

@@ -14,14 +14,9 @@
 #include <type_traits>
 #include <xsimd/xsimd.hpp>
 
+#include "detail/widen.hpp"
 #include "kernel_table.hpp"
 #include "qlm/detail/half.hpp"
-
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#elif defined(__aarch64__)
-#include <arm_neon.h>
-#endif
 
 namespace qlm::kernels {
 namespace {
@@ -33,54 +28,14 @@ struct FloatGemm {
 
   // One vector of weights starting at element i of a row, widened to f32.
   static B load(const float* p) { return B::load_unaligned(p); }
-  static B load_f16(const std::uint16_t* p) {
-#if defined(__AVX512F__)
-    if constexpr (W == 16) {
-      return B(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
-    }
-#endif
-#if defined(__F16C__)
-    if constexpr (W == 8) {
-      return B(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-    }
-#elif defined(__aarch64__)
-    if constexpr (W == 4) {
-      return B(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))));
-    }
-#endif
-    alignas(64) float t[W];
-    for (std::size_t i = 0; i < W; ++i) t[i] = qlm::detail::f16_to_f32(p[i]);
-    return B::load_aligned(t);
-  }
-  static B load_bf16(const std::uint16_t* p) {
-#if defined(__AVX512F__)
-    if constexpr (W == 16) {
-      const __m512i w =
-          _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-      return B(_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
-    }
-#endif
-#if defined(__AVX2__)
-    if constexpr (W == 8) {
-      const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-      return B(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
-    }
-#elif defined(__aarch64__)
-    if constexpr (W == 4) return B(vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)));
-#endif
-    alignas(64) float t[W];
-    for (std::size_t i = 0; i < W; ++i) t[i] = qlm::detail::bf16_to_f32(p[i]);
-    return B::load_aligned(t);
-  }
-
   template <DType T>
   static B load_w(const void* row, std::size_t i) {
     if constexpr (T == DType::F32) {
       return load(static_cast<const float*>(row) + i);
     } else if constexpr (T == DType::F16) {
-      return load_f16(static_cast<const std::uint16_t*>(row) + i);
+      return Widen<A>::f16(static_cast<const std::uint16_t*>(row) + i);
     } else {
-      return load_bf16(static_cast<const std::uint16_t*>(row) + i);
+      return Widen<A>::bf16(static_cast<const std::uint16_t*>(row) + i);
     }
   }
 
