@@ -11,12 +11,12 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <xsimd/xsimd.hpp>
 
 #include "detail/widen.hpp"
 #include "kernel_table.hpp"
-#include "qlm/detail/half.hpp"
 
 namespace qlm::kernels {
 namespace {
@@ -26,12 +26,13 @@ struct FloatGemm {
   using B = xsimd::batch<float, A>;
   static constexpr std::size_t W = B::size;
 
+  static constexpr std::size_t elem_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
+
   // One vector of weights starting at element i of a row, widened to f32.
-  static B load(const float* p) { return B::load_unaligned(p); }
   template <DType T>
   static B load_w(const void* row, std::size_t i) {
     if constexpr (T == DType::F32) {
-      return load(static_cast<const float*>(row) + i);
+      return B::load_unaligned(static_cast<const float*>(row) + i);
     } else if constexpr (T == DType::F16) {
       return Widen<A>::f16(static_cast<const std::uint16_t*>(row) + i);
     } else {
@@ -39,20 +40,13 @@ struct FloatGemm {
     }
   }
 
-  // The last k % W weights of a row, widened and zero-padded to one vector.
+  // The last n < W weights of a row from element i, zero-padded to one vector (zero bits are
+  // 0.0 in every type).
   template <DType T>
-  static B load_w_tail(const void* row, std::size_t i, std::size_t n) {
-    alignas(64) float t[W] = {};
-    for (std::size_t j = 0; j < n; ++j) {
-      if constexpr (T == DType::F32) {
-        t[j] = static_cast<const float*>(row)[i + j];
-      } else if constexpr (T == DType::F16) {
-        t[j] = qlm::detail::f16_to_f32(static_cast<const std::uint16_t*>(row)[i + j]);
-      } else {
-        t[j] = qlm::detail::bf16_to_f32(static_cast<const std::uint16_t*>(row)[i + j]);
-      }
-    }
-    return B::load_aligned(t);
+  static B load_w_tail(const std::uint8_t* row, std::size_t i, std::size_t n) {
+    alignas(64) std::uint8_t t[W * 4] = {};
+    std::memcpy(t, row + i * elem_bytes(T), n * elem_bytes(T));
+    return load_w<T>(t, 0);
   }
   static B load_x_tail(const float* x, std::size_t n) {
     alignas(64) float t[W] = {};
@@ -72,9 +66,8 @@ struct FloatGemm {
   template <DType T, std::size_t R, std::size_t M>
   static void tile(const std::uint8_t* w, std::size_t k, const float* x, std::size_t ldx, float* y,
                    std::size_t ldy, std::size_t r) {
-    constexpr std::size_t elem = T == DType::F32 ? 4 : 2;
     const std::uint8_t* rows[R];
-    for (std::size_t i = 0; i < R; ++i) rows[i] = w + (r + i) * k * elem;
+    for (std::size_t i = 0; i < R; ++i) rows[i] = w + (r + i) * k * elem_bytes(T);
     B acc[R][M][kAcc];
     for (auto& ri : acc)
       for (auto& mi : ri)
@@ -141,10 +134,9 @@ struct FloatGemm {
   static void gemm_typed(const std::uint8_t* w, std::size_t k, const float* x, std::size_t m,
                          std::size_t ldx, float* y, std::size_t ldy, std::size_t r0,
                          std::size_t r1) {
-    constexpr std::size_t elem = T == DType::F32 ? 4 : 2;
     constexpr std::size_t M = kMaxM;
     // Rows in blocks of ~64 KiB of weights, so every activation tile rereads them from L2.
-    const std::size_t block = std::max<std::size_t>(8, (65536 / (k * elem)) / 8 * 8);
+    const std::size_t block = std::max<std::size_t>(8, (65536 / (k * elem_bytes(T))) / 8 * 8);
     for (std::size_t b0 = r0; b0 < r1; b0 += block) {
       const std::size_t b1 = std::min(r1, b0 + block);
       std::size_t i = 0;
