@@ -144,6 +144,9 @@ struct KernelTable {
   /// (PyTorch's approximate="tanh") computed as v / (1 + exp(-2 * sqrt(2/pi) * (v + 0.044715
   /// v^3))), which equals 0.5 v (1 + tanh(...)) without its cancellation for negative v.
   void (*gelu_mul)(float* gate, const float* up, std::size_t n) = nullptr;
+  /// The fitted f16 scale of one block of 32 values x (finite) with error weights w >= 0, for a
+  /// quantized type: docs/quantization.md's search, bit-identical to the scalar twin on every ISA.
+  float (*fit_scale)(DType t, const float* x, const float* w) = nullptr;
 
   /// The GEMM for a quantized weight type (nullptr for a float type).
   GemmFn gemm_for(DType t) const noexcept {

@@ -13,6 +13,7 @@
 #include "detail/attention_ops.hpp"
 #include "detail/float_gemm.hpp"
 #include "detail/half_ops.hpp"
+#include "detail/tables.hpp"
 #include "kernel_table.hpp"
 
 namespace qlm::kernels {
@@ -154,7 +155,8 @@ template <class A>
 using FloatGemmArch = std::conditional_t<std::is_same_v<A, xsimd::avx512bw>, xsimd::avx2, A>;
 
 /// A table whose fp32 helpers are FloatOps<A>, f16 conversions HalfOps (the translation unit's
-/// conversion instructions) and attention AttnOps<A>; the caller supplies what differs per ISA.
+/// conversion instructions), attention AttnOps<A> and the scale search of the architecture's lane
+/// width (scale_search_lanes.hpp); the caller supplies what differs per ISA.
 template <class A>
 KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, GemmFn q4,
                                  GemmFn q4nl, GemmFn q5) {
@@ -176,7 +178,12 @@ KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, Ge
           HalfOps::f32_to_f16,
           AttnOps<A>::attn_block,
           FloatGemm<FloatGemmArch<A>>::gemm,
-          F::gelu_mul};
+          F::gelu_mul,
+#if defined(__aarch64__)
+          detail::fit_scale_neon};
+#else
+          detail::fit_scale_x86};
+#endif
 }
 
 }  // namespace

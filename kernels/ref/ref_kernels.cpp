@@ -247,7 +247,8 @@ const KernelTable& scalar_table() noexcept {
                                  f32_to_f16,
                                  attn_block,
                                  gemm_float,
-                                 gelu_mul};
+                                 gelu_mul,
+                                 fit_scale_scalar};
   return table;
 }
 }  // namespace detail

@@ -7,6 +7,7 @@
 #include "float_gemm_check.hpp"
 #include "kernel_check.hpp"
 #include "kernel_table.hpp"
+#include "scale_search_check.hpp"
 
 namespace {
 
@@ -59,6 +60,15 @@ TEST_CASE("fp32 helpers match their scalar twins", "[kernels]") {
   for (Isa isa : supported_isas()) {
     INFO("isa " << to_string(isa));
     require_ok(check::check_float_helpers(kernels_for(isa), scalar));
+  }
+}
+
+TEST_CASE("the block scale search chooses the scalar twin's scale on every ISA",
+          "[kernels][quant]") {
+  const KernelTable& scalar = kernels_for(Isa::Scalar);
+  for (Isa isa : supported_isas()) {
+    INFO("isa " << to_string(isa));
+    require_ok(check::check_fit_scale(kernels_for(isa), scalar));
   }
 }
 

@@ -7,6 +7,7 @@
 #include "float_gemm_check.hpp"
 #include "kernel_check.hpp"
 #include "kernel_table.hpp"
+#include "scale_search_check.hpp"
 
 int main(int argc, char** argv) {
   using namespace qlm::kernels;
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
            check::check_all_float_gemm(kernels_for(isa), &scalar));
     report(name + " f16 conversions vs scalar", check::check_half(kernels_for(isa), scalar));
     report(name + " attention vs scalar", check::check_attention(kernels_for(isa), &scalar));
+    report(name + " scale search vs scalar", check::check_fit_scale(kernels_for(isa), scalar));
   }
   std::printf("%s\n", failures == 0 ? "ALL PASSED" : "FAILURES");
   return failures == 0 ? 0 : 1;

@@ -34,6 +34,8 @@ compile() {  # source object extra-flags
 }
 compile "$root/kernels/dispatch.cpp" dispatch ""
 compile "$root/kernels/ref/ref_kernels.cpp" ref ""
+compile "$root/kernels/ref/ref_scale_search.cpp" ref_scale_search "-ffp-contract=off"
+compile "$root/kernels/neon/neon_scale_search.cpp" neon_scale_search "-ffp-contract=off"
 compile "$root/kernels/neon/neon_kernels.cpp" neon ""
 compile "$root/kernels/neon/neon_dotprod_kernels.cpp" neon_dotprod "-march=armv8.2-a+dotprod"
 compile "$root/kernels/neon/neon_i8mm_kernels.cpp" neon_i8mm "-march=armv8.6-a+dotprod+i8mm"
