@@ -154,6 +154,12 @@ struct FloatOps {
 template <class A>
 using FloatGemmArch = std::conditional_t<std::is_same_v<A, xsimd::avx512bw>, xsimd::avx2, A>;
 
+#if defined(__aarch64__)
+inline constexpr auto kFitScale = detail::fit_scale_neon;
+#else
+inline constexpr auto kFitScale = detail::fit_scale_x86;
+#endif
+
 /// A table whose fp32 helpers are FloatOps<A>, f16 conversions HalfOps (the translation unit's
 /// conversion instructions), attention AttnOps<A> and the scale search of the architecture's lane
 /// width (scale_search_lanes.hpp); the caller supplies what differs per ISA.
@@ -179,11 +185,7 @@ KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, Ge
           AttnOps<A>::attn_block,
           FloatGemm<FloatGemmArch<A>>::gemm,
           F::gelu_mul,
-#if defined(__aarch64__)
-          detail::fit_scale_neon};
-#else
-          detail::fit_scale_x86};
-#endif
+          kFitScale};
 }
 
 }  // namespace
