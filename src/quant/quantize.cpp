@@ -135,6 +135,31 @@ void store_block(DType t, const Grid& grid, const Block& blk, float d, std::size
   }
 }
 
+// The block's errors to the rest of one row: for c in [from, k), w[c] -= e[i] * u[i][c] for
+// i = 0, 1, ..., n - 1 in turn (u: the block's n rows of the factor, row stride k). A column's
+// value stays in a register (a tile of 8 columns) while the n updates reach it, in the same
+// order as a column-by-column loop would apply them, so the bits are the same; the row is read
+// and written once instead of n times.
+void apply_block_errors(const double* e, std::size_t n, const double* u, std::size_t k,
+                        std::size_t from, double* w) {
+  constexpr std::size_t kTile = 8;
+  std::size_t c = from;
+  for (; c + kTile <= k; c += kTile) {
+    double acc[kTile];
+    for (std::size_t t = 0; t < kTile; ++t) acc[t] = w[c + t];
+    for (std::size_t i = 0; i < n; ++i) {
+      const double* ui = u + i * k + c;
+      for (std::size_t t = 0; t < kTile; ++t) acc[t] -= e[i] * ui[t];
+    }
+    for (std::size_t t = 0; t < kTile; ++t) w[c + t] = acc[t];
+  }
+  for (; c < k; ++c) {
+    double v = w[c];
+    for (std::size_t i = 0; i < n; ++i) v -= e[i] * u[i * k + c];
+    w[c] = v;
+  }
+}
+
 // GPTQ on rows [g * 16, g * 16 + 16) with u = the upper Cholesky factor of H^-1: quantizing column
 // j changes the row's output error least when the rest of the row absorbs e_j / u_jj * u_j,i.
 // Each block of 32 columns is rounded in all 16 rows first, feeding errors back only within the
@@ -181,13 +206,8 @@ void quantize_group_gptq(DType t, std::span<const float> src, const TileGeometry
       }
       store_block(t, grid, blk, d, r, quants, scales);
     }
-    for (std::size_t i = 0; i < n; ++i) {  // the block's errors, column by column, to the rest
-      const double* uj = u.data() + (c0 + i) * k;
-      for (std::size_t r = 0; r < rows; ++r) {
-        const double e = err[r * kBlockK + i];
-        double* wr = w.data() + r * k;
-        for (std::size_t c = c0 + n; c < k; ++c) wr[c] -= e * uj[c];
-      }
+    for (std::size_t r = 0; r < rows; ++r) {
+      apply_block_errors(&err[r * kBlockK], n, u.data() + c0 * k, k, c0 + n, w.data() + r * k);
     }
   }
 }

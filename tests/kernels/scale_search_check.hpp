@@ -63,12 +63,13 @@ inline void make_scale_block(int kind, std::mt19937& rng, float* x, float* w) {
   }
 }
 
-inline Report check_fit_scale(const KernelTable& t, const KernelTable& ref) {
+// `blocks` per type, cycling through the kinds (the NEON driver under qemu takes fewer).
+inline Report check_fit_scale(const KernelTable& t, const KernelTable& ref, int blocks = 4800) {
   Report rep;
   const std::string isa(to_string(t.isa));
   for (DType type : {DType::Q8, DType::Q4, DType::Q4NL, DType::Q5}) {
     std::mt19937 rng(static_cast<std::uint32_t>(type) * 7919u + 3u);
-    for (int n = 0; n < 4800; ++n) {
+    for (int n = 0; n < blocks; ++n) {
       const int kind = n % kScaleBlockKinds;
       float x[32], w[32];
       make_scale_block(kind, rng, x, w);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "convert/mixed_recipe.hpp"
+#include "qlm/detail/half.hpp"
 #include "qlm/format/tensor_names.hpp"
 #include "qlm/quant/importance.hpp"
 #include "qlm/quant/layout.hpp"
@@ -345,5 +346,58 @@ TEST_CASE("each row's output error is what its own rounding adds, on any number 
     }
     CHECK(plain[r] == Approx(sq).epsilon(1e-9));
     CHECK(one[r] == Approx(quad).epsilon(1e-9));
+  }
+}
+
+namespace {
+
+// The level that v takes in type t's grid (nearest; half to even on the uniform grids).
+float grid_level(DType t, float v) {
+  if (t == DType::Q4NL) {
+    const auto& lv = qlm::quant::kQ4nlLevels;
+    std::size_t c = 0;
+    for (std::size_t m = 0; m + 1 < lv.size(); ++m) {
+      c += v > 0.5f * (static_cast<float>(lv[m]) + static_cast<float>(lv[m + 1]));
+    }
+    return static_cast<float>(lv[c]);
+  }
+  const float hi = t == DType::Q8 ? 127.0f : t == DType::Q5 ? 15.0f : 7.0f;
+  const float lo = t == DType::Q8 ? -127.0f : -hi - 1.0f;
+  return std::nearbyint(std::clamp(v, lo, hi));
+}
+
+}  // namespace
+
+TEST_CASE("error feedback reaches every weight as a column-by-column loop does", "[quant][gptq]") {
+  // The quantizer feeds a block's errors to the later columns in tiles of columns; each weight
+  // must still receive e_j / u_jj * u_j,c for j = 0, 1, ... in turn, the same doubles as the
+  // plain loop below, which rounds each column with the scale the quantizer stored.
+  const std::size_t rows = 20, k = 100;  // padding rows, a partial block, a partial column tile
+  const auto x = correlated_inputs(400, k, 21);
+  const auto h = second_moment(x, k);
+  const auto w = random_weights(rows, k, 22);
+  const std::vector<double> u = qlm::quant::gptq::inverse_cholesky_upper(h, k);
+  for (DType t : {DType::Q4, DType::Q4NL, DType::Q5, DType::Q8}) {
+    INFO(qlm::to_string(t));
+    const auto q = quantize(t, w, rows, k, {.hessian = h});
+    const TileGeometry geo(t, rows, k);
+    std::size_t differ = 0;
+    for (std::size_t r = 0; r < rows; ++r) {
+      std::vector<float> got(k);
+      qlm::quant::dequantize_row(t, q, rows, k, r, got);
+      std::vector<double> wr(w.begin() + static_cast<std::ptrdiff_t>(r * k),
+                             w.begin() + static_cast<std::ptrdiff_t>((r + 1) * k));
+      for (std::size_t j = 0; j < k; ++j) {
+        const std::uint8_t* s = q.data() + geo.scale_offset(r / 16, j / 32) + 2 * (r % 16);
+        const float d = qlm::detail::f16_to_f32(static_cast<std::uint16_t>(s[0] | s[1] << 8));
+        const float inv = d != 0.0f ? 1.0f / d : 0.0f;
+        const float xj = static_cast<float>(wr[j]);
+        const float level = grid_level(t, xj * inv);
+        differ += got[j] != level * d;
+        const double e = (xj - level * d) / u[j * k + j];
+        for (std::size_t c = j + 1; c < k; ++c) wr[c] -= e * u[j * k + c];
+      }
+    }
+    CHECK(differ == 0);
   }
 }

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
            check::check_all_float_gemm(kernels_for(isa), &scalar));
     report(name + " f16 conversions vs scalar", check::check_half(kernels_for(isa), scalar));
     report(name + " attention vs scalar", check::check_attention(kernels_for(isa), &scalar));
-    report(name + " scale search vs scalar", check::check_fit_scale(kernels_for(isa), scalar));
+    report(name + " scale search vs scalar", check::check_fit_scale(kernels_for(isa), scalar, 960));
   }
   std::printf("%s\n", failures == 0 ? "ALL PASSED" : "FAILURES");
   return failures == 0 ? 0 : 1;
