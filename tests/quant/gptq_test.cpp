@@ -16,6 +16,7 @@
 #include "qlm/quant/quantize.hpp"
 #include "quant/hessian.hpp"
 #include "support/expect_error.hpp"
+#include "support/quant_bounds.hpp"
 #include "support/temp_dir.hpp"
 #include "util/fail.hpp"
 
@@ -349,25 +350,6 @@ TEST_CASE("each row's output error is what its own rounding adds, on any number 
   }
 }
 
-namespace {
-
-// The level that v takes in type t's grid (nearest; half to even on the uniform grids).
-float grid_level(DType t, float v) {
-  if (t == DType::Q4NL) {
-    const auto& lv = qlm::quant::kQ4nlLevels;
-    std::size_t c = 0;
-    for (std::size_t m = 0; m + 1 < lv.size(); ++m) {
-      c += v > 0.5f * (static_cast<float>(lv[m]) + static_cast<float>(lv[m + 1]));
-    }
-    return static_cast<float>(lv[c]);
-  }
-  const float hi = t == DType::Q8 ? 127.0f : t == DType::Q5 ? 15.0f : 7.0f;
-  const float lo = t == DType::Q8 ? -127.0f : -hi - 1.0f;
-  return std::nearbyint(std::clamp(v, lo, hi));
-}
-
-}  // namespace
-
 TEST_CASE("error feedback reaches every weight as a column-by-column loop does", "[quant][gptq]") {
   // The quantizer feeds a block's errors to the later columns in tiles of columns; each weight
   // must still receive e_j / u_jj * u_j,c for j = 0, 1, ... in turn, the same doubles as the
@@ -392,7 +374,7 @@ TEST_CASE("error feedback reaches every weight as a column-by-column loop does",
         const float d = qlm::detail::f16_to_f32(static_cast<std::uint16_t>(s[0] | s[1] << 8));
         const float inv = d != 0.0f ? 1.0f / d : 0.0f;
         const float xj = static_cast<float>(wr[j]);
-        const float level = grid_level(t, xj * inv);
+        const float level = qlm::test::grid_level(t, xj * inv);
         differ += got[j] != level * d;
         const double e = (xj - level * d) / u[j * k + j];
         for (std::size_t c = j + 1; c < k; ++c) wr[c] -= e * u[j * k + c];

@@ -433,26 +433,12 @@ namespace {
 
 // The scale search as docs/quantization.md describes it, written plainly: the candidates in order,
 // every sum in column order, a later candidate kept only if strictly better. quantize_matrix
-// decides most candidates with vectorized sums and must still choose exactly these scales.
-float plain_level(DType t, float v) {
-  if (t == DType::Q4NL) {
-    const auto& lv = qlm::quant::kQ4nlLevels;
-    std::size_t c = 0;
-    for (std::size_t m = 0; m + 1 < lv.size(); ++m) {
-      c += v > 0.5f * (static_cast<float>(lv[m]) + static_cast<float>(lv[m + 1]));
-    }
-    return static_cast<float>(lv[c]);
-  }
-  const float hi = t == DType::Q8 ? 127.0f : t == DType::Q5 ? 15.0f : 7.0f;
-  const float lo = t == DType::Q8 ? -127.0f : -hi - 1.0f;
-  return std::nearbyint(std::clamp(v, lo, hi));
-}
-
+// runs it one candidate per vector lane and must still choose exactly these scales.
 float plain_error(DType t, const float* x, const float* w, float d) {
   const float inv = d != 0.0f ? 1.0f / d : 0.0f;
   float err = 0.0f;
   for (std::size_t i = 0; i < 32; ++i) {
-    const float e = x[i] - plain_level(t, x[i] * inv) * d;
+    const float e = x[i] - qlm::test::grid_level(t, x[i] * inv) * d;
     err += w[i] * e * e;
   }
   return err;
@@ -475,7 +461,7 @@ float plain_fit(DType t, const float* x, const float* w) {
   auto consider = [&](float target) {
     float wxl = 0.0f, wll = 0.0f;
     for (std::size_t i = 0; i < 32; ++i) {
-      const float l = plain_level(t, x[i] * (target / max));
+      const float l = qlm::test::grid_level(t, x[i] * (target / max));
       wxl += w[i] * x[i] * l;
       wll += w[i] * l * l;
     }
@@ -527,7 +513,8 @@ TEST_CASE("the fitted quantizer chooses exactly the plain search's scales", "[qu
       const float* xb = &x[r * k + c0];
       const float d = plain_fit(t, xb, w);
       const float inv = d != 0.0f ? 1.0f / d : 0.0f;
-      for (std::size_t c = 0; c < 32; ++c) differ += got[c0 + c] != plain_level(t, xb[c] * inv) * d;
+      for (std::size_t c = 0; c < 32; ++c)
+        differ += got[c0 + c] != qlm::test::grid_level(t, xb[c] * inv) * d;
     }
   }
   CHECK(differ == 0);

@@ -3,12 +3,14 @@
 // -8).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
 #include <span>
 
 #include "qlm/format/dtype.hpp"
+#include "qlm/quant/layout.hpp"
 
 namespace qlm::test {
 
@@ -34,5 +36,21 @@ float block_scale_magnitude(DType t, std::span<const float> block);
 ///    block is within d/2 (the extreme maps onto level -8 exactly).
 void check_quantized_row(DType t, std::span<const float> x, std::span<const float> xhat,
                          BoundCheck& out);
+
+/// The level v takes on type t's grid, written plainly from docs/quantization.md: the nearest
+/// integer (half to even) clamped to the grid, or the nearest Q4NL code-book level.
+inline float grid_level(DType t, float v) {
+  if (t == DType::Q4NL) {
+    const auto& lv = quant::kQ4nlLevels;
+    std::size_t c = 0;
+    for (std::size_t m = 0; m + 1 < lv.size(); ++m) {
+      c += v > 0.5f * (static_cast<float>(lv[m]) + static_cast<float>(lv[m + 1]));
+    }
+    return static_cast<float>(lv[c]);
+  }
+  const float hi = t == DType::Q8 ? 127.0f : t == DType::Q5 ? 15.0f : 7.0f;
+  const float lo = t == DType::Q8 ? -127.0f : -hi - 1.0f;
+  return std::nearbyint(std::clamp(v, lo, hi));
+}
 
 }  // namespace qlm::test
