@@ -1,7 +1,7 @@
 // Kernel benchmarks: Q8/Q4/Q4NL/Q5 GEMV at decode shapes streaming weights from DRAM (GB/s), GEMM
 // at 128 and 512 rows (int8 ops/s), f16/bf16/f32 GEMV and GEMM (GB/s, Gflop/s), decode attention
-// over a long KV cache (GB/s of keys and values), 1 and 2 threads, and a read-bandwidth probe for
-// reference.
+// over a long KV cache (GB/s of keys and values), 1 and 2 threads, the converter's block scale
+// search (blocks/s, one thread), and a read-bandwidth probe for reference.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -260,6 +260,24 @@ void bm_bandwidth(benchmark::State& state, int threads) {
   state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsRate);
 }
 
+// The converter's scale search over 4096 blocks of normal weights (unit error weights, as without
+// an importance file): what `qlm-convert --type T` spends per block.
+void bm_scale_search(benchmark::State& state, Isa isa, DType type) {
+  constexpr std::size_t kBlocks = 4096;
+  const KernelTable& t = kernels_for(isa);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 0.02f);
+  std::vector<float> x(kBlocks * 32), w(kBlocks * 32, 1.0f);
+  for (float& v : x) v = normal(rng);
+  for (auto _ : state) {
+    float sum = 0.0f;
+    for (std::size_t b = 0; b < kBlocks; ++b) sum += t.fit_scale(type, &x[b * 32], &w[b * 32]);
+    benchmark::DoNotOptimize(sum);
+  }
+  state.counters["blocks/s"] = benchmark::Counter(static_cast<double>(kBlocks * state.iterations()),
+                                                  benchmark::Counter::kIsRate);
+}
+
 struct Shape {
   std::size_t k, n;
 };
@@ -334,6 +352,14 @@ int main(int argc, char** argv) {
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
       }
+    }
+  }
+  for (Isa isa : supported_isas()) {
+    for (DType type : {DType::Q4, DType::Q4NL, DType::Q5, DType::Q8}) {
+      const std::string name =
+          "scale_search/" + std::string(to_string(isa)) + "/" + std::string(qlm::to_string(type));
+      benchmark::RegisterBenchmark(name.c_str(), bm_scale_search, isa, type)
+          ->Unit(benchmark::kMillisecond);
     }
   }
   benchmark::Initialize(&argc, argv);
