@@ -21,15 +21,17 @@ namespace {
 
 std::uint32_t resolve_pages(const ModelConfig& c, const EngineOptions& o, std::uint32_t context) {
   const std::size_t page = detail::KvPool::page_bytes(c, o.kv_type);
-  if (o.kv_bytes == 0) return 4 * ((context + kKvPageTokens - 1) / kKvPageTokens);
+  if (o.kv_bytes == 0) {
+    return static_cast<std::uint32_t>(4 * detail::KvLayout::of(c).max_pages(context, context));
+  }
   const std::size_t pages = o.kv_bytes / page;
   if (pages == 0) {
     fail(ErrorCode::InvalidArgument, "kv_bytes {} holds no KV page ({} bytes for {} tokens)",
          o.kv_bytes, page, kKvPageTokens);
   }
-  if (pages > (1u << 26)) {
+  if (pages > (1u << 28)) {
     fail(ErrorCode::InvalidArgument, "kv_bytes {} is absurd ({} pages; at most {})", o.kv_bytes,
-         pages, 1u << 26);
+         pages, 1u << 28);
   }
   return static_cast<std::uint32_t>(pages);
 }
@@ -176,14 +178,14 @@ Result<void> Engine::remove(SequenceId sequence) {
   });
 }
 
-Result<void> Engine::truncate(SequenceId sequence, std::uint32_t n) {
+Result<std::uint32_t> Engine::truncate(SequenceId sequence, std::uint32_t n) {
   return detail::capture([&] {
     detail::SequenceKv& s = impl_->find(sequence, "truncate");
     if (n > s.size()) {
       fail(ErrorCode::InvalidArgument, "truncate: {} is beyond the {} tokens of sequence {}", n,
            s.size(), sequence);
     }
-    s.truncate(n);
+    return s.truncate(n);
   });
 }
 
@@ -232,6 +234,10 @@ Result<std::span<const std::int32_t>> Engine::tokens(SequenceId sequence) const 
 std::uint32_t Engine::pages_needed(SequenceId sequence, std::uint32_t n) const {
   auto it = impl_->sequences.find(sequence);
   return it == impl_->sequences.end() ? 0 : it->second.pages_needed(n);
+}
+
+std::uint64_t Engine::max_pages(std::uint64_t tokens, std::uint32_t chunk) const {
+  return impl_->pool.layout().max_pages(tokens, chunk);
 }
 
 KvPoolStats Engine::pool_stats() const {

@@ -100,7 +100,9 @@ Result<GenerateResult> generate_continuing(Session& session, Sampler& sampler,
   }
   // Logits come from evaluating something: a sequence held whole and evaluated gives up its last.
   if (common == sequence.size() && common <= held.size()) --common;
-  if (auto ok = session.truncate(static_cast<std::uint32_t>(common)); !ok) return ok.error();
+  auto kept = session.truncate(static_cast<std::uint32_t>(common));
+  if (!kept) return kept.error();
+  common = *kept;  // fewer when a sliding window's keys were let go
   auto result = generate(session, sampler, sequence.subspan(common), options);
   if (result) result->stats.reused_tokens = std::min(common, held.size());
   return result;

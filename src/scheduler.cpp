@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "generate_stream.hpp"
+#include "kv/kv_layout.hpp"
 #include "util/fail.hpp"
 
 namespace qlm {
@@ -24,10 +25,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
-}
-
-std::uint32_t pages_for(std::size_t tokens) {
-  return static_cast<std::uint32_t>((tokens + kKvPageTokens - 1) / kKvPageTokens);
 }
 
 struct Waiting {
@@ -80,6 +77,7 @@ struct Scheduler::Impl {
   SchedulerOptions options;
   // Fixed at creation, so submit() on other threads need not touch the engine.
   const std::uint32_t pool_pages, context, vocab;
+  const detail::KvLayout layout;
   // Shared with other threads, under `mutex`.
   mutable std::mutex mutex;
   std::condition_variable wake;
@@ -99,12 +97,16 @@ struct Scheduler::Impl {
         options(o),
         pool_pages(engine.pool_stats().pages),
         context(engine.context_size()),
-        vocab(engine.model().config().vocab_size) {}
+        vocab(engine.model().config().vocab_size),
+        layout(detail::KvLayout::of(engine.model().config())) {}
 
-  std::uint32_t pages_needed(const Request& r) const {
+  // The prompt's sequence in chunks of at most step_tokens, then each further choice's own pages
+  // (one token a step, after a copy of the shared last page).
+  std::uint64_t pages_needed(const Request& r) const {
     const auto gen = static_cast<std::size_t>(std::max(r.options.max_tokens, 0));
     const std::size_t first = std::min<std::size_t>(r.prompt.size() + gen, context);
-    return pages_for(first) + (r.n - 1) * (pages_for(gen) + 1);
+    return layout.max_pages(first, options.step_tokens) +
+           (r.n - 1) * layout.max_pages(gen + kKvPageTokens, 1);
   }
   void admit(std::vector<Waiting>& admitted);
   void start(Waiting w);
@@ -363,7 +365,7 @@ Result<RequestId> Scheduler::submit(Request request) {
     if (request.n == 0 || request.n > 16) {
       fail(ErrorCode::InvalidArgument, "submit: n = {} (1 to 16)", request.n);
     }
-    const std::uint32_t pages = s.pages_needed(request);
+    const std::uint64_t pages = s.pages_needed(request);
     if (pages > s.pool_pages) {
       fail(ErrorCode::PoolFull, "submit: the request could need {} KV pages; the pool has {}",
            pages, s.pool_pages);
@@ -373,7 +375,7 @@ Result<RequestId> Scheduler::submit(Request request) {
       fail(ErrorCode::QueueFull, "submit: {} requests are already waiting", s.waiting.size());
     }
     const RequestId id = s.next_id++;
-    s.waiting.push_back({id, std::move(request), Clock::now(), pages});
+    s.waiting.push_back({id, std::move(request), Clock::now(), static_cast<std::uint32_t>(pages)});
     s.wake.notify_all();
     return id;
   });

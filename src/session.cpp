@@ -14,6 +14,25 @@ namespace qlm {
 
 using detail::fail;
 
+namespace {
+
+// Tokens per step of a long evaluation on a model with sliding-window layers: the window's pages
+// are let go between steps, so the cache never holds a long prompt's keys in those layers.
+constexpr std::uint32_t kWindowStep = 8 * kKvPageTokens;
+
+// The Session's pool: the context in every layer group; with sliding layers, the window, one
+// step and the window pinned at the evaluation's start instead (SequenceKv::pin).
+std::uint32_t session_pages(const ModelConfig& c, std::uint32_t context) {
+  const detail::KvLayout k = detail::KvLayout::of(c);
+  std::uint64_t pages = k.max_pages(context, kWindowStep);
+  for (std::uint32_t g = 0; g < k.groups(); ++g) {
+    if (k.sliding(g)) pages += (k.window + 2 * kKvPageTokens - 2) / kKvPageTokens;
+  }
+  return static_cast<std::uint32_t>(pages);
+}
+
+}  // namespace
+
 struct Session::Impl {
   std::shared_ptr<const Model> model;
   std::unique_ptr<detail::Forward> forward;
@@ -30,10 +49,56 @@ struct Session::Impl {
       : model(std::move(m)),
         forward(std::move(f)),
         context(ctx),
-        pool(model->config(), (ctx + kKvPageTokens - 1) / kKvPageTokens, kv_type,
+        // Pages that leave a sliding window are freed and reused, not cached.
+        pool(model->config(), session_pages(model->config(), ctx), kv_type,
              detail::KvPool::seed_for(detail::model_file(*model).header().index_checksum, kv_type),
-             forward->kernels()),
+             forward->kernels(), false),
         seq(pool) {}
+
+  // Runs rows [first, first + count) of `rows`, writing the logits of the wanted ones among them.
+  void run_rows(std::size_t first, std::size_t count, const EvalOptions& options) {
+    const auto lo = std::lower_bound(wanted.begin(), wanted.end(), first);
+    const auto hi = std::lower_bound(wanted.begin(), wanted.end(), first + count);
+    std::vector<std::uint32_t> local(lo, hi);
+    for (auto& w : local) w -= static_cast<std::uint32_t>(first);
+    const std::size_t vocab = model->config().vocab_size;
+    const auto out = std::span(logits).subspan((lo - wanted.begin()) * vocab, local.size() * vocab);
+    const detail::Progress progress = [&](std::size_t done) {
+      return options.on_progress(static_cast<std::uint32_t>(first + done),
+                                 static_cast<std::uint32_t>(rows.size()));
+    };
+    forward->run(std::span(rows).subspan(first, count), local, out,
+                 options.on_progress ? &progress : nullptr);
+  }
+
+  // A long evaluation on a model with sliding-window layers, kWindowStep tokens at a time; on
+  // failure the sequence rolls back to where it started (the window there stays pinned).
+  // `deferred`: how many of `run`'s tokens were pending before this call.
+  void eval_in_steps(std::span<const std::int32_t> run, const EvalOptions& options,
+                     std::size_t deferred) {
+    detail::SequenceKv::Pin pin = seq.pin();
+    const std::size_t n = run.size();
+    try {
+      for (std::size_t first = 0; first < n; first += kWindowStep) {
+        const std::size_t count = std::min<std::size_t>(kWindowStep, n - first);
+        seq.reserve(static_cast<std::uint32_t>(count));
+        run_rows(first, count, options);
+        seq.append(run.subspan(first, count));
+        if (first + count < n && options.on_progress &&
+            !options.on_progress(static_cast<std::uint32_t>(first + count),
+                                 static_cast<std::uint32_t>(n))) {
+          fail(ErrorCode::Cancelled, "evaluation cancelled after {} of {} tokens", first + count,
+               n);
+        }
+      }
+    } catch (...) {
+      seq.trim();
+      seq.rollback(pin);
+      pending.resize(deferred);  // the caller's tokens were appended to the deferred ones
+      throw;
+    }
+    seq.unpin(pin);
+  }
 };
 
 Result<Session> Session::create(std::shared_ptr<const Model> model, SessionOptions options) {
@@ -91,18 +156,19 @@ Result<std::span<const float>> Session::eval(std::span<const std::int32_t> token
       s.wanted.push_back(static_cast<std::uint32_t>(i));
     }
     s.logits.resize(s.wanted.size() * c.vocab_size);
-    try {
-      s.seq.reserve(static_cast<std::uint32_t>(n));
-      const detail::Progress progress = [&](std::size_t done) {
-        return options.on_progress(static_cast<std::uint32_t>(done), static_cast<std::uint32_t>(n));
-      };
-      s.forward->run(s.rows, s.wanted, s.logits, options.on_progress ? &progress : nullptr);
-    } catch (...) {
-      s.seq.trim();
-      s.pending.resize(n - tokens.size());  // unchanged on failure
-      throw;
+    if (s.pool.layout().window != 0 && n > kWindowStep) {
+      s.eval_in_steps(run, options, n - tokens.size());
+    } else {
+      try {
+        s.seq.reserve(static_cast<std::uint32_t>(n));
+        s.run_rows(0, n, options);
+      } catch (...) {
+        s.seq.trim();
+        s.pending.resize(n - tokens.size());  // unchanged on failure
+        throw;
+      }
+      s.seq.append(run);
     }
-    s.seq.append(run);
     const std::size_t skipped = n - std::max<std::size_t>(tokens.size(), 1);
     s.pending.clear();
     // The rows of deferred tokens are not the caller's: the view starts at `tokens`' first.
@@ -122,7 +188,7 @@ Result<void> Session::defer(std::int32_t token) {
   });
 }
 
-Result<void> Session::truncate(std::uint32_t n) {
+Result<std::uint32_t> Session::truncate(std::uint32_t n) {
   Impl& s = *impl_;
   const std::size_t total = s.seq.size() + s.pending.size();
   if (n > total) {
@@ -132,11 +198,10 @@ Result<void> Session::truncate(std::uint32_t n) {
   }
   if (n <= s.seq.size()) {
     s.pending.clear();
-    s.seq.truncate(n);  // later positions are copied or overwritten before they are read again
-  } else {
-    s.pending.resize(n - s.seq.size());
+    return s.seq.truncate(n);  // later positions are copied or overwritten before they're read
   }
-  return {};
+  s.pending.resize(n - s.seq.size());
+  return n;
 }
 
 std::uint32_t Session::position() const {

@@ -53,8 +53,10 @@ class Engine {
   Result<SequenceId> fork(SequenceId parent);
   /// Ends a sequence. Its pages stay cached for later prompts until the pool needs room.
   Result<void> remove(SequenceId sequence);
-  /// Keeps the first n tokens of a sequence (n <= its length); shared pages stay intact.
-  Result<void> truncate(SequenceId sequence, std::uint32_t n);
+  /// Keeps the first n tokens of a sequence (n <= its length); shared pages stay intact. Returns
+  /// the tokens kept: n, or fewer on a model with sliding-window layers when keys that left the
+  /// window at n were let go and evicted since (then evaluate the rest again).
+  Result<std::uint32_t> truncate(SequenceId sequence, std::uint32_t n);
   /// On an empty sequence: takes the longest prefix of `prompt` whose keys and values are
   /// cached (whole pages shared, the matching part of one more page copied), leaving at least
   /// the last token of `prompt` to evaluate. Returns the tokens taken.
@@ -79,6 +81,9 @@ class Engine {
   Result<std::span<const std::int32_t>> tokens(SequenceId sequence) const;
   /// Pages eval() would need to append `n` tokens to `sequence` (0 for an unknown one).
   std::uint32_t pages_needed(SequenceId sequence, std::uint32_t n) const;
+  /// The most pages a sequence of `tokens` tokens holds when evaluated at most `chunk` tokens at
+  /// a time (sliding-window layers keep only the window and one chunk).
+  std::uint64_t max_pages(std::uint64_t tokens, std::uint32_t chunk) const;
   KvPoolStats pool_stats() const;
   std::uint32_t context_size() const;  ///< most tokens of one sequence
   std::size_t sequences() const;       ///< live sequences

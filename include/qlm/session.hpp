@@ -73,8 +73,10 @@ class Session {
   Result<void> defer(std::int32_t token);
 
   /// Rolls the sequence back to its first `n` tokens (n <= position() + pending().size()), e.g.
-  /// to reuse a prefix.
-  Result<void> truncate(std::uint32_t n);
+  /// to reuse a prefix, and returns the tokens kept. That is n, except on a model with
+  /// sliding-window layers: a Session keeps only the window's keys, so rolling back further than
+  /// the window reaches keeps the longest prefix it still can (evaluate the rest again).
+  Result<std::uint32_t> truncate(std::uint32_t n);
 
   std::uint32_t position() const;                 ///< tokens in the cache
   std::uint32_t context_size() const;             ///< maximum tokens
@@ -85,7 +87,7 @@ class Session {
   std::string_view isa() const;
   KvType kv_type() const;  ///< element type of the KV cache
   /// Bytes reserved for the KV cache: the context in whole pages of kKvPageTokens (address
-  /// space; memory is committed as positions fill).
+  /// space; memory is committed as positions fill, and sliding-window layers reuse theirs).
   std::size_t kv_bytes() const;
 
  private:

@@ -20,8 +20,8 @@ void KvPool::Unmap::operator()(std::byte* p) const noexcept {
 }
 
 std::size_t KvPool::page_bytes(const ModelConfig& c, KvType type) {
-  return 2 * static_cast<std::size_t>(c.n_layers) * c.n_kv_heads * kKvPageTokens * c.head_dim *
-         kv_type_size(type);
+  return 2 * static_cast<std::size_t>(KvLayout::of(c).group_layers) * c.n_kv_heads * kKvPageTokens *
+         c.head_dim * kv_type_size(type);
 }
 
 std::uint64_t KvPool::seed_for(std::uint64_t model_id, KvType type) {
@@ -34,11 +34,13 @@ std::uint64_t KvPool::chain(std::uint64_t prev, std::span<const std::int32_t> to
 }
 
 KvPool::KvPool(const ModelConfig& c, std::uint32_t pages, KvType type, std::uint64_t seed,
-               const kernels::KernelTable& kernels)
-    : n_layers_(c.n_layers),
+               const kernels::KernelTable& kernels, bool cache_past_window)
+    : layout_(KvLayout::of(c)),
+      n_layers_(layout_.group_layers),
       n_kv_heads_(c.n_kv_heads),
       head_dim_(c.head_dim),
       type_(type),
+      cache_past_window_(cache_past_window),
       seed_(seed),
       to_f16_(kernels.f32_to_f16),
       page_bytes_(page_bytes(c, type)),
@@ -95,19 +97,21 @@ void KvPool::release(PageId p) {
   }
 }
 
-void KvPool::publish(PageId p, std::uint64_t prev, std::span<const std::int32_t> tokens) {
+void KvPool::publish(PageId p, std::uint32_t group, std::uint64_t prev,
+                     std::span<const std::int32_t> tokens) {
   Meta& m = meta_[p];
   if (m.published) unpublish(p);
   m.published = true;
+  m.group = group;
   m.prev = prev;
   m.n = static_cast<std::uint8_t>(tokens.size());
   std::copy(tokens.begin(), tokens.end(), m.tokens);
-  index_.emplace(prev, p);
+  index_.emplace(key(group, prev), p);
 }
 
 void KvPool::unpublish(PageId p) {
   Meta& m = meta_[p];
-  auto [lo, hi] = index_.equal_range(m.prev);
+  auto [lo, hi] = index_.equal_range(key(m.group, m.prev));
   for (auto it = lo; it != hi; ++it) {
     if (it->second == p) {
       index_.erase(it);
@@ -118,10 +122,12 @@ void KvPool::unpublish(PageId p) {
   m.n = 0;
 }
 
-PageId KvPool::find_full(std::uint64_t prev, std::span<const std::int32_t> tokens) const {
-  auto [lo, hi] = index_.equal_range(prev);
+PageId KvPool::find_full(std::uint32_t group, std::uint64_t prev,
+                         std::span<const std::int32_t> tokens) const {
+  auto [lo, hi] = index_.equal_range(key(group, prev));
   for (auto it = lo; it != hi; ++it) {
     const Meta& m = meta_[it->second];
+    if (m.group != group || m.prev != prev) continue;
     if (m.n == kKvPageTokens && std::equal(tokens.begin(), tokens.end(), m.tokens)) {
       return it->second;
     }
@@ -129,11 +135,13 @@ PageId KvPool::find_full(std::uint64_t prev, std::span<const std::int32_t> token
   return kNoPage;
 }
 
-KvPool::Match KvPool::longest(std::uint64_t prev, std::span<const std::int32_t> tokens) const {
+KvPool::Match KvPool::longest(std::uint32_t group, std::uint64_t prev,
+                              std::span<const std::int32_t> tokens) const {
   Match best;
-  auto [lo, hi] = index_.equal_range(prev);
+  auto [lo, hi] = index_.equal_range(key(group, prev));
   for (auto it = lo; it != hi; ++it) {
     const Meta& m = meta_[it->second];
+    if (m.group != group || m.prev != prev) continue;
     const std::size_t n = std::min<std::size_t>(m.n, tokens.size());
     const auto same = static_cast<std::uint32_t>(
         std::mismatch(tokens.begin(), tokens.begin() + static_cast<std::ptrdiff_t>(n), m.tokens)

@@ -1,5 +1,5 @@
-// The sequence file: header, tokens, then for each page the rows it holds of every (layer,
-// head), keys then values, exactly as the pool stores them; the checksum last.
+// The sequence file: header, tokens, then for each layer group and each page it holds the rows of
+// every (layer, head), keys then values, exactly as the pool stores them; the checksum last.
 #include "kv/sequence_file.hpp"
 
 #include <xxhash.h>
@@ -18,34 +18,73 @@ namespace qlm::detail {
 namespace {
 
 constexpr std::array<std::uint8_t, 8> kMagic = {'Q', 'L', 'M', 'S', 'E', 'Q', 0, 1};
-constexpr std::uint32_t kVersion = 1;
+// Version 2 added the layer groups (KvLayout). A file has one spelling: version 1 files are
+// refused by name (evaluate their tokens again).
+constexpr std::uint32_t kVersion = 2;
 
 struct Header {
   std::uint32_t kv_type, layers, kv_heads, head_dim, page_tokens, tokens;
   std::uint64_t model_id;
+  std::uint32_t global_groups, sliding_groups, window;
 };
 
 constexpr std::size_t kHeaderBytes = kMagic.size() + 4 + 6 * 4 + 8;
+constexpr std::size_t kLayoutBytes = 3 * 4;
+
+std::uint32_t pages_for(std::uint64_t tokens) {
+  return static_cast<std::uint32_t>((tokens + kKvPageTokens - 1) / kKvPageTokens);
+}
+
+// The first token a sliding group's pages in the file hold (KvLayout::first_needed_page).
+std::uint64_t first_kept(const Header& h) {
+  if (h.window == 0 || h.tokens < h.window) return 0;
+  return std::uint64_t{(h.tokens - h.window + 1) / kKvPageTokens} * kKvPageTokens;
+}
 
 std::uint64_t payload_bytes(const Header& h) {
-  return std::uint64_t{h.tokens} * h.layers * h.kv_heads * h.head_dim * 2 *
+  const std::uint64_t rows = std::uint64_t{h.global_groups} * h.tokens +
+                             std::uint64_t{h.sliding_groups} * (h.tokens - first_kept(h));
+  return rows * h.layers * h.kv_heads * h.head_dim * 2 *
          kv_type_size(static_cast<KvType>(h.kv_type));
 }
 
-// Visits the stored runs of a sequence's pages in file order: for each page, the rows it holds
-// of each (layer, head), keys then values, as (pointer into the pool, bytes).
+// Visits the stored runs of a sequence's pages in file order: for each layer group, for each page
+// it holds, the rows of each (layer, head), keys then values, as (pointer into the pool, bytes).
 template <class F>
-void for_each_run(const KvPool& pool, std::span<const PageId> pages, std::size_t tokens, F&& f) {
+void for_each_run(const SequenceKv& seq, std::size_t tokens, F&& f) {
+  const KvPool& pool = seq.pool();
+  const KvLayout& k = pool.layout();
   const std::size_t row = std::size_t{pool.head_dim()} * kv_type_size(pool.type());
-  for (std::size_t i = 0; i * kKvPageTokens < tokens; ++i) {
-    const std::size_t rows = std::min<std::size_t>(kKvPageTokens, tokens - i * kKvPageTokens);
-    for (std::uint32_t l = 0; l < pool.layers(); ++l) {
-      for (std::uint32_t h = 0; h < pool.kv_heads(); ++h) {
-        f(pool.rows(pages[i], l, h, false), rows * row);
-        f(pool.rows(pages[i], l, h, true), rows * row);
+  const auto n = static_cast<std::uint32_t>(tokens);
+  for (std::uint32_t g = 0; g < k.groups(); ++g) {
+    const std::span<const PageId> pages = seq.pages(g);
+    for (std::size_t i = k.sliding(g) ? k.first_needed_page(n) : 0; i < pages_for(n); ++i) {
+      const std::size_t rows = std::min<std::size_t>(kKvPageTokens, tokens - i * kKvPageTokens);
+      for (std::uint32_t l = 0; l < pool.layers(); ++l) {
+        for (std::uint32_t h = 0; h < pool.kv_heads(); ++h) {
+          f(pool.rows(pages[i], l, h, false), rows * row);
+          f(pool.rows(pages[i], l, h, true), rows * row);
+        }
       }
     }
   }
+}
+
+// The pool's geometry as a header would state it.
+Header geometry(const KvPool& pool, std::uint32_t tokens) {
+  const KvLayout& k = pool.layout();
+  const auto sliding =
+      static_cast<std::uint32_t>(std::count(k.group_sliding.begin(), k.group_sliding.end(), 1));
+  return {static_cast<std::uint32_t>(pool.type()),
+          pool.layers(),
+          pool.kv_heads(),
+          pool.head_dim(),
+          kKvPageTokens,
+          tokens,
+          0,
+          k.groups() - sliding,
+          sliding,
+          k.window};
 }
 
 }  // namespace
@@ -56,11 +95,12 @@ void save_sequence(const std::filesystem::path& path, const SequenceKv& seq,
   ByteWriter w;
   w.put_bytes(kMagic);
   w.put(kVersion);
-  for (std::uint32_t v : {static_cast<std::uint32_t>(pool.type()), pool.layers(), pool.kv_heads(),
-                          pool.head_dim(), kKvPageTokens, seq.size()}) {
+  const Header h = geometry(pool, seq.size());
+  for (std::uint32_t v : {h.kv_type, h.layers, h.kv_heads, h.head_dim, h.page_tokens, h.tokens}) {
     w.put(v);
   }
   w.put(model_id);
+  for (std::uint32_t v : {h.global_groups, h.sliding_groups, h.window}) w.put(v);
   for (std::int32_t t : seq.tokens()) w.put(t);
   // Owned from the start: the file's constructor may throw (e.g. no such directory).
   const std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(),
@@ -75,7 +115,7 @@ void save_sequence(const std::filesystem::path& path, const SequenceKv& seq,
     offset += bytes.size();
   };
   write(w.bytes());
-  for_each_run(pool, seq.pages(), seq.size(), [&](const std::byte* p, std::size_t n) {
+  for_each_run(seq, seq.size(), [&](const std::byte* p, std::size_t n) {
     write({reinterpret_cast<const std::uint8_t*>(p), n});
   });
   const std::uint64_t sum = XXH3_64bits_digest(state.get());
@@ -88,9 +128,10 @@ void restore_sequence(const std::filesystem::path& path, SequenceKv& seq, std::u
   KvPool& pool = seq.pool();
   const std::string name = path.string();
   // The largest file this engine could have written: the full context in f32.
+  Header largest = geometry(pool, context);
+  largest.kv_type = 0;
   const std::uint64_t limit =
-      kHeaderBytes + 4ull * context +
-      payload_bytes({0, pool.layers(), pool.kv_heads(), pool.head_dim(), 0, context, 0}) + 8;
+      kHeaderBytes + kLayoutBytes + 4ull * context + payload_bytes(largest) + 8;
   const std::string data = unwrap(read_regular_file(path, limit, "sequence file"));
   const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(data.data()),
                                             data.size());
@@ -111,8 +152,16 @@ void restore_sequence(const std::filesystem::path& path, SequenceKv& seq, std::u
   h.page_tokens = r.get<std::uint32_t>();
   h.tokens = r.get<std::uint32_t>();
   h.model_id = r.get<std::uint64_t>();
+  h.global_groups = r.get<std::uint32_t>();
+  h.sliding_groups = r.get<std::uint32_t>();
+  h.window = r.get<std::uint32_t>();
   if (h.kv_type > 1) fail(ErrorCode::Format, "{}: unknown KV type {}", name, h.kv_type);
-  const std::uint64_t expected = kHeaderBytes + 4ull * h.tokens + payload_bytes(h) + 8;
+  if (h.global_groups > 4096 || h.sliding_groups > 4096) {
+    fail(ErrorCode::Format, "{}: {} + {} layer groups is absurd", name, h.global_groups,
+         h.sliding_groups);
+  }
+  const std::uint64_t expected =
+      kHeaderBytes + kLayoutBytes + 4ull * h.tokens + payload_bytes(h) + 8;
   if (bytes.size() != expected) {
     fail(ErrorCode::Format, "{}: {} bytes, but its header describes {} (truncated or padded)", name,
          bytes.size(), expected);
@@ -131,10 +180,15 @@ void restore_sequence(const std::filesystem::path& path, SequenceKv& seq, std::u
     fail(ErrorCode::InvalidArgument, "{}: saved with KV type {}, this engine uses {}", name,
          to_string(static_cast<KvType>(h.kv_type)), to_string(pool.type()));
   }
-  if (h.layers != pool.layers() || h.kv_heads != pool.kv_heads() || h.head_dim != pool.head_dim() ||
-      h.page_tokens != kKvPageTokens) {
-    fail(ErrorCode::InvalidArgument, "{}: cache geometry {}x{}x{}/{} differs from this engine's",
-         name, h.layers, h.kv_heads, h.head_dim, h.page_tokens);
+  const Header mine = geometry(pool, h.tokens);
+  if (h.layers != mine.layers || h.kv_heads != mine.kv_heads || h.head_dim != mine.head_dim ||
+      h.page_tokens != kKvPageTokens || h.global_groups != mine.global_groups ||
+      h.sliding_groups != mine.sliding_groups || h.window != mine.window) {
+    fail(ErrorCode::InvalidArgument,
+         "{}: cache geometry {}x{}x{}/{} in {} + {} groups, window {} differs from this "
+         "engine's",
+         name, h.layers, h.kv_heads, h.head_dim, h.page_tokens, h.global_groups, h.sliding_groups,
+         h.window);
   }
   if (h.tokens > context) {
     fail(ErrorCode::InvalidArgument, "{}: {} tokens exceed the context of {}", name, h.tokens,
@@ -147,13 +201,13 @@ void restore_sequence(const std::filesystem::path& path, SequenceKv& seq, std::u
       fail(ErrorCode::Format, "{}: token id {} is outside the vocabulary [0, {})", name, t, vocab);
     }
   }
-  const std::uint32_t need = seq.pages_needed(h.tokens);
+  const std::uint32_t need = seq.pages_needed_empty(h.tokens);
   if (need > pool.available()) {
     fail(ErrorCode::PoolFull, "{}: restoring needs {} KV pages; {} are available", name, need,
          pool.available());
   }
-  seq.reserve(h.tokens);
-  for_each_run(pool, seq.pages(), h.tokens,
+  seq.reserve_restore(h.tokens);
+  for_each_run(seq, h.tokens,
                [&](std::byte* p, std::size_t n) { std::memcpy(p, r.take(n).data(), n); });
   seq.append(tokens);
 }

@@ -117,11 +117,12 @@ def main():
                 bytes([budget, 16 * j, j]) + SEP_FF.join(fields))
 
     # fuzz_sequence_file: stories260K's geometry (5 layers, 4 KV heads, head_dim 8), f32 and
-    # f16, with a zero model id and checksum (the target fills in the right ones).
+    # f16, with a zero model id and checksum (the target fills in the right ones); version 2: one
+    # global layer group, no sliding ones, no window.
     for kv, elem in ((0, 4), (1, 2)):
         for n in (1, 40, 64):
             header = bytes([0x51, 0x4C, 0x4D, 0x53, 0x45, 0x51, 0, 1]) + struct.pack(
-                "<7I", 1, kv, 5, 4, 8, 32, n) + struct.pack("<Q", 0)
+                "<7I", 2, kv, 5, 4, 8, 32, n) + struct.pack("<Q", 0) + struct.pack("<3I", 1, 0, 0)
             tokens = struct.pack("<%di" % n, *[(7 * i + 1) % 512 for i in range(n)])
             payload = bytes((i * 37) % 251 for i in range(n * 5 * 4 * 8 * 2 * elem))
             if kv == 0:  # finite floats for an f32 cache

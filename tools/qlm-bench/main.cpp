@@ -80,9 +80,14 @@ std::vector<std::int32_t> token_ids(int n, std::int32_t vocab, int salt) {
 // (at depth 0 after a 1-token start that is not timed).
 double run_once(qlm::Session& session, bool prompt, int n, int depth, std::string& error) {
   const auto vocab = static_cast<std::int32_t>(session.model().config().vocab_size);
-  if (auto r = session.truncate(static_cast<std::uint32_t>(depth)); !r) {
-    error = r.error().message;
+  auto kept = session.truncate(static_cast<std::uint32_t>(depth));
+  if (!kept) {
+    error = kept.error().message;
     return 0.0;
+  }
+  if (*kept < static_cast<std::uint32_t>(depth)) {  // a sliding window let the keys go: refill
+    const auto warm = token_ids(depth, vocab, 0);
+    if (auto r = session.eval(std::span(warm).subspan(*kept)); !r) error = r.error().message;
   }
   const std::vector<std::int32_t> ids = token_ids(n, vocab, 1);
   using Clock = std::chrono::steady_clock;
@@ -114,9 +119,15 @@ double run_parallel(qlm::Engine& engine, std::vector<qlm::SequenceId>& seqs, boo
   std::vector<std::vector<std::int32_t>> ids;
   std::vector<qlm::BatchItem> items;
   for (std::size_t i = 0; i < seqs.size(); ++i) {
-    if (auto r = engine.truncate(seqs[i], static_cast<std::uint32_t>(depth)); !r) {
-      error = r.error().message;
+    auto kept = engine.truncate(seqs[i], static_cast<std::uint32_t>(depth));
+    if (!kept) {
+      error = kept.error().message;
       return 0.0;
+    }
+    if (*kept < static_cast<std::uint32_t>(depth)) {  // a sliding window let the keys go: refill
+      const auto warm = token_ids(depth, vocab, 0);
+      const qlm::BatchItem item{seqs[i], std::span(warm).subspan(*kept)};
+      if (auto r = engine.eval({&item, 1}); !r) error = r.error().message;
     }
     ids.push_back(token_ids(n + 1, vocab, 1 + 31 * static_cast<int>(i)));
   }
@@ -264,11 +275,9 @@ int main(int argc, char** argv) {
             if (error.empty()) kv_bytes = session->kv_bytes();
           } else {
             // One engine per test, its pool just large enough for every sequence's context.
-            const qlm::ModelConfig& c = (*model)->config();
-            const std::size_t page = 2ull * c.n_layers * c.n_kv_heads * c.head_dim *
-                                     qlm::kKvPageTokens * qlm::kv_type_size(kv);
-            const std::size_t pages = (context + qlm::kKvPageTokens - 1) / qlm::kKvPageTokens;
-            auto engine = qlm::Engine::create(*model, {.kv_bytes = seqs * pages * page,
+            const std::size_t seq_bytes =
+                qlm::kv_sequence_bytes((*model)->config(), kv, context, context);
+            auto engine = qlm::Engine::create(*model, {.kv_bytes = seqs * seq_bytes,
                                                        .context = context,
                                                        .kv_type = kv,
                                                        .pool = make_pool(t),
@@ -288,7 +297,9 @@ int main(int argc, char** argv) {
             if (error.empty()) run_parallel(*engine, ids, prompt, std::min(n, 16), depth, error);
             for (int r = 0; r < reps && error.empty(); ++r)
               v.push_back(run_parallel(*engine, ids, prompt, n, depth, error));
-            if (error.empty()) kv_bytes = engine->pool_stats().pages * page;
+            if (error.empty()) {
+              kv_bytes = engine->pool_stats().pages * engine->pool_stats().page_bytes;
+            }
           }
           if (!error.empty()) {
             fmt::print(stderr, "qlm-bench: {}\n", error);

@@ -61,11 +61,8 @@ std::optional<std::uint64_t> parse_bytes(const std::string& s) {
 
 // Room for `parallel` sequences of the whole context, when --kv-pool is not given.
 std::uint64_t default_pool_bytes(const ModelConfig& c, std::uint32_t context, KvType type,
-                                 std::uint32_t parallel) {
-  const std::uint64_t page = std::uint64_t{2} * c.n_layers * c.n_kv_heads * c.head_dim *
-                             kKvPageTokens * (type == KvType::F16 ? 2 : 4);
-  const std::uint64_t pages = (context + kKvPageTokens - 1) / kKvPageTokens;
-  return page * pages * parallel;
+                                 std::uint32_t parallel, std::uint32_t step_tokens) {
+  return std::uint64_t{kv_sequence_bytes(c, type, context, step_tokens)} * parallel;
 }
 
 void add_options(CLI::App& app, Args& a) {
@@ -130,16 +127,15 @@ Result<Loaded> load(const Args& a, const qlm::tools::IntegrityOptions& integrity
                                               ? (*model)->config().max_position_embeddings
                                               : 4096,
                                           4096);
+  const std::uint32_t step_tokens = std::max(a.step_tokens, a.parallel * 16 + 1);
   if (a.kv_pool.empty()) {
-    engine.kv_bytes = default_pool_bytes((*model)->config(), context, *kv, a.parallel);
+    engine.kv_bytes = default_pool_bytes((*model)->config(), context, *kv, a.parallel, step_tokens);
   } else if (auto bytes = parse_bytes(a.kv_pool)) {
     engine.kv_bytes = *bytes;
   } else {
     return Error{ErrorCode::InvalidArgument, "--kv-pool '" + a.kv_pool + "' is not a byte count"};
   }
-  SchedulerOptions so{.step_tokens = std::max(a.step_tokens, a.parallel * 16 + 1),
-                      .max_running = a.parallel,
-                      .max_queue = a.queue};
+  SchedulerOptions so{.step_tokens = step_tokens, .max_running = a.parallel, .max_queue = a.queue};
   auto scheduler = Scheduler::create(*model, engine, so);
   if (!scheduler) return scheduler.error();
   Loaded l;
