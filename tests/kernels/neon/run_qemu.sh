@@ -47,7 +47,7 @@ compile "$root/tests/kernels/neon/neon_driver.cpp" driver ""
 status=0
 echo "== qemu-aarch64 -cpu max (expect neon-i8mm)"
 "$qemu" -cpu max "$out/neon_kernel_tests" --expect neon-i8mm || status=1
-echo "== qemu-aarch64 -cpu cortex-a72 (expect neon)"
-"$qemu" -cpu cortex-a72 "$out/neon_kernel_tests" --expect neon || status=1
+echo "== qemu-aarch64 -cpu cortex-a72 (expect neon; detection only: the kernels ran above)"
+"$qemu" -cpu cortex-a72 "$out/neon_kernel_tests" --expect neon --dispatch-only || status=1
 if [ "$status" -ne 0 ]; then echo "run_qemu.sh: NEON kernel tests FAILED" >&2; fi
 exit "$status"
