@@ -29,9 +29,9 @@ std::uint32_t resolve_pages(const ModelConfig& c, const EngineOptions& o, std::u
     fail(ErrorCode::InvalidArgument, "kv_bytes {} holds no KV page ({} bytes for {} tokens)",
          o.kv_bytes, page, kKvPageTokens);
   }
-  if (pages > (1u << 28)) {
+  if (pages > (1u << 26)) {
     fail(ErrorCode::InvalidArgument, "kv_bytes {} is absurd ({} pages; at most {})", o.kv_bytes,
-         pages, 1u << 28);
+         pages, 1u << 26);
   }
   return static_cast<std::uint32_t>(pages);
 }

@@ -290,6 +290,10 @@ TEST_CASE("Engine: bad requests are clear errors that change nothing", "[engine]
   auto tiny = Engine::create(model, {.kv_bytes = page - 1});
   REQUIRE_FALSE(tiny.ok());
   CHECK_THAT(tiny.error().message, Catch::Contains("holds no KV page"));
+  // A budget of more pages than anyone could use is refused before the page table is built.
+  auto huge = Engine::create(model, {.kv_bytes = page * ((std::size_t{1} << 26) + 1)});
+  REQUIRE_FALSE(huge.ok());
+  CHECK_THAT(huge.error().message, Catch::Contains("absurd"));
   // The engine still works, and the sequence continues where it was.
   BatchItem next{s, std::span(ids).subspan(40, 10), LogitsWanted::All};
   auto r = engine->eval({&next, 1});
