@@ -147,6 +147,12 @@ struct KernelTable {
   /// The fitted f16 scale of one block of 32 values x (finite) with error weights w >= 0, for a
   /// quantized type: docs/quantization.md's search, bit-identical to the scalar twin on every ISA.
   float (*fit_scale)(DType t, const float* x, const float* w) = nullptr;
+  /// GPTQ's error feedback from one block of n <= 32 quantized columns to the columns after it:
+  /// for each of `rows` rows r and each c in [from, k), w[r * k + c] -= e[r * ld_e + i] *
+  /// u[i * k + c] for i = 0, ..., n - 1 in turn, each product rounded before it is subtracted
+  /// (no fused multiply-add): the scalar twin's bits on every ISA, so converted files agree.
+  void (*gptq_update)(const double* e, std::size_t ld_e, std::size_t rows, std::size_t n,
+                      const double* u, std::size_t k, std::size_t from, double* w) = nullptr;
 
   /// The GEMM for a quantized weight type (nullptr for a float type).
   GemmFn gemm_for(DType t) const noexcept {

@@ -156,8 +156,10 @@ using FloatGemmArch = std::conditional_t<std::is_same_v<A, xsimd::avx512bw>, xsi
 
 #if defined(__aarch64__)
 inline constexpr auto kFitScale = detail::fit_scale_neon;
+inline constexpr auto kGptqUpdate = detail::gptq_update_neon;
 #else
 inline constexpr auto kFitScale = detail::fit_scale_x86;
+inline constexpr auto kGptqUpdate = detail::gptq_update_x86;
 #endif
 
 /// A table whose fp32 helpers are FloatOps<A>, f16 conversions HalfOps (the translation unit's
@@ -185,7 +187,8 @@ KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, Ge
           AttnOps<A>::attn_block,
           FloatGemm<FloatGemmArch<A>>::gemm,
           F::gelu_mul,
-          kFitScale};
+          kFitScale,
+          kGptqUpdate};
 }
 
 }  // namespace

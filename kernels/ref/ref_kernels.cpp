@@ -248,7 +248,8 @@ const KernelTable& scalar_table() noexcept {
                                  attn_block,
                                  gemm_float,
                                  gelu_mul,
-                                 fit_scale_scalar};
+                                 fit_scale_scalar,
+                                 gptq_update_scalar};
   return table;
 }
 }  // namespace detail

@@ -391,6 +391,13 @@ void write_model(const ConvertOptions& o, const ModelConfig& config, const Prepa
     std::vector<float> x;
   };
   auto loaded = std::make_shared<Loaded>();
+  // GPTQ's factor of the last input's E[x x^T], kept across matrices: q, k and v (gate and up,
+  // and every band of one matrix) read the same input, and the factor is O(k^3) to compute.
+  struct Factor {
+    std::vector<float> h;
+    std::vector<double> u;
+  };
+  auto factor = std::make_shared<Factor>();
   const std::vector<ExpectedTensor> expected = expected_tensors(config);
   for (const auto& e : expected) {
     const safetensors::Tensor* src = source_tensor(prep.ckpt, config, e.name);
@@ -404,19 +411,26 @@ void write_model(const ConvertOptions& o, const ModelConfig& config, const Prepa
       if (is_quantized(type) && (k % kBlockK != 0 || shape[0] % kRowGroup != 0)) {
         padded.push_back(fmt::format("{} [{}x{}]", name, shape[0], k));
       }
-      pending.push_back({name, type, shape,
-                         [src, type, b, k, loaded, &o, &prep, &e](std::span<std::uint8_t> out) {
-                           return detail::capture([&] {
-                             const std::vector<float> h =
-                                 is_quantized(type) ? prep.hessian(e) : std::vector<float>{};
-                             if (loaded->tensor != &e) *loaded = {&e, prep.load(e)};
-                             const std::span<const float> rows(loaded->x.data() + b.row0 * k,
-                                                               (b.row1 - b.row0) * k);
-                             encode(type, *src, rows, b.row1 - b.row0, k,
-                                    {o.scale_method, prep.importance(e), h, o.pool.get()}, out);
-                             if (b.row1 == e.shape[0]) *loaded = {};
-                           });
-                         }});
+      pending.push_back(
+          {name, type, shape,
+           [src, type, b, k, loaded, factor, &o, &prep, &e](std::span<std::uint8_t> out) {
+             return detail::capture([&] {
+               const std::vector<float> h =
+                   is_quantized(type) ? prep.hessian(e) : std::vector<float>{};
+               if (!h.empty() && h != factor->h) {
+                 factor->u = quant::gptq_factor(h, k);
+                 factor->h = h;
+               }
+               if (loaded->tensor != &e) *loaded = {&e, prep.load(e)};
+               const std::span<const float> rows(loaded->x.data() + b.row0 * k,
+                                                 (b.row1 - b.row0) * k);
+               encode(type, *src, rows, b.row1 - b.row0, k,
+                      {o.scale_method, prep.importance(e), h, o.pool.get(),
+                       h.empty() ? std::span<const double>{} : factor->u},
+                      out);
+               if (b.row1 == e.shape[0]) *loaded = {};
+             });
+           }});
       report.weight_bytes += *tensor_bytes(type, shape);
     }
     // The expected tensor's own elements: a part of a fused source (phi3's qkv_proj) is not the

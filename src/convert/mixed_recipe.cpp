@@ -59,12 +59,15 @@ double signal(std::span<const float> x, std::uint64_t rows, std::uint64_t k,
 // With H, signal and error are the quadratic forms w^T H w of the output (the quantizer then
 // minimizes that same error); without, the importance-weighted diagonal.
 Level level(DType t, std::span<const float> x, const MixedCandidate& c, quant::ScaleMethod method,
-            std::span<const float> h, double sig, ThreadPool* pool) {
+            std::span<const float> h, std::span<const double> u, double sig, ThreadPool* pool) {
   const quant::TileGeometry geo(t, c.rows, c.k);
   std::vector<std::uint8_t> q(geo.total_bytes());
-  quant::quantize_matrix(
-      t, x, c.rows, c.k, q,
-      {.method = method, .importance = c.importance, .hessian = h, .pool = pool});
+  quant::quantize_matrix(t, x, c.rows, c.k, q,
+                         {.method = method,
+                          .importance = c.importance,
+                          .hessian = h,
+                          .pool = pool,
+                          .hessian_factor = u});
   Level l{t, *tensor_bytes(t, std::vector<std::uint64_t>{c.rows, c.k}), 0.0};
   l.row_noise = quant::row_errors(t, x, q, c.rows, c.k,
                                   h.empty() ? c.importance : std::span<const float>{}, h, pool);
@@ -109,7 +112,8 @@ Scored score(const MixedCandidate& c, std::span<const DType> types, quant::Scale
     }
   }
   Scored s{&c, {}};
-  for (DType t : types) s.levels.push_back(level(t, x, c, method, h, sig, pool));
+  const std::vector<double> u = h.empty() ? std::vector<double>{} : quant::gptq_factor(h, c.k);
+  for (DType t : types) s.levels.push_back(level(t, x, c, method, h, u, sig, pool));
   assign_errors(s, measured);
   return s;
 }

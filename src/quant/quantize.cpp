@@ -82,11 +82,10 @@ struct Block {
 // kernels/detail/scale_search.hpp defines them: the same scales on every ISA.
 struct ScaleChooser {
   ScaleMethod method;
-  float (*fit)(DType, const float*,
-               const float*) = kernels::kernels_for(kernels::detect_isa()).fit_scale;
+  const kernels::KernelTable* kernels = &kernels::kernels_for(kernels::detect_isa());
 
   float operator()(DType t, const Block& blk) const {
-    if (method == ScaleMethod::Fit) return fit(t, blk.x, blk.w);
+    if (method == ScaleMethod::Fit) return kernels->fit_scale(t, blk.x, blk.w);
     return kernels::detail::scale_search::rtn_scale(t,
                                                     kernels::detail::scale_search::extreme(blk.x));
   }
@@ -135,42 +134,18 @@ void store_block(DType t, const Grid& grid, const Block& blk, float d, std::size
   }
 }
 
-// The block's errors to the rest of one row: for c in [from, k), w[c] -= e[i] * u[i][c] for
-// i = 0, 1, ..., n - 1 in turn (u: the block's n rows of the factor, row stride k). A column's
-// value stays in a register (a tile of 8 columns) while the n updates reach it, in the same
-// order as a column-by-column loop would apply them, so the bits are the same; the row is read
-// and written once instead of n times.
-void apply_block_errors(const double* e, std::size_t n, const double* u, std::size_t k,
-                        std::size_t from, double* w) {
-  constexpr std::size_t kTile = 8;
-  std::size_t c = from;
-  for (; c + kTile <= k; c += kTile) {
-    double acc[kTile];
-    for (std::size_t t = 0; t < kTile; ++t) acc[t] = w[c + t];
-    for (std::size_t i = 0; i < n; ++i) {
-      const double* ui = u + i * k + c;
-      for (std::size_t t = 0; t < kTile; ++t) acc[t] -= e[i] * ui[t];
-    }
-    for (std::size_t t = 0; t < kTile; ++t) w[c + t] = acc[t];
-  }
-  for (; c < k; ++c) {
-    double v = w[c];
-    for (std::size_t i = 0; i < n; ++i) v -= e[i] * u[i * k + c];
-    w[c] = v;
-  }
-}
-
 // GPTQ on rows [g * 16, g * 16 + 16) with u = the upper Cholesky factor of H^-1: quantizing column
 // j changes the row's output error least when the rest of the row absorbs e_j / u_jj * u_j,i.
 // Each block of 32 columns is rounded in all 16 rows first, feeding errors back only within the
 // block; then the block's errors reach the later columns of all rows at once, so each row of u
 // is read once per group rather than once per row (it does not fit in cache for wide inputs).
 // Every weight still receives the updates of the columns before it one at a time in column
-// order, the same operations in the same order as a column-by-column loop: the same bits.
+// order, the same operations in the same order as a column-by-column loop: the same bits. The
+// block update (KernelTable::gptq_update) is most of the work; its vector twins keep those bits.
 void quantize_group_gptq(DType t, std::span<const float> src, const TileGeometry& geo,
-                         std::size_t g, const std::vector<double>& u,
-                         const QuantizeOptions& options, const Grid& grid,
-                         const ScaleChooser& choose, std::span<std::uint8_t> out) {
+                         std::size_t g, std::span<const double> u, const QuantizeOptions& options,
+                         const Grid& grid, const ScaleChooser& choose,
+                         std::span<std::uint8_t> out) {
   const std::size_t k = geo.k;
   const std::size_t rows = std::min(kRowGroup, geo.rows - std::min(geo.rows, g * kRowGroup));
   std::vector<double> w(rows * k);  // the group's rows as compensated so far
@@ -206,9 +181,8 @@ void quantize_group_gptq(DType t, std::span<const float> src, const TileGeometry
       }
       store_block(t, grid, blk, d, r, quants, scales);
     }
-    for (std::size_t r = 0; r < rows; ++r) {
-      apply_block_errors(&err[r * kBlockK], n, u.data() + c0 * k, k, c0 + n, w.data() + r * k);
-    }
+    choose.kernels->gptq_update(err.data(), kBlockK, rows, n, u.data() + c0 * k, k, c0 + n,
+                                w.data());
   }
 }
 
@@ -224,13 +198,19 @@ void for_each_index(ThreadPool* pool, std::size_t n, const F& f) {
 
 }  // namespace
 
+std::vector<double> gptq_factor(std::span<const float> hessian, std::size_t k) {
+  return gptq::inverse_cholesky_upper(hessian, k);
+}
+
 void quantize_matrix(DType t, std::span<const float> src, std::size_t rows, std::size_t k,
                      std::span<std::uint8_t> out, const QuantizeOptions& options) {
   const TileGeometry geo(t, rows, k);
   const Grid grid(t);
   const ScaleChooser choose{options.method};
   if (!options.hessian.empty()) {
-    const std::vector<double> u = gptq::inverse_cholesky_upper(options.hessian, k);
+    std::vector<double> own;
+    std::span<const double> u = options.hessian_factor;
+    if (u.size() != k * k) u = own = gptq_factor(options.hessian, k);
     // Rows are independent given u, so the result does not depend on the thread count.
     for_each_index(options.pool, geo.groups, [&](std::size_t g) {
       quantize_group_gptq(t, src, geo, g, u, options, grid, choose, out);

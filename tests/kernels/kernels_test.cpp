@@ -5,6 +5,7 @@
 #include <string>
 
 #include "float_gemm_check.hpp"
+#include "gptq_check.hpp"
 #include "kernel_check.hpp"
 #include "kernel_table.hpp"
 #include "scale_search_check.hpp"
@@ -69,6 +70,14 @@ TEST_CASE("the block scale search chooses the scalar twin's scale on every ISA",
   for (Isa isa : supported_isas()) {
     INFO("isa " << to_string(isa));
     require_ok(check::check_fit_scale(kernels_for(isa), scalar));
+  }
+}
+
+TEST_CASE("GPTQ's block update leaves the scalar twin's bits on every ISA", "[kernels][quant]") {
+  const KernelTable& scalar = kernels_for(Isa::Scalar);
+  for (Isa isa : supported_isas()) {
+    INFO("isa " << to_string(isa));
+    require_ok(check::check_gptq_update(kernels_for(isa), scalar));
   }
 }
 

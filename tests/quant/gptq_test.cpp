@@ -175,6 +175,24 @@ TEST_CASE("quantization gives the same bytes on any pool", "[quant][gptq]") {
         quantize(DType::Q4, w, rows, k, {.pool = pool.get()}));
 }
 
+TEST_CASE("a factor computed once gives the bytes of factoring per matrix", "[quant][gptq]") {
+  // The converter factors each input's H once for q, k and v (gate and up).
+  const std::size_t rows = 48, k = 96;
+  const auto h = second_moment(correlated_inputs(400, k, 7), k);
+  const std::vector<double> u = qlm::quant::gptq_factor(h, k);
+  REQUIRE(u.size() == k * k);
+  for (std::uint32_t seed : {8u, 9u}) {
+    const auto w = random_weights(rows, k, seed);
+    CHECK(quantize(DType::Q4, w, rows, k, {.hessian = h}) ==
+          quantize(DType::Q4, w, rows, k, {.hessian = h, .hessian_factor = u}));
+  }
+  // A factor of the wrong size is not used: the hessian is factored as without one.
+  const auto w = random_weights(rows, k, 10);
+  const std::vector<double> wrong(k, 1.0);
+  CHECK(quantize(DType::Q5, w, rows, k, {.hessian = h}) ==
+        quantize(DType::Q5, w, rows, k, {.hessian = h, .hessian_factor = wrong}));
+}
+
 TEST_CASE("importance keeps E[x x^T] of narrow inputs and its file keeps it", "[quant][gptq]") {
   qlm::ModelConfig c;
   c.n_layers = 1;

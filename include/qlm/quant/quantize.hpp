@@ -34,7 +34,14 @@ struct QuantizeOptions {
   /// Runs the row groups here (the application's pool); null = on the calling thread. The result
   /// is the same on any pool: groups are independent.
   ThreadPool* pool = nullptr;
+  /// Optional gptq_factor(hessian, k), computed once for the matrices that read one input (q, k
+  /// and v; gate and up), which would otherwise each factor the same k x k matrix again.
+  std::span<const double> hessian_factor{};
 };
+
+/// The factor GPTQ rounds with for inputs of second moment `hessian` (k x k, row-major): U, upper
+/// triangular, with U^T U = (H + damp I)^-1 (docs/quantization.md). O(k^3) work; share it.
+std::vector<double> gptq_factor(std::span<const float> hessian, std::size_t k);
 
 /// Quantizes a row-major [rows, k] f32 matrix into the Q8, Q4, Q4NL or Q5 tile layout.
 /// `out` must hold TileGeometry(t, rows, k).total_bytes(). Inputs must be finite with

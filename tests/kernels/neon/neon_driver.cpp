@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "float_gemm_check.hpp"
+#include "gptq_check.hpp"
 #include "kernel_check.hpp"
 #include "kernel_table.hpp"
 #include "scale_search_check.hpp"
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
     report(name + " f16 conversions vs scalar", check::check_half(kernels_for(isa), scalar));
     report(name + " attention vs scalar", check::check_attention(kernels_for(isa), &scalar));
     report(name + " scale search vs scalar", check::check_fit_scale(kernels_for(isa), scalar, 960));
+    report(name + " gptq update vs scalar", check::check_gptq_update(kernels_for(isa), scalar));
   }
   std::printf("%s\n", failures == 0 ? "ALL PASSED" : "FAILURES");
   return failures == 0 ? 0 : 1;
