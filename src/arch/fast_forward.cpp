@@ -12,6 +12,7 @@
 #include "ops/attention.hpp"
 #include "ops/matmul.hpp"
 #include "ops/reference_ops.hpp"
+#include "ops/row_tasks.hpp"
 #include "qlm/quant/quantize.hpp"
 #include "util/fail.hpp"
 
@@ -110,7 +111,7 @@ class FastForward final : public Forward {
   void chunk(std::span<const ForwardRow> rows) {
     const std::size_t m = rows.size(), d = c_.hidden_size, half = c_.rope_dim() / 2;
     const float embed_scale = std::sqrt(static_cast<float>(d));  // gemma, as the reference path
-    for (std::size_t i = 0; i < m; ++i) {
+    each_row(m, [&](std::size_t i) {
       w_.embed.dequantize_row(static_cast<std::uint32_t>(rows[i].token), {&x_[i * d], d});
       if (c_.gemma()) {
         for (std::size_t j = 0; j < d; ++j) x_[i * d + j] *= embed_scale;
@@ -123,11 +124,24 @@ class FastForward final : public Forward {
         local_.cos[i * half + f] = std::cos(pos * local_inv_freq_[f]) * mscale_;
         local_.sin[i * half + f] = std::sin(pos * local_inv_freq_[f]) * mscale_;
       }
-    }
+    });
     for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
       attention_block(l, rows);
       mlp_block(l, m);
     }
+  }
+
+  // f(i) for every row of an m-row batch: on the pool for a batch of several rows (the steps
+  // between matmuls are row-wise, so the bits are the same), on this thread for one or two.
+  template <class F>
+  void each_row(std::size_t m, const F& f) {
+    ops::for_row_ranges(pool_.get(), m, [&](std::size_t i0, std::size_t i1) {
+      for (std::size_t i = i0; i < i1; ++i) f(i);
+    });
+  }
+
+  void quantize(const float* x, std::size_t m, std::size_t k, bool split) {
+    act_.quantize(kt_, x, m, k, k, split, pool_.get());
   }
 
   void observe(MatrixInput input, std::uint32_t layer, const float* x, std::size_t rows,
@@ -147,13 +161,14 @@ class FastForward final : public Forward {
     const LayerWeights& lw = w_.layers[l];
     const std::size_t m = rows.size(), d = c_.hidden_size, hd = c_.head_dim;
     const std::size_t rot_dim = c_.rope_dim(), half = rot_dim / 2;  // phi3 rotates a part only
-    for (std::size_t i = 0; i < m; ++i) norm(&xb_[i * d], &x_[i * d], lw.attn_norm, lw.attn_norm_b);
+    each_row(m,
+             [&](std::size_t i) { norm(&xb_[i * d], &x_[i * d], lw.attn_norm, lw.attn_norm_b); });
     observe(MatrixInput::Attention, l, xb_.data(), m, d);
-    act_.quantize(kt_, xb_.data(), m, d, d, splits_.layers[l].qkv);
+    quantize(xb_.data(), m, d, splits_.layers[l].qkv);
     const ops::Product qkv[] = {
         {&lw.wq, q_.data(), qd_}, {&lw.wk, k_.data(), kvd_}, {&lw.wv, v_.data(), kvd_}};
     ops::matmul(kt_, *pool_, qkv, act_, scratch_);
-    for (std::size_t i = 0; i < m; ++i) {
+    each_row(m, [&](std::size_t i) {
       if (!lw.bq.empty()) {
         kt_.add(&q_[i * qd_], lw.bq.data(), qd_);
         kt_.add(&k_[i * kvd_], lw.bk.data(), kvd_);
@@ -174,7 +189,7 @@ class FastForward final : public Forward {
         rows[i].kv->store(l, h, rows[i].pos, {&k_[i * kvd_ + h * hd], hd},
                           {&v_[i * kvd_ + h * hd], hd});
       }
-    }
+    });
     // Every row's keys are stored before any row attends: a row sees the earlier rows of its own
     // sequence in this chunk, and never another sequence's.
     const std::uint32_t group = c_.n_heads / c_.n_kv_heads, window = c_.window(l);
@@ -190,52 +205,52 @@ class FastForward final : public Forward {
                   rows[i].kv->view(l, g), &att[q_off]);
     });
     observe(MatrixInput::AttentionOutput, l, att, m, qd_);
-    act_.quantize(kt_, att, m, qd_, qd_, splits_.layers[l].wo);
+    quantize(att, m, qd_, splits_.layers[l].wo);
     project(lw.wo, xb_.data(), d);
-    for (std::size_t i = 0; i < m; ++i) {
+    each_row(m, [&](std::size_t i) {
       if (!lw.bo.empty()) kt_.add(&xb_[i * d], lw.bo.data(), d);
       if (!lw.post_attn_norm.empty()) {
         kt_.rmsnorm(&xb_[i * d], &xb_[i * d], lw.post_attn_norm.data(), d, c_.rms_norm_eps);
       }
       kt_.add(&x_[i * d], &xb_[i * d], d);
-    }
+    });
   }
 
   void mlp_block(std::uint32_t l, std::size_t m) {
     const LayerWeights& lw = w_.layers[l];
     const std::size_t d = c_.hidden_size, ff = c_.intermediate_size;
-    for (std::size_t i = 0; i < m; ++i) norm(&xb_[i * d], &x_[i * d], lw.ffn_norm, lw.ffn_norm_b);
+    each_row(m, [&](std::size_t i) { norm(&xb_[i * d], &x_[i * d], lw.ffn_norm, lw.ffn_norm_b); });
     observe(MatrixInput::Mlp, l, xb_.data(), m, d);
-    act_.quantize(kt_, xb_.data(), m, d, d, splits_.layers[l].gate_up);
+    quantize(xb_.data(), m, d, splits_.layers[l].gate_up);
     if (c_.gated_mlp()) {
       const ops::Product gate_up[] = {{&lw.w_gate, gate_.data(), ff}, {&lw.w_up, up_.data(), ff}};
       ops::matmul(kt_, *pool_, gate_up, act_, scratch_);
       // Row by row: a vector body and its scalar tail may round differently, so every row must be
       // split the same way whatever the batch size (results may not depend on chunking).
-      for (std::size_t i = 0; i < m; ++i) {
+      each_row(m, [&](std::size_t i) {
         if (c_.gemma()) {  // GeGLU
           kt_.gelu_mul(&gate_[i * ff], &up_[i * ff], ff);
         } else {
           kt_.silu_mul(&gate_[i * ff], &up_[i * ff], ff);
         }
-      }
+      });
     } else {  // starcoder2: c_fc (+ bias) -> gelu (tanh)
       project(lw.w_up, gate_.data(), ff);
-      for (std::size_t i = 0; i < m; ++i) {
+      each_row(m, [&](std::size_t i) {
         if (!lw.b_up.empty()) kt_.add(&gate_[i * ff], lw.b_up.data(), ff);
         kt_.gelu_mul(&gate_[i * ff], nullptr, ff);
-      }
+      });
     }
     observe(MatrixInput::MlpHidden, l, gate_.data(), m, ff);
-    act_.quantize(kt_, gate_.data(), m, ff, ff, splits_.layers[l].down);
+    quantize(gate_.data(), m, ff, splits_.layers[l].down);
     project(lw.w_down, xb_.data(), d);
-    for (std::size_t i = 0; i < m; ++i) {
+    each_row(m, [&](std::size_t i) {
       if (!lw.b_down.empty()) kt_.add(&xb_[i * d], lw.b_down.data(), d);
       if (!lw.post_ffn_norm.empty()) {
         kt_.rmsnorm(&xb_[i * d], &xb_[i * d], lw.post_ffn_norm.data(), d, c_.rms_norm_eps);
       }
       kt_.add(&x_[i * d], &xb_[i * d], d);
-    }
+    });
   }
 
   // One row of RMSNorm (the ISA's kernel), or of starcoder2's LayerNorm with bias (the scalar op of
@@ -252,9 +267,9 @@ class FastForward final : public Forward {
   // Logits of chunk rows wanted[j] - offset into out ([wanted.size()][vocab]).
   void head(std::span<const std::uint32_t> wanted, std::size_t offset, float* out) {
     const std::size_t d = c_.hidden_size, n = wanted.size();
-    for (std::size_t j = 0; j < n; ++j) {
+    each_row(n, [&](std::size_t j) {
       norm(&xb_[j * d], &x_[(wanted[j] - offset) * d], w_.final_norm, w_.final_norm_b);
-    }
+    });
     observe(MatrixInput::Head, 0, xb_.data(), n, d);
     // Split inputs stage 2 result rows per token in scratch: a vocabulary-wide [2n][vocab] would
     // cost more memory than the logits themselves, so those go 16 tokens at a time.
@@ -262,7 +277,7 @@ class FastForward final : public Forward {
     const std::size_t step = two ? 16 : n;
     for (std::size_t i = 0; i < n; i += step) {
       const std::size_t rows = std::min(step, n - i);
-      act_.quantize(kt_, &xb_[i * d], rows, d, d, two);
+      quantize(&xb_[i * d], rows, d, two);
       project(w_.lm_head, out + i * c_.vocab_size, c_.vocab_size);
     }
   }

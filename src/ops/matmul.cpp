@@ -1,6 +1,7 @@
 // Matmul driver. Work is cut into chunks of whole 16-row groups; the kernels guarantee identical
 // bits for any chunking, so results never depend on the thread count.
 #include "ops/matmul.hpp"
+#include "ops/row_tasks.hpp"
 
 #include <algorithm>
 #include <array>
@@ -18,24 +19,28 @@ void QuantizedActivations::reserve(std::size_t m, std::size_t k, bool split) {
 }
 
 void QuantizedActivations::quantize(const kernels::KernelTable& kt, const float* x, std::size_t m,
-                                    std::size_t k, std::size_t ldx, bool split) {
+                                    std::size_t k, std::size_t ldx, bool split, ThreadPool* pool) {
   reserve(m, k, split);
-  kt.quantize_rows(x, m, k, ldx, q_.data(), d_.data(), s_.data());
   const std::size_t blocks = kernels::quantized_rows_size(1, k).blocks;
-  if (split) {
+  constexpr std::size_t kBlock = kernels::kActBlock;
+  for_row_ranges(pool, m, [&](std::size_t i0, std::size_t i1) {
+    const std::size_t b0 = i0 * blocks;
+    kt.quantize_rows(x + i0 * ldx, i1 - i0, k, ldx, q_.data() + b0 * kBlock, d_.data() + b0,
+                     s_.data() + b0);
+    if (!split) return;
     // What the first quantization missed, exactly as the kernels will dequantize it (q * d).
-    for (std::size_t i = 0; i < m; ++i) {
-      const std::int8_t* q = q_.data() + i * blocks * kernels::kActBlock;
+    for (std::size_t i = i0; i < i1; ++i) {
+      const std::int8_t* q = q_.data() + i * blocks * kBlock;
       const float* d = d_.data() + i * blocks;
       float* r = residual_.data() + i * k;
       for (std::size_t j = 0; j < k; ++j) {
-        r[j] = x[i * ldx + j] - static_cast<float>(q[j]) * d[j / kernels::kActBlock];
+        r[j] = x[i * ldx + j] - static_cast<float>(q[j]) * d[j / kBlock];
       }
     }
-    const std::size_t off = m * blocks;
-    kt.quantize_rows(residual_.data(), m, k, k, q_.data() + off * kernels::kActBlock,
+    const std::size_t off = (m + i0) * blocks;  // residual rows follow all m first rows
+    kt.quantize_rows(residual_.data() + i0 * k, i1 - i0, k, k, q_.data() + off * kBlock,
                      d_.data() + off, s_.data() + off);
-  }
+  });
   rows_ = {q_.data(), d_.data(), s_.data(), blocks, split ? 2 * m : m};
   split_ = split;
   x_ = x;

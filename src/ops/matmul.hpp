@@ -19,8 +19,10 @@ class QuantizedActivations {
   /// Quantizes x[m][k] (row stride ldx); buffers grow only the first time a size is seen.
   /// With `split`, rows [m, 2m) hold the int8 quantization of what rows [0, m) missed
   /// (x - dequantized x), so a matmul over both and a sum of the halves sees ~15-bit inputs.
+  /// Rows are independent: with a pool, batches of ops::kParallelRows rows or more are cut into
+  /// row ranges on it (the same bits).
   void quantize(const kernels::KernelTable& kt, const float* x, std::size_t m, std::size_t k,
-                std::size_t ldx, bool split = false);
+                std::size_t ldx, bool split = false, ThreadPool* pool = nullptr);
   /// The integer rows: m of them, or 2m (first quantization, then residual) when split.
   const kernels::QuantizedRows& rows() const { return rows_; }
   bool split() const { return split_; }
