@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "arch/forward.hpp"
+#include "kv/kv_identity.hpp"
 #include "kv/kv_pool.hpp"
 #include "kv/sequence_file.hpp"
 #include "kv/sequence_kv.hpp"
@@ -62,13 +63,12 @@ struct Engine::Impl {
       : model(std::move(m)),
         context(detail::resolve_context(*model, o.kv_type, o.context)),
         forward(detail::make_forward(*model, forward_options(o), context)),
-        pool(
-            model->config(), resolve_pages(model->config(), o, context), o.kv_type,
-            detail::KvPool::seed_for(detail::model_file(*model).header().index_checksum, o.kv_type),
-            forward->kernels()) {}
+        pool(model->config(), resolve_pages(model->config(), o, context), o.kv_type,
+             detail::KvPool::seed_for(detail::kv_identity(*model, context), o.kv_type),
+             forward->kernels()) {}
 
-  // Names the model file (its index checksum covers the metadata and every tensor's checksum).
-  std::uint64_t model_id() const { return detail::model_file(*model).header().index_checksum; }
+  // Names the model file and, for longrope, the factors this context chose (kv_identity).
+  std::uint64_t model_id() const { return detail::kv_identity(*model, context); }
 
   detail::SequenceKv& find(SequenceId id, const char* what) {
     auto it = sequences.find(id);

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "arch/forward.hpp"
+#include "kv/kv_identity.hpp"
 #include "kv/kv_pool.hpp"
 #include "kv/sequence_kv.hpp"
 #include "model_access.hpp"
@@ -51,7 +52,7 @@ struct Session::Impl {
         context(ctx),
         // Pages that leave a sliding window are freed and reused, not cached.
         pool(model->config(), session_pages(model->config(), ctx), kv_type,
-             detail::KvPool::seed_for(detail::model_file(*model).header().index_checksum, kv_type),
+             detail::KvPool::seed_for(detail::kv_identity(*model, ctx), kv_type),
              forward->kernels(), false),
         seq(pool) {}
 

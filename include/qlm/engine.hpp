@@ -70,11 +70,11 @@ class Engine {
   Result<BatchLogits> eval(std::span<const BatchItem> items);
 
   /// Writes a sequence's tokens and keys and values to `path` (atomically, with a checksum, tied
-  /// to this model file and KV type).
+  /// to this model file and KV type, and for longrope to the factors this context chose).
   Result<void> save(SequenceId sequence, const std::filesystem::path& path) const;
   /// A new sequence from a file written by save(). Refused, with nothing changed, for a file of
-  /// another model, KV type or cache geometry, a damaged or altered file, one longer than the
-  /// context, or a pool without room.
+  /// another model, KV type, longrope factor set or cache geometry, a damaged or altered file, one
+  /// longer than the context, or a pool without room.
   Result<SequenceId> restore(const std::filesystem::path& path);
 
   /// The tokens whose keys and values a sequence holds.

@@ -173,8 +173,9 @@ void restore_sequence(const std::filesystem::path& path, SequenceKv& seq, std::u
   }
   if (h.model_id != model_id) {
     fail(ErrorCode::InvalidArgument,
-         "{}: saved from another model file (model id {:016x}, this engine's {:016x})", name,
-         h.model_id, model_id);
+         "{}: saved from another model file, or with the other longrope factors (a context on the "
+         "other side of the model's original one): model id {:016x}, this engine's {:016x}",
+         name, h.model_id, model_id);
   }
   if (static_cast<KvType>(h.kv_type) != pool.type()) {
     fail(ErrorCode::InvalidArgument, "{}: saved with KV type {}, this engine uses {}", name,

@@ -11,6 +11,7 @@
 
 #include "model/model_helpers.hpp"
 #include "qlm/convert/convert.hpp"
+#include "qlm/engine.hpp"
 #include "qlm/format/model_file.hpp"
 #include "qlm/session.hpp"
 #include "support/checkpoint_writer.hpp"
@@ -99,6 +100,41 @@ TEST_CASE("phi3: a session's context picks the factors once", "[model][phi3]") {
   const auto beyond_ref = eval_all_logits(model, {.context = 33, .isa = "reference"}, ids);
   CHECK(relative_max_diff(within, beyond) > 0.01f);
   CHECK(relative_max_diff(beyond, beyond_ref) <= 1e-5f);
+}
+
+TEST_CASE("phi3: a sequence saved with one factor set is not restored under the other",
+          "[model][phi3][engine]") {
+  // Its keys were rotated with the factors its engine's context chose: an engine whose context
+  // lies on the other side of the original would attend over wrongly rotated keys.
+  TempDir tmp;
+  const auto dir = tmp / "ckpt";
+  torch_synth(dir, phi3_config(32), 4);
+  convert_or_fail(dir, tmp / "m.qlm", DType::F32);
+  auto model = open_or_fail(tmp / "m.qlm");
+  const auto ids = pseudo_random_tokens(12);
+  auto save = [&](std::uint32_t context, const std::filesystem::path& path) {
+    auto engine = Engine::create(model, {.context = context, .threads = 1});
+    REQUIRE(engine.ok());
+    const SequenceId s = engine->add();
+    const BatchItem item{s, ids};
+    REQUIRE(engine->eval({&item, 1}).ok());
+    REQUIRE(engine->save(s, path).ok());
+  };
+  save(32, tmp / "short.qlms");  // within the original: short factors
+  save(64, tmp / "long.qlms");
+  for (std::uint32_t context : {16u, 32u, 33u, 64u}) {
+    INFO("context " << context);
+    auto engine = Engine::create(model, {.context = context, .threads = 1});
+    REQUIRE(engine.ok());
+    const bool long_factors = context > 32;
+    auto same = engine->restore(tmp / (long_factors ? "long.qlms" : "short.qlms"));
+    CHECK(same.ok());
+    const std::uint32_t used = engine->pool_stats().used;
+    auto other = engine->restore(tmp / (long_factors ? "short.qlms" : "long.qlms"));
+    REQUIRE_FALSE(other.ok());
+    CHECK(contains(other.error().message, "longrope"));
+    CHECK(engine->pool_stats().used == used);  // refused with nothing changed
+  }
 }
 
 TEST_CASE("phi3: qlm-synth writes a Phi-4-mini-shaped checkpoint that converts and runs",
