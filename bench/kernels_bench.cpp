@@ -112,6 +112,10 @@ void bm_gemv(benchmark::State& state, Isa isa, DType type, std::size_t k, std::s
   const double bytes = static_cast<double>(ws.bytes) * static_cast<double>(state.iterations());
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
   state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsRate);
+  if (rows > 2) {  // a decode batch: weights still from DRAM, but every tile serves many rows
+    const double ops = 2.0 * static_cast<double>(rows * n * k) * state.iterations();
+    state.counters["Gops/s"] = benchmark::Counter(ops / 1e9, benchmark::Counter::kIsRate);
+  }
 }
 
 // f32 / f16 / bf16 weights (row-major, small random values), `copies` matrices back to back.
@@ -311,6 +315,17 @@ int main(int argc, char** argv) {
         }
       }
       if (isa == Isa::Scalar) continue;  // seconds per call: not worth timing
+      // Batched decode: 8 or 16 sequences' rows against weights streamed from DRAM.
+      for (std::size_t m : {8, 16}) {
+        if (type != DType::Q4 && type != DType::Q8) continue;
+        for (int threads : {1, 2}) {
+          const std::string name = "gemm-dram/" + in + "/" + tn + "/m:" + std::to_string(m) +
+                                   "/2048x5632/threads:" + std::to_string(threads);
+          benchmark::RegisterBenchmark(name.c_str(), bm_gemv, isa, type, 2048, 5632, m, threads)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
+      }
       for (std::size_t m : {128, 512}) {
         for (int threads : {1, 2}) {
           const std::string name = "gemm/" + in + "/" + tn + "/m:" + std::to_string(m) +

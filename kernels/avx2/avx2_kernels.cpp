@@ -251,6 +251,15 @@ inline void block_sums(const std::uint8_t* qt, const Panel& p, std::size_t b, __
   }
 }
 
+// Prefetches the `bytes` at p. The address is formed as an integer: past the last tile of the
+// matrix it points nowhere valid (prefetches never fault).
+inline void prefetch_tile(const std::uint8_t* p, std::size_t bytes) {
+  const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(p);
+  for (std::size_t line = 0; line < bytes; line += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(at + line), _MM_HINT_T0);
+  }
+}
+
 // One 8-row half h of group g, blocks [b0, b0 + nb), against the panel's MR rows. b0 > 0 continues
 // the sums stored in y: blocks are added in order into one float per (row, activation row), the
 // same operations as the GEMV and the other ISAs, so K chunking changes no result.
@@ -266,6 +275,9 @@ void micro(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size
     acc[r] = b0 == 0 ? _mm256_setzero_ps() : load_y_half(y + (m0 + r) * ldy, row0, geo.n);
   }
   for (std::size_t b = 0; b < nb; ++b) {
+    // As the AVX-512 micro-kernel: ask for the next row group's tile (its every line, once, from
+    // the first half's pass) while this one is computed.
+    if (h == 0) prefetch_tile(qt + (geo.blocks + b) * geo.tile, geo.tile);
     __m256i isum[MR];
     block_sums<F, MR>(qt + b * geo.tile, p, b, isum);
     const __m256 dw = _mm256_cvtph_ps(

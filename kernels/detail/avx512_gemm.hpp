@@ -240,6 +240,13 @@ void micro(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size
     acc[r] = b0 == 0 ? _mm512_setzero_ps() : load_rows(y + (m0 + r) * ldy, g * kRowGroup, geo.n);
   }
   for (std::size_t b = 0; b < nb; ++b) {
+    // The same block of the next row group is the next tile this panel reads from memory: ask for
+    // it now. The first panel over a chunk streams weights from DRAM, and at decode batch sizes
+    // (one or two panels) that stream is most of the GEMM's time.
+    const std::uintptr_t next = reinterpret_cast<std::uintptr_t>(qt) + (geo.blocks + b) * geo.tile;
+    for (std::size_t line = 0; line < geo.tile; line += 64) {  // an integer: it may point past w
+      _mm_prefetch(reinterpret_cast<const char*>(next + line), _MM_HINT_T0);
+    }
     Tile t;
     load_tile<F, Vnni>(qt + b * geo.tile, st + b * kTileScaleBytes, t);
     if constexpr (Vnni) {
