@@ -132,7 +132,7 @@ class FastForward final : public Forward {
   }
 
   // f(i) for every row of an m-row batch: on the pool for a batch of several rows (the steps
-  // between matmuls are row-wise, so the bits are the same), on this thread for one or two.
+  // between matmuls are row-wise, so the bits are the same), on this thread below kParallelRows.
   template <class F>
   void each_row(std::size_t m, const F& f) {
     ops::for_row_ranges(pool_.get(), m, [&](std::size_t i0, std::size_t i1) {
