@@ -229,8 +229,11 @@ void bm_attention(benchmark::State& state, Isa isa, KvType elem, std::size_t con
       std::fill_n(o, kGroup * kHd, 0.0f);
       for (std::size_t t0 = 0; t0 < context; t0 += kAttnBlock) {
         const std::size_t n = std::min(kAttnBlock, context - t0);
+        const std::size_t ahead = (t0 + kAttnBlock) * kHd * esize;  // as ops::attend asks
+        const bool more = t0 + kAttnBlock < context;
         t.attn_block(q.data() + h * kGroup * kHd, kGroup, kHd, k + t0 * kHd * esize,
-                     v + t0 * kHd * esize, elem, n, scale, m, l, o);
+                     v + t0 * kHd * esize, elem, n, scale, m, l, o, more ? k + ahead : nullptr,
+                     more ? v + ahead : nullptr);
       }
     }
     benchmark::DoNotOptimize(out.data());

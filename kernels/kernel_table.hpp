@@ -134,10 +134,11 @@ struct KernelTable {
   /// M = max(m[j], max_t s_t): if M > m[j], l[j] and acc[j][.] are multiplied by exp(m[j] - M) and
   /// m[j] = M; then p_t = exp(s_t - M), l[j] += sum_t p_t and acc[j][i] += sum_t p_t * v_t[i]
   /// (t in order). Start with m = -inf, l = 0, acc = 0; the attention output is acc[j] / l[j].
-  /// Reads exactly rows [0, n) of k and v.
+  /// Reads exactly rows [0, n) of k and v. next_k / next_v (null: none) are where the caller's
+  /// next block starts, kAttnBlock rows each: only prefetched, never read.
   void (*attn_block)(const float* q, std::size_t g, std::size_t hd, const void* k, const void* v,
-                     KvType type, std::size_t n, float scale, float* m, float* l,
-                     float* acc) = nullptr;
+                     KvType type, std::size_t n, float scale, float* m, float* l, float* acc,
+                     const void* next_k, const void* next_v) = nullptr;
   /// GEMM for f32 / f16 / bf16 weights against float activations (FloatGemmFn's contract).
   FloatGemmFn gemm_float = nullptr;
   /// gate[i] = gelu(gate[i]) * up[i] (GeGLU), or gelu(gate[i]) when up is null; GELU's tanh form

@@ -42,9 +42,9 @@ struct AttnOps {
   static constexpr std::size_t kKeys = W / kHeads >= 2 ? W / kHeads : 2;
   // Value vectors per accumulate step: 4 x kCols accumulators stay in registers (AVX2 has 16).
   static constexpr std::size_t kCols = W == 8 ? 2 : 4;
-  static constexpr std::size_t kAhead = 2;  // blocks between a prefetch and its use
 
   using Scores = float[kHeads][kAttnBlock];
+  static constexpr int kLocality = 1;  // prefetch_rows's hint
 
   // W consecutive elements of a key or value row as floats (f16: converted exactly, except that a
   // signalling NaN comes out quiet, which no attention output can tell apart).
@@ -102,28 +102,30 @@ struct AttnOps {
     return xsimd::haddp(row);
   }
 
-  // Asks for `rows` rows of hd elements, row `at` onwards of `base`. Callers ask for rows two
-  // blocks of kAttnBlock ahead (ops::attend's stride, whatever this block's length): a 32-key block
-  // of a 64-wide f16 head is exactly one 4 KiB page, and the hardware prefetcher stops at page
-  // boundaries, so without this every block starts with a full memory latency (decode attention at
-  // 4096 positions: 1.2-1.7x in qlm_bench_kernels, bench/RESULTS.md). Prefetches never fault, so
-  // rows past the end are harmless; the address is formed as an integer because such a pointer
-  // would not be a valid one.
+  // Asks for `rows` rows of hd elements, row `at` onwards of `base` (null: nothing), into L2. The
+  // caller names the block it will visit next (ops::attend follows its page table, since a
+  // sequence's pages are rarely adjacent in the pool), and each step here asks for the matching
+  // rows of it, so the requests are spread over the block's arithmetic. A 32-key block of a 64-wide
+  // f16 head is one 4 KiB page and the hardware prefetcher stops at page boundaries: without this,
+  // every block starts with a full memory latency. Into L2 rather than L1 (locality 1,
+  // prefetcht2): requests for L1 queue on its few miss buffers and gained nothing on scattered
+  // pages (bench/RESULTS.md, sessions 6 and 20).
   template <class T>
   static void prefetch_rows(const T* base, std::size_t at, std::size_t rows, std::size_t hd) {
-    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(base) + at * hd * sizeof(T);
+    if (base == nullptr) return;
+    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(base + at * hd);
     for (std::size_t b = 0; b < rows * hd * sizeof(T); b += 64) {
-      __builtin_prefetch(reinterpret_cast<const void*>(p + b));
+      __builtin_prefetch(reinterpret_cast<const void*>(p + b), 0, kLocality);
     }
   }
 
   template <std::size_t G, class T>
   static void scores(const float* q, std::size_t hd, const T* k, std::size_t n, float scale,
-                     Scores& s) {
+                     Scores& s, const T* next_k) {
     constexpr std::size_t kAcc = (G * kKeys + W - 1) / W * W;
     std::size_t t = 0;
     for (; t + kKeys <= n; t += kKeys) {
-      prefetch_rows(k, t + kAhead * kAttnBlock, kKeys, hd);
+      prefetch_rows(next_k, t, kKeys, hd);
       B acc[kAcc];
       for (auto& a : acc) a = B(0.0f);
       std::size_t i = 0;
@@ -260,13 +262,13 @@ struct AttnOps {
 
   template <std::size_t G, std::size_t C, class T>
   static void accumulate_cols(const Scores& p, const T* v, std::size_t n, std::size_t hd,
-                              std::size_t i, float* acc) {
+                              std::size_t i, float* acc, const T* next_v) {
     B a[G][C];
     for (std::size_t j = 0; j < G; ++j) {
       for (std::size_t c = 0; c < C; ++c) a[j][c] = B::load_unaligned(acc + j * hd + i + c * W);
     }
     for (std::size_t t = 0; t < n; ++t) {
-      if (i == 0) prefetch_rows(v, t + kAhead * kAttnBlock, 1, hd);
+      if (i == 0) prefetch_rows(next_v, t, 1, hd);
       B vv[C];
       for (std::size_t c = 0; c < C; ++c) vv[c] = load(v + t * hd + i + c * W);
       for (std::size_t j = 0; j < G; ++j) {
@@ -280,10 +282,13 @@ struct AttnOps {
   }
 
   template <std::size_t G, class T>
-  static void accumulate(const Scores& p, const T* v, std::size_t n, std::size_t hd, float* acc) {
+  static void accumulate(const Scores& p, const T* v, std::size_t n, std::size_t hd, float* acc,
+                         const T* next_v) {
     std::size_t i = 0;
-    for (; i + kCols * W <= hd; i += kCols * W) accumulate_cols<G, kCols>(p, v, n, hd, i, acc);
-    for (; i + W <= hd; i += W) accumulate_cols<G, 1>(p, v, n, hd, i, acc);
+    for (; i + kCols * W <= hd; i += kCols * W) {
+      accumulate_cols<G, kCols>(p, v, n, hd, i, acc, next_v);
+    }
+    for (; i + W <= hd; i += W) accumulate_cols<G, 1>(p, v, n, hd, i, acc, next_v);
     for (; i < hd; ++i) {
       for (std::size_t j = 0; j < G; ++j) {
         float x = acc[j * hd + i];
@@ -295,31 +300,35 @@ struct AttnOps {
 
   template <std::size_t G, class T>
   static void tile(const float* q, std::size_t hd, const T* k, const T* v, std::size_t n,
-                   float scale, float* m, float* l, float* acc) {
+                   float scale, float* m, float* l, float* acc, const T* next_k, const T* next_v) {
     alignas(64) Scores s;
-    scores<G>(q, hd, k, n, scale, s);
+    scores<G>(q, hd, k, n, scale, s, next_k);
     for (std::size_t j = 0; j < G; ++j) softmax(s[j], n, m[j], l[j], acc + j * hd, hd);
-    accumulate<G>(s, v, n, hd, acc);
+    accumulate<G>(s, v, n, hd, acc, next_v);
   }
 
   template <class T>
   static void heads(const float* q, std::size_t g, std::size_t hd, const T* k, const T* v,
-                    std::size_t n, float scale, float* m, float* l, float* acc) {
+                    std::size_t n, float scale, float* m, float* l, float* acc, const T* next_k,
+                    const T* next_v) {
     for (std::size_t j = 0; j < g; j += kHeads) {
+      // The next block is asked for once, by the first tile of heads.
+      const T* nk = j == 0 ? next_k : nullptr;
+      const T* nv = j == 0 ? next_v : nullptr;
       const float* qj = q + j * hd;
       float* aj = acc + j * hd;
       switch (std::min(kHeads, g - j)) {
         case 1:
-          tile<1>(qj, hd, k, v, n, scale, m + j, l + j, aj);
+          tile<1>(qj, hd, k, v, n, scale, m + j, l + j, aj, nk, nv);
           break;
         case 2:
-          tile<2>(qj, hd, k, v, n, scale, m + j, l + j, aj);
+          tile<2>(qj, hd, k, v, n, scale, m + j, l + j, aj, nk, nv);
           break;
         case 3:
-          tile<3>(qj, hd, k, v, n, scale, m + j, l + j, aj);
+          tile<3>(qj, hd, k, v, n, scale, m + j, l + j, aj, nk, nv);
           break;
         default:
-          tile<4>(qj, hd, k, v, n, scale, m + j, l + j, aj);
+          tile<4>(qj, hd, k, v, n, scale, m + j, l + j, aj, nk, nv);
           break;
       }
     }
@@ -327,13 +336,14 @@ struct AttnOps {
 
   static void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k,
                          const void* v, KvType type, std::size_t n, float scale, float* m, float* l,
-                         float* acc) {
+                         float* acc, const void* next_k, const void* next_v) {
+    using H = std::uint16_t;
     if (type == KvType::F16) {
-      heads(q, g, hd, static_cast<const std::uint16_t*>(k), static_cast<const std::uint16_t*>(v), n,
-            scale, m, l, acc);
+      heads(q, g, hd, static_cast<const H*>(k), static_cast<const H*>(v), n, scale, m, l, acc,
+            static_cast<const H*>(next_k), static_cast<const H*>(next_v));
     } else {
       heads(q, g, hd, static_cast<const float*>(k), static_cast<const float*>(v), n, scale, m, l,
-            acc);
+            acc, static_cast<const float*>(next_k), static_cast<const float*>(next_v));
     }
   }
 };

@@ -181,6 +181,8 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
   // Every line of the quant stream is prefetched 2 KiB ahead: the hardware prefetcher stops at
   // each 4 KiB page boundary and has to ramp up again, which capped one core at ~80% of the read
   // probe with a sparse 1 KiB prefetch (all lines 2 KiB ahead: +10-15% in qlm_bench_kernels).
+  // Into L2 (prefetcht2), not L1: requests for L1 wait on its few miss buffers, and the q8 GEMV
+  // streamed 1.1-1.4x faster on two threads without them (bench/RESULTS.md, session 20).
   constexpr std::size_t kPrefetch = 2048;
   const std::size_t stride = geo.blocks * kActBlock;
   for (std::size_t g = g0; g < g1; ++g) {
@@ -203,7 +205,7 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
     std::size_t b = 0;
     for (; b + 2 <= geo.blocks; b += 2) {
       for (std::size_t line = 0; line < 2 * geo.tile; line += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(qt + kPrefetch + line), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(qt + kPrefetch + line), _MM_HINT_T2);
       }
       Tile t0, t1;
       load_tile<F, Vnni>(qt, st, t0);
@@ -242,10 +244,10 @@ void micro(const std::uint8_t* w, const Geometry& geo, const Panel& p, std::size
   for (std::size_t b = 0; b < nb; ++b) {
     // The same block of the next row group is the next tile this panel reads from memory: ask for
     // it now. The first panel over a chunk streams weights from DRAM, and at decode batch sizes
-    // (one or two panels) that stream is most of the GEMM's time.
+    // (one or two panels) that stream is most of the GEMM's time. Into L2, as the GEMV's.
     const std::uintptr_t next = reinterpret_cast<std::uintptr_t>(qt) + (geo.blocks + b) * geo.tile;
     for (std::size_t line = 0; line < geo.tile; line += 64) {  // an integer: it may point past w
-      _mm_prefetch(reinterpret_cast<const char*>(next + line), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(next + line), _MM_HINT_T2);
     }
     Tile t;
     load_tile<F, Vnni>(qt + b * geo.tile, st + b * kTileScaleBytes, t);

@@ -190,7 +190,8 @@ void attn_heads(const float* q, std::size_t g, std::size_t hd, const T* k, const
 }
 
 void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k, const void* v,
-                KvType type, std::size_t n, float scale, float* m, float* l, float* acc) {
+                KvType type, std::size_t n, float scale, float* m, float* l, float* acc,
+                const void* /*next_k*/, const void* /*next_v*/) {
   if (type == KvType::F16) {
     attn_heads(q, g, hd, static_cast<const std::uint16_t*>(k), static_cast<const std::uint16_t*>(v),
                n, scale, m, l, acc);

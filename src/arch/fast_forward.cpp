@@ -195,14 +195,16 @@ class FastForward final : public Forward {
     const std::uint32_t group = c_.n_heads / c_.n_kv_heads, window = c_.window(l);
     const float scale = c_.attention_scale();
     float* const att = gate_.data();
-    pool_->parallel_for(m * c_.n_kv_heads, [&](std::size_t task) {
+    ops::attend_batch(kt_, *pool_, m * c_.n_kv_heads, [&](std::size_t task) {
       const std::size_t i = task / c_.n_kv_heads;
       const std::uint32_t g = static_cast<std::uint32_t>(task % c_.n_kv_heads);
       const std::uint32_t pos = rows[i].pos;
       const std::uint32_t first = window && pos >= window ? pos - window + 1 : 0;
       const std::size_t q_off = i * qd_ + static_cast<std::size_t>(g) * group * hd;
-      ops::attend(kt_, {static_cast<std::uint32_t>(hd), group, first, pos, scale}, &q_[q_off],
-                  rows[i].kv->view(l, g), &att[q_off]);
+      return ops::AttentionItem{.shape = {static_cast<std::uint32_t>(hd), group, first, pos, scale},
+                                .q = &q_[q_off],
+                                .kv = rows[i].kv->view(l, g),
+                                .out = &att[q_off]};
     });
     observe(MatrixInput::AttentionOutput, l, att, m, qd_);
     quantize(att, m, qd_, splits_.layers[l].wo);

@@ -3,10 +3,13 @@
 // converted as it is loaded), and no score buffer of context size is needed.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "kernel_table.hpp"
 #include "qlm/kv_pool.hpp"
+#include "qlm/thread_pool.hpp"
 
 namespace qlm::ops {
 
@@ -36,5 +39,26 @@ struct KvPages {
 /// batching, threads or which pages hold the keys); nothing is allocated.
 void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float* q,
             const KvPages& kv, float* out);
+
+/// One attend() call of a batch: a row's query heads of one KV head.
+struct AttentionItem {
+  AttentionShape shape;
+  const float* q = nullptr;
+  KvPages kv;
+  float* out = nullptr;
+};
+
+/// Asks the memory system for the first key and value block attend(s, kv) reads.
+void prefetch_first_block(const AttentionShape& s, const KvPages& kv);
+
+/// Most items per task of attend_batch: each task asks for its next item's first block before it
+/// attends the current one, so only a task's first item starts with a full memory latency.
+inline constexpr std::size_t kAttendItemsPerTask = 4;
+
+/// attend() for items [0, n) on `pool`, up to kAttendItemsPerTask consecutive items per task (as
+/// many as leave two tasks per thread); item(i) describes item i (it may be called twice). Each
+/// item's result is attend()'s, however the items are split.
+void attend_batch(const kernels::KernelTable& kt, ThreadPool& pool, std::size_t n,
+                  const std::function<AttentionItem(std::size_t)>& item);
 
 }  // namespace qlm::ops

@@ -652,8 +652,9 @@ std::vector<float> run_attention(const KernelTable& t, const std::vector<float>&
   constexpr KvType type = sizeof(T) == 2 ? KvType::F16 : KvType::F32;
   std::vector<float> m(g, -INFINITY), l(g, 0.0f), acc(g * hd, 0.0f);
   for (std::size_t b = 0; b < n.size(); ++b) {
+    const bool more = b + 1 < n.size();
     t.attn_block(q.data(), g, hd, k[b].data(), v[b].data(), type, n[b], scale, m.data(), l.data(),
-                 acc.data());
+                 acc.data(), more ? k[b + 1].data() : nullptr, more ? v[b + 1].data() : nullptr);
   }
   for (std::size_t j = 0; j < g; ++j) {
     for (std::size_t i = 0; i < hd; ++i) acc[j * hd + i] /= l[j];

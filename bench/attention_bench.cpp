@@ -1,0 +1,106 @@
+// Batched decode attention over the paged KV cache, as FastForward runs it: S sequences decode one
+// token each, at SmolLM2-135M's shape (30 layers, 3 KV heads of 64, 3 query heads each), one
+// parallel region per layer over (sequence, KV head) tasks, each an ops::attend over the
+// sequence's pages. The pages of sequences that grow together interleave in the pool (page id =
+// block * S + sequence), as the pool hands them out, so a sequence's next block is never the next
+// page in memory. GB/s counts the keys and values read.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernel_table.hpp"
+#include "ops/attention.hpp"
+#include "qlm/detail/half.hpp"
+#include "qlm/thread_pool.hpp"
+
+namespace {
+
+using qlm::KvType;
+using namespace qlm::kernels;
+
+constexpr std::uint32_t kLayers = 30, kKvHeads = 3, kGroup = 3, kHd = 64;
+
+void bm_attention_batch(benchmark::State& state, Isa isa, KvType type, std::uint32_t seqs,
+                        std::uint32_t depth, int threads) {
+  const KernelTable& kt = kernels_for(isa);
+  const auto pool = qlm::make_spin_pool(threads);
+  const std::size_t esize = type == KvType::F16 ? 2 : 4;
+  const std::size_t block_bytes = kAttnBlock * kHd * esize;
+  const std::uint32_t blocks = (depth + kAttnBlock - 1) / kAttnBlock, pages = blocks * seqs;
+  // One region per (layer, head, K|V), each `pages` blocks long: the pool's layout.
+  const std::size_t region = pages * block_bytes, regions = 2ull * kLayers * kKvHeads;
+  std::vector<std::byte> kv(region * regions);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  for (std::size_t i = 0; i < kv.size() / esize; ++i) {
+    const float x = nd(rng);
+    if (type == KvType::F16) {
+      const std::uint16_t h = qlm::detail::f32_to_f16(x);
+      std::memcpy(kv.data() + 2 * i, &h, 2);
+    } else {
+      std::memcpy(kv.data() + 4 * i, &x, 4);
+    }
+  }
+  std::vector<std::uint32_t> table(std::size_t{seqs} * blocks);  // per sequence, its pages
+  for (std::uint32_t s = 0; s < seqs; ++s) {
+    for (std::uint32_t b = 0; b < blocks; ++b) table[s * blocks + b] = b * seqs + s;
+  }
+  const std::size_t qd = kKvHeads * kGroup * kHd;
+  std::vector<float> q(seqs * qd), out(q.size());
+  for (float& x : q) x = nd(rng);
+  const auto region_of = [&](std::uint32_t l, std::uint32_t h, bool value) {
+    return kv.data() + ((value ? kLayers * kKvHeads : 0) + l * kKvHeads + h) * region;
+  };
+  for (auto _ : state) {
+    for (std::uint32_t l = 0; l < kLayers; ++l) {
+      qlm::ops::attend_batch(kt, *pool, seqs * kKvHeads, [&](std::size_t task) {
+        const auto s = static_cast<std::uint32_t>(task / kKvHeads);
+        const auto h = static_cast<std::uint32_t>(task % kKvHeads);
+        const std::size_t off = s * qd + h * kGroup * kHd;
+        return qlm::ops::AttentionItem{.shape = {kHd, kGroup, 0, depth - 1, 0.0f},
+                                       .q = &q[off],
+                                       .kv = {.key = region_of(l, h, false),
+                                              .value = region_of(l, h, true),
+                                              .page_stride = block_bytes,
+                                              .pages = &table[s * blocks],
+                                              .type = type},
+                                       .out = &out[off]};
+      });
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  const double bytes = 2.0 * kLayers * kKvHeads * seqs * depth * kHd * esize;
+  state.counters["GB/s"] = benchmark::Counter(bytes * static_cast<double>(state.iterations()) / 1e9,
+                                              benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (Isa isa : supported_isas()) {
+    if (isa == Isa::Scalar) continue;
+    for (KvType type : {KvType::F32, KvType::F16}) {
+      for (std::uint32_t depth : {64u, 512u}) {
+        for (int threads : {1, 2}) {
+          const std::string name = "attention-batch/" + std::string(to_string(isa)) + "/" +
+                                   (type == KvType::F16 ? "f16" : "f32") +
+                                   "/seqs:16/depth:" + std::to_string(depth) +
+                                   "/threads:" + std::to_string(threads);
+          benchmark::RegisterBenchmark(name.c_str(), bm_attention_batch, isa, type, 16u, depth,
+                                       threads)
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
+      }
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  return 0;
+}
