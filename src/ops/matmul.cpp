@@ -29,12 +29,15 @@ void QuantizedActivations::quantize(const kernels::KernelTable& kt, const float*
                      s_.data() + b0);
     if (!split) return;
     // What the first quantization missed, exactly as the kernels will dequantize it (q * d).
+    // Block by block, so the loop over a block's values vectorizes.
     for (std::size_t i = i0; i < i1; ++i) {
       const std::int8_t* q = q_.data() + i * blocks * kBlock;
-      const float* d = d_.data() + i * blocks;
+      const float* xi = x + i * ldx;
       float* r = residual_.data() + i * k;
-      for (std::size_t j = 0; j < k; ++j) {
-        r[j] = x[i * ldx + j] - static_cast<float>(q[j]) * d[j / kBlock];
+      for (std::size_t b = 0; b < blocks; ++b) {
+        const float d = d_[i * blocks + b];
+        const std::size_t j0 = b * kBlock, j1 = std::min(k, j0 + kBlock);
+        for (std::size_t j = j0; j < j1; ++j) r[j] = xi[j] - static_cast<float>(q[j]) * d;
       }
     }
     const std::size_t off = (m + i0) * blocks;  // residual rows follow all m first rows
@@ -64,6 +67,10 @@ struct BandProduct {
   float* y = nullptr;  // already offset to the band's first output column
   std::size_t ldy = 0;
 };
+
+// Row groups per GEMM call of a split (int8x2) product: 256 output columns, whose 2m partial
+// rows (64 KiB at m = 32) are summed before the next call overwrites the cache.
+constexpr std::size_t kSplitGroups = 16;
 
 // Bands per parallel region: a fused q/k/v or gate/up of a mixed file with up to 16 bands per
 // matrix (the recipe's default) stays one region.
@@ -107,13 +114,18 @@ void fused_matmul(const kernels::KernelTable& kt, ThreadPool& pool,
       gemm(b.data.data(), b.rows, p.k, act.rows(), p.y, p.ldy, g0, g1);
       return;
     }
+    // A few row groups at a time, so the 2m partial rows are summed while they are still in
+    // cache (a whole task's columns of the output matrix's partial rows may not fit in L2).
     float* part = scratch.data() + scratch_at[i];
-    gemm(b.data.data(), b.rows, p.k, act.rows(), part, b.rows, g0, g1);
-    const std::size_t r0 = g0 * kRowGroup, r1 = std::min<std::size_t>(b.rows, g1 * kRowGroup);
-    for (std::size_t row = 0; row < m; ++row) {
-      const float* hi = part + row * b.rows;
-      const float* lo = part + (m + row) * b.rows;
-      for (std::size_t r = r0; r < r1; ++r) p.y[row * p.ldy + r] = hi[r] + lo[r];
+    for (std::size_t s0 = g0; s0 < g1; s0 += kSplitGroups) {
+      const std::size_t s1 = std::min(g1, s0 + kSplitGroups);
+      gemm(b.data.data(), b.rows, p.k, act.rows(), part, b.rows, s0, s1);
+      const std::size_t r0 = s0 * kRowGroup, r1 = std::min<std::size_t>(b.rows, s1 * kRowGroup);
+      for (std::size_t row = 0; row < m; ++row) {
+        const float* hi = part + row * b.rows;
+        const float* lo = part + (m + row) * b.rows;
+        for (std::size_t r = r0; r < r1; ++r) p.y[row * p.ldy + r] = hi[r] + lo[r];
+      }
     }
   });
 }
