@@ -247,82 +247,97 @@ int main(int argc, char** argv) {
     return pool == "spin" ? qlm::make_spin_pool(t) : qlm::make_openmp_pool(t);
   };
   const auto activation = *qlm::parse_activation_precision(activations);
+  // One measurement: a fresh session (or engine, with --parallel) holding `depth` tokens, a short
+  // warm-up, then one timed run. Returns tokens per second; sets kv_bytes, or error.
+  const auto measure = [&](int t, int depth, int seqs, bool prompt, int n, std::size_t& kv_bytes,
+                           std::string& error) -> double {
+    const auto context = static_cast<std::uint32_t>(depth + n + 8);
+    double rate = 0.0;
+    if (parallel.empty()) {
+      auto session = qlm::Session::create(*model, {.context = context,
+                                                   .kv_type = kv,
+                                                   .isa = isa,
+                                                   .pool = make_pool(t),
+                                                   .batch = batch,
+                                                   .activations = activation});
+      if (!session) error = session.error().message;
+      if (error.empty() && depth > 0) {
+        if (auto r = session->eval(token_ids(depth, vocab, 0)); !r) error = r.error().message;
+      }
+      if (error.empty()) run_once(*session, prompt, std::min(n, 16), depth, error);  // warm-up
+      if (error.empty()) rate = run_once(*session, prompt, n, depth, error);
+      if (error.empty()) kv_bytes = session->kv_bytes();
+      return rate;
+    }
+    // An engine whose pool is just large enough for every sequence's context.
+    const std::size_t seq_bytes = qlm::kv_sequence_bytes((*model)->config(), kv, context, context);
+    auto engine = qlm::Engine::create(*model, {.kv_bytes = seqs * seq_bytes,
+                                               .context = context,
+                                               .kv_type = kv,
+                                               .pool = make_pool(t),
+                                               .isa = isa,
+                                               .batch = batch,
+                                               .activations = activation});
+    if (!engine) error = engine.error().message;
+    std::vector<qlm::SequenceId> ids;
+    for (int i = 0; i < seqs && error.empty(); ++i) {
+      ids.push_back(engine->add());
+      if (depth > 0) {
+        const auto warm = token_ids(depth, vocab, 0);
+        const qlm::BatchItem item{ids.back(), warm};
+        if (auto r = engine->eval({&item, 1}); !r) error = r.error().message;
+      }
+    }
+    if (error.empty()) run_parallel(*engine, ids, prompt, std::min(n, 16), depth, error);
+    if (error.empty()) rate = run_parallel(*engine, ids, prompt, n, depth, error);
+    if (error.empty()) kv_bytes = engine->pool_stats().pages * engine->pool_stats().page_bytes;
+    return rate;
+  };
+  struct Case {
+    int t, depth, seqs;
+    bool prompt;
+    int n;
+    std::vector<double> v;
+    std::size_t kv_bytes = 0;
+  };
+  std::vector<Case> cases;
   for (int t : *thread_list) {
     for (int depth : *depth_list) {
       for (int seqs : *seq_list) {
-        for (auto [prompt, n] : tests) {
-          const auto context = static_cast<std::uint32_t>(depth + n + 8);
-          std::string error;
-          std::vector<double> v;
-          std::size_t kv_bytes = 0;
-          if (parallel.empty()) {
-            // One session per test: the depth tokens are evaluated once (not timed) and every
-            // repetition rolls the cache back to them.
-            auto session = qlm::Session::create(*model, {.context = context,
-                                                         .kv_type = kv,
-                                                         .isa = isa,
-                                                         .pool = make_pool(t),
-                                                         .batch = batch,
-                                                         .activations = activation});
-            if (!session) error = session.error().message;
-            if (error.empty() && depth > 0) {
-              if (auto r = session->eval(token_ids(depth, vocab, 0)); !r) error = r.error().message;
-            }
-            if (error.empty())
-              run_once(*session, prompt, std::min(n, 16), depth, error);  // warm-up
-            for (int r = 0; r < reps && error.empty(); ++r)
-              v.push_back(run_once(*session, prompt, n, depth, error));
-            if (error.empty()) kv_bytes = session->kv_bytes();
-          } else {
-            // One engine per test, its pool just large enough for every sequence's context.
-            const std::size_t seq_bytes =
-                qlm::kv_sequence_bytes((*model)->config(), kv, context, context);
-            auto engine = qlm::Engine::create(*model, {.kv_bytes = seqs * seq_bytes,
-                                                       .context = context,
-                                                       .kv_type = kv,
-                                                       .pool = make_pool(t),
-                                                       .isa = isa,
-                                                       .batch = batch,
-                                                       .activations = activation});
-            if (!engine) error = engine.error().message;
-            std::vector<qlm::SequenceId> ids;
-            for (int i = 0; i < seqs && error.empty(); ++i) {
-              ids.push_back(engine->add());
-              if (depth > 0) {
-                const auto warm = token_ids(depth, vocab, 0);
-                const qlm::BatchItem item{ids.back(), warm};
-                if (auto r = engine->eval({&item, 1}); !r) error = r.error().message;
-              }
-            }
-            if (error.empty()) run_parallel(*engine, ids, prompt, std::min(n, 16), depth, error);
-            for (int r = 0; r < reps && error.empty(); ++r)
-              v.push_back(run_parallel(*engine, ids, prompt, n, depth, error));
-            if (error.empty()) {
-              kv_bytes = engine->pool_stats().pages * engine->pool_stats().page_bytes;
-            }
-          }
-          if (!error.empty()) {
-            fmt::print(stderr, "qlm-bench: {}\n", error);
-            return 1;
-          }
-          const double mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
-          double var = 0.0;
-          for (double x : v) var += (x - mean) * (x - mean);
-          std::string test = (prompt ? "pp" : "tg") + std::to_string(n);
-          if (depth > 0) test += " @ d" + std::to_string(depth);
-          // Average cached positions a timed tg token attends to (depth 0 starts after 1 token).
-          const double positions = depth + (depth == 0 ? 1.0 : 0.0) + (n + 1) / 2.0;
-          // Weights are read once per step for all sequences; each reads its own keys.
-          const double per_step =
-              bytes_per_token((*model)->config(), *sizes, 0.0, kv_type_size(kv)) +
-              seqs * (bytes_per_token((*model)->config(), *sizes, positions, kv_type_size(kv)) -
-                      bytes_per_token((*model)->config(), *sizes, 0.0, kv_type_size(kv)));
-          const double gbs = prompt ? 0.0 : mean / seqs * per_step / 1e9;
-          rows.push_back({test, t, seqs, mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0,
-                          kv_bytes, gbs});
-        }
+        for (auto [prompt, n] : tests) cases.push_back({t, depth, seqs, prompt, n, {}, 0});
       }
     }
+  }
+  // Repetitions go round the tests (every test once, then again), so a machine whose speed drifts
+  // over minutes biases no row against another: --parallel's rows are compared as ratios.
+  for (int r = 0; r < reps; ++r) {
+    for (Case& c : cases) {
+      std::string error;
+      const double rate = measure(c.t, c.depth, c.seqs, c.prompt, c.n, c.kv_bytes, error);
+      if (!error.empty()) {
+        fmt::print(stderr, "qlm-bench: {}\n", error);
+        return 1;
+      }
+      c.v.push_back(rate);
+    }
+  }
+  for (const Case& c : cases) {
+    const auto& v = c.v;
+    const double mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+    double var = 0.0;
+    for (double x : v) var += (x - mean) * (x - mean);
+    std::string test = (c.prompt ? "pp" : "tg") + std::to_string(c.n);
+    if (c.depth > 0) test += " @ d" + std::to_string(c.depth);
+    // Average cached positions a timed tg token attends to (depth 0 starts after 1 token).
+    const double positions = c.depth + (c.depth == 0 ? 1.0 : 0.0) + (c.n + 1) / 2.0;
+    // Weights are read once per step for all sequences; each reads its own keys.
+    const double per_step =
+        bytes_per_token((*model)->config(), *sizes, 0.0, kv_type_size(kv)) +
+        c.seqs * (bytes_per_token((*model)->config(), *sizes, positions, kv_type_size(kv)) -
+                  bytes_per_token((*model)->config(), *sizes, 0.0, kv_type_size(kv)));
+    const double gbs = c.prompt ? 0.0 : mean / c.seqs * per_step / 1e9;
+    rows.push_back({test, c.t, c.seqs, mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0,
+                    c.kv_bytes, gbs});
   }
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
