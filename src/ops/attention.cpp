@@ -27,6 +27,13 @@ std::size_t block_at(const KvPages& kv, std::uint32_t b) {
   return kv.pages[b] * kv.page_stride;
 }
 
+// Asks for the first key and value block attend(s, kv) reads.
+void prefetch_first_block(const AttentionShape& s, const KvPages& kv) {
+  const std::uint32_t first = s.first / static_cast<std::uint32_t>(kernels::kAttnBlock);
+  prefetch(kv.key + block_at(kv, first), kv.page_stride);
+  prefetch(kv.value + block_at(kv, first), kv.page_stride);
+}
+
 }  // namespace
 
 void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float* q,
@@ -39,32 +46,24 @@ void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float
   std::fill_n(run_sum, s.group, 0.0f);
   std::fill_n(out, s.group * hd, 0.0f);
   const std::size_t row = hd * kv_type_size(kv.type);
-  const std::uint32_t last_block = s.last / block;
   // Each kernel call prefetches the next block. The first block's keys are needed at once; its
   // values are asked for here, to arrive while the keys are scored (attend_batch may have asked
   // for both already: then these requests find them in cache).
-  const auto at = [&](std::uint32_t b) { return block_at(kv, b); };
-  prefetch(kv.value + at(s.first / block), kv.page_stride);
+  prefetch(kv.value + block_at(kv, s.first / block), kv.page_stride);
   for (std::uint32_t t0 = s.first; t0 <= s.last;) {
     const std::uint32_t slot = t0 % block, n = std::min(block - slot, s.last + 1 - t0);
     const std::uint32_t b = t0 / block;
-    const std::size_t here = at(b) + slot * row;
-    const bool ahead = b + 1 <= last_block;
+    const std::size_t here = block_at(kv, b) + slot * row;
+    const bool ahead = b < s.last / block;
     kt.attn_block(q, s.group, hd, kv.key + here, kv.value + here, kv.type, n, scale, run_max,
-                  run_sum, out, ahead ? kv.key + at(b + 1) : nullptr,
-                  ahead ? kv.value + at(b + 1) : nullptr);
+                  run_sum, out, ahead ? kv.key + block_at(kv, b + 1) : nullptr,
+                  ahead ? kv.value + block_at(kv, b + 1) : nullptr);
     t0 += n;
   }
   for (std::uint32_t j = 0; j < s.group; ++j) {
     const float inv = 1.0f / run_sum[j];
     for (std::size_t i = 0; i < hd; ++i) out[j * hd + i] *= inv;
   }
-}
-
-void prefetch_first_block(const AttentionShape& s, const KvPages& kv) {
-  const std::uint32_t first = s.first / static_cast<std::uint32_t>(kernels::kAttnBlock);
-  prefetch(kv.key + block_at(kv, first), kv.page_stride);
-  prefetch(kv.value + block_at(kv, first), kv.page_stride);
 }
 
 void attend_batch(const kernels::KernelTable& kt, ThreadPool& pool, std::size_t n,

@@ -48,15 +48,12 @@ struct AttentionItem {
   float* out = nullptr;
 };
 
-/// Asks the memory system for the first key and value block attend(s, kv) reads.
-void prefetch_first_block(const AttentionShape& s, const KvPages& kv);
-
 /// Most items per task of attend_batch: each task asks for its next item's first block before it
 /// attends the current one, so only a task's first item starts with a full memory latency.
 inline constexpr std::size_t kAttendItemsPerTask = 4;
 
 /// attend() for items [0, n) on `pool`, up to kAttendItemsPerTask consecutive items per task (as
-/// many as leave two tasks per thread); item(i) describes item i (it may be called twice). Each
+/// many as leave two tasks per thread); item(i) describes item i (called once per item). Each
 /// item's result is attend()'s, however the items are split.
 void attend_batch(const kernels::KernelTable& kt, ThreadPool& pool, std::size_t n,
                   const std::function<AttentionItem(std::size_t)>& item);
