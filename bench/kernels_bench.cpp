@@ -1,7 +1,8 @@
 // Kernel benchmarks: Q8/Q4/Q4NL/Q5 GEMV at decode shapes streaming weights from DRAM (GB/s), GEMM
 // at 128 and 512 rows (int8 ops/s), f16/bf16/f32 GEMV and GEMM (GB/s, Gflop/s), decode attention
 // over a long KV cache (GB/s of keys and values), 1 and 2 threads, the converter's block scale
-// search (blocks/s, one thread), and a read-bandwidth probe for reference.
+// search (blocks/s, one thread), activation quantization of a 16-row batch (blocks/s, one
+// thread), and a read-bandwidth probe for reference.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -285,6 +286,26 @@ void bm_scale_search(benchmark::State& state, Isa isa, DType type) {
                                                   benchmark::Counter::kIsRate);
 }
 
+// Activation quantization of a 16-row decode batch (blocks/s, one thread): it runs before every
+// matmul, on rows the previous step just wrote (so they are in cache, as here).
+void bm_quantize(benchmark::State& state, Isa isa, std::size_t k) {
+  constexpr std::size_t kRows = 16;
+  const KernelTable& t = kernels_for(isa);
+  const auto size = quantized_rows_size(kRows, k);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(kRows * k), d(size.d);
+  std::vector<std::int8_t> q(size.q);
+  std::vector<std::int32_t> s(size.s);
+  for (float& v : x) v = normal(rng);
+  for (auto _ : state) {
+    t.quantize_rows(x.data(), kRows, k, k, q.data(), d.data(), s.data());
+    benchmark::DoNotOptimize(q.data());
+  }
+  state.counters["blocks/s"] = benchmark::Counter(
+      static_cast<double>(kRows * size.blocks * state.iterations()), benchmark::Counter::kIsRate);
+}
+
 struct Shape {
   std::size_t k, n;
 };
@@ -378,6 +399,14 @@ int main(int argc, char** argv) {
           "scale_search/" + std::string(to_string(isa)) + "/" + std::string(qlm::to_string(type));
       benchmark::RegisterBenchmark(name.c_str(), bm_scale_search, isa, type)
           ->Unit(benchmark::kMillisecond);
+    }
+  }
+  for (Isa isa : supported_isas()) {
+    for (std::size_t k : {576, 1536}) {
+      const std::string name =
+          "quantize/" + std::string(to_string(isa)) + "/m:16/k:" + std::to_string(k);
+      benchmark::RegisterBenchmark(name.c_str(), bm_quantize, isa, k)
+          ->Unit(benchmark::kMicrosecond);
     }
   }
   benchmark::Initialize(&argc, argv);

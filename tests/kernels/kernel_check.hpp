@@ -397,7 +397,7 @@ inline Report check_all_gemm(const KernelTable& t, const KernelTable* ref) {
   }
   const KernelTable& qref = ref != nullptr ? *ref : t;
   for (std::size_t k : kShapesK) {
-    for (std::size_t m : {1, 2, 7, 17}) rep.merge(check_quantize(t, qref, m, k));
+    for (std::size_t m : {1, 2, 7, 17, 40}) rep.merge(check_quantize(t, qref, m, k));
   }
   return rep;
 }
