@@ -1,6 +1,7 @@
 // Fast forward pass of the Llama family. A batch of m tokens flows through each layer as [m][dim]
 // matrices: one activation quantization feeds q/k/v (and gate/up), attention runs per (token, KV
-// head) task, and only the rows whose logits are wanted go through the LM head.
+// head) task, and only the rows whose logits are wanted go through the LM head. Each row-wise step
+// before a matmul (residual, norm; SiLU) quantizes its rows in the same parallel region.
 #include "arch/fast_forward.hpp"
 
 #include <algorithm>
@@ -111,7 +112,10 @@ class FastForward final : public Forward {
   void chunk(std::span<const ForwardRow> rows) {
     const std::size_t m = rows.size(), d = c_.hidden_size, half = c_.rope_dim() / 2;
     const float embed_scale = std::sqrt(static_cast<float>(d));  // gemma, as the reference path
-    each_row(m, [&](std::size_t i) {
+    const LayerWeights& first = w_.layers[0];
+    // Embedding, then the first layer's input norm; every later layer's input norm runs with the
+    // previous layer's last residual step (mlp_block).
+    each_row_quantized(m, xb_.data(), d, splits_.layers[0].qkv, [&](std::size_t i) {
       w_.embed.dequantize_row(static_cast<std::uint32_t>(rows[i].token), {&x_[i * d], d});
       if (c_.gemma()) {
         for (std::size_t j = 0; j < d; ++j) x_[i * d + j] *= embed_scale;
@@ -124,6 +128,7 @@ class FastForward final : public Forward {
         local_.cos[i * half + f] = std::cos(pos * local_inv_freq_[f]) * mscale_;
         local_.sin[i * half + f] = std::sin(pos * local_inv_freq_[f]) * mscale_;
       }
+      norm(&xb_[i * d], &x_[i * d], first.attn_norm, first.attn_norm_b);
     });
     for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
       attention_block(l, rows);
@@ -137,6 +142,17 @@ class FastForward final : public Forward {
   void each_row(std::size_t m, const F& f) {
     ops::for_row_ranges(pool_.get(), m, [&](std::size_t i0, std::size_t i1) {
       for (std::size_t i = i0; i < i1; ++i) f(i);
+    });
+  }
+
+  // each_row, then the rows of x[m][k] quantized for the next matmul, in one parallel region: a
+  // range is quantized as soon as f has written it, while it is in cache (the same bits).
+  template <class F>
+  void each_row_quantized(std::size_t m, const float* x, std::size_t k, bool split, const F& f) {
+    act_.prepare(x, m, k, k, split);
+    ops::for_row_ranges(pool_.get(), m, [&](std::size_t i0, std::size_t i1) {
+      for (std::size_t i = i0; i < i1; ++i) f(i);
+      act_.quantize_range(kt_, i0, i1);
     });
   }
 
@@ -161,10 +177,7 @@ class FastForward final : public Forward {
     const LayerWeights& lw = w_.layers[l];
     const std::size_t m = rows.size(), d = c_.hidden_size, hd = c_.head_dim;
     const std::size_t rot_dim = c_.rope_dim(), half = rot_dim / 2;  // phi3 rotates a part only
-    each_row(m,
-             [&](std::size_t i) { norm(&xb_[i * d], &x_[i * d], lw.attn_norm, lw.attn_norm_b); });
-    observe(MatrixInput::Attention, l, xb_.data(), m, d);
-    quantize(xb_.data(), m, d, splits_.layers[l].qkv);
+    observe(MatrixInput::Attention, l, xb_.data(), m, d);  // normed and quantized before the call
     const ops::Product qkv[] = {
         {&lw.wq, q_.data(), qd_}, {&lw.wk, k_.data(), kvd_}, {&lw.wv, v_.data(), kvd_}};
     ops::matmul(kt_, *pool_, qkv, act_, scratch_);
@@ -209,27 +222,28 @@ class FastForward final : public Forward {
     observe(MatrixInput::AttentionOutput, l, att, m, qd_);
     quantize(att, m, qd_, splits_.layers[l].wo);
     project(lw.wo, xb_.data(), d);
-    each_row(m, [&](std::size_t i) {
+    // The residual step, then the MLP's input norm and quantization.
+    each_row_quantized(m, xb_.data(), d, splits_.layers[l].gate_up, [&](std::size_t i) {
       if (!lw.bo.empty()) kt_.add(&xb_[i * d], lw.bo.data(), d);
       if (!lw.post_attn_norm.empty()) {
         kt_.rmsnorm(&xb_[i * d], &xb_[i * d], lw.post_attn_norm.data(), d, c_.rms_norm_eps);
       }
       kt_.add(&x_[i * d], &xb_[i * d], d);
+      norm(&xb_[i * d], &x_[i * d], lw.ffn_norm, lw.ffn_norm_b);
     });
   }
 
   void mlp_block(std::uint32_t l, std::size_t m) {
     const LayerWeights& lw = w_.layers[l];
     const std::size_t d = c_.hidden_size, ff = c_.intermediate_size;
-    each_row(m, [&](std::size_t i) { norm(&xb_[i * d], &x_[i * d], lw.ffn_norm, lw.ffn_norm_b); });
-    observe(MatrixInput::Mlp, l, xb_.data(), m, d);
-    quantize(xb_.data(), m, d, splits_.layers[l].gate_up);
+    const bool split_down = splits_.layers[l].down;
+    observe(MatrixInput::Mlp, l, xb_.data(), m, d);  // normed and quantized by attention_block
     if (c_.gated_mlp()) {
       const ops::Product gate_up[] = {{&lw.w_gate, gate_.data(), ff}, {&lw.w_up, up_.data(), ff}};
       ops::matmul(kt_, *pool_, gate_up, act_, scratch_);
       // Row by row: a vector body and its scalar tail may round differently, so every row must be
       // split the same way whatever the batch size (results may not depend on chunking).
-      each_row(m, [&](std::size_t i) {
+      each_row_quantized(m, gate_.data(), ff, split_down, [&](std::size_t i) {
         if (c_.gemma()) {  // GeGLU
           kt_.gelu_mul(&gate_[i * ff], &up_[i * ff], ff);
         } else {
@@ -238,20 +252,26 @@ class FastForward final : public Forward {
       });
     } else {  // starcoder2: c_fc (+ bias) -> gelu (tanh)
       project(lw.w_up, gate_.data(), ff);
-      each_row(m, [&](std::size_t i) {
+      each_row_quantized(m, gate_.data(), ff, split_down, [&](std::size_t i) {
         if (!lw.b_up.empty()) kt_.add(&gate_[i * ff], lw.b_up.data(), ff);
         kt_.gelu_mul(&gate_[i * ff], nullptr, ff);
       });
     }
     observe(MatrixInput::MlpHidden, l, gate_.data(), m, ff);
-    quantize(gate_.data(), m, ff, splits_.layers[l].down);
     project(lw.w_down, xb_.data(), d);
-    each_row(m, [&](std::size_t i) {
+    const auto residual = [&](std::size_t i) {
       if (!lw.b_down.empty()) kt_.add(&xb_[i * d], lw.b_down.data(), d);
       if (!lw.post_ffn_norm.empty()) {
         kt_.rmsnorm(&xb_[i * d], &xb_[i * d], lw.post_ffn_norm.data(), d, c_.rms_norm_eps);
       }
       kt_.add(&x_[i * d], &xb_[i * d], d);
+    };
+    if (l + 1 == c_.n_layers) return each_row(m, residual);  // the head norms the wanted rows
+    // The residual step, then the next layer's input norm and quantization.
+    const LayerWeights& next = w_.layers[l + 1];
+    each_row_quantized(m, xb_.data(), d, splits_.layers[l + 1].qkv, [&](std::size_t i) {
+      residual(i);
+      norm(&xb_[i * d], &x_[i * d], next.attn_norm, next.attn_norm_b);
     });
   }
 

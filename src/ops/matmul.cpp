@@ -20,35 +20,43 @@ void QuantizedActivations::reserve(std::size_t m, std::size_t k, bool split) {
 
 void QuantizedActivations::quantize(const kernels::KernelTable& kt, const float* x, std::size_t m,
                                     std::size_t k, std::size_t ldx, bool split, ThreadPool* pool) {
+  prepare(x, m, k, ldx, split);
+  for_row_ranges(pool, m, [&](std::size_t i0, std::size_t i1) { quantize_range(kt, i0, i1); });
+}
+
+void QuantizedActivations::prepare(const float* x, std::size_t m, std::size_t k, std::size_t ldx,
+                                   bool split) {
   reserve(m, k, split);
   const std::size_t blocks = kernels::quantized_rows_size(1, k).blocks;
-  constexpr std::size_t kBlock = kernels::kActBlock;
-  for_row_ranges(pool, m, [&](std::size_t i0, std::size_t i1) {
-    const std::size_t b0 = i0 * blocks;
-    kt.quantize_rows(x + i0 * ldx, i1 - i0, k, ldx, q_.data() + b0 * kBlock, d_.data() + b0,
-                     s_.data() + b0);
-    if (!split) return;
-    // What the first quantization missed, exactly as the kernels will dequantize it (q * d).
-    // Block by block, so the loop over a block's values vectorizes.
-    for (std::size_t i = i0; i < i1; ++i) {
-      const std::int8_t* q = q_.data() + i * blocks * kBlock;
-      const float* xi = x + i * ldx;
-      float* r = residual_.data() + i * k;
-      for (std::size_t b = 0; b < blocks; ++b) {
-        const float d = d_[i * blocks + b];
-        const std::size_t j0 = b * kBlock, j1 = std::min(k, j0 + kBlock);
-        for (std::size_t j = j0; j < j1; ++j) r[j] = xi[j] - static_cast<float>(q[j]) * d;
-      }
-    }
-    const std::size_t off = (m + i0) * blocks;  // residual rows follow all m first rows
-    kt.quantize_rows(residual_.data() + i0 * k, i1 - i0, k, k, q_.data() + off * kBlock,
-                     d_.data() + off, s_.data() + off);
-  });
   rows_ = {q_.data(), d_.data(), s_.data(), blocks, split ? 2 * m : m};
   split_ = split;
   x_ = x;
   k_ = k;
   ldx_ = ldx;
+}
+
+void QuantizedActivations::quantize_range(const kernels::KernelTable& kt, std::size_t i0,
+                                          std::size_t i1) {
+  const std::size_t blocks = rows_.blocks, b0 = i0 * blocks, k = k_, m = tokens();
+  constexpr std::size_t kBlock = kernels::kActBlock;
+  kt.quantize_rows(x_ + i0 * ldx_, i1 - i0, k, ldx_, q_.data() + b0 * kBlock, d_.data() + b0,
+                   s_.data() + b0);
+  if (!split_) return;
+  // What the first quantization missed, exactly as the kernels will dequantize it (q * d).
+  // Block by block, so the loop over a block's values vectorizes.
+  for (std::size_t i = i0; i < i1; ++i) {
+    const std::int8_t* q = q_.data() + i * blocks * kBlock;
+    const float* xi = x_ + i * ldx_;
+    float* r = residual_.data() + i * k;
+    for (std::size_t b = 0; b < blocks; ++b) {
+      const float d = d_[i * blocks + b];
+      const std::size_t j0 = b * kBlock, j1 = std::min(k, j0 + kBlock);
+      for (std::size_t j = j0; j < j1; ++j) r[j] = xi[j] - static_cast<float>(q[j]) * d;
+    }
+  }
+  const std::size_t off = (m + i0) * blocks;  // residual rows follow all m first rows
+  kt.quantize_rows(residual_.data() + i0 * k, i1 - i0, k, k, q_.data() + off * kBlock,
+                   d_.data() + off, s_.data() + off);
 }
 
 namespace {

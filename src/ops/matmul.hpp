@@ -23,6 +23,11 @@ class QuantizedActivations {
   /// row ranges on it (the same bits).
   void quantize(const kernels::KernelTable& kt, const float* x, std::size_t m, std::size_t k,
                 std::size_t ldx, bool split = false, ThreadPool* pool = nullptr);
+  /// quantize() in two steps, so a row-wise step that writes x can quantize each row range as
+  /// soon as it is done (one parallel region instead of two): prepare() once, then
+  /// quantize_range() over ranges that cover [0, m) once, on any threads.
+  void prepare(const float* x, std::size_t m, std::size_t k, std::size_t ldx, bool split = false);
+  void quantize_range(const kernels::KernelTable& kt, std::size_t i0, std::size_t i1);
   /// The integer rows: m of them, or 2m (first quantization, then residual) when split.
   const kernels::QuantizedRows& rows() const { return rows_; }
   bool split() const { return split_; }
