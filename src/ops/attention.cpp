@@ -27,10 +27,10 @@ std::size_t block_at(const KvPages& kv, std::uint32_t b) {
   return kv.pages[b] * kv.page_stride;
 }
 
-// Asks for the first key and value block attend(s, kv) reads.
-void prefetch_first_block(const AttentionShape& s, const KvPages& kv) {
+// Asks for the first value block attend(s, kv) reads and, with `keys`, the first key block.
+void prefetch_first_block(const AttentionShape& s, const KvPages& kv, bool keys) {
   const std::uint32_t first = s.first / static_cast<std::uint32_t>(kernels::kAttnBlock);
-  prefetch(kv.key + block_at(kv, first), kv.page_stride);
+  if (keys) prefetch(kv.key + block_at(kv, first), kv.page_stride);
   prefetch(kv.value + block_at(kv, first), kv.page_stride);
 }
 
@@ -46,10 +46,7 @@ void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float
   std::fill_n(run_sum, s.group, 0.0f);
   std::fill_n(out, s.group * hd, 0.0f);
   const std::size_t row = hd * kv_type_size(kv.type);
-  // Each kernel call prefetches the next block. The first block's keys are needed at once; its
-  // values are asked for here, to arrive while the keys are scored (attend_batch may have asked
-  // for both already: then these requests find them in cache).
-  prefetch(kv.value + block_at(kv, s.first / block), kv.page_stride);
+  // Each kernel call prefetches the next block; attend_batch asks for the first one.
   for (std::uint32_t t0 = s.first; t0 <= s.last;) {
     const std::uint32_t slot = t0 % block, n = std::min(block - slot, s.last + 1 - t0);
     const std::uint32_t b = t0 / block;
@@ -75,11 +72,13 @@ void attend_batch(const kernels::KernelTable& kt, ThreadPool& pool, std::size_t 
   pool.parallel_for(tasks, [&](std::size_t t) {
     const std::size_t end = std::min(n, (t + 1) * per);
     AttentionItem it = item(t * per);
+    // The first item's keys are needed at once; its values can arrive while the keys are scored.
+    prefetch_first_block(it.shape, it.kv, false);
     for (std::size_t i = t * per; i < end; ++i) {
       AttentionItem next;
       if (i + 1 < end) {
         next = item(i + 1);
-        prefetch_first_block(next.shape, next.kv);
+        prefetch_first_block(next.shape, next.kv, true);
       }
       attend(kt, it.shape, it.q, it.kv, it.out);
       it = next;

@@ -331,10 +331,11 @@ int main(int argc, char** argv) {
     // Average cached positions a timed tg token attends to (depth 0 starts after 1 token).
     const double positions = c.depth + (c.depth == 0 ? 1.0 : 0.0) + (c.n + 1) / 2.0;
     // Weights are read once per step for all sequences; each reads its own keys.
+    const double weights = bytes_per_token((*model)->config(), *sizes, 0.0, kv_type_size(kv));
     const double per_step =
-        bytes_per_token((*model)->config(), *sizes, 0.0, kv_type_size(kv)) +
-        c.seqs * (bytes_per_token((*model)->config(), *sizes, positions, kv_type_size(kv)) -
-                  bytes_per_token((*model)->config(), *sizes, 0.0, kv_type_size(kv)));
+        weights +
+        c.seqs *
+            (bytes_per_token((*model)->config(), *sizes, positions, kv_type_size(kv)) - weights);
     const double gbs = c.prompt ? 0.0 : mean / c.seqs * per_step / 1e9;
     rows.push_back({test, c.t, c.seqs, mean, v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0.0,
                     c.kv_bytes, gbs});
