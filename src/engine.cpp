@@ -65,7 +65,7 @@ struct Engine::Impl {
         forward(detail::make_forward(*model, forward_options(o), context)),
         pool(model->config(), resolve_pages(model->config(), o, context), o.kv_type,
              detail::KvPool::seed_for(detail::kv_identity(*model, context), o.kv_type),
-             forward->kernels()) {}
+             forward->kernels(), {.cache_past_window = true, .huge_pages = o.huge_pages}) {}
 
   // Names the model file and, for longrope, the factors this context chose (kv_identity).
   std::uint64_t model_id() const { return detail::kv_identity(*model, context); }

@@ -53,7 +53,7 @@ struct Session::Impl {
         // Pages that leave a sliding window are freed and reused, not cached.
         pool(model->config(), session_pages(model->config(), ctx), kv_type,
              detail::KvPool::seed_for(detail::kv_identity(*model, ctx), kv_type),
-             forward->kernels(), false),
+             forward->kernels(), {.cache_past_window = false, .huge_pages = false}),
         seq(pool) {}
 
   // Runs rows [first, first + count) of `rows`, writing the logits of the wanted ones among them.

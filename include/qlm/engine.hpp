@@ -35,6 +35,10 @@ struct EngineOptions {
   /// Tokens per forward chunk (bounds activation memory); 0 = as SessionOptions::batch.
   std::uint32_t batch = 0;
   ActivationPrecision activations = ActivationPrecision::Auto;
+  /// Backs the pool with transparent huge pages where the OS allows: attention over many
+  /// sequences misses the TLB far less, but each (layer, KV head) region commits 2 MiB at a time
+  /// (up to 2 MiB x regions ahead of use, never beyond kv_bytes). false: 4 KiB pages, as written.
+  bool huge_pages = true;
 };
 
 /// Sequences sharing a model and a KV page pool, evaluated in batches.

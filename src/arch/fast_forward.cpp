@@ -89,6 +89,7 @@ class FastForward final : public Forward {
       r->sin.resize(b * c_.head_dim / 2);
     }
     act_.reserve(b, widest_input(c_), splits_.any());
+    seqs_.reserve(b);
   }
 
   const kernels::KernelTable& kernels() const override { return kt_; }
@@ -130,10 +131,19 @@ class FastForward final : public Forward {
       }
       norm(&xb_[i * d], &x_[i * d], first.attn_norm, first.attn_norm_b);
     });
+    one_row_each_ = one_row_each(rows);
     for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
       attention_block(l, rows);
       mlp_block(l, m);
     }
+  }
+
+  // Whether no two rows belong to one sequence.
+  bool one_row_each(std::span<const ForwardRow> rows) {
+    seqs_.clear();
+    for (const ForwardRow& r : rows) seqs_.push_back(r.kv);
+    std::sort(seqs_.begin(), seqs_.end());
+    return std::adjacent_find(seqs_.begin(), seqs_.end()) == seqs_.end();
   }
 
   // f(i) for every row of an m-row batch: on the pool for a batch of several rows (the steps
@@ -173,54 +183,79 @@ class FastForward final : public Forward {
     ops::matmul(kt_, *pool_, w, act_, out, ldy, scratch_);
   }
 
+  // Bias, q/k norms and RoPE of row i's query heads that share KV head g and of that key, then
+  // the key and value stored. Per KV head, so a decode batch's attention tasks do it themselves.
+  void prepare_head(const LayerWeights& lw, std::uint32_t l, const ForwardRow& row, std::size_t i,
+                    std::uint32_t g) {
+    const std::size_t hd = c_.head_dim, group = c_.n_heads / c_.n_kv_heads;
+    const std::size_t rot_dim = c_.rope_dim(), half = rot_dim / 2;  // phi3 rotates a part only
+    float* q = &q_[i * qd_ + g * group * hd];
+    float* k = &k_[i * kvd_ + g * hd];
+    float* v = &v_[i * kvd_ + g * hd];
+    if (!lw.bq.empty()) {  // elementwise: the bits of a whole-row add
+      kt_.add(q, lw.bq.data() + g * group * hd, group * hd);
+      kt_.add(k, lw.bk.data() + g * hd, hd);
+      kt_.add(v, lw.bv.data() + g * hd, hd);
+    }
+    const Rotation& rot = c_.sliding(l) && !local_inv_freq_.empty() ? local_ : global_;
+    const float* cs = &rot.cos[i * half];
+    const float* sn = &rot.sin[i * half];
+    for (std::size_t j = 0; j < group; ++j) {
+      float* qh = q + j * hd;
+      if (!lw.q_norm.empty()) kt_.rmsnorm(qh, qh, lw.q_norm.data(), hd, c_.rms_norm_eps);
+      kt_.rope(qh, cs, sn, rot_dim);
+    }
+    if (!lw.k_norm.empty()) kt_.rmsnorm(k, k, lw.k_norm.data(), hd, c_.rms_norm_eps);
+    kt_.rope(k, cs, sn, rot_dim);
+    row.kv->store(l, g, row.pos, {k, hd}, {v, hd});
+  }
+
   void attention_block(std::uint32_t l, std::span<const ForwardRow> rows) {
     const LayerWeights& lw = w_.layers[l];
     const std::size_t m = rows.size(), d = c_.hidden_size, hd = c_.head_dim;
-    const std::size_t rot_dim = c_.rope_dim(), half = rot_dim / 2;  // phi3 rotates a part only
+    const std::uint32_t kv_heads = c_.n_kv_heads, group = c_.n_heads / kv_heads;
     observe(MatrixInput::Attention, l, xb_.data(), m, d);  // normed and quantized before the call
     const ops::Product qkv[] = {
         {&lw.wq, q_.data(), qd_}, {&lw.wk, k_.data(), kvd_}, {&lw.wv, v_.data(), kvd_}};
     ops::matmul(kt_, *pool_, qkv, act_, scratch_);
-    each_row(m, [&](std::size_t i) {
-      if (!lw.bq.empty()) {
-        kt_.add(&q_[i * qd_], lw.bq.data(), qd_);
-        kt_.add(&k_[i * kvd_], lw.bk.data(), kvd_);
-        kt_.add(&v_[i * kvd_], lw.bv.data(), kvd_);
-      }
-      const Rotation& rot = c_.sliding(l) && !local_inv_freq_.empty() ? local_ : global_;
-      const float* cs = &rot.cos[i * half];
-      const float* sn = &rot.sin[i * half];
-      for (std::uint32_t h = 0; h < c_.n_heads; ++h) {
-        float* q = &q_[i * qd_ + h * hd];
-        if (!lw.q_norm.empty()) kt_.rmsnorm(q, q, lw.q_norm.data(), hd, c_.rms_norm_eps);
-        kt_.rope(q, cs, sn, rot_dim);
-      }
-      for (std::uint32_t h = 0; h < c_.n_kv_heads; ++h) {
-        float* k = &k_[i * kvd_ + h * hd];
-        if (!lw.k_norm.empty()) kt_.rmsnorm(k, k, lw.k_norm.data(), hd, c_.rms_norm_eps);
-        kt_.rope(k, cs, sn, rot_dim);
-        rows[i].kv->store(l, h, rows[i].pos, {&k_[i * kvd_ + h * hd], hd},
-                          {&v_[i * kvd_ + h * hd], hd});
-      }
-    });
-    // Every row's keys are stored before any row attends: a row sees the earlier rows of its own
-    // sequence in this chunk, and never another sequence's.
-    const std::uint32_t group = c_.n_heads / c_.n_kv_heads, window = c_.window(l);
+    // A row sees the earlier rows of its own sequence in this chunk (never another sequence's):
+    // every key is stored before any row attends, unless each row is its own sequence's only one
+    // (decode), when each attention task prepares its own head first (one parallel region less).
+    if (!one_row_each_) {
+      each_row(m, [&](std::size_t i) {
+        for (std::uint32_t g = 0; g < kv_heads; ++g) prepare_head(lw, l, rows[i], i, g);
+      });
+    }
+    const std::uint32_t window = c_.window(l);
     const float scale = c_.attention_scale();
     float* const att = gate_.data();
-    ops::attend_batch(kt_, *pool_, m * c_.n_kv_heads, [&](std::size_t task) {
-      const std::size_t i = task / c_.n_kv_heads;
-      const std::uint32_t g = static_cast<std::uint32_t>(task % c_.n_kv_heads);
-      const std::uint32_t pos = rows[i].pos;
-      const std::uint32_t first = window && pos >= window ? pos - window + 1 : 0;
-      const std::size_t q_off = i * qd_ + static_cast<std::size_t>(g) * group * hd;
-      return ops::AttentionItem{.shape = {static_cast<std::uint32_t>(hd), group, first, pos, scale},
-                                .q = &q_[q_off],
-                                .kv = rows[i].kv->view(l, g),
-                                .out = &att[q_off]};
-    });
+    // The output projection's input is quantized by the task that wrote it, where a KV head's
+    // query heads span whole quantization blocks (every model but head_dim 80).
+    const std::size_t head_blocks = group * hd / kernels::kActBlock;
+    const bool quantize_in_tasks = group * hd % kernels::kActBlock == 0;
+    if (quantize_in_tasks) act_.prepare(att, m, qd_, qd_, splits_.layers[l].wo);
+    ops::attend_batch(
+        kt_, *pool_, m * kv_heads,
+        [&](std::size_t task) {
+          const std::size_t i = task / kv_heads;
+          const auto g = static_cast<std::uint32_t>(task % kv_heads);
+          if (one_row_each_) prepare_head(lw, l, rows[i], i, g);
+          const std::uint32_t pos = rows[i].pos;
+          const std::uint32_t first = window && pos >= window ? pos - window + 1 : 0;
+          const std::size_t q_off = i * qd_ + static_cast<std::size_t>(g) * group * hd;
+          return ops::AttentionItem{
+              .shape = {static_cast<std::uint32_t>(hd), group, first, pos, scale},
+              .q = &q_[q_off],
+              .kv = rows[i].kv->view(l, g),
+              .out = &att[q_off]};
+        },
+        [&](std::size_t task) {
+          if (!quantize_in_tasks) return;
+          const std::size_t g = task % kv_heads;
+          act_.quantize_blocks(kt_, task / kv_heads, g * head_blocks, (g + 1) * head_blocks);
+        });
     observe(MatrixInput::AttentionOutput, l, att, m, qd_);
-    quantize(att, m, qd_, splits_.layers[l].wo);
+    if (!quantize_in_tasks) quantize(att, m, qd_, splits_.layers[l].wo);
     project(lw.wo, xb_.data(), d);
     // The residual step, then the MLP's input norm and quantization.
     each_row_quantized(m, xb_.data(), d, splits_.layers[l].gate_up, [&](std::size_t i) {
@@ -320,6 +355,8 @@ class FastForward final : public Forward {
   // Activations of one chunk, row-major [batch][dim].
   std::vector<float> x_, xb_, q_, k_, v_, gate_, up_, scratch_;
   ops::QuantizedActivations act_;
+  std::vector<const SequenceKv*> seqs_;  // one_row_each's scratch
+  bool one_row_each_ = false;            // of the chunk being run
   std::shared_ptr<ActivationObserver> observer_;
 };
 

@@ -34,13 +34,13 @@ std::uint64_t KvPool::chain(std::uint64_t prev, std::span<const std::int32_t> to
 }
 
 KvPool::KvPool(const ModelConfig& c, std::uint32_t pages, KvType type, std::uint64_t seed,
-               const kernels::KernelTable& kernels, bool cache_past_window)
+               const kernels::KernelTable& kernels, Options options)
     : layout_(KvLayout::of(c)),
       n_layers_(layout_.group_layers),
       n_kv_heads_(c.n_kv_heads),
       head_dim_(c.head_dim),
       type_(type),
-      cache_past_window_(cache_past_window),
+      cache_past_window_(options.cache_past_window),
       seed_(seed),
       to_f16_(kernels.f32_to_f16),
       page_bytes_(page_bytes(c, type)),
@@ -49,6 +49,10 @@ KvPool::KvPool(const ModelConfig& c, std::uint32_t pages, KvType type, std::uint
   const std::size_t bytes = std::max<std::size_t>(page_bytes_ * pages, 1);
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  // Advice only (the system may not have or allow them); failure changes nothing.
+  if (options.huge_pages) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
   data_ = std::unique_ptr<std::byte[], Unmap>(static_cast<std::byte*>(p), Unmap{bytes});
   free_.resize(pages);
   for (std::uint32_t i = 0; i < pages; ++i) free_[i] = pages - 1 - i;

@@ -32,13 +32,20 @@ inline constexpr PageId kNoPage = ~PageId{0};
 /// pages are never written again, so any sequence may share or copy them.
 class KvPool {
  public:
+  /// How a pool keeps its pages.
+  struct Options {
+    /// Whether pages that leave a sequence's sliding window stay cached for prefix reuse (an
+    /// Engine's) or are freed at once (a Session's, whose memory should stay at the window).
+    bool cache_past_window = true;
+    /// Asks the OS for transparent huge pages (EngineOptions::huge_pages).
+    bool huge_pages = false;
+  };
   /// `pages` pages of `type` for `config`; `seed` starts every content hash (it names what else
   /// the keys depend on: the model file and KV type). Memory is committed only as pages are
-  /// written. `cache_past_window`: whether pages that leave a sequence's sliding window stay
-  /// cached for prefix reuse (an Engine's) or are freed at once (a Session's, whose memory should
-  /// stay at the window). Throws std::bad_alloc when the address space is exhausted.
+  /// written (with huge pages, 2 MiB of a region at a time). Throws std::bad_alloc when the
+  /// address space is exhausted.
   KvPool(const ModelConfig& config, std::uint32_t pages, KvType type, std::uint64_t seed,
-         const kernels::KernelTable& kernels, bool cache_past_window = true);
+         const kernels::KernelTable& kernels, Options options);
   KvPool(const KvPool&) = delete;
   KvPool& operator=(const KvPool&) = delete;
 

@@ -64,7 +64,8 @@ void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float
 }
 
 void attend_batch(const kernels::KernelTable& kt, ThreadPool& pool, std::size_t n,
-                  const std::function<AttentionItem(std::size_t)>& item) {
+                  const std::function<AttentionItem(std::size_t)>& item,
+                  const std::function<void(std::size_t)>& done) {
   // Fewer items per task when there are few (a single sequence's heads): every thread gets work.
   const auto spread = static_cast<std::size_t>(2 * std::max(pool.threads(), 1));
   const std::size_t per = std::clamp<std::size_t>(n / spread, 1, kAttendItemsPerTask);
@@ -81,6 +82,7 @@ void attend_batch(const kernels::KernelTable& kt, ThreadPool& pool, std::size_t 
         prefetch_first_block(next.shape, next.kv, true);
       }
       attend(kt, it.shape, it.q, it.kv, it.out);
+      if (done) done(i);
       it = next;
     }
   });

@@ -53,9 +53,12 @@ struct AttentionItem {
 inline constexpr std::size_t kAttendItemsPerTask = 4;
 
 /// attend() for items [0, n) on `pool`, up to kAttendItemsPerTask consecutive items per task (as
-/// many as leave two tasks per thread); item(i) describes item i (called once per item). Each
-/// item's result is attend()'s, however the items are split.
+/// many as leave two tasks per thread); item(i) describes item i (called once per item, on the
+/// task's thread, before item i is attended). done(i), if given, runs on the same thread once
+/// item i's output is written, while it is in cache. Each item's result is attend()'s, however
+/// the items are split.
 void attend_batch(const kernels::KernelTable& kt, ThreadPool& pool, std::size_t n,
-                  const std::function<AttentionItem(std::size_t)>& item);
+                  const std::function<AttentionItem(std::size_t)>& item,
+                  const std::function<void(std::size_t)>& done = {});
 
 }  // namespace qlm::ops

@@ -28,6 +28,10 @@ class QuantizedActivations {
   /// quantize_range() over ranges that cover [0, m) once, on any threads.
   void prepare(const float* x, std::size_t m, std::size_t k, std::size_t ldx, bool split = false);
   void quantize_range(const kernels::KernelTable& kt, std::size_t i0, std::size_t i1);
+  /// After prepare(): quantizes blocks [b0, b1) of row i only (columns b0 * 32 up to b1 * 32 or
+  /// k), so a task that wrote part of a row can quantize that part (the bits of quantize_range).
+  void quantize_blocks(const kernels::KernelTable& kt, std::size_t i, std::size_t b0,
+                       std::size_t b1);
   /// The integer rows: m of them, or 2m (first quantization, then residual) when split.
   const kernels::QuantizedRows& rows() const { return rows_; }
   bool split() const { return split_; }
@@ -39,6 +43,10 @@ class QuantizedActivations {
   void reserve(std::size_t m, std::size_t k, bool split = false);
 
  private:
+  // residual_[i][j0, j1) = what the first quantization of row i missed there (q * d, as the
+  // kernels dequantize it); j0 and j1 on block boundaries (or j1 = k).
+  void residual(std::size_t i, std::size_t j0, std::size_t j1);
+
   std::vector<std::int8_t> q_;
   std::vector<float> d_;
   std::vector<std::int32_t> s_;

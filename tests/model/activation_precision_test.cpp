@@ -57,6 +57,39 @@ TEST_CASE("int8x2 activations: the residual pass leaves at most 1/508 of a block
   CHECK(std::equal(single.rows().q, single.rows().q + m * single.rows().blocks * 32, act.rows().q));
 }
 
+TEST_CASE(
+    "quantizing a row's blocks in parts gives the bits of whole rows, split or not, on "
+    "every ISA",
+    "[model][activations]") {
+  const bool split = GENERATE(false, true);
+  const std::size_t m = 5, k = 200, ldx = 211;  // 7 blocks, the last one padded; a row stride
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(m * ldx);
+  for (float& v : x) v = normal(rng);
+  x[3 * ldx + 70] = -90.0f;
+  for (auto isa : kernels::supported_isas()) {
+    const auto& kt = kernels::kernels_for(isa);
+    INFO("isa " << kernels::to_string(isa) << " split " << split);
+    ops::QuantizedActivations whole, parts;
+    whole.quantize(kt, x.data(), m, k, ldx, split);
+    parts.prepare(x.data(), m, k, ldx, split);
+    // Rows in parts of 1, 2 and 4 blocks, in an order no row-wise pass would take.
+    for (std::size_t i = m; i-- > 0;) {
+      parts.quantize_blocks(kt, i, 3, 7);
+      parts.quantize_blocks(kt, i, 1, 3);
+      parts.quantize_blocks(kt, i, 0, 1);
+    }
+    const auto& a = whole.rows();
+    const auto& b = parts.rows();
+    REQUIRE(a.rows == b.rows);
+    const std::size_t blocks = a.rows * a.blocks;
+    CHECK(std::equal(a.q, a.q + blocks * kernels::kActBlock, b.q));
+    CHECK(std::equal(a.d, a.d + blocks, b.d));
+    CHECK(std::equal(a.s, a.s + blocks, b.s));
+  }
+}
+
 TEST_CASE("int8x2 activations bring q8 closer to the reference, and Auto picks them for q8 only",
           "[model][activations]") {
   TempDir tmp;

@@ -13,6 +13,7 @@
 #include "kv/kv_pool.hpp"
 #include "model/model_helpers.hpp"
 #include "qlm/detail/half.hpp"
+#include "qlm/engine.hpp"
 #include "qlm/generate.hpp"
 #include "qlm/session.hpp"
 #include "support/checkpoint_writer.hpp"
@@ -110,7 +111,7 @@ TEST_CASE("KvPool stores f16 with round-to-nearest-even and copies what was writ
   const KvType type = GENERATE(KvType::F32, KvType::F16);
   INFO("type " << to_string(type));
   const auto& kt = kernels::kernels_for(kernels::Isa::Scalar);
-  detail::KvPool pool(c, 4, type, 7, kt);
+  detail::KvPool pool(c, 4, type, 7, kt, {});
   CHECK(pool.page_size() == 2u * 2 * 3 * kKvPageTokens * 6 * kv_type_size(type));
   CHECK(pool.stats().pages == 4);
   CHECK(pool.stats().free == 4);
@@ -324,6 +325,39 @@ TEST_CASE("a long-context session commits memory only for the positions written"
   const std::size_t grown = resident_bytes() - std::min(before, resident_bytes());
   INFO("resident growth " << grown << " bytes for a " << s->kv_bytes() << "-byte cache");
   CHECK(grown < (std::size_t{32} << 20));
+}
+
+TEST_CASE(
+    "an engine's pool commits as written on 4 KiB pages, and within 2 MiB a region ahead "
+    "on huge pages, with the same logits",
+    "[kv][engine][model]") {
+#if defined(__SANITIZE_ADDRESS__)
+  WARN("skipped: AddressSanitizer's allocator and shadow memory change what is resident");
+  return;
+#endif
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
+  auto model = open_or_fail(tmp / "m.qlm");
+  const ModelConfig& c = model->config();
+  const auto tokens = pseudo_random_tokens(100);
+  std::vector<float> logits[2];
+  for (const bool huge : {false, true}) {
+    INFO("huge pages " << huge);
+    const std::size_t before = resident_bytes();
+    auto engine = Engine::create(
+        model, {.kv_bytes = std::size_t{640} << 20, .kv_type = KvType::F32, .huge_pages = huge});
+    REQUIRE(engine.ok());
+    const BatchItem item{engine->add(), tokens, LogitsWanted::Last};
+    auto r = engine->eval({&item, 1});
+    REQUIRE(r.ok());
+    logits[huge].assign(r->item(0).begin(), r->item(0).end());
+    const std::size_t grown = resident_bytes() - std::min(before, resident_bytes());
+    // One region per (K or V, layer, KV head); each may commit one huge page ahead of its rows.
+    const std::size_t ahead = huge ? 2 * std::size_t{c.n_layers} * c.n_kv_heads << 21 : 0;
+    INFO("resident growth " << grown << " bytes");
+    CHECK(grown < (std::size_t{32} << 20) + ahead);
+  }
+  CHECK(logits[0] == logits[1]);
 }
 
 TEST_CASE("qlm-run --kv-type f16 prints the greedy story", "[kv][tools]") {
