@@ -21,7 +21,8 @@ namespace qlm {
 
 /// Settings of an Engine.
 struct EngineOptions {
-  /// Byte budget of the KV pool, never exceeded (memory is committed as pages are first used).
+  /// Byte budget of the KV pool, never exceeded (memory is committed as pages are first used;
+  /// see huge_pages).
   /// 0 = room for four sequences of the full context.
   std::size_t kv_bytes = 0;
   /// Most tokens one sequence holds; 0 = min(trained context, 4096).
