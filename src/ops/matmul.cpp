@@ -80,11 +80,10 @@ void QuantizedActivations::residual(std::size_t i, std::size_t j0, std::size_t j
 
 namespace {
 
-// Chunks of row groups per task: enough tasks to balance threads, few enough that each task
+// Tasks of a region of `groups` row groups: enough to balance threads, few enough that each task
 // streams a long run of weights.
-std::size_t chunk_groups(std::size_t groups, int threads) {
-  const std::size_t tasks = static_cast<std::size_t>(std::max(1, threads)) * 4;
-  return std::max<std::size_t>(1, (groups + tasks - 1) / tasks);
+std::size_t task_count(std::size_t groups, int threads) {
+  return std::min(groups, static_cast<std::size_t>(std::max(1, threads)) * 4);
 }
 
 // One band of one product: y's columns [row0, row0 + rows) = band · act.
@@ -103,56 +102,68 @@ constexpr std::size_t kSplitGroups = 16;
 // matrix (the recipe's default) stays one region.
 constexpr std::size_t kMaxFused = 64;
 
-// All bands share one parallel region, cut into chunks of one common size of 16-row groups. A row's
-// bits do not depend on its chunk, so neither does the result. Float bands (f32, f16, bf16) read
-// the float activations; integer ones the quantized rows.
+// Band i's row groups g0..g1 (band-local) for all activation rows.
+void band_product(const kernels::KernelTable& kt, const BandProduct& p,
+                  const QuantizedActivations& act, float* part, std::size_t g0, std::size_t g1) {
+  const detail::MatrixBand& b = *p.band;
+  const kernels::GemmFn gemm = kt.gemm_for(b.dtype);
+  const std::size_t m = act.tokens();
+  if (gemm == nullptr) {
+    const std::size_t r0 = g0 * kRowGroup, r1 = std::min<std::size_t>(b.rows, g1 * kRowGroup);
+    kt.gemm_float(b.data.data(), b.dtype, p.k, act.source(), m, act.ldx(), p.y, p.ldy, r0, r1);
+    return;
+  }
+  if (!act.split()) {
+    gemm(b.data.data(), b.rows, p.k, act.rows(), p.y, p.ldy, g0, g1);
+    return;
+  }
+  // A few row groups at a time, so the 2m partial rows are summed while they are still in
+  // cache (a whole task's columns of the output matrix's partial rows may not fit in L2).
+  for (std::size_t s0 = g0; s0 < g1; s0 += kSplitGroups) {
+    const std::size_t s1 = std::min(g1, s0 + kSplitGroups);
+    gemm(b.data.data(), b.rows, p.k, act.rows(), part, b.rows, s0, s1);
+    const std::size_t r0 = s0 * kRowGroup, r1 = std::min<std::size_t>(b.rows, s1 * kRowGroup);
+    for (std::size_t row = 0; row < m; ++row) {
+      const float* hi = part + row * b.rows;
+      const float* lo = part + (m + row) * b.rows;
+      for (std::size_t r = r0; r < r1; ++r) p.y[row * p.ldy + r] = hi[r] + lo[r];
+    }
+  }
+}
+
+// All bands share one parallel region: their row groups, numbered one after another, are cut
+// into tasks of near-equal size, the larger first, so threads that claim tasks as they finish
+// end within a group of each other (36 groups in 8 tasks of 5 and 4, not 7 of 5 and one of 1). A
+// task may cover the end of one band and the start of the next. A row's bits do not depend on its
+// task, so neither does the result. Float bands (f32, f16, bf16) read the float activations;
+// integer ones the quantized rows.
 void fused_matmul(const kernels::KernelTable& kt, ThreadPool& pool,
                   std::span<const BandProduct> fused, const QuantizedActivations& act,
                   std::vector<float>& scratch) {
-  const std::size_t n = fused.size();
-  std::size_t total_groups = 0;
-  for (const BandProduct& p : fused) total_groups += (p.band->rows + kRowGroup - 1) / kRowGroup;
-  const std::size_t chunk = chunk_groups(total_groups, pool.threads());
+  const std::size_t n = fused.size(), m = act.tokens();
   // Split activations: each band's 2m result rows go to scratch first, then the two halves are
   // summed into y by the task that computed them (while they are in cache).
-  const std::size_t m = act.tokens();
-  std::array<std::size_t, kMaxFused + 1> first_task{}, scratch_at{};
+  std::array<std::size_t, kMaxFused + 1> first_group{}, scratch_at{};
   for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t rows = fused[i].band->rows, groups = (rows + kRowGroup - 1) / kRowGroup;
-    first_task[i + 1] = first_task[i] + (groups + chunk - 1) / chunk;
+    const std::size_t rows = fused[i].band->rows;
+    first_group[i + 1] = first_group[i] + (rows + kRowGroup - 1) / kRowGroup;
     const bool split = act.split() && is_quantized(fused[i].band->dtype);
     scratch_at[i + 1] = scratch_at[i] + (split ? 2 * m * rows : 0);
   }
   if (scratch.size() < scratch_at[n]) scratch.resize(scratch_at[n]);
-  pool.parallel_for(first_task[n], [&](std::size_t t) {
+  const std::size_t total = first_group[n], tasks = task_count(total, pool.threads());
+  if (tasks == 0) return;
+  const std::size_t base = total / tasks, extra = total % tasks;
+  const auto start = [&](std::size_t t) { return t * base + std::min(t, extra); };
+  pool.parallel_for(tasks, [&](std::size_t t) {
+    const std::size_t g0 = start(t), g1 = start(t + 1);
     std::size_t i = 0;
-    while (t >= first_task[i + 1]) ++i;
-    const BandProduct& p = fused[i];
-    const detail::MatrixBand& b = *p.band;
-    const kernels::GemmFn gemm = kt.gemm_for(b.dtype);
-    const std::size_t groups = (b.rows + kRowGroup - 1) / kRowGroup;
-    const std::size_t g0 = (t - first_task[i]) * chunk, g1 = std::min(groups, g0 + chunk);
-    if (gemm == nullptr) {
-      const std::size_t r0 = g0 * kRowGroup, r1 = std::min<std::size_t>(b.rows, g1 * kRowGroup);
-      kt.gemm_float(b.data.data(), b.dtype, p.k, act.source(), m, act.ldx(), p.y, p.ldy, r0, r1);
-      return;
-    }
-    if (!act.split()) {
-      gemm(b.data.data(), b.rows, p.k, act.rows(), p.y, p.ldy, g0, g1);
-      return;
-    }
-    // A few row groups at a time, so the 2m partial rows are summed while they are still in
-    // cache (a whole task's columns of the output matrix's partial rows may not fit in L2).
-    float* part = scratch.data() + scratch_at[i];
-    for (std::size_t s0 = g0; s0 < g1; s0 += kSplitGroups) {
-      const std::size_t s1 = std::min(g1, s0 + kSplitGroups);
-      gemm(b.data.data(), b.rows, p.k, act.rows(), part, b.rows, s0, s1);
-      const std::size_t r0 = s0 * kRowGroup, r1 = std::min<std::size_t>(b.rows, s1 * kRowGroup);
-      for (std::size_t row = 0; row < m; ++row) {
-        const float* hi = part + row * b.rows;
-        const float* lo = part + (m + row) * b.rows;
-        for (std::size_t r = r0; r < r1; ++r) p.y[row * p.ldy + r] = hi[r] + lo[r];
-      }
+    while (first_group[i + 1] <= g0) ++i;
+    for (; i < n && first_group[i] < g1; ++i) {
+      const std::size_t lo = std::max(g0, first_group[i]), hi = std::min(g1, first_group[i + 1]);
+      if (lo == hi) continue;  // an empty band
+      band_product(kt, fused[i], act, scratch.data() + scratch_at[i], lo - first_group[i],
+                   hi - first_group[i]);
     }
   });
 }
