@@ -2,15 +2,14 @@
 // instruction.
 #include "detail/float_ops.hpp"
 #include "detail/neon_gemm.hpp"
+#include "detail/neon_quantize.hpp"
 #include "detail/tables.hpp"
 
 namespace qlm::kernels::detail {
 
-// Activation quantization is the scalar reference's (bit-exact by definition; it is O(k) per
-// row, negligible next to the O(n*k) matmul).
 const KernelTable& neon_dotprod_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::neon64>(
-      Isa::NeonDotprod, scalar_table().quantize_rows, gemm<DType::Q8, NeonDot::Dotprod>,
+      Isa::NeonDotprod, quantize_rows_neon, gemm<DType::Q8, NeonDot::Dotprod>,
       gemm<DType::Q4, NeonDot::Dotprod>, gemm<DType::Q4NL, NeonDot::Dotprod>,
       gemm<DType::Q5, NeonDot::Dotprod>);
   return table;

@@ -2,15 +2,14 @@
 // activations).
 #include "detail/float_ops.hpp"
 #include "detail/neon_gemm.hpp"
+#include "detail/neon_quantize.hpp"
 #include "detail/tables.hpp"
 
 namespace qlm::kernels::detail {
 
-// Activation quantization is the scalar reference's (bit-exact by definition; it is O(k) per
-// row, negligible next to the O(n*k) matmul).
 const KernelTable& neon_i8mm_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::neon64>(
-      Isa::NeonI8mm, scalar_table().quantize_rows, gemm<DType::Q8, NeonDot::I8mm>,
+      Isa::NeonI8mm, quantize_rows_neon, gemm<DType::Q8, NeonDot::I8mm>,
       gemm<DType::Q4, NeonDot::I8mm>, gemm<DType::Q4NL, NeonDot::I8mm>,
       gemm<DType::Q5, NeonDot::I8mm>);
   return table;

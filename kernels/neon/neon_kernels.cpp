@@ -2,17 +2,15 @@
 // adds.
 #include "detail/float_ops.hpp"
 #include "detail/neon_gemm.hpp"
+#include "detail/neon_quantize.hpp"
 #include "detail/tables.hpp"
 
 namespace qlm::kernels::detail {
 
-// Activation quantization is the scalar reference's (bit-exact by definition; it is O(k) per
-// row, negligible next to the O(n*k) matmul).
 const KernelTable& neon_table() noexcept {
   static const KernelTable table = table_with_float_ops<xsimd::neon64>(
-      Isa::Neon, scalar_table().quantize_rows, gemm<DType::Q8, NeonDot::Base>,
-      gemm<DType::Q4, NeonDot::Base>, gemm<DType::Q4NL, NeonDot::Base>,
-      gemm<DType::Q5, NeonDot::Base>);
+      Isa::Neon, quantize_rows_neon, gemm<DType::Q8, NeonDot::Base>, gemm<DType::Q4, NeonDot::Base>,
+      gemm<DType::Q4NL, NeonDot::Base>, gemm<DType::Q5, NeonDot::Base>);
   return table;
 }
 
