@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "detail/act_block.hpp"
 #include "detail/act_panel.hpp"
 #include "detail/float_ops.hpp"
 #include "detail/gemm_driver.hpp"
@@ -49,13 +50,8 @@ void quantize_rows_avx2(const float* x, std::size_t m, std::size_t k, std::size_
   const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (std::size_t row = 0; row < m; ++row) {
     for (std::size_t b = 0; b < blocks; ++b) {
-      const float* p = x + row * ldx + b * kActBlock;
-      const std::size_t n = std::min(kActBlock, k - b * kActBlock);
-      float tail[kActBlock] = {};
-      if (n < kActBlock) {
-        std::memcpy(tail, p, n * sizeof(float));
-        p = tail;
-      }
+      float tail[kActBlock];
+      const float* p = detail::act_block(x + row * ldx, k, b, tail);
       __m256 v[4];
       __m256 mx = _mm256_setzero_ps();
       for (int i = 0; i < 4; ++i) {
@@ -63,8 +59,7 @@ void quantize_rows_avx2(const float* x, std::size_t m, std::size_t k, std::size_
         mx = _mm256_max_ps(mx, _mm256_and_ps(v[i], absmask));
       }
       const float amax = hmax256(mx);
-      const float db = amax > kZeroBlockAmax ? amax / 127.0f : 0.0f;
-      const float inv = db != 0.0f ? 1.0f / db : 0.0f;
+      const auto [db, inv] = detail::act_scale(amax);
       __m256i qi[4];
       for (int i = 0; i < 4; ++i) {
         qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], _mm256_set1_ps(inv)));

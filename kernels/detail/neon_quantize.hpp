@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "detail/act_block.hpp"
 #include "kernel_table.hpp"
 
 namespace qlm::kernels {
@@ -29,13 +30,8 @@ void quantize_rows_neon(const float* x, std::size_t m, std::size_t k, std::size_
   const int32x4_t lo = vdupq_n_s32(-127), hi = vdupq_n_s32(127);
   for (std::size_t row = 0; row < m; ++row) {
     for (std::size_t b = 0; b < blocks; ++b) {
-      const float* p = x + row * ldx + b * kActBlock;
-      const std::size_t n = std::min(kActBlock, k - b * kActBlock);
-      float tail[kActBlock] = {};
-      if (n < kActBlock) {
-        std::memcpy(tail, p, n * sizeof(float));
-        p = tail;
-      }
+      float tail[kActBlock];
+      const float* p = detail::act_block(x + row * ldx, k, b, tail);
       // fmaxnm ignores a NaN as the reference's std::max(amax, |x|) does.
       float32x4_t v[8], mx = vdupq_n_f32(0.0f);
       for (int i = 0; i < 8; ++i) {
@@ -43,8 +39,7 @@ void quantize_rows_neon(const float* x, std::size_t m, std::size_t k, std::size_
         mx = vmaxnmq_f32(mx, vabsq_f32(v[i]));
       }
       const float amax = vmaxnmvq_f32(mx);
-      const float db = amax > kZeroBlockAmax ? amax / 127.0f : 0.0f;
-      const float inv = db != 0.0f ? 1.0f / db : 0.0f;
+      const auto [db, inv] = detail::act_scale(amax);
       int32x4_t qi[8], sum = vdupq_n_s32(0);
       for (int i = 0; i < 8; ++i) {
         qi[i] = vminq_s32(vmaxq_s32(vcvtnq_s32_f32(vmulq_n_f32(v[i], inv)), lo), hi);

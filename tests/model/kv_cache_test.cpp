@@ -101,6 +101,22 @@ std::size_t resident_bytes() {
   return resident * 4096;
 }
 
+// Whether the resident set means what it says: AddressSanitizer's allocator and shadow memory
+// change it.
+bool resident_set_measurable() {
+#if defined(__SANITIZE_ADDRESS__)
+  WARN("skipped: AddressSanitizer's allocator and shadow memory change what is resident");
+  return false;
+#else
+  return true;
+#endif
+}
+
+std::shared_ptr<const Model> stories_q8(const TempDir& tmp) {
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
+  return open_or_fail(tmp / "m.qlm");
+}
+
 }  // namespace
 
 TEST_CASE("KvPool stores f16 with round-to-nearest-even and copies what was written", "[kv]") {
@@ -308,13 +324,9 @@ TEST_CASE("f16 cache: the context limit is a clear error that leaves the session
 }
 
 TEST_CASE("a long-context session commits memory only for the positions written", "[kv][model]") {
-#if defined(__SANITIZE_ADDRESS__)
-  WARN("skipped: AddressSanitizer's allocator and shadow memory change what is resident");
-  return;
-#endif
+  if (!resident_set_measurable()) return;
   TempDir tmp;
-  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
-  auto model = open_or_fail(tmp / "m.qlm");
+  auto model = stories_q8(tmp);
   const KvType kv = GENERATE(KvType::F16, KvType::F32);
   INFO("kv " << to_string(kv));
   const std::size_t before = resident_bytes();
@@ -331,13 +343,9 @@ TEST_CASE(
     "an engine's pool commits as written on 4 KiB pages, and within 2 MiB a region ahead "
     "on huge pages, with the same logits",
     "[kv][engine][model]") {
-#if defined(__SANITIZE_ADDRESS__)
-  WARN("skipped: AddressSanitizer's allocator and shadow memory change what is resident");
-  return;
-#endif
+  if (!resident_set_measurable()) return;
   TempDir tmp;
-  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
-  auto model = open_or_fail(tmp / "m.qlm");
+  auto model = stories_q8(tmp);
   const ModelConfig& c = model->config();
   const auto tokens = pseudo_random_tokens(100);
   std::vector<float> logits[2];
