@@ -6,9 +6,6 @@
 
 #include <arm_neon.h>
 
-#include <algorithm>
-#include <cstring>
-
 #include "detail/act_block.hpp"
 #include "kernel_table.hpp"
 

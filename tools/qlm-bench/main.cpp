@@ -321,6 +321,7 @@ int main(int argc, char** argv) {
       c.v.push_back(rate);
     }
   }
+  const double weights = bytes_per_token((*model)->config(), *sizes, 0.0, kv_type_size(kv));
   for (const Case& c : cases) {
     const auto& v = c.v;
     const double mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
@@ -331,7 +332,6 @@ int main(int argc, char** argv) {
     // Average cached positions a timed tg token attends to (depth 0 starts after 1 token).
     const double positions = c.depth + (c.depth == 0 ? 1.0 : 0.0) + (c.n + 1) / 2.0;
     // Weights are read once per step for all sequences; each reads its own keys.
-    const double weights = bytes_per_token((*model)->config(), *sizes, 0.0, kv_type_size(kv));
     const double per_step =
         weights +
         c.seqs *
