@@ -43,6 +43,7 @@ struct Session::Impl {
   std::vector<std::int32_t> pending;  // deferred by defer(), evaluated by the next eval()
   std::vector<detail::ForwardRow> rows;
   std::vector<std::uint32_t> wanted;
+  std::vector<std::uint32_t> wanted_here;  // run_rows' slice of `wanted`, kept to reuse its buffer
   std::vector<float> logits;
 
   Impl(std::shared_ptr<const Model> m, std::unique_ptr<detail::Forward> f, std::uint32_t ctx,
@@ -60,7 +61,8 @@ struct Session::Impl {
   void run_rows(std::size_t first, std::size_t count, const EvalOptions& options) {
     const auto lo = std::lower_bound(wanted.begin(), wanted.end(), first);
     const auto hi = std::lower_bound(wanted.begin(), wanted.end(), first + count);
-    std::vector<std::uint32_t> local(lo, hi);
+    std::vector<std::uint32_t>& local = wanted_here;
+    local.assign(lo, hi);
     for (auto& w : local) w -= static_cast<std::uint32_t>(first);
     const std::size_t vocab = model->config().vocab_size;
     const auto out = std::span(logits).subspan((lo - wanted.begin()) * vocab, local.size() * vocab);

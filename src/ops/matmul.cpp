@@ -117,16 +117,32 @@ void band_product(const kernels::KernelTable& kt, const BandProduct& p,
     gemm(b.data.data(), b.rows, p.k, act.rows(), p.y, p.ldy, g0, g1);
     return;
   }
-  // A few row groups at a time, so the 2m partial rows are summed while they are still in
-  // cache (a whole task's columns of the output matrix's partial rows may not fit in L2).
+  // A few row groups at a time, so the partial rows are summed while they are still in cache (a
+  // whole task's columns of the output matrix's partial rows may not fit in L2). Each sum is
+  // first pass + residual pass, one rounding, whichever way the passes are computed.
+  const kernels::QuantizedRows& all = act.rows();
+  const std::size_t at = m * all.blocks;  // the residual rows' first block
+  const kernels::QuantizedRows first{all.q, all.d, all.s, all.blocks, m};
+  const kernels::QuantizedRows second{all.q + at * kernels::kActBlock, all.d + at, all.s + at,
+                                      all.blocks, m};
+  // From kParallelRows rows on the GEMM takes panels of rows either way: the first pass goes
+  // straight to y and only the residual pass through `part`. Fewer rows take the GEMV, which reads
+  // each weight once for both passes of a row.
+  const bool apart = m >= kParallelRows;
   for (std::size_t s0 = g0; s0 < g1; s0 += kSplitGroups) {
     const std::size_t s1 = std::min(g1, s0 + kSplitGroups);
-    gemm(b.data.data(), b.rows, p.k, act.rows(), part, b.rows, s0, s1);
     const std::size_t r0 = s0 * kRowGroup, r1 = std::min<std::size_t>(b.rows, s1 * kRowGroup);
+    if (apart) {
+      gemm(b.data.data(), b.rows, p.k, first, p.y, p.ldy, s0, s1);
+      gemm(b.data.data(), b.rows, p.k, second, part, b.rows, s0, s1);
+    } else {
+      gemm(b.data.data(), b.rows, p.k, all, part, b.rows, s0, s1);
+    }
     for (std::size_t row = 0; row < m; ++row) {
-      const float* hi = part + row * b.rows;
-      const float* lo = part + (m + row) * b.rows;
-      for (std::size_t r = r0; r < r1; ++r) p.y[row * p.ldy + r] = hi[r] + lo[r];
+      float* y = p.y + row * p.ldy + r0;
+      const float* lo = part + (apart ? row : m + row) * b.rows + r0;
+      if (!apart) std::copy(part + row * b.rows + r0, part + row * b.rows + r1, y);
+      kt.add(y, lo, r1 - r0);
     }
   }
 }
