@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <xsimd/xsimd.hpp>
 
+#include "detail/act_residual.hpp"
 #include "detail/attention_ops.hpp"
 #include "detail/float_gemm.hpp"
 #include "detail/half_ops.hpp"
@@ -188,7 +189,8 @@ KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, Ge
           FloatGemm<FloatGemmArch<A>>::gemm,
           F::gelu_mul,
           kFitScale,
-          kGptqUpdate};
+          kGptqUpdate,
+          act_residual<FloatOps<A>::W>};
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "detail/act_residual.hpp"
 #include "detail/tables.hpp"
 #include "detail/weight_format.hpp"
 #include "qlm/detail/half.hpp"
@@ -250,7 +251,8 @@ const KernelTable& scalar_table() noexcept {
                                  gemm_float,
                                  gelu_mul,
                                  fit_scale_scalar,
-                                 gptq_update_scalar};
+                                 gptq_update_scalar,
+                                 act_residual<1>};
   return table;
 }
 }  // namespace detail

@@ -42,7 +42,7 @@ void QuantizedActivations::quantize_range(const kernels::KernelTable& kt, std::s
   kt.quantize_rows(x_ + i0 * ldx_, i1 - i0, k, ldx_, q_.data() + b0 * kBlock, d_.data() + b0,
                    s_.data() + b0);
   if (!split_) return;
-  for (std::size_t i = i0; i < i1; ++i) residual(i, 0, k);
+  for (std::size_t i = i0; i < i1; ++i) residual(kt, i, 0, k);
   const std::size_t off = (m + i0) * blocks;  // residual rows follow all m first rows
   kt.quantize_rows(residual_.data() + i0 * k, i1 - i0, k, k, q_.data() + off * kBlock,
                    d_.data() + off, s_.data() + off);
@@ -58,24 +58,17 @@ void QuantizedActivations::quantize_blocks(const kernels::KernelTable& kt, std::
   kt.quantize_rows(x_ + i * ldx_ + j0, 1, j1 - j0, ldx_, q_.data() + at * kBlock, d_.data() + at,
                    s_.data() + at);
   if (!split_) return;
-  residual(i, j0, j1);
+  residual(kt, i, j0, j1);
   const std::size_t off = (tokens() + i) * blocks + b0;
   kt.quantize_rows(residual_.data() + i * k + j0, 1, j1 - j0, k, q_.data() + off * kBlock,
                    d_.data() + off, s_.data() + off);
 }
 
-// Block by block, so the loop over a block's values vectorizes.
-void QuantizedActivations::residual(std::size_t i, std::size_t j0, std::size_t j1) {
-  constexpr std::size_t kBlock = kernels::kActBlock;
-  const std::size_t blocks = rows_.blocks;
-  const std::int8_t* q = q_.data() + i * blocks * kBlock;
-  const float* xi = x_ + i * ldx_;
-  float* r = residual_.data() + i * k_;
-  for (std::size_t b = j0 / kBlock; b * kBlock < j1; ++b) {
-    const float d = d_[i * blocks + b];
-    const std::size_t e = std::min(j1, (b + 1) * kBlock);
-    for (std::size_t j = b * kBlock; j < e; ++j) r[j] = xi[j] - static_cast<float>(q[j]) * d;
-  }
+void QuantizedActivations::residual(const kernels::KernelTable& kt, std::size_t i, std::size_t j0,
+                                    std::size_t j1) {
+  const std::size_t blocks = rows_.blocks, b0 = j0 / kernels::kActBlock;
+  kt.act_residual(x_ + i * ldx_ + j0, q_.data() + i * blocks * kernels::kActBlock + j0,
+                  d_.data() + i * blocks + b0, j1 - j0, residual_.data() + i * k_ + j0);
 }
 
 namespace {

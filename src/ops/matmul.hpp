@@ -43,9 +43,9 @@ class QuantizedActivations {
   void reserve(std::size_t m, std::size_t k, bool split = false);
 
  private:
-  // residual_[i][j0, j1) = what the first quantization of row i missed there (q * d, as the
-  // kernels dequantize it); j0 and j1 on block boundaries (or j1 = k).
-  void residual(std::size_t i, std::size_t j0, std::size_t j1);
+  // residual_[i][j0, j1) = what the first quantization of row i missed there (x - q * d, q * d as
+  // the kernels dequantize it; KernelTable::act_residual); j0 on a block boundary.
+  void residual(const kernels::KernelTable& kt, std::size_t i, std::size_t j0, std::size_t j1);
 
   std::vector<std::int8_t> q_;
   std::vector<float> d_;

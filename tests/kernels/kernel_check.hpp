@@ -273,6 +273,38 @@ inline Report check_quantize(const KernelTable& t, const KernelTable& ref, std::
   return rep;
 }
 
+// The second int8 pass's input, x - q * d rounded once: the ISA against the scalar twin bit for
+// bit, and the twin against the exact difference (q * d is exact in double, and so is x minus
+// it, since q * d is within a rounding step of x) rounded to float. Rows of every kind of
+// make_activations (zeros, zero blocks, outliers), lengths around the vector widths and a block.
+inline Report check_act_residual(const KernelTable& t, const KernelTable& ref) {
+  Report rep;
+  constexpr std::size_t kRows = 6;
+  for (std::size_t n : {1, 7, 8, 15, 16, 17, 31, 32, 33, 63, 100, 576, 1001}) {
+    const std::vector<float> x = make_activations(kRows, n, static_cast<std::uint32_t>(n + 9));
+    const Activations a(ref, x.data(), kRows, n, n, 0);
+    const std::size_t blocks = a.rows.blocks;
+    for (std::size_t row = 0; row < kRows; ++row) {
+      const float* xr = x.data() + row * n;
+      const std::int8_t* q = a.q.data() + row * blocks * kActBlock;
+      const float* d = a.d.data() + row * blocks;
+      Buffer<float> r1(n, 4), r2(n, 0);  // the ISA's output misaligned by one float
+      t.act_residual(xr, q, d, n, r1.data());
+      ref.act_residual(xr, q, d, n, r2.data());
+      for (std::size_t j = 0; j < n; ++j) {
+        const auto want = static_cast<float>(static_cast<double>(xr[j]) -
+                                             static_cast<double>(q[j]) * d[j / kActBlock]);
+        if (std::memcmp(&r1[j], &r2[j], 4) != 0 || std::memcmp(&r2[j], &want, 4) != 0) {
+          rep.fail(to_string(t.isa), " act_residual n=", n, " row ", row, " at ", j, ": ", r1[j],
+                   " (scalar ", r2[j], ", exact ", want, ")");
+          break;
+        }
+      }
+    }
+  }
+  return rep;
+}
+
 // Dequantized activation row m (q * d, as the kernels see it).
 inline std::vector<float> dequant_act(const QuantizedRows& a, std::size_t m, std::size_t k) {
   std::vector<float> out(k);

@@ -64,6 +64,15 @@ TEST_CASE("fp32 helpers match their scalar twins", "[kernels]") {
   }
 }
 
+TEST_CASE("the int8x2 residual is x - q * d rounded once, the same bits on every ISA",
+          "[kernels][int8x2]") {
+  const KernelTable& scalar = kernels_for(Isa::Scalar);
+  for (Isa isa : supported_isas()) {
+    INFO("isa " << to_string(isa));
+    require_ok(check::check_act_residual(kernels_for(isa), scalar));
+  }
+}
+
 TEST_CASE("the block scale search chooses the scalar twin's scale on every ISA",
           "[kernels][quant]") {
   const KernelTable& scalar = kernels_for(Isa::Scalar);

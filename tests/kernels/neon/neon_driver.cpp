@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
     report(name + " q4nl code book", check::check_codebook(kernels_for(isa), qlm::DType::Q4NL));
     report(name + " q5 codes", check::check_codebook(kernels_for(isa), qlm::DType::Q5));
     report(name + " fp32 helpers vs scalar", check::check_float_helpers(kernels_for(isa), scalar));
+    report(name + " int8x2 residual vs scalar",
+           check::check_act_residual(kernels_for(isa), scalar));
     report(name + " float weights vs scalar",
            check::check_all_float_gemm(kernels_for(isa), &scalar));
     report(name + " f16 conversions vs scalar", check::check_half(kernels_for(isa), scalar));
