@@ -306,6 +306,27 @@ void bm_quantize(benchmark::State& state, Isa isa, std::size_t k) {
       static_cast<double>(kRows * size.blocks * state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// One row norm of width n: RMSNorm, or LayerNorm with bias (starcoder2).
+void bm_norm(benchmark::State& state, Isa isa, bool layer, std::size_t n) {
+  const KernelTable& t = kernels_for(isa);
+  std::mt19937 rng(6);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(n), w(n), b(n), out(n);
+  for (auto* v : {&x, &w, &b}) {
+    for (float& e : *v) e = normal(rng);
+  }
+  for (auto _ : state) {
+    if (layer) {
+      t.layernorm(out.data(), x.data(), w.data(), b.data(), n, 1e-5f);
+    } else {
+      t.rmsnorm(out.data(), x.data(), w.data(), n, 1e-5f);
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["rows/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 struct Shape {
   std::size_t k, n;
 };
@@ -407,6 +428,13 @@ int main(int argc, char** argv) {
           "quantize/" + std::string(to_string(isa)) + "/m:16/k:" + std::to_string(k);
       benchmark::RegisterBenchmark(name.c_str(), bm_quantize, isa, k)
           ->Unit(benchmark::kMicrosecond);
+    }
+  }
+  for (Isa isa : supported_isas()) {
+    for (bool layer : {false, true}) {
+      const std::string name =
+          std::string(layer ? "layernorm/" : "rmsnorm/") + std::string(to_string(isa)) + "/n:3072";
+      benchmark::RegisterBenchmark(name.c_str(), bm_norm, isa, layer, std::size_t{3072});
     }
   }
   benchmark::Initialize(&argc, argv);

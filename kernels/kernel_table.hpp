@@ -154,6 +154,10 @@ struct KernelTable {
   /// (no fused multiply-add): the scalar twin's bits on every ISA, so converted files agree.
   void (*gptq_update)(const double* e, std::size_t ld_e, std::size_t rows, std::size_t n,
                       const double* u, std::size_t k, std::size_t from, double* w) = nullptr;
+  /// LayerNorm (starcoder2): out[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i], var the
+  /// biased variance (two passes over x); out may alias x.
+  void (*layernorm)(float* out, const float* x, const float* w, const float* b, std::size_t n,
+                    float eps) = nullptr;
   /// What a first int8 pass of n activations missed: r[j] = x[j] - q[j] * d[j / 32], rounded
   /// once (a fused multiply-add), so bit-identical on every ISA; x starts a block.
   void (*act_residual)(const float* x, const std::int8_t* q, const float* d, std::size_t n,

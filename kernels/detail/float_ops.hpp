@@ -1,7 +1,7 @@
-// Internal: fp32 helpers (rmsnorm, softmax, silu_mul, gelu_mul, rope, add, dot, axpy) written once
-// over xsimd and instantiated per ISA translation unit; internal linkage keeps the copies apart.
-// table_with_float_ops adds the f16 conversions (half_ops.hpp), attention (attention_ops.hpp) and
-// the float-weight GEMM (float_gemm.hpp).
+// Internal: fp32 helpers (rmsnorm, layernorm, softmax, silu_mul, gelu_mul, rope, add, dot, axpy)
+// written once over xsimd and instantiated per ISA translation unit; internal linkage keeps the
+// copies apart. table_with_float_ops adds the f16 conversions (half_ops.hpp), attention
+// (attention_ops.hpp) and the float-weight GEMM (float_gemm.hpp).
 #pragma once
 
 #include <algorithm>
@@ -58,6 +58,46 @@ struct FloatOps {
       (B::load_unaligned(x + i) * vs * B::load_unaligned(w + i)).store_unaligned(out + i);
     }
     for (; i < n; ++i) out[i] = x[i] * scale * w[i];
+  }
+
+  static float sum(const float* x, std::size_t n) {
+    B acc0(0.0f), acc1(0.0f);
+    std::size_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+      acc0 += B::load_unaligned(x + i);
+      acc1 += B::load_unaligned(x + i + W);
+    }
+    for (; i + W <= n; i += W) acc0 += B::load_unaligned(x + i);
+    float s = xsimd::hadd(acc0 + acc1);
+    for (; i < n; ++i) s += x[i];
+    return s;
+  }
+
+  // The scalar twin's two passes (mean, then the squared deviations), each vectorized as dot().
+  static void layernorm(float* out, const float* x, const float* w, const float* b, std::size_t n,
+                        float eps) {
+    const float mean = sum(x, n) / static_cast<float>(n);
+    const B vm(mean);
+    B acc0(0.0f), acc1(0.0f);
+    std::size_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+      const B d0 = B::load_unaligned(x + i) - vm, d1 = B::load_unaligned(x + i + W) - vm;
+      acc0 = xsimd::fma(d0, d0, acc0);
+      acc1 = xsimd::fma(d1, d1, acc1);
+    }
+    for (; i + W <= n; i += W) {
+      const B d0 = B::load_unaligned(x + i) - vm;
+      acc0 = xsimd::fma(d0, d0, acc0);
+    }
+    float var = xsimd::hadd(acc0 + acc1);
+    for (; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
+    const float scale = 1.0f / std::sqrt(var / static_cast<float>(n) + eps);
+    const B vs(scale);
+    for (i = 0; i + W <= n; i += W) {
+      const B y = (B::load_unaligned(x + i) - vm) * vs;
+      xsimd::fma(y, B::load_unaligned(w + i), B::load_unaligned(b + i)).store_unaligned(out + i);
+    }
+    for (; i < n; ++i) out[i] = (x[i] - mean) * scale * w[i] + b[i];
   }
 
   static void softmax(float* x, std::size_t n) {
@@ -190,6 +230,7 @@ KernelTable table_with_float_ops(Isa isa, QuantizeRowsFn quantize, GemmFn q8, Ge
           F::gelu_mul,
           kFitScale,
           kGptqUpdate,
+          F::layernorm,
           act_residual<FloatOps<A>::W>};
 }
 

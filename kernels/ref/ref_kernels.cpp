@@ -96,6 +96,17 @@ void rmsnorm(float* out, const float* x, const float* w, std::size_t n, float ep
   for (std::size_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
 }
 
+void layernorm(float* out, const float* x, const float* w, const float* b, std::size_t n,
+               float eps) {
+  float sum = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) sum += x[i];
+  const float mean = sum / static_cast<float>(n);
+  float var = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
+  const float scale = 1.0f / std::sqrt(var / static_cast<float>(n) + eps);
+  for (std::size_t i = 0; i < n; ++i) out[i] = (x[i] - mean) * scale * w[i] + b[i];
+}
+
 void softmax(float* x, std::size_t n) {
   float mx = x[0];
   for (std::size_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
@@ -252,6 +263,7 @@ const KernelTable& scalar_table() noexcept {
                                  gelu_mul,
                                  fit_scale_scalar,
                                  gptq_update_scalar,
+                                 layernorm,
                                  act_residual<1>};
   return table;
 }

@@ -310,12 +310,11 @@ class FastForward final : public Forward {
     });
   }
 
-  // One row of RMSNorm (the ISA's kernel), or of starcoder2's LayerNorm with bias (the scalar op of
-  // the reference path: two reductions over a row of hidden_size, a small share of a layer's time).
+  // One row of RMSNorm, or of starcoder2's LayerNorm with bias (the ISA's kernels).
   void norm(float* out, const float* x, std::span<const float> w, std::span<const float> b) {
     const std::size_t d = c_.hidden_size;
     if (c_.layer_norm()) {
-      ref::layernorm({out, d}, {x, d}, w, b, c_.rms_norm_eps);
+      kt_.layernorm(out, x, w.data(), b.data(), d, c_.rms_norm_eps);
     } else {
       kt_.rmsnorm(out, x, w.data(), d, c_.rms_norm_eps);
     }

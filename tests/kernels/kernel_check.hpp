@@ -503,6 +503,27 @@ inline Report check_float_helpers(const KernelTable& t, const KernelTable& ref) 
     for (std::size_t i = 0; i < n; ++i)
       expect("rmsnorm", i, o1[i], o2[i], 2 * ne * std::fabs(o2[i]));
 
+    // LayerNorm: the mean and the variance differ by reassociation, each within ne of the sum of
+    // magnitudes; an output moves by the mean's error and its deviation's share of the scale's.
+    // Offset inputs (x + 40) make the mean large against the deviations, the case that matters.
+    for (const float offset : {0.0f, 40.0f}) {
+      std::vector<float> xo(n);
+      for (std::size_t i = 0; i < n; ++i) xo[i] = x[i] + offset;
+      t.layernorm(o1.data(), xo.data(), c.data(), b.data(), n, 1e-5f);
+      ref.layernorm(o2.data(), xo.data(), c.data(), b.data(), n, 1e-5f);
+      double s = 0.0, v = 0.0;
+      for (float e : xo) s += e;
+      const double mean = s / static_cast<double>(n);
+      for (float e : xo) v += (e - mean) * (e - mean);
+      const double scale = 1.0 / std::sqrt(v / static_cast<double>(n) + 1e-5);
+      const double abs_mean = std::fabs(mean) + 3.0 * 8.0;  // |x| <= |mean| + 8 sigma here
+      for (std::size_t i = 0; i < n; ++i) {
+        const double dev = std::fabs(xo[i] - mean);
+        const double tol = 4 * ne * ((abs_mean + dev) * scale * std::fabs(c[i]) + std::fabs(b[i]));
+        expect("layernorm", i, o1[i], o2[i], tol);
+      }
+    }
+
     o1.assign(x, x + n), o2.assign(x, x + n);
     t.softmax(o1.data(), n);
     ref.softmax(o2.data(), n);
