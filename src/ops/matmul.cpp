@@ -95,6 +95,14 @@ constexpr std::size_t kSplitGroups = 16;
 // matrix (the recipe's default) stays one region.
 constexpr std::size_t kMaxFused = 64;
 
+// Whether a split product of m rows runs its two passes as separate GEMM calls (the first straight
+// into y, only the residual through scratch): from kParallelRows rows on, where the GEMM takes
+// panels of rows either way. Fewer rows take the GEMV, which reads each weight once for both
+// passes.
+bool passes_apart(std::size_t m) {
+  return m >= kParallelRows;
+}
+
 // Band i's row groups g0..g1 (band-local) for all activation rows.
 void band_product(const kernels::KernelTable& kt, const BandProduct& p,
                   const QuantizedActivations& act, float* part, std::size_t g0, std::size_t g1) {
@@ -118,10 +126,7 @@ void band_product(const kernels::KernelTable& kt, const BandProduct& p,
   const kernels::QuantizedRows first{all.q, all.d, all.s, all.blocks, m};
   const kernels::QuantizedRows second{all.q + at * kernels::kActBlock, all.d + at, all.s + at,
                                       all.blocks, m};
-  // From kParallelRows rows on the GEMM takes panels of rows either way: the first pass goes
-  // straight to y and only the residual pass through `part`. Fewer rows take the GEMV, which reads
-  // each weight once for both passes of a row.
-  const bool apart = m >= kParallelRows;
+  const bool apart = passes_apart(m);
   for (std::size_t s0 = g0; s0 < g1; s0 += kSplitGroups) {
     const std::size_t s1 = std::min(g1, s0 + kSplitGroups);
     const std::size_t r0 = s0 * kRowGroup, r1 = std::min<std::size_t>(b.rows, s1 * kRowGroup);
@@ -131,11 +136,11 @@ void band_product(const kernels::KernelTable& kt, const BandProduct& p,
     } else {
       gemm(b.data.data(), b.rows, p.k, all, part, b.rows, s0, s1);
     }
+    const float* lo = part + (apart ? 0 : m * b.rows);  // the residual pass's rows
     for (std::size_t row = 0; row < m; ++row) {
       float* y = p.y + row * p.ldy + r0;
-      const float* lo = part + (apart ? row : m + row) * b.rows + r0;
-      if (!apart) std::copy(part + row * b.rows + r0, part + row * b.rows + r1, y);
-      kt.add(y, lo, r1 - r0);
+      if (!apart) std::copy_n(part + row * b.rows + r0, r1 - r0, y);
+      kt.add(y, lo + row * b.rows + r0, r1 - r0);
     }
   }
 }
@@ -150,14 +155,16 @@ void fused_matmul(const kernels::KernelTable& kt, ThreadPool& pool,
                   std::span<const BandProduct> fused, const QuantizedActivations& act,
                   std::vector<float>& scratch) {
   const std::size_t n = fused.size(), m = act.tokens();
-  // Split activations: each band's 2m result rows go to scratch first, then the two halves are
-  // summed into y by the task that computed them (while they are in cache).
+  // Split activations: each band's residual-pass rows (and below passes_apart, its first-pass
+  // rows too) go to scratch first and are summed into y by the task that computed them (while they
+  // are in cache).
   std::array<std::size_t, kMaxFused + 1> first_group{}, scratch_at{};
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t rows = fused[i].band->rows;
     first_group[i + 1] = first_group[i] + (rows + kRowGroup - 1) / kRowGroup;
     const bool split = act.split() && is_quantized(fused[i].band->dtype);
-    scratch_at[i + 1] = scratch_at[i] + (split ? 2 * m * rows : 0);
+    const std::size_t passes = passes_apart(m) ? 1 : 2;
+    scratch_at[i + 1] = scratch_at[i] + (split ? passes * m * rows : 0);
   }
   if (scratch.size() < scratch_at[n]) scratch.resize(scratch_at[n]);
   const std::size_t total = first_group[n], tasks = task_count(total, pool.threads());
