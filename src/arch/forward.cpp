@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "arch/fast_forward.hpp"
+#include "arch/laned_forward.hpp"
 #include "arch/reference_forward.hpp"
 #include "util/fail.hpp"
 
@@ -60,7 +61,7 @@ std::unique_ptr<Forward> make_forward(const Model& model, const SessionOptions& 
       options.batch != 0 ? options.batch : default_batch(model, fast.splits);
   fast.max_batch = std::min(batch, context);
   fast.context = context;
-  return make_fast_forward(model, kernels::kernels_for(choice.isa), std::move(fast));
+  return make_laned_forward(model, kernels::kernels_for(choice.isa), std::move(fast));
 }
 
 }  // namespace qlm::detail

@@ -96,11 +96,12 @@ constexpr std::size_t kSplitGroups = 16;
 constexpr std::size_t kMaxFused = 64;
 
 // Whether a split product of m rows runs its two passes as separate GEMM calls (the first straight
-// into y, only the residual through scratch): from kParallelRows rows on, where the GEMM takes
-// panels of rows either way. Fewer rows take the GEMV, which reads each weight once for both
-// passes.
+// into y, only the residual through scratch): from 6 rows on. Below, one call over both passes'
+// rows reads each weight once for both (the GEMV's 1 or 2 rows; from 3, the AVX-512 VNNI
+// micro-kernel's 8-row panels). Measured in 2-thread lanes (bench/RESULTS.md, session 24): apart
+// was 14% slower at 4 rows, 4% at 5, even at 6 and 2-3% faster at 7 and 8.
 bool passes_apart(std::size_t m) {
-  return m >= kParallelRows;
+  return m >= 6;
 }
 
 // Band i's row groups g0..g1 (band-local) for all activation rows.

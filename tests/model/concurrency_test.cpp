@@ -6,11 +6,13 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <cstring>
 #include <thread>
 #include <vector>
 
 #include "model/model_helpers.hpp"
 #include "qlm/chat.hpp"
+#include "qlm/engine.hpp"
 #include "qlm/generate.hpp"
 #include "qlm/infill.hpp"
 #include "qlm/tokenizer/hf_tokenizer.hpp"
@@ -82,6 +84,56 @@ TEST_CASE("sessions are created and destroyed while others run", "[tsan][model]"
   }
   for (auto& th : threads) th.join();
   CHECK(ok == std::vector<int>(3, 4));
+}
+
+TEST_CASE("decode lanes on a spin pool, from engines on two threads", "[tsan][model]") {
+  // A decode batch of 10 sequences on two threads runs as lanes (arch/laned_forward.cpp): each
+  // thread takes its sequences through the whole model. Two engines share one pool, so one of
+  // them sometimes runs both lanes itself. Each sequence's logits are its logits alone.
+  TempDir tmp;
+  convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
+  const auto model = open_or_fail(tmp / "m.qlm");
+  const std::size_t vocab = model->config().vocab_size, n = 10, steps = 4;
+  const auto random = pseudo_random_tokens(200);
+  std::vector<std::vector<std::int32_t>> tokens;
+  for (std::size_t i = 0; i < n; ++i) {
+    tokens.emplace_back(random.begin() + static_cast<std::ptrdiff_t>(i * 9),
+                        random.begin() + static_cast<std::ptrdiff_t>(i * 9 + 4 + 3 * i + steps));
+  }
+  std::vector<std::vector<float>> alone;
+  for (const auto& t : tokens) alone.push_back(eval_all_logits(model, {.threads = 1}, t));
+  const auto pool = make_spin_pool(2);
+  std::vector<int> same(2, 0);  // per engine: logits that matched
+  std::vector<std::thread> threads;
+  for (std::size_t e = 0; e < same.size(); ++e) {
+    threads.emplace_back([&, e] {  // no Catch2 assertions off the main thread
+      auto engine = Engine::create(model, {.pool = pool});
+      if (!engine.ok()) return;
+      std::vector<SequenceId> ids;
+      for (const auto& t : tokens) {
+        ids.push_back(engine->add());
+        const BatchItem item{ids.back(), std::span(t).first(t.size() - steps), LogitsWanted::None};
+        if (!engine->eval({&item, 1}).ok()) return;
+      }
+      for (std::size_t step = 0; step < steps; ++step) {
+        std::vector<BatchItem> items;
+        for (std::size_t i = 0; i < n; ++i) {
+          const std::size_t at = tokens[i].size() - steps + step;
+          items.push_back({ids[i], std::span(tokens[i]).subspan(at, 1), LogitsWanted::Last});
+        }
+        auto r = engine->eval(items);
+        if (!r.ok()) return;
+        for (std::size_t i = 0; i < n; ++i) {
+          const std::size_t at = tokens[i].size() - steps + step;
+          const auto want = std::span<const float>(alone[i]).subspan(at * vocab, vocab);
+          same[e] += r->item(i).size() == vocab &&
+                     std::memcmp(r->item(i).data(), want.data(), want.size_bytes()) == 0;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(same == std::vector<int>(2, static_cast<int>(n * steps)));
 }
 
 }  // namespace qlm::test

@@ -105,6 +105,60 @@ TEST_CASE("Engine: a sequence's logits do not depend on its batch, chunking or t
   }
 }
 
+TEST_CASE("Engine: decode batches split into lanes give every sequence its bits alone",
+          "[engine]") {
+  // Two threads and 12 decoding sequences: each thread takes a share of the sequences through the
+  // whole model (arch/laned_forward.cpp). The sequences' depths differ (one far deeper), which
+  // moves the shares' boundaries; some steps want no logits from some sequences.
+  TempDir tmp;
+  const DType type = GENERATE(DType::Q8, DType::Q4, DType::F32);
+  const KvType kv = type == DType::Q4 ? KvType::F16 : KvType::F32;
+  auto model = stories(tmp, type);
+  const std::size_t vocab = model->config().vocab_size;
+  const auto random = pseudo_random_tokens(400);
+  std::vector<std::vector<std::int32_t>> tokens;  // prompt, then 6 decoded tokens
+  for (std::size_t i = 0; i < 12; ++i) {
+    const std::size_t prompt = i == 5 ? 150 : 3 + 7 * i;
+    tokens.emplace_back(random.begin() + static_cast<std::ptrdiff_t>(i * 13),
+                        random.begin() + static_cast<std::ptrdiff_t>(i * 13 + prompt + 6));
+  }
+  for (const std::string& isa : isa_names()) {
+    INFO("type " << to_string(type) << ", isa " << isa);
+    auto engine = Engine::create(model, {.kv_type = kv, .threads = 2, .isa = isa});
+    REQUIRE(engine.ok());
+    std::vector<SequenceId> ids;
+    for (const auto& t : tokens) {  // the prompts one by one: never lanes
+      ids.push_back(engine->add());
+      const BatchItem item{ids.back(), std::span(t).first(t.size() - 6), LogitsWanted::None};
+      REQUIRE(engine->eval({&item, 1}).ok());
+    }
+    std::vector<std::vector<float>> alone;
+    for (const auto& t : tokens) {
+      alone.push_back(eval_all_logits(model, {.threads = 1, .kv_type = kv, .isa = isa}, t));
+    }
+    for (std::size_t step = 0; step < 6; ++step) {
+      std::vector<BatchItem> items;
+      for (std::size_t i = 0; i < tokens.size(); ++i) {
+        const std::size_t at = tokens[i].size() - 6 + step;
+        const bool wanted = (i + step) % 4 != 0;
+        items.push_back({ids[i], std::span(tokens[i]).subspan(at, 1),
+                         wanted ? LogitsWanted::Last : LogitsWanted::None});
+      }
+      auto r = engine->eval(items);
+      REQUIRE(r.ok());
+      for (std::size_t i = 0; i < tokens.size(); ++i) {
+        INFO("step " << step << ", sequence " << i);
+        if (items[i].logits == LogitsWanted::None) {
+          CHECK(r->item(i).empty());
+          continue;
+        }
+        const std::size_t at = tokens[i].size() - 6 + step;
+        CHECK(same_bits(r->item(i), std::span<const float>(alone[i]).subspan(at * vocab, vocab)));
+      }
+    }
+  }
+}
+
 TEST_CASE("Engine: a new sequence takes cached pages and computes only the rest", "[engine]") {
   TempDir tmp;
   auto model = stories(tmp, DType::Q8);
