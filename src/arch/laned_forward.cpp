@@ -91,10 +91,10 @@ class LanedForward final : public Forward {
  private:
   struct Lane {
     std::unique_ptr<Forward> forward;
-    std::size_t capacity = 0;                  // rows its buffers hold per chunk
-    std::size_t row0 = 0, row1 = 0;            // its rows of the batch
-    std::size_t want0 = 0, want1 = 0;          // its entries of `wanted`
-    std::vector<std::uint32_t> wanted;         // those, counted from row0
+    std::size_t capacity = 0;           // rows its buffers hold per chunk
+    std::size_t row0 = 0, row1 = 0;     // its rows of the batch
+    std::size_t want0 = 0, want1 = 0;   // its entries of `wanted`
+    std::vector<std::uint32_t> wanted;  // those, counted from row0
     std::exception_ptr error;
   };
 
@@ -133,11 +133,13 @@ class LanedForward final : public Forward {
   }
 
   // Buffers for the lane's rows, built (on this thread, where a failure can surface) when it has
-  // none or too few: a lane's forward pass runs on the lane's thread alone.
+  // none or too few. All lanes together hold at most the chunk of the column-split path: a lane
+  // with more rows runs them in chunks.
   void prepare(Lane& lane) {
-    const std::size_t rows = std::min<std::size_t>(lane.row1 - lane.row0, max_batch_);
+    const std::size_t most = (max_batch_ + lanes_.size() - 1) / lanes_.size();
+    const std::size_t rows = std::min(lane.row1 - lane.row0, most);
     if (rows <= lane.capacity) return;
-    const std::size_t capacity = std::min<std::size_t>(std::max(rows, 2 * lane.capacity), max_batch_);
+    const std::size_t capacity = std::min(std::max(rows, 2 * lane.capacity), most);
     FastOptions o{.pool = make_serial_pool(),
                   .splits = splits_,
                   .observer = nullptr,
@@ -164,7 +166,7 @@ class LanedForward final : public Forward {
   InputSplits splits_;
   std::uint32_t max_batch_, context_;
   RowCost cost_;
-  std::size_t min_rows_;  // lane_rows
+  std::size_t min_rows_;            // lane_rows
   std::unique_ptr<Forward> whole_;  // every batch that is not run as lanes
   std::vector<Lane> lanes_;
   std::vector<const SequenceKv*> seqs_;  // one_row_each's scratch
