@@ -58,6 +58,10 @@ class RowCost {
 };
 
 class LanedForward final : public Forward {
+  // A share may cost this much more than an equal one: beyond, the column split, which balances
+  // by (row, KV head) in attention and by columns in the matmuls, is the better deal.
+  static constexpr double kImbalance = 1.25;
+
  public:
   LanedForward(const Model& model, const kernels::KernelTable& kt, FastOptions o)
       : model_(model),
@@ -76,10 +80,7 @@ class LanedForward final : public Forward {
 
   void run(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted,
            std::span<float> logits, const Progress* progress) override {
-    if (rows.size() < lanes_.size() * min_rows_ || !one_row_each(rows)) {
-      return whole_->run(rows, wanted, logits, progress);
-    }
-    split(rows, wanted);
+    if (!as_lanes(rows, wanted)) return whole_->run(rows, wanted, logits, progress);
     for (Lane& lane : lanes_) prepare(lane);
     pool_->parallel_for(lanes_.size(), [&](std::size_t t) { run_lane(lanes_[t], rows, logits); });
     for (Lane& lane : lanes_) {
@@ -98,7 +99,15 @@ class LanedForward final : public Forward {
     std::exception_ptr error;
   };
 
-  // Whether no two rows belong to one sequence (a decode batch).
+  // Whether the batch runs as lanes, which split() has then laid out: enough rows, each its own
+  // sequence's only one (a decode step), that split into shares of near-equal cost. Batches with
+  // prompt rows keep the column split: lanes of whole prompts' chunks measured even with it
+  // (bench/RESULTS.md, session 24), and a long prompt is chunked there, with progress reports.
+  bool as_lanes(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted) {
+    return rows.size() >= lanes_.size() * min_rows_ && one_row_each(rows) && split(rows, wanted);
+  }
+
+  // Whether no two rows belong to one sequence.
   bool one_row_each(std::span<const ForwardRow> rows) {
     seqs_.clear();
     for (const ForwardRow& r : rows) seqs_.push_back(r.kv);
@@ -106,20 +115,23 @@ class LanedForward final : public Forward {
     return std::adjacent_find(seqs_.begin(), seqs_.end()) == seqs_.end();
   }
 
-  // Contiguous shares of the rows of about equal cost, and each share's wanted rows.
-  void split(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted) {
+  // Contiguous shares of the rows of about equal cost, and each share's wanted rows; false if the
+  // costliest share exceeds an equal one by more than kImbalance (one far deeper sequence).
+  bool split(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted) {
+    const std::size_t n = lanes_.size();
     prefix_.assign(1, 0.0);
     for (const ForwardRow& r : rows) prefix_.push_back(prefix_.back() + cost_(r));
-    const std::size_t n = lanes_.size();
+    const double total = prefix_.back();
     std::size_t row = 0, want = 0;
     for (std::size_t t = 0; t < n; ++t) {
       Lane& lane = lanes_[t];
-      const double target = prefix_.back() * static_cast<double>(t + 1) / static_cast<double>(n);
+      const double target = total * static_cast<double>(t + 1) / static_cast<double>(n);
       std::size_t end = row;
       while (end < rows.size() && prefix_[end + 1] <= target) ++end;
       // The next row too, if that lands nearer the target; the last lane takes the rest.
       if (end < rows.size() && target - prefix_[end] > prefix_[end + 1] - target) ++end;
       if (t + 1 == n) end = rows.size();
+      if (prefix_[end] - prefix_[row] > kImbalance * total / static_cast<double>(n)) return false;
       lane.row0 = row;
       lane.row1 = end;
       lane.want0 = want;
@@ -130,6 +142,7 @@ class LanedForward final : public Forward {
       lane.want1 = want;
       row = end;
     }
+    return true;
   }
 
   // Buffers for the lane's rows, built (on this thread, where a failure can surface) when it has
