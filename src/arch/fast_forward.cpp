@@ -131,19 +131,11 @@ class FastForward final : public Forward {
       }
       norm(&xb_[i * d], &x_[i * d], first.attn_norm, first.attn_norm_b);
     });
-    one_row_each_ = one_row_each(rows);
+    one_row_each_ = one_row_each(rows, seqs_);
     for (std::uint32_t l = 0; l < c_.n_layers; ++l) {
       attention_block(l, rows);
       mlp_block(l, m);
     }
-  }
-
-  // Whether no two rows belong to one sequence.
-  bool one_row_each(std::span<const ForwardRow> rows) {
-    seqs_.clear();
-    for (const ForwardRow& r : rows) seqs_.push_back(r.kv);
-    std::sort(seqs_.begin(), seqs_.end());
-    return std::adjacent_find(seqs_.begin(), seqs_.end()) == seqs_.end();
   }
 
   // f(i) for every row of an m-row batch: on the pool for a batch of several rows (the steps

@@ -10,6 +10,13 @@
 
 namespace qlm::detail {
 
+bool one_row_each(std::span<const ForwardRow> rows, std::vector<const SequenceKv*>& scratch) {
+  scratch.clear();
+  for (const ForwardRow& r : rows) scratch.push_back(r.kv);
+  std::sort(scratch.begin(), scratch.end());
+  return std::adjacent_find(scratch.begin(), scratch.end()) == scratch.end();
+}
+
 void report(const Progress* progress, std::size_t done, std::size_t total) {
   if (progress && *progress && done < total &&
       !call_back("the progress callback", *progress, done)) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "kernel_table.hpp"
 #include "kv/sequence_kv.hpp"
@@ -25,6 +26,10 @@ struct ForwardRow {
   std::uint32_t pos = 0;
   SequenceKv* kv = nullptr;
 };
+
+/// Whether no two rows belong to one sequence (a decode batch); `scratch` keeps its capacity
+/// between calls so the check allocates nothing in steady state.
+bool one_row_each(std::span<const ForwardRow> rows, std::vector<const SequenceKv*>& scratch);
 
 /// Runs the decoder over a batch of rows from any number of sequences, writing their keys and
 /// values. A sequence's rows come in position order at the positions after its cached tokens,

@@ -104,15 +104,8 @@ class LanedForward final : public Forward {
   // prompt rows keep the column split: lanes of whole prompts' chunks measured even with it
   // (bench/RESULTS.md, session 24), and a long prompt is chunked there, with progress reports.
   bool as_lanes(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted) {
-    return rows.size() >= lanes_.size() * min_rows_ && one_row_each(rows) && split(rows, wanted);
-  }
-
-  // Whether no two rows belong to one sequence.
-  bool one_row_each(std::span<const ForwardRow> rows) {
-    seqs_.clear();
-    for (const ForwardRow& r : rows) seqs_.push_back(r.kv);
-    std::sort(seqs_.begin(), seqs_.end());
-    return std::adjacent_find(seqs_.begin(), seqs_.end()) == seqs_.end();
+    return rows.size() >= lanes_.size() * min_rows_ && one_row_each(rows, seqs_) &&
+           split(rows, wanted);
   }
 
   // Contiguous shares of the rows of about equal cost, and each share's wanted rows; false if the
