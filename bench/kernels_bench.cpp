@@ -232,7 +232,7 @@ void bm_attention(benchmark::State& state, Isa isa, KvType elem, std::size_t con
         const std::size_t n = std::min(kAttnBlock, context - t0);
         const std::size_t ahead = (t0 + kAttnBlock) * kHd * esize;  // as ops::attend asks
         const bool more = t0 + kAttnBlock < context;
-        t.attn_block(q.data() + h * kGroup * kHd, kGroup, kHd, k + t0 * kHd * esize,
+        t.attn_block(q.data() + h * kGroup * kHd, kGroup, kHd, k + t0 * kHd * esize, 0,
                      v + t0 * kHd * esize, elem, n, scale, m, l, o, more ? k + ahead : nullptr,
                      more ? v + ahead : nullptr);
       }

@@ -127,18 +127,22 @@ struct KernelTable {
   /// y[i] = f16 bits of x[i], rounded to nearest even: overflow gives +-Inf, NaN gives
   /// sign | 0x7e00. Bit-identical to detail::f32_to_f16 on every ISA.
   void (*f32_to_f16)(const float* x, std::uint16_t* y, std::size_t n) = nullptr;
-  /// One block of online-softmax attention for the g query heads q[g][hd] that share the n keys
-  /// k[n][hd] and values v[n][hd] (1 <= n <= kAttnBlock, rows contiguous, f32 or f16 bits as
-  /// `type` says; f16 is converted exactly as it is read, so an f16 block gives the same bits as
-  /// the f32 block of its converted values). For each head j, with s_t = scale * (q_j . k_t) and
-  /// M = max(m[j], max_t s_t): if M > m[j], l[j] and acc[j][.] are multiplied by exp(m[j] - M) and
-  /// m[j] = M; then p_t = exp(s_t - M), l[j] += sum_t p_t and acc[j][i] += sum_t p_t * v_t[i]
-  /// (t in order). Start with m = -inf, l = 0, acc = 0; the attention output is acc[j] / l[j].
-  /// Reads exactly rows [0, n) of k and v. next_k / next_v (null: none) are where the caller's
-  /// next block starts, kAttnBlock rows each: only prefetched, never read.
-  void (*attn_block)(const float* q, std::size_t g, std::size_t hd, const void* k, const void* v,
-                     KvType type, std::size_t n, float scale, float* m, float* l, float* acc,
-                     const void* next_k, const void* next_v) = nullptr;
+  /// One block of online-softmax attention for the g query heads q[g][hd] that share n keys and
+  /// values (1 <= n <= kAttnBlock; f32 or f16 bits as `type` says; f16 is converted exactly as
+  /// it is read, so an f16 block gives the same bits as the f32 block of its converted values).
+  /// k is a KV page's keys, dims-major: element i of the page's key t is k[i * kAttnBlock + t];
+  /// the block's keys are t = first + 0..n-1 (first + n <= kAttnBlock). v holds the block's values
+  /// as rows v[n][hd]. For each head j, with s_t = scale * (q_j . k_t) and M = max(m[j], max_t
+  /// s_t): if M > m[j], l[j] and acc[j][.] are multiplied by exp(m[j] - M) and m[j] = M; then
+  /// p_t = exp(s_t - M), l[j] += sum_t p_t and acc[j][i] += sum_t p_t * v_t[i] (t in order).
+  /// Start with m = -inf, l = 0, acc = 0; the attention output is acc[j] / l[j]. May read all of
+  /// k's page (kAttnBlock * hd elements; other slots' contents never reach a result) and exactly
+  /// rows [0, n) of v. next_k / next_v (null: none) are the caller's next key page and next value
+  /// rows (kAttnBlock rows): only prefetched, never read.
+  void (*attn_block)(const float* q, std::size_t g, std::size_t hd, const void* k,
+                     std::size_t first, const void* v, KvType type, std::size_t n, float scale,
+                     float* m, float* l, float* acc, const void* next_k,
+                     const void* next_v) = nullptr;
   /// GEMM for f32 / f16 / bf16 weights against float activations (FloatGemmFn's contract).
   FloatGemmFn gemm_float = nullptr;
   /// gate[i] = gelu(gate[i]) * up[i] (GeGLU), or gelu(gate[i]) when up is null; GELU's tanh form

@@ -3,13 +3,14 @@
 // and values are f32 or f16; f16 rows are converted as they are loaded (vcvtph2ps, fcvtl), so the
 // f16 cache costs one conversion per vector and no extra pass or buffer.
 //
-// Query heads are taken 4 at a time. Scores: each key vector is loaded once and multiplied into
-// the 4 heads' accumulators for kKeys keys at a time (4 x kKeys independent FMA chains along
-// head_dim), and one transpose-and-add tree (reduce_rows) reduces W accumulators to W scores in one
-// transpose-and-add tree instead of W separate horizontal sums. Softmax: block max, rescale, vector
-// exp over the block (padded with -inf to a whole vector). Values: each value vector is loaded once
-// and fed to the 4 heads' accumulators, kCols vectors of head_dim at a time, held in registers over
-// the block.
+// Keys are stored dims-major within a page (for each of head_dim dimensions, the page's
+// kAttnBlock keys side by side; values stay one row per key). Query heads are taken 4 at a time.
+// Scores: for each dimension, each vector of keys is loaded once and multiplied by the tile's
+// heads' query elements (broadcast), so a vector of keys gets W scores with no horizontal
+// reduction; two accumulators per (head, key vector) take alternate dimensions when there are few
+// heads, to keep enough FMA chains in flight. Softmax: block max, rescale, vector exp over the
+// block (padded with -inf to a whole vector). Values: each value vector is loaded once and fed to
+// the 4 heads' accumulators, kCols vectors of head_dim at a time, held in registers over the block.
 #pragma once
 
 #include <algorithm>
@@ -37,9 +38,11 @@ struct AttnOps {
   static constexpr std::size_t W = B::size;
   static_assert(kAttnBlock % W == 0, "a score row must be whole vectors");
   static constexpr std::size_t kHeads = 4;  // query heads per tile
-  // Keys per score step: 4 x kKeys accumulators, a whole number of haddp rows, enough chains to
-  // hide the FMA latency (AVX-512: 16, AVX2: 8, NEON: 8).
-  static constexpr std::size_t kKeys = W / kHeads >= 2 ? W / kHeads : 2;
+  // Key vectors per score pass: a 32-key page row is 2 AVX-512 vectors, 4 AVX2 and 8 NEON ones;
+  // AVX2's 16 registers hold 4 heads x 2 of them, the others' 32 hold 4 x 2 (AVX-512) or 4 x 4.
+  static constexpr std::size_t kKeyVecs = W == 4 ? 4 : 2;
+  static constexpr std::size_t kRowVecs = kAttnBlock / W;  // vectors per page row of keys
+  static_assert(kRowVecs % kKeyVecs == 0, "passes tile a page row");
   // Value vectors per accumulate step: 4 x kCols accumulators stay in registers (AVX2 has 16).
   static constexpr std::size_t kCols = W == 8 ? 2 : 4;
 
@@ -76,32 +79,6 @@ struct AttnOps {
     return m;
   }
 
-  // Lane r of the result = the sum of row[r]'s lanes, for W rows. xsimd 8.1's haddp permutes
-  // lanes 2-5 and 10-13 on AVX-512, so that width gets its own transpose-and-add tree.
-  static B reduce_rows(const B* row) {
-#if defined(__AVX512F__)
-    if constexpr (W == 16) {
-      // fold(a, b): a's 256-bit halves added in the low half, b's in the high half.
-      const auto fold = [](__m512 a, __m512 b) {
-        return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
-      };
-      __m512 y[4];  // y[k]'s 128-bit quad q holds 4 partial sums of row 4q + k
-      for (int k = 0; k < 4; ++k) {
-        const __m512 x0 = fold(row[k], row[k + 4]), x1 = fold(row[k + 8], row[k + 12]);
-        y[k] =
-            _mm512_add_ps(_mm512_shuffle_f32x4(x0, x1, 0x88), _mm512_shuffle_f32x4(x0, x1, 0xdd));
-      }
-      // Within each quad, a 4 x 4 transpose-and-add of y[0..3].
-      const __m512 s01 =
-          _mm512_add_ps(_mm512_unpacklo_ps(y[0], y[1]), _mm512_unpackhi_ps(y[0], y[1]));
-      const __m512 s23 =
-          _mm512_add_ps(_mm512_unpacklo_ps(y[2], y[3]), _mm512_unpackhi_ps(y[2], y[3]));
-      return _mm512_add_ps(_mm512_shuffle_ps(s01, s23, 0x44), _mm512_shuffle_ps(s01, s23, 0xee));
-    }
-#endif
-    return xsimd::haddp(row);
-  }
-
   // Asks for `rows` rows of hd elements, row `at` onwards of `base` (null: nothing), into L2. The
   // caller names the block it will visit next (ops::attend follows its page table, since a
   // sequence's pages are rarely adjacent in the pool), and each step here asks for the matching
@@ -119,57 +96,55 @@ struct AttnOps {
     }
   }
 
+  // Scores of keys [first, first + n) of a dims-major key page k (kAttnBlock keys per dimension
+  // row) into s[j][0, n), for G heads. Whole vectors of a row are scored, so lanes outside the
+  // range (never-written slots of the page) are computed and dropped; nothing past the page is
+  // read.
   template <std::size_t G, class T>
-  static void scores(const float* q, std::size_t hd, const T* k, std::size_t n, float scale,
-                     Scores& s, const T* next_k) {
-    constexpr std::size_t kAcc = (G * kKeys + W - 1) / W * W;
-    std::size_t t = 0;
-    for (; t + kKeys <= n; t += kKeys) {
-      prefetch_rows(next_k, t, kKeys, hd);
-      B acc[kAcc];
-      for (auto& a : acc) a = B(0.0f);
+  static void scores(const float* q, std::size_t hd, const T* k, std::size_t first, std::size_t n,
+                     float scale, Scores& s, const T* next_k) {
+    constexpr std::size_t P = G * kKeyVecs <= 4 ? 2 : 1;  // accumulators per (head, key vector)
+    // A block from slot 0 (every block but a window's first) is scored straight into s.
+    alignas(64) float row[G][kAttnBlock];
+    float(*out)[kAttnBlock] = first == 0 ? s : row;
+    const std::size_t v_end = (first + n + W - 1) / W;
+    for (std::size_t v0 = first / W / kKeyVecs * kKeyVecs; v0 < v_end; v0 += kKeyVecs) {
+      B acc[P][G][kKeyVecs];
+      for (auto& a : acc) {
+        for (auto& b : a) {
+          for (auto& c : b) c = B(0.0f);
+        }
+      }
+      const T* kc = k + v0 * W;
+      const T* ask = v0 == first / W / kKeyVecs * kKeyVecs ? next_k : nullptr;  // first pass only
       std::size_t i = 0;
-      for (; i + W <= hd; i += W) {
-        B kv[kKeys];
-        for (std::size_t u = 0; u < kKeys; ++u) kv[u] = load(k + (t + u) * hd + i);
+      const auto dim = [&](std::size_t p) {
+        B kv[kKeyVecs];
+        for (std::size_t u = 0; u < kKeyVecs; ++u) kv[u] = load(kc + i * kAttnBlock + u * W);
         for (std::size_t j = 0; j < G; ++j) {
-          const B qv = B::load_unaligned(q + j * hd + i);
-          for (std::size_t u = 0; u < kKeys; ++u) {
-            acc[j * kKeys + u] = xsimd::fma(qv, kv[u], acc[j * kKeys + u]);
-          }
+          const B qb(q[j * hd + i]);
+          for (std::size_t u = 0; u < kKeyVecs; ++u)
+            acc[p][j][u] = xsimd::fma(qb, kv[u], acc[p][j][u]);
         }
+        prefetch_rows(ask, i, 1, kAttnBlock);  // the next page's row i
+        ++i;
+      };
+      while (i + P <= hd) {
+        for (std::size_t p = 0; p < P; ++p) dim(p);
       }
-      alignas(64) float sum[kAcc];
-      if (i == hd) {  // lane j * kKeys + u = score of head j, key t + u
-        for (std::size_t r = 0; r < kAcc; r += W) {
-          (reduce_rows(acc + r) * B(scale)).store_aligned(sum + r);
-        }
-        for (std::size_t j = 0; j < G; ++j) {
-          std::copy_n(sum + j * kKeys, kKeys, &s[j][t]);
-        }
-        continue;
-      }
-      for (std::size_t r = 0; r < kAcc; r += W) reduce_rows(acc + r).store_aligned(sum + r);
+      while (i < hd) dim(0);
       for (std::size_t j = 0; j < G; ++j) {
-        for (std::size_t u = 0; u < kKeys; ++u) {
-          float d = sum[j * kKeys + u];
-          for (std::size_t c = i; c < hd; ++c)
-            d = std::fma(q[j * hd + c], scalar(k[(t + u) * hd + c]), d);
-          s[j][t + u] = d * scale;
+        for (std::size_t u = 0; u < kKeyVecs; ++u) {
+          B r = acc[0][j][u];
+          if constexpr (P == 2) r += acc[1][j][u];
+          (r * B(scale)).store_aligned(&out[j][(v0 + u) * W]);
         }
       }
     }
-    for (; t < n; ++t) {  // the last n % kKeys keys, one at a time
-      for (std::size_t j = 0; j < G; ++j) {
-        B a(0.0f);
-        std::size_t i = 0;
-        for (; i + W <= hd; i += W) {
-          a = xsimd::fma(B::load_unaligned(q + j * hd + i), load(k + t * hd + i), a);
-        }
-        float d = xsimd::hadd(a);
-        for (; i < hd; ++i) d = std::fma(q[j * hd + i], scalar(k[t * hd + i]), d);
-        s[j][t] = d * scale;
-      }
+    if (first == 0) return;
+    for (std::size_t j = 0; j < G; ++j) {
+      std::copy_n(&row[j][first], n, &s[j][0]);
+      std::fill(&s[j][n], &s[j][kAttnBlock], 0.0f);  // defined past n (softmax pads [n, nr) itself)
     }
   }
 
@@ -248,18 +223,19 @@ struct AttnOps {
   }
 
   template <std::size_t G, class T>
-  static void tile(const float* q, std::size_t hd, const T* k, const T* v, std::size_t n,
-                   float scale, float* m, float* l, float* acc, const T* next_k, const T* next_v) {
+  static void tile(const float* q, std::size_t hd, const T* k, std::size_t first, const T* v,
+                   std::size_t n, float scale, float* m, float* l, float* acc, const T* next_k,
+                   const T* next_v) {
     alignas(64) Scores s;
-    scores<G>(q, hd, k, n, scale, s, next_k);
+    scores<G>(q, hd, k, first, n, scale, s, next_k);
     for (std::size_t j = 0; j < G; ++j) softmax(s[j], n, m[j], l[j], acc + j * hd, hd);
     accumulate<G>(s, v, n, hd, acc, next_v);
   }
 
   template <class T>
-  static void heads(const float* q, std::size_t g, std::size_t hd, const T* k, const T* v,
-                    std::size_t n, float scale, float* m, float* l, float* acc, const T* next_k,
-                    const T* next_v) {
+  static void heads(const float* q, std::size_t g, std::size_t hd, const T* k, std::size_t first,
+                    const T* v, std::size_t n, float scale, float* m, float* l, float* acc,
+                    const T* next_k, const T* next_v) {
     for (std::size_t j = 0; j < g; j += kHeads) {
       // The next block is asked for once, by the first tile of heads.
       const T* nk = j == 0 ? next_k : nullptr;
@@ -268,31 +244,31 @@ struct AttnOps {
       float* aj = acc + j * hd;
       switch (std::min(kHeads, g - j)) {
         case 1:
-          tile<1>(qj, hd, k, v, n, scale, m + j, l + j, aj, nk, nv);
+          tile<1>(qj, hd, k, first, v, n, scale, m + j, l + j, aj, nk, nv);
           break;
         case 2:
-          tile<2>(qj, hd, k, v, n, scale, m + j, l + j, aj, nk, nv);
+          tile<2>(qj, hd, k, first, v, n, scale, m + j, l + j, aj, nk, nv);
           break;
         case 3:
-          tile<3>(qj, hd, k, v, n, scale, m + j, l + j, aj, nk, nv);
+          tile<3>(qj, hd, k, first, v, n, scale, m + j, l + j, aj, nk, nv);
           break;
         default:
-          tile<4>(qj, hd, k, v, n, scale, m + j, l + j, aj, nk, nv);
+          tile<4>(qj, hd, k, first, v, n, scale, m + j, l + j, aj, nk, nv);
           break;
       }
     }
   }
 
   static void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k,
-                         const void* v, KvType type, std::size_t n, float scale, float* m, float* l,
-                         float* acc, const void* next_k, const void* next_v) {
+                         std::size_t first, const void* v, KvType type, std::size_t n, float scale,
+                         float* m, float* l, float* acc, const void* next_k, const void* next_v) {
     using H = std::uint16_t;
     if (type == KvType::F16) {
-      heads(q, g, hd, static_cast<const H*>(k), static_cast<const H*>(v), n, scale, m, l, acc,
-            static_cast<const H*>(next_k), static_cast<const H*>(next_v));
+      heads(q, g, hd, static_cast<const H*>(k), first, static_cast<const H*>(v), n, scale, m, l,
+            acc, static_cast<const H*>(next_k), static_cast<const H*>(next_v));
     } else {
-      heads(q, g, hd, static_cast<const float*>(k), static_cast<const float*>(v), n, scale, m, l,
-            acc, static_cast<const float*>(next_k), static_cast<const float*>(next_v));
+      heads(q, g, hd, static_cast<const float*>(k), first, static_cast<const float*>(v), n, scale,
+            m, l, acc, static_cast<const float*>(next_k), static_cast<const float*>(next_v));
     }
   }
 };

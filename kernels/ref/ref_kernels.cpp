@@ -171,14 +171,16 @@ inline float element(std::uint16_t h) {
 }
 
 template <class T>
-void attn_heads(const float* q, std::size_t g, std::size_t hd, const T* k, const T* v,
-                std::size_t n, float scale, float* m, float* l, float* acc) {
+void attn_heads(const float* q, std::size_t g, std::size_t hd, const T* k, std::size_t first,
+                const T* v, std::size_t n, float scale, float* m, float* l, float* acc) {
   for (std::size_t j = 0; j < g; ++j) {
     float s[kAttnBlock];
     float block_max = -INFINITY;
     for (std::size_t t = 0; t < n; ++t) {
       float d = 0.0f;
-      for (std::size_t i = 0; i < hd; ++i) d += q[j * hd + i] * element(k[t * hd + i]);
+      for (std::size_t i = 0; i < hd; ++i) {
+        d += q[j * hd + i] * element(k[i * kAttnBlock + first + t]);  // dims-major keys
+      }
       s[t] = d * scale;
       block_max = std::max(block_max, s[t]);
     }
@@ -201,15 +203,15 @@ void attn_heads(const float* q, std::size_t g, std::size_t hd, const T* k, const
   }
 }
 
-void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k, const void* v,
-                KvType type, std::size_t n, float scale, float* m, float* l, float* acc,
-                const void* /*next_k*/, const void* /*next_v*/) {
+void attn_block(const float* q, std::size_t g, std::size_t hd, const void* k, std::size_t first,
+                const void* v, KvType type, std::size_t n, float scale, float* m, float* l,
+                float* acc, const void* /*next_k*/, const void* /*next_v*/) {
   if (type == KvType::F16) {
-    attn_heads(q, g, hd, static_cast<const std::uint16_t*>(k), static_cast<const std::uint16_t*>(v),
-               n, scale, m, l, acc);
+    attn_heads(q, g, hd, static_cast<const std::uint16_t*>(k), first,
+               static_cast<const std::uint16_t*>(v), n, scale, m, l, acc);
   } else {
-    attn_heads(q, g, hd, static_cast<const float*>(k), static_cast<const float*>(v), n, scale, m, l,
-               acc);
+    attn_heads(q, g, hd, static_cast<const float*>(k), first, static_cast<const float*>(v), n,
+               scale, m, l, acc);
   }
 }
 

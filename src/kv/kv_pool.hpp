@@ -106,8 +106,10 @@ class KvPool {
   /// Reads one position back as floats (exact for either type).
   void load(PageId p, std::uint32_t slot, std::uint32_t layer, std::uint32_t kv_head,
             std::span<float> key, std::span<float> value) const;
-  /// The kKvPageTokens rows of keys (value = false) or values of (layer, kv_head) in page p;
-  /// write only a writable page's. block_bytes() long; the next page's follow.
+  /// The keys (value = false) or values of (layer, kv_head) in page p; write only a writable
+  /// page's. block_bytes() long; the next page's follow. Values are kKvPageTokens rows of
+  /// head_dim; keys are dims-major: head_dim rows of kKvPageTokens, element i of slot t at
+  /// i * kKvPageTokens + t, so attention scores a vector of keys per dimension without reductions.
   std::byte* rows(PageId p, std::uint32_t layer, std::uint32_t kv_head, bool value) const {
     return data_.get() + region(layer, kv_head, value) + p * block_bytes_;
   }

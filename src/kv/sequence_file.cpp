@@ -8,6 +8,7 @@
 #include <array>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "qlm/detail/read_file.hpp"
 #include "util/atomic_file.hpp"
@@ -48,13 +49,34 @@ std::uint64_t payload_bytes(const Header& h) {
          kv_type_size(static_cast<KvType>(h.kv_type));
 }
 
+// The first `rows` keys of a dims-major key page as rows of hd elements of es bytes (to the file).
+void key_rows_out(const std::byte* page, std::size_t rows, std::size_t hd, std::size_t es,
+                  std::byte* out) {
+  for (std::size_t t = 0; t < rows; ++t) {
+    for (std::size_t i = 0; i < hd; ++i) {
+      std::memcpy(out + (t * hd + i) * es, page + (i * kKvPageTokens + t) * es, es);
+    }
+  }
+}
+
+// key_rows_out's inverse: rows of keys from the file into a dims-major key page.
+void key_rows_in(const std::byte* in, std::size_t rows, std::size_t hd, std::size_t es,
+                 std::byte* page) {
+  for (std::size_t t = 0; t < rows; ++t) {
+    for (std::size_t i = 0; i < hd; ++i) {
+      std::memcpy(page + (i * kKvPageTokens + t) * es, in + (t * hd + i) * es, es);
+    }
+  }
+}
+
 // Visits the stored runs of a sequence's pages in file order: for each layer group, for each page
-// it holds, the rows of each (layer, head), keys then values, as (pointer into the pool, bytes).
+// it holds, the rows of each (layer, head), keys then values, as (the page's keys or values in the
+// pool, rows, whether keys). The file holds keys row by row, as values; the pool holds them
+// dims-major (KvPool::rows), so callers transpose them with key_rows_out / key_rows_in.
 template <class F>
 void for_each_run(const SequenceKv& seq, std::size_t tokens, F&& f) {
   const KvPool& pool = seq.pool();
   const KvLayout& k = pool.layout();
-  const std::size_t row = std::size_t{pool.head_dim()} * kv_type_size(pool.type());
   const auto n = static_cast<std::uint32_t>(tokens);
   for (std::uint32_t g = 0; g < k.groups(); ++g) {
     const std::span<const PageId> pages = seq.pages(g);
@@ -62,8 +84,8 @@ void for_each_run(const SequenceKv& seq, std::size_t tokens, F&& f) {
       const std::size_t rows = std::min<std::size_t>(kKvPageTokens, tokens - i * kKvPageTokens);
       for (std::uint32_t l = 0; l < pool.layers(); ++l) {
         for (std::uint32_t h = 0; h < pool.kv_heads(); ++h) {
-          f(pool.rows(pages[i], l, h, false), rows * row);
-          f(pool.rows(pages[i], l, h, true), rows * row);
+          f(pool.rows(pages[i], l, h, false), rows, true);
+          f(pool.rows(pages[i], l, h, true), rows, false);
         }
       }
     }
@@ -115,8 +137,11 @@ void save_sequence(const std::filesystem::path& path, const SequenceKv& seq,
     offset += bytes.size();
   };
   write(w.bytes());
-  for_each_run(seq, seq.size(), [&](const std::byte* p, std::size_t n) {
-    write({reinterpret_cast<const std::uint8_t*>(p), n});
+  const std::size_t hd = seq.pool().head_dim(), es = kv_type_size(seq.pool().type());
+  std::vector<std::byte> keys(std::size_t{kKvPageTokens} * hd * es);
+  for_each_run(seq, seq.size(), [&](const std::byte* p, std::size_t rows, bool key) {
+    if (key) key_rows_out(p, rows, hd, es, keys.data());
+    write({reinterpret_cast<const std::uint8_t*>(key ? keys.data() : p), rows * hd * es});
   });
   const std::uint64_t sum = XXH3_64bits_digest(state.get());
   write({reinterpret_cast<const std::uint8_t*>(&sum), sizeof sum});
@@ -208,8 +233,15 @@ void restore_sequence(const std::filesystem::path& path, SequenceKv& seq, std::u
          pool.available());
   }
   seq.reserve_restore(h.tokens);
-  for_each_run(seq, h.tokens,
-               [&](std::byte* p, std::size_t n) { std::memcpy(p, r.take(n).data(), n); });
+  const std::size_t hd = pool.head_dim(), es = kv_type_size(pool.type());
+  for_each_run(seq, h.tokens, [&](std::byte* p, std::size_t rows, bool key) {
+    const std::span<const std::uint8_t> in = r.take(rows * hd * es);
+    if (key) {
+      key_rows_in(reinterpret_cast<const std::byte*>(in.data()), rows, hd, es, p);
+    } else {
+      std::memcpy(p, in.data(), in.size());
+    }
+  });
   seq.append(tokens);
 }
 

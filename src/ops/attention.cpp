@@ -50,10 +50,10 @@ void attend(const kernels::KernelTable& kt, const AttentionShape& s, const float
   for (std::uint32_t t0 = s.first; t0 <= s.last;) {
     const std::uint32_t slot = t0 % block, n = std::min(block - slot, s.last + 1 - t0);
     const std::uint32_t b = t0 / block;
-    const std::size_t here = block_at(kv, b) + slot * row;
+    const std::size_t page = block_at(kv, b);
     const bool ahead = b < s.last / block;
-    kt.attn_block(q, s.group, hd, kv.key + here, kv.value + here, kv.type, n, scale, run_max,
-                  run_sum, out, ahead ? kv.key + block_at(kv, b + 1) : nullptr,
+    kt.attn_block(q, s.group, hd, kv.key + page, slot, kv.value + page + slot * row, kv.type, n,
+                  scale, run_max, run_sum, out, ahead ? kv.key + block_at(kv, b + 1) : nullptr,
                   ahead ? kv.value + block_at(kv, b + 1) : nullptr);
     t0 += n;
   }

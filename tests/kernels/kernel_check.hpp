@@ -693,21 +693,39 @@ inline Report check_half(const KernelTable& t, const KernelTable& ref) {
   return rep;
 }
 
-// Attention over several blocks with table `t`: keys/values [blocks][kAttnBlock][hd] (only the
-// first n[b] rows of block b are used; the rest and everything past them are NaN, so a kernel
-// that reads them fails), f32 or f16 (T = std::uint16_t). Returns the normalized outputs
-// out[g][hd] = acc / l.
+// Attention over several blocks with table `t`: keys/values [blocks][kAttnBlock][hd] as rows (only
+// the first n[b] rows of block b are used; the rest and everything past them are NaN, so a kernel
+// that reads them fails), f32 or f16 (T = std::uint16_t). Each block's keys go into a dims-major
+// page at a slot offset that varies with the block (0 for a full block), every other slot NaN.
+// Returns the normalized outputs out[g][hd] = acc / l.
 template <class T>
 std::vector<float> run_attention(const KernelTable& t, const std::vector<float>& q, std::size_t g,
                                  std::size_t hd, const std::vector<std::vector<T>>& k,
                                  const std::vector<std::vector<T>>& v,
                                  const std::vector<std::size_t>& n, float scale) {
   constexpr KvType type = sizeof(T) == 2 ? KvType::F16 : KvType::F32;
+  T nan;
+  if constexpr (sizeof(T) == 2) {
+    nan = 0x7e00;
+  } else {
+    nan = NAN;
+  }
+  std::vector<std::vector<T>> pages(n.size(), std::vector<T>(kAttnBlock * hd, nan));
+  std::vector<std::size_t> first(n.size());
+  for (std::size_t b = 0; b < n.size(); ++b) {
+    const std::size_t room = kAttnBlock - n[b];
+    first[b] = b % 2 ? room : room / 2;
+    for (std::size_t r = 0; r < n[b]; ++r) {
+      for (std::size_t i = 0; i < hd; ++i)
+        pages[b][i * kAttnBlock + first[b] + r] = k[b][r * hd + i];
+    }
+  }
   std::vector<float> m(g, -INFINITY), l(g, 0.0f), acc(g * hd, 0.0f);
   for (std::size_t b = 0; b < n.size(); ++b) {
     const bool more = b + 1 < n.size();
-    t.attn_block(q.data(), g, hd, k[b].data(), v[b].data(), type, n[b], scale, m.data(), l.data(),
-                 acc.data(), more ? k[b + 1].data() : nullptr, more ? v[b + 1].data() : nullptr);
+    t.attn_block(q.data(), g, hd, pages[b].data(), first[b], v[b].data(), type, n[b], scale,
+                 m.data(), l.data(), acc.data(), more ? pages[b + 1].data() : nullptr,
+                 more ? v[b + 1].data() : nullptr);
   }
   for (std::size_t j = 0; j < g; ++j) {
     for (std::size_t i = 0; i < hd; ++i) acc[j * hd + i] /= l[j];

@@ -164,6 +164,61 @@ TEST_CASE("KvPool stores f16 with round-to-nearest-even and copies what was writ
   CHECK_FALSE(parse_kv_type("q8").has_value());
 }
 
+TEST_CASE("KvPool holds keys dims-major and values as rows; a partial copy takes only its slots",
+          "[kv]") {
+  ModelConfig c;
+  c.n_layers = 1;
+  c.n_kv_heads = 2;
+  c.head_dim = 70;  // past the 64 elements store converts at a time
+  const KvType type = GENERATE(KvType::F32, KvType::F16);
+  INFO("type " << to_string(type));
+  const std::size_t es = kv_type_size(type), hd = c.head_dim;
+  detail::KvPool pool(c, 2, type, 7, kernels::kernels_for(kernels::Isa::Scalar), {});
+  const detail::PageId a = pool.allocate(), b = pool.allocate();
+  const auto key = [&](std::uint32_t slot) {
+    std::vector<float> k(hd);
+    for (std::size_t i = 0; i < hd; ++i)
+      k[i] = static_cast<float>(slot * 100 + i);  // < 2048: exact in f16
+    return k;
+  };
+  const auto value = [&](std::uint32_t slot) {
+    std::vector<float> v = key(slot);
+    for (float& x : v) x = -x;
+    return v;
+  };
+  for (std::uint32_t slot = 0; slot < 8; ++slot) pool.store(a, slot, 0, 1, key(slot), value(slot));
+  const auto element = [&](const std::byte* p) {
+    if (type == KvType::F32) {
+      float f;
+      std::memcpy(&f, p, 4);
+      return f;
+    }
+    std::uint16_t h;
+    std::memcpy(&h, p, 2);
+    return detail::f16_to_f32(h);
+  };
+  const std::byte* kp = pool.rows(a, 0, 1, false);
+  const std::byte* vp = pool.rows(a, 0, 1, true);
+  for (std::uint32_t slot = 0; slot < 8; ++slot) {
+    for (std::size_t i = 0; i < hd; ++i) {
+      CHECK(element(kp + (i * kKvPageTokens + slot) * es) == key(slot)[i]);
+      CHECK(element(vp + (slot * hd + i) * es) == value(slot)[i]);
+    }
+  }
+  // Slot 5 of page b first holds its own key; copying 5 slots from a leaves it alone.
+  pool.store(b, 5, 0, 1, key(9), value(9));
+  pool.copy(b, a, 5);
+  std::vector<float> k(hd), v(hd);
+  for (std::uint32_t slot = 0; slot < 5; ++slot) {
+    pool.load(b, slot, 0, 1, k, v);
+    CHECK(k == key(slot));
+    CHECK(v == value(slot));
+  }
+  pool.load(b, 5, 0, 1, k, v);
+  CHECK(k == key(9));
+  CHECK(v == value(9));
+}
+
 TEST_CASE("sessions use the requested KV cache type", "[kv][model]") {
   TempDir tmp;
   convert_or_fail(stories_dir(), tmp / "m.qlm", DType::Q8);
