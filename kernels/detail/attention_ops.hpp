@@ -103,7 +103,9 @@ struct AttnOps {
   template <std::size_t G, class T>
   static void scores(const float* q, std::size_t hd, const T* k, std::size_t first, std::size_t n,
                      float scale, Scores& s, const T* next_k) {
-    constexpr std::size_t P = G * kKeyVecs <= 4 ? 2 : 1;  // accumulators per (head, key vector)
+    // Accumulators per (head, key vector): two, on alternate dimensions, below 8 FMA chains (a
+    // 4-cycle FMA at 2 per cycle needs 8 in flight).
+    constexpr std::size_t P = G * kKeyVecs < 8 ? 2 : 1;
     // A block from slot 0 (every block but a window's first) is scored straight into s.
     alignas(64) float row[G][kAttnBlock];
     float(*out)[kAttnBlock] = first == 0 ? s : row;
