@@ -79,19 +79,20 @@ struct AttnOps {
     return m;
   }
 
-  // Asks for `rows` rows of hd elements, row `at` onwards of `base` (null: nothing), into L2. The
-  // caller names the block it will visit next (ops::attend follows its page table, since a
-  // sequence's pages are rarely adjacent in the pool), and each step here asks for the matching
-  // rows of it, so the requests are spread over the block's arithmetic. A 32-key block of a 64-wide
+  // Asks for `rows` rows of `len` elements, row `at` onwards of `base` (null: nothing), into L2:
+  // a key page's dimension rows (len = kAttnBlock) or value rows (len = hd). The caller names the
+  // block it will visit next (ops::attend follows its page table, since a sequence's pages are
+  // rarely adjacent in the pool), and each step here asks for the matching rows of it, so the
+  // requests are spread over the block's arithmetic. A 32-key block of a 64-wide
   // f16 head is one 4 KiB page and the hardware prefetcher stops at page boundaries: without this,
   // every block starts with a full memory latency. Into L2 rather than L1 (locality 1,
   // prefetcht2): requests for L1 queue on its few miss buffers and gained nothing on scattered
   // pages (bench/RESULTS.md, sessions 6 and 20).
   template <class T>
-  static void prefetch_rows(const T* base, std::size_t at, std::size_t rows, std::size_t hd) {
+  static void prefetch_rows(const T* base, std::size_t at, std::size_t rows, std::size_t len) {
     if (base == nullptr) return;
-    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(base + at * hd);
-    for (std::size_t b = 0; b < rows * hd * sizeof(T); b += 64) {
+    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(base + at * len);
+    for (std::size_t b = 0; b < rows * len * sizeof(T); b += 64) {
       __builtin_prefetch(reinterpret_cast<const void*>(p + b), 0, kLocality);
     }
   }
