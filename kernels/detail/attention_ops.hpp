@@ -110,8 +110,8 @@ struct AttnOps {
     // A block from slot 0 (every block but a window's first) is scored straight into s.
     alignas(64) float row[G][kAttnBlock];
     float(*out)[kAttnBlock] = first == 0 ? s : row;
-    const std::size_t v_end = (first + n + W - 1) / W;
-    for (std::size_t v0 = first / W / kKeyVecs * kKeyVecs; v0 < v_end; v0 += kKeyVecs) {
+    const std::size_t v_begin = first / W / kKeyVecs * kKeyVecs, v_end = (first + n + W - 1) / W;
+    for (std::size_t v0 = v_begin; v0 < v_end; v0 += kKeyVecs) {
       B acc[P][G][kKeyVecs];
       for (auto& a : acc) {
         for (auto& b : a) {
@@ -119,7 +119,7 @@ struct AttnOps {
         }
       }
       const T* kc = k + v0 * W;
-      const T* ask = v0 == first / W / kKeyVecs * kKeyVecs ? next_k : nullptr;  // first pass only
+      const T* ask = v0 == v_begin ? next_k : nullptr;  // first pass only
       std::size_t i = 0;
       const auto dim = [&](std::size_t p) {
         B kv[kKeyVecs];

@@ -158,13 +158,12 @@ KvPool::Match KvPool::longest(std::uint32_t group, std::uint64_t prev,
 
 void KvPool::copy(PageId dst, PageId src, std::uint32_t n) {
   const std::size_t es = kv_type_size(type_), run = std::size_t{n} * head_dim_ * es;
-  const std::size_t key_row = std::size_t{kKvPageTokens} * es;
   for (std::uint32_t l = 0; l < n_layers_; ++l) {
     for (std::uint32_t h = 0; h < n_kv_heads_; ++h) {
       const std::byte* ks = rows(src, l, h, false);
       std::byte* kd = rows(dst, l, h, false);
       for (std::size_t i = 0; i < head_dim_; ++i) {  // slots [0, n) of each dimension's row
-        std::memcpy(kd + i * key_row, ks + i * key_row, n * es);
+        std::memcpy(kd + key_offset(i, 0, es), ks + key_offset(i, 0, es), n * es);
       }
       std::memcpy(rows(dst, l, h, true), rows(src, l, h, true), run);
     }
@@ -174,11 +173,10 @@ void KvPool::copy(PageId dst, PageId src, std::uint32_t n) {
 void KvPool::store(PageId p, std::uint32_t slot, std::uint32_t layer, std::uint32_t kv_head,
                    std::span<const float> key, std::span<const float> value) {
   const std::size_t hd = head_dim_, es = kv_type_size(type_);
-  std::byte* k = rows(p, layer, kv_head, false) + slot * es;
+  std::byte* k = rows(p, layer, kv_head, false);
   std::byte* v = rows(p, layer, kv_head, true) + slot * hd * es;
-  const std::size_t key_row = std::size_t{kKvPageTokens} * es;
   if (type_ == KvType::F32) {
-    for (std::size_t i = 0; i < hd; ++i) std::memcpy(k + i * key_row, &key[i], 4);
+    for (std::size_t i = 0; i < hd; ++i) std::memcpy(k + key_offset(i, slot, 4), &key[i], 4);
     std::memcpy(v, value.data(), hd * 4);
     return;
   }
@@ -187,24 +185,23 @@ void KvPool::store(PageId p, std::uint32_t slot, std::uint32_t layer, std::uint3
   for (std::size_t i0 = 0; i0 < hd; i0 += 64) {
     const std::size_t c = std::min<std::size_t>(64, hd - i0);
     to_f16_(key.data() + i0, half, c);
-    for (std::size_t i = 0; i < c; ++i) std::memcpy(k + (i0 + i) * key_row, &half[i], 2);
+    for (std::size_t i = 0; i < c; ++i) std::memcpy(k + key_offset(i0 + i, slot, 2), &half[i], 2);
   }
 }
 
 void KvPool::load(PageId p, std::uint32_t slot, std::uint32_t layer, std::uint32_t kv_head,
                   std::span<float> key, std::span<float> value) const {
   const std::size_t hd = head_dim_, es = kv_type_size(type_);
-  const std::byte* k = rows(p, layer, kv_head, false) + slot * es;
+  const std::byte* k = rows(p, layer, kv_head, false);
   const std::byte* v = rows(p, layer, kv_head, true) + slot * hd * es;
-  const std::size_t key_row = std::size_t{kKvPageTokens} * es;
   if (type_ == KvType::F32) {
-    for (std::size_t i = 0; i < hd; ++i) std::memcpy(&key[i], k + i * key_row, 4);
+    for (std::size_t i = 0; i < hd; ++i) std::memcpy(&key[i], k + key_offset(i, slot, 4), 4);
     std::memcpy(value.data(), v, hd * 4);
     return;
   }
   std::uint16_t kb = 0, vb = 0;
   for (std::size_t i = 0; i < hd; ++i) {
-    std::memcpy(&kb, k + i * key_row, 2);
+    std::memcpy(&kb, k + key_offset(i, slot, 2), 2);
     std::memcpy(&vb, v + 2 * i, 2);
     key[i] = f16_to_f32(kb);
     value[i] = f16_to_f32(vb);

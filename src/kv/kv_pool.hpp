@@ -113,6 +113,11 @@ class KvPool {
   std::byte* rows(PageId p, std::uint32_t layer, std::uint32_t kv_head, bool value) const {
     return data_.get() + region(layer, kv_head, value) + p * block_bytes_;
   }
+  /// Byte offset of element `dim` of slot `slot`'s key within a page's keys (rows(..., false)),
+  /// for elements of `es` bytes: the dims-major layout's one definition.
+  static std::size_t key_offset(std::size_t dim, std::size_t slot, std::size_t es) {
+    return (dim * kKvPageTokens + slot) * es;
+  }
   /// Bytes of one page's rows of one (layer, head), keys or values.
   std::size_t block_bytes() const { return block_bytes_; }
   /// Bytes of a whole page (keys and values of every layer and head of its group).

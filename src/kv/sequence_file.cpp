@@ -49,22 +49,14 @@ std::uint64_t payload_bytes(const Header& h) {
          kv_type_size(static_cast<KvType>(h.kv_type));
 }
 
-// The first `rows` keys of a dims-major key page as rows of hd elements of es bytes (to the file).
-void key_rows_out(const std::byte* page, std::size_t rows, std::size_t hd, std::size_t es,
-                  std::byte* out) {
+// Copies the first `rows` keys from a dims-major key page to rows of hd elements of es bytes, the
+// file's order (from_page), or back from such rows into the page.
+void copy_key_rows(const std::byte* from, std::byte* to, std::size_t rows, std::size_t hd,
+                   std::size_t es, bool from_page) {
   for (std::size_t t = 0; t < rows; ++t) {
     for (std::size_t i = 0; i < hd; ++i) {
-      std::memcpy(out + (t * hd + i) * es, page + (i * kKvPageTokens + t) * es, es);
-    }
-  }
-}
-
-// key_rows_out's inverse: rows of keys from the file into a dims-major key page.
-void key_rows_in(const std::byte* in, std::size_t rows, std::size_t hd, std::size_t es,
-                 std::byte* page) {
-  for (std::size_t t = 0; t < rows; ++t) {
-    for (std::size_t i = 0; i < hd; ++i) {
-      std::memcpy(page + (i * kKvPageTokens + t) * es, in + (t * hd + i) * es, es);
+      const std::size_t in_page = KvPool::key_offset(i, t, es), in_rows = (t * hd + i) * es;
+      std::memcpy(to + (from_page ? in_rows : in_page), from + (from_page ? in_page : in_rows), es);
     }
   }
 }
@@ -72,7 +64,7 @@ void key_rows_in(const std::byte* in, std::size_t rows, std::size_t hd, std::siz
 // Visits the stored runs of a sequence's pages in file order: for each layer group, for each page
 // it holds, the rows of each (layer, head), keys then values, as (the page's keys or values in the
 // pool, rows, whether keys). The file holds keys row by row, as values; the pool holds them
-// dims-major (KvPool::rows), so callers transpose them with key_rows_out / key_rows_in.
+// dims-major (KvPool::rows), so callers transpose them with copy_key_rows.
 template <class F>
 void for_each_run(const SequenceKv& seq, std::size_t tokens, F&& f) {
   const KvPool& pool = seq.pool();
@@ -140,7 +132,7 @@ void save_sequence(const std::filesystem::path& path, const SequenceKv& seq,
   const std::size_t hd = seq.pool().head_dim(), es = kv_type_size(seq.pool().type());
   std::vector<std::byte> keys(std::size_t{kKvPageTokens} * hd * es);
   for_each_run(seq, seq.size(), [&](const std::byte* p, std::size_t rows, bool key) {
-    if (key) key_rows_out(p, rows, hd, es, keys.data());
+    if (key) copy_key_rows(p, keys.data(), rows, hd, es, true);
     write({reinterpret_cast<const std::uint8_t*>(key ? keys.data() : p), rows * hd * es});
   });
   const std::uint64_t sum = XXH3_64bits_digest(state.get());
@@ -237,7 +229,7 @@ void restore_sequence(const std::filesystem::path& path, SequenceKv& seq, std::u
   for_each_run(seq, h.tokens, [&](std::byte* p, std::size_t rows, bool key) {
     const std::span<const std::uint8_t> in = r.take(rows * hd * es);
     if (key) {
-      key_rows_in(reinterpret_cast<const std::byte*>(in.data()), rows, hd, es, p);
+      copy_key_rows(reinterpret_cast<const std::byte*>(in.data()), p, rows, hd, es, false);
     } else {
       std::memcpy(p, in.data(), in.size());
     }
