@@ -14,6 +14,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernel_table.hpp"
@@ -361,14 +362,20 @@ int main(int argc, char** argv) {
       }
       if (isa == Isa::Scalar) continue;  // seconds per call: not worth timing
       // Batched decode: 8 or 16 sequences' rows against weights streamed from DRAM.
-      for (std::size_t m : {8, 16}) {
+      // 32 rows: 16 sequences of int8x2 activations; 576x1536 is SmolLM2-135M's MLP, two L2
+      // chunks per thread.
+      for (std::size_t m : {8, 16, 32}) {
         if (type != DType::Q4 && type != DType::Q8) continue;
-        for (int threads : {1, 2}) {
-          const std::string name = "gemm-dram/" + in + "/" + tn + "/m:" + std::to_string(m) +
-                                   "/2048x5632/threads:" + std::to_string(threads);
-          benchmark::RegisterBenchmark(name.c_str(), bm_gemv, isa, type, 2048, 5632, m, threads)
-              ->UseRealTime()
-              ->Unit(benchmark::kMicrosecond);
+        for (auto [k, n] : {std::pair<std::size_t, std::size_t>{2048, 5632}, {576, 1536}}) {
+          if (k == 576 && m != 32) continue;
+          for (int threads : {1, 2}) {
+            const std::string name = "gemm-dram/" + in + "/" + tn + "/m:" + std::to_string(m) +
+                                     "/" + std::to_string(k) + "x" + std::to_string(n) +
+                                     "/threads:" + std::to_string(threads);
+            benchmark::RegisterBenchmark(name.c_str(), bm_gemv, isa, type, k, n, m, threads)
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
         }
       }
       for (std::size_t m : {128, 512}) {

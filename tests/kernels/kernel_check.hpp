@@ -735,18 +735,19 @@ std::vector<float> run_attention(const KernelTable& t, const std::vector<float>&
 
 // attn_block of `t` against the scalar twin (ref != nullptr) or, with ref == nullptr, against a
 // two-pass softmax in double precision, on head dims that are and are not whole vectors, every
-// group size up to 9 and partial blocks; later blocks' scores are larger so the running max (and
-// the rescaling) changes. Bound: the outputs are convex combinations of v, so the error is at
-// most max|v| * (2 * score error + exp error + accumulation error), with the score error
-// (hd + 8) * eps * scale * sum|q k| per key for each of the two results compared.
+// group size up to 9 (tiles of 4 and 8 heads and their remainders) and 16, and partial blocks;
+// later blocks' scores are larger so the running max (and the rescaling) changes. Bound: the
+// outputs are convex combinations of v, so the error is at most max|v| * (2 * score error + exp
+// error + accumulation error), with the score error (hd + 8) * eps * scale * sum|q k| per key for
+// each of the two results compared.
 inline Report check_attention(const KernelTable& t, const KernelTable* ref) {
   Report rep;
   const std::string isa(to_string(t.isa));
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (std::size_t hd : {2, 8, 12, 16, 40, 64, 80, 128, 136}) {
-    for (std::size_t g : {1, 2, 3, 4, 5, 7, 8, 9}) {
-      if (hd > 64 && g != 1 && g != 4 && g != 7) continue;
+    for (std::size_t g : {1, 2, 3, 4, 5, 7, 8, 9, 16}) {
+      if (hd > 64 && g != 1 && g != 4 && g != 7 && g != 8) continue;
       const std::vector<std::size_t> n = {kAttnBlock, 1, 17, kAttnBlock, 3, 31, 2};
       const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
       std::vector<float> q(g * hd);
