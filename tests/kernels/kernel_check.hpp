@@ -739,7 +739,7 @@ std::vector<float> run_attention(const KernelTable& t, const std::vector<float>&
 
 // attn_block of `t` against the scalar twin (ref != nullptr) or, with ref == nullptr, against a
 // two-pass softmax in double precision, on head dims that are and are not whole vectors, every
-// group size up to 9 (tiles of 4 and 8 heads and their remainders) and 16, and partial blocks;
+// group size up to 9 (whole 4-head tiles and their remainders) and 16, and partial blocks;
 // later blocks' scores are larger so the running max (and the rescaling) changes. Bound: the
 // outputs are convex combinations of v, so the error is at most max|v| * (2 * score error + exp
 // error + accumulation error), with the score error (hd + 8) * eps * scale * sum|q k| per key for
