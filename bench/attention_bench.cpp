@@ -4,9 +4,11 @@
 // over (sequence, KV head) tasks, each an ops::attend over the sequence's pages. The pages of
 // sequences that grow together interleave in the pool (page id = block * S + sequence), as the pool
 // hands them out, so a sequence's next block is never the next page in memory. GB/s counts the keys
-// and values read.
+// and values read. attention-block times the kernel alone on one L1-resident block, per query-head
+// group size: the batch cases above wait on memory, which hides what the arithmetic costs.
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -88,9 +90,51 @@ void bm_attention_batch(benchmark::State& state, Isa isa, KvType type, Shape sha
                                               benchmark::Counter::kIsRate);
 }
 
+// One kt.attn_block call after another on the same 32-key block of a 64-wide head, for `group`
+// query heads: the arithmetic of a block (scores, softmax, values) with every load an L1 hit.
+void bm_attention_block(benchmark::State& state, Isa isa, KvType type, std::uint32_t group) {
+  constexpr std::size_t kHd = 64;
+  const KernelTable& kt = kernels_for(isa);
+  const std::size_t esize = type == KvType::F16 ? 2 : 4;
+  std::vector<std::byte> k(kAttnBlock * kHd * esize), v(k.size());
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  for (auto* kv : {&k, &v}) {
+    for (std::size_t i = 0; i < kv->size() / esize; ++i) {
+      const float x = nd(rng);
+      if (type == KvType::F16) {
+        const std::uint16_t h = qlm::detail::f32_to_f16(x);
+        std::memcpy(kv->data() + 2 * i, &h, 2);
+      } else {
+        std::memcpy(kv->data() + 4 * i, &x, 4);
+      }
+    }
+  }
+  std::vector<float> q(group * kHd), acc(q.size()), m(group, -INFINITY), l(group, 0.0f);
+  for (float& x : q) x = 0.1f * nd(rng);
+  for (auto _ : state) {
+    kt.attn_block(q.data(), group, kHd, k.data(), 0, v.data(), type, kAttnBlock, 0.125f, m.data(),
+                  l.data(), acc.data(), nullptr, nullptr);
+    benchmark::DoNotOptimize(acc.data());
+  }
+  state.counters["blocks/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (Isa isa : supported_isas()) {
+    for (KvType type : {KvType::F32, KvType::F16}) {
+      for (std::uint32_t group : {1u, 2u, 3u, 4u, 8u}) {
+        const std::string name = "attention-block/" + std::string(to_string(isa)) + "/" +
+                                 (type == KvType::F16 ? "f16" : "f32") +
+                                 "/g:" + std::to_string(group);
+        benchmark::RegisterBenchmark(name.c_str(), bm_attention_block, isa, type, group)
+            ->Unit(benchmark::kNanosecond);
+      }
+    }
+  }
   for (Isa isa : supported_isas()) {
     if (isa == Isa::Scalar) continue;
     for (const Shape& shape : kShapes) {

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <xsimd/xsimd.hpp>
 
 #include "detail/widen.hpp"
@@ -56,6 +57,20 @@ struct AttnOps {
   // Scalar tails use explicit fma, so f32 and f16 rows round alike whatever the compiler contracts.
   static float scalar(float x) { return x; }
   static float scalar(std::uint16_t h) { return qlm::detail::f16_to_f32(h); }
+
+  // Makes v a register value (an empty asm that takes it in one). An f32 row is otherwise loaded
+  // again by each of the G FMAs that use it, GCC folding the load into them: with 2-3 heads, that
+  // made f32 keys and values 1.3-1.6x slower than f16 ones, which convert once into a register
+  // (bench/RESULTS.md, session 27). AVX-512 only: AVX2's 16 registers are all accumulators.
+  static void in_register([[maybe_unused]] B& v) {
+#if defined(__AVX512F__)
+    if constexpr (W == 16) {
+      __m512 r = v;
+      asm("" : "+v"(r));
+      v = r;
+    }
+#endif
+  }
 
   static float hmax(B v) {
 #if defined(__AVX512F__)
@@ -121,9 +136,16 @@ struct AttnOps {
       const T* kc = k + v0 * W;
       const T* ask = v0 == v_begin ? next_k : nullptr;  // first pass only
       std::size_t i = 0;
-      const auto dim = [&](std::size_t p) {
+      // The accumulator set is a template argument: with a run-time index, acc stays in registers
+      // only if GCC unrolls the loop below. The library's build did; a test build of this header
+      // did not, and its 1-3-head tiles ran 2x slower (bench/RESULTS.md, session 27).
+      const auto dim = [&](auto set) {
+        constexpr std::size_t p = decltype(set)::value;
         B kv[kKeyVecs];
-        for (std::size_t u = 0; u < kKeyVecs; ++u) kv[u] = load(kc + i * kAttnBlock + u * W);
+        for (std::size_t u = 0; u < kKeyVecs; ++u) {
+          kv[u] = load(kc + i * kAttnBlock + u * W);
+          in_register(kv[u]);
+        }
         for (std::size_t j = 0; j < G; ++j) {
           const B qb(q[j * hd + i]);
           for (std::size_t u = 0; u < kKeyVecs; ++u)
@@ -132,10 +154,12 @@ struct AttnOps {
         prefetch_rows(ask, i, 1, kAttnBlock);  // the next page's row i
         ++i;
       };
+      using First = std::integral_constant<std::size_t, 0>;
       while (i + P <= hd) {
-        for (std::size_t p = 0; p < P; ++p) dim(p);
+        dim(First{});
+        if constexpr (P == 2) dim(std::integral_constant<std::size_t, 1>{});
       }
-      while (i < hd) dim(0);
+      while (i < hd) dim(First{});
       for (std::size_t j = 0; j < G; ++j) {
         for (std::size_t u = 0; u < kKeyVecs; ++u) {
           B r = acc[0][j][u];
@@ -197,7 +221,10 @@ struct AttnOps {
     for (std::size_t t = 0; t < n; ++t) {
       if (i == 0) prefetch_rows(next_v, t, 1, hd);
       B vv[C];
-      for (std::size_t c = 0; c < C; ++c) vv[c] = load(v + t * hd + i + c * W);
+      for (std::size_t c = 0; c < C; ++c) {
+        vv[c] = load(v + t * hd + i + c * W);
+        in_register(vv[c]);
+      }
       for (std::size_t j = 0; j < G; ++j) {
         const B pj(p[j][t]);
         for (std::size_t c = 0; c < C; ++c) a[j][c] = xsimd::fma(pj, vv[c], a[j][c]);
