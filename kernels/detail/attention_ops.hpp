@@ -60,7 +60,7 @@ struct AttnOps {
 
   // Makes v a register value (an empty asm that takes it in one). An f32 row is otherwise loaded
   // again by each of the G FMAs that use it, GCC folding the load into them: with 2-3 heads, that
-  // made f32 keys and values 1.3-1.6x slower than f16 ones, which convert once into a register
+  // made f32 keys and values 1.2-1.6x slower than f16 ones, which convert once into a register
   // (bench/RESULTS.md, session 27). AVX-512 only: AVX2's 16 registers are all accumulators.
   static void in_register([[maybe_unused]] B& v) {
 #if defined(__AVX512F__)
