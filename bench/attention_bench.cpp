@@ -33,6 +33,21 @@ struct Shape {
 };
 constexpr Shape kShapes[] = {{"smollm2", 30, 3, 3, 64}, {"tinyllama", 22, 4, 8, 64}};
 
+// Standard normal keys or values, stored as `type`.
+void fill_normal(std::vector<std::byte>& kv, KvType type, std::mt19937& rng) {
+  std::normal_distribution<float> nd;
+  const std::size_t esize = type == KvType::F16 ? 2 : 4;
+  for (std::size_t i = 0; i < kv.size() / esize; ++i) {
+    const float x = nd(rng);
+    if (type == KvType::F16) {
+      const std::uint16_t h = qlm::detail::f32_to_f16(x);
+      std::memcpy(kv.data() + 2 * i, &h, 2);
+    } else {
+      std::memcpy(kv.data() + 4 * i, &x, 4);
+    }
+  }
+}
+
 void bm_attention_batch(benchmark::State& state, Isa isa, KvType type, Shape shape,
                         std::uint32_t seqs, std::uint32_t depth, int threads) {
   const std::uint32_t layers = shape.layers, kv_heads = shape.kv_heads, group = shape.group,
@@ -47,15 +62,7 @@ void bm_attention_batch(benchmark::State& state, Isa isa, KvType type, Shape sha
   std::vector<std::byte> kv(region * regions);
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;
-  for (std::size_t i = 0; i < kv.size() / esize; ++i) {
-    const float x = nd(rng);
-    if (type == KvType::F16) {
-      const std::uint16_t h = qlm::detail::f32_to_f16(x);
-      std::memcpy(kv.data() + 2 * i, &h, 2);
-    } else {
-      std::memcpy(kv.data() + 4 * i, &x, 4);
-    }
-  }
+  fill_normal(kv, type, rng);
   std::vector<std::uint32_t> table(std::size_t{seqs} * blocks);  // per sequence, its pages
   for (std::uint32_t s = 0; s < seqs; ++s) {
     for (std::uint32_t b = 0; b < blocks; ++b) table[s * blocks + b] = b * seqs + s;
@@ -99,17 +106,8 @@ void bm_attention_block(benchmark::State& state, Isa isa, KvType type, std::uint
   std::vector<std::byte> k(kAttnBlock * kHd * esize), v(k.size());
   std::mt19937 rng(7);
   std::normal_distribution<float> nd;
-  for (auto* kv : {&k, &v}) {
-    for (std::size_t i = 0; i < kv->size() / esize; ++i) {
-      const float x = nd(rng);
-      if (type == KvType::F16) {
-        const std::uint16_t h = qlm::detail::f32_to_f16(x);
-        std::memcpy(kv->data() + 2 * i, &h, 2);
-      } else {
-        std::memcpy(kv->data() + 4 * i, &x, 4);
-      }
-    }
-  }
+  fill_normal(k, type, rng);
+  fill_normal(v, type, rng);
   std::vector<float> q(group * kHd), acc(q.size()), m(group, -INFINITY), l(group, 0.0f);
   for (float& x : q) x = 0.1f * nd(rng);
   for (auto _ : state) {
