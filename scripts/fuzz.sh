@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan + UBSan) and runs them (tests/fuzz/README.md).
 # Usage: scripts/fuzz.sh ci [SECONDS]         replay the saved corpora and the seeds, then fuzz every
-#                                              target for SECONDS in all (default 240)
+#                                              target, one per core at a time, for SECONDS in all
+#                                              (default 240)
 #        scripts/fuzz.sh campaign SECONDS     fuzz each target for SECONDS on every core (or on
 #                                              $QLM_FUZZ_JOBS cores), then merge what grew
 #                                              coverage into tests/fuzz/corpus/
@@ -66,19 +67,34 @@ corpus_dirs() {  # saved regressions and minimized corpus, then the seeds
 
 case "$mode" in
   ci)
+    # SECONDS of fuzzing shared by the targets, which run one per core at a time: the phase takes
+    # SECONDS / cores plus the replays.
+    cores="$(nproc)"
     per=$((seconds / ${#targets[@]}))
-    for t in "${targets[@]}"; do
-      echo "== $t: replay $(corpus_dirs "$t" | wc -w) corpus dir(s), then fuzz ${per}s"
+    run_target() {  # <target>: replay, then fuzz; the log's tail on failure
+      local t="$1" work="$build/work/$1"
       # shellcheck disable=SC2046
       "$build/tests/fuzz/$t" $(flags "$t") -runs=0 $(corpus_dirs "$t") 2>"$out/$t.replay.log" ||
-        { tail -40 "$out/$t.replay.log"; exit 1; }
-      work="$build/work/$t"
+        { echo "== $t: replay failed"; tail -40 "$out/$t.replay.log"; return 1; }
       mkdir -p "$work"
       # shellcheck disable=SC2046
       "$build/tests/fuzz/$t" $(flags "$t") -max_total_time="$per" "$work" $(corpus_dirs "$t") \
-        2>"$out/$t.fuzz.log" || { tail -40 "$out/$t.fuzz.log"; exit 1; }
-      grep -E "^stat::number_of_executed_units|^#[0-9]+ *DONE" "$out/$t.fuzz.log" | tail -2
+        2>"$out/$t.fuzz.log" || { echo "== $t: finding"; tail -40 "$out/$t.fuzz.log"; return 1; }
+      echo "== $t: replayed $(corpus_dirs "$t" | wc -w) corpus dir(s), fuzzed ${per}s:" \
+        "$(grep -E "^stat::number_of_executed_units" "$out/$t.fuzz.log" | tail -1)"
+    }
+    failed=0
+    pids=()
+    for t in "${targets[@]}"; do
+      if [ "${#pids[@]}" -ge "$cores" ]; then  # wait for the oldest before starting another
+        wait "${pids[0]}" || failed=1
+        pids=("${pids[@]:1}")
+      fi
+      run_target "$t" &
+      pids+=("$!")
     done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    [ "$failed" = 0 ] || { echo "fuzz: a target failed (logs in $out)"; exit 1; }
     echo "fuzz: ${#targets[@]} targets replayed and fuzzed, no finding"
     ;;
   campaign)

@@ -657,7 +657,7 @@ TEST_CASE("infill: budget cuts", "[infill]") {
   }
 }
 
-TEST_CASE("infill: the cached builder gives what the uncached function gives", "[infill]") {
+TEST_CASE("infill: the cached builder gives what the uncached function gives", "[infill][heavy]") {
   const std::string code = code_text();
   for (const Tokenizer* t : {&qwen(), &starcoder()}) {
     // Small limits, so that entries and words are evicted along the way.

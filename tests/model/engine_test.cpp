@@ -55,7 +55,7 @@ std::vector<float> engine_logits(Engine& engine, std::span<const std::int32_t> i
 }  // namespace
 
 TEST_CASE("Engine: a sequence's logits do not depend on its batch, chunking or threads",
-          "[engine]") {
+          "[engine][heavy]") {
   TempDir tmp;
   const DType type =
       GENERATE(DType::Q8, DType::Q4, DType::Q5, DType::Q4NL, DType::F16, DType::BF16, DType::F32);

@@ -327,7 +327,7 @@ TEST_CASE("attention over many key blocks matches the fp32 reference path", "[kv
   }
 }
 
-TEST_CASE("f16 cache: bit-identical for any thread count and chunking", "[kv][model]") {
+TEST_CASE("f16 cache: bit-identical for any thread count and chunking", "[kv][model][heavy]") {
   TempDir tmp;
   const KvType kv = GENERATE(KvType::F16, KvType::F32);
   INFO("kv " << to_string(kv));

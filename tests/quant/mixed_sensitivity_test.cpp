@@ -69,7 +69,8 @@ bool has_type(std::string_view line, std::string_view type) {
 
 }  // namespace
 
-TEST_CASE("measured sensitivities decide the mixed plan and say so", "[quant][quality][mixed]") {
+TEST_CASE("measured sensitivities decide the mixed plan and say so",
+          "[quant][quality][mixed][heavy]") {
   qlm::test::TempDir tmp;
   qlm::ConvertOptions o = measured_mixed(tmp, DType::Q4);
   o.mixed_promotions = {DType::Q8};

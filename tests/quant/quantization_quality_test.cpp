@@ -139,7 +139,8 @@ TEST_CASE("channel scales leave the float model's logits unchanged", "[quant][qu
   CHECK(qlm::test::max_abs_diff(a, b) <= 1e-4f * scale);
 }
 
-TEST_CASE("fitted, importance-weighted 4-bit scales beat round-to-nearest", "[quant][quality]") {
+TEST_CASE("fitted, importance-weighted 4-bit scales beat round-to-nearest",
+          "[quant][quality][heavy]") {
   // Scored on text unlike the calibration text: a fortunes database (scripts/install-deps.sh
   // installs the package), four windows of 256 tokens.
   const std::filesystem::path text = "/usr/share/games/fortunes/wisdom";
