@@ -58,7 +58,7 @@ std::size_t buffer_bytes_per_token(const ModelConfig& c, bool split) {
   return 4 * (floats + two_pass) + quantized;
 }
 
-class FastForward final : public Forward {
+class FastForward final : public FastPath {
  public:
   FastForward(const Model& model, const kernels::KernelTable& kt, FastOptions o)
       : c_(model.config()),
@@ -106,6 +106,32 @@ class FastForward final : public Forward {
       if (n != 0) head(wanted.subspan(next, n), i0, logits.data() + next * c_.vocab_size);
       next += n;
       report(progress, i0 + m, rows.size());
+    }
+  }
+
+  void run_hidden(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted,
+                  std::span<float> hidden) override {
+    const std::size_t d = c_.hidden_size;
+    std::size_t next = 0;  // first entry of `wanted` not yet written
+    for (std::size_t i0 = 0; i0 < rows.size(); i0 += batch_) {
+      const std::size_t m = std::min<std::size_t>(batch_, rows.size() - i0);
+      chunk(rows.subspan(i0, m));
+      for (; next < wanted.size() && wanted[next] < i0 + m; ++next) {
+        norm(&hidden[next * d], &x_[(wanted[next] - i0) * d], w_.final_norm, w_.final_norm_b);
+      }
+    }
+  }
+
+  void head_rows(std::span<const float> hidden, std::span<float> logits) override {
+    const std::size_t d = c_.hidden_size, n = hidden.size() / d;
+    // Split inputs stage 2 result rows per token in scratch: a vocabulary-wide [2n][vocab] would
+    // cost more memory than the logits themselves, so those go 16 tokens at a time.
+    const bool two = splits_.head;
+    const std::size_t step = two ? std::min<std::size_t>(16, batch_) : batch_;
+    for (std::size_t i = 0; i < n; i += step) {
+      const std::size_t rows = std::min(step, n - i);
+      quantize(&hidden[i * d], rows, d, two);
+      project(w_.lm_head, &logits[i * c_.vocab_size], c_.vocab_size);
     }
   }
 
@@ -319,15 +345,7 @@ class FastForward final : public Forward {
       norm(&xb_[j * d], &x_[(wanted[j] - offset) * d], w_.final_norm, w_.final_norm_b);
     });
     observe(MatrixInput::Head, 0, xb_.data(), n, d);
-    // Split inputs stage 2 result rows per token in scratch: a vocabulary-wide [2n][vocab] would
-    // cost more memory than the logits themselves, so those go 16 tokens at a time.
-    const bool two = splits_.head;
-    const std::size_t step = two ? 16 : n;
-    for (std::size_t i = 0; i < n; i += step) {
-      const std::size_t rows = std::min(step, n - i);
-      quantize(&xb_[i * d], rows, d, two);
-      project(w_.lm_head, out + i * c_.vocab_size, c_.vocab_size);
-    }
+    head_rows({xb_.data(), n * d}, {out, n * c_.vocab_size});
   }
 
   const ModelConfig& c_;
@@ -381,8 +399,8 @@ std::uint32_t default_batch(const Model& model, const InputSplits& splits) {
   return batch;
 }
 
-std::unique_ptr<Forward> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
-                                           FastOptions options) {
+std::unique_ptr<FastPath> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
+                                            FastOptions options) {
   return std::make_unique<FastForward>(model, kernels, std::move(options));
 }
 

@@ -42,8 +42,20 @@ struct FastOptions {
   std::uint32_t context = 0;                     ///< longest sequence (picks longrope's factors)
 };
 
+/// The fast path, whose decoder and LM head can also run apart: decode lanes run the decoder on
+/// one thread each, then the head once over all their rows on every thread.
+class FastPath : public Forward {
+ public:
+  /// Evaluates `rows` as run() does, but writes the final-normed hidden rows of `wanted` to
+  /// `hidden` ([wanted.size()][hidden_size]) instead of their logits.
+  virtual void run_hidden(std::span<const ForwardRow> rows, std::span<const std::uint32_t> wanted,
+                          std::span<float> hidden) = 0;
+  /// The logits ([rows][vocab]) of final-normed hidden rows ([rows][hidden_size]).
+  virtual void head_rows(std::span<const float> hidden, std::span<float> logits) = 0;
+};
+
 /// Builds the fast path for `model` on `kernels`.
-std::unique_ptr<Forward> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
-                                           FastOptions options);
+std::unique_ptr<FastPath> make_fast_forward(const Model& model, const kernels::KernelTable& kernels,
+                                            FastOptions options);
 
 }  // namespace qlm::detail

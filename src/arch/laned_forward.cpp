@@ -3,8 +3,9 @@
 // the other cores wrote: each row's activations cross cores several times per layer. At 16
 // SmolLM2-135M rows on 2 threads that was ~10% of a step; the cores' writes to lines the others
 // had read were 3x slower than to their own (bench/RESULTS.md, session 24). A lane keeps its rows
-// on one core from the embedding to the logits. A row's result never depends on its batch, so a
-// lane's rows get the same bits as in one batch.
+// on one core from the embedding to the final norm; the LM head, a large matrix read once for a
+// few rows, then runs once over all lanes' rows on every core. A row's result never depends on its
+// batch, so a lane's rows get the same bits as in one batch.
 #include "arch/laned_forward.hpp"
 
 #include "model_access.hpp"
@@ -82,16 +83,21 @@ class LanedForward final : public Forward {
            std::span<float> logits, const Progress* progress) override {
     if (!as_lanes(rows, wanted)) return whole_->run(rows, wanted, logits, progress);
     for (Lane& lane : lanes_) prepare(lane);
-    pool_->parallel_for(lanes_.size(), [&](std::size_t t) { run_lane(lanes_[t], rows, logits); });
+    hidden_.resize(wanted.size() * model_.config().hidden_size);
+    pool_->parallel_for(lanes_.size(), [&](std::size_t t) { run_lane(lanes_[t], rows); });
     for (Lane& lane : lanes_) {
       if (lane.error) std::rethrow_exception(std::exchange(lane.error, nullptr));
     }
+    // The LM head once over every lane's rows, split by columns: each lane's own head streamed
+    // the whole matrix (a fifth of SmolLM2-135M's bytes) on one core for a few rows. A row's
+    // logits do not depend on the rows beside it, so the bits are the same.
+    whole_->head_rows(hidden_, logits.first(wanted.size() * model_.config().vocab_size));
     // One chunk, so `progress` hears nothing: only finished chunks before the last are reported.
   }
 
  private:
   struct Lane {
-    std::unique_ptr<Forward> forward;
+    std::unique_ptr<FastPath> forward;
     std::size_t capacity = 0;           // rows its buffers hold per chunk
     std::size_t row0 = 0, row1 = 0;     // its rows of the batch
     std::size_t want0 = 0, want1 = 0;   // its entries of `wanted`
@@ -155,12 +161,14 @@ class LanedForward final : public Forward {
     lane.capacity = capacity;
   }
 
-  void run_lane(Lane& lane, std::span<const ForwardRow> rows, std::span<float> logits) {
+  // The lane's rows through every layer, their final-normed hidden rows into hidden_.
+  void run_lane(Lane& lane, std::span<const ForwardRow> rows) {
     if (lane.row0 == lane.row1) return;
-    const std::size_t vocab = model_.config().vocab_size;
+    const std::size_t d = model_.config().hidden_size;
     try {
-      lane.forward->run(rows.subspan(lane.row0, lane.row1 - lane.row0), lane.wanted,
-                        logits.subspan(lane.want0 * vocab, (lane.want1 - lane.want0) * vocab));
+      lane.forward->run_hidden(
+          rows.subspan(lane.row0, lane.row1 - lane.row0), lane.wanted,
+          std::span(hidden_).subspan(lane.want0 * d, (lane.want1 - lane.want0) * d));
     } catch (...) {
       lane.error = std::current_exception();
     }
@@ -172,11 +180,12 @@ class LanedForward final : public Forward {
   InputSplits splits_;
   std::uint32_t max_batch_, context_;
   RowCost cost_;
-  std::size_t min_rows_;            // lane_rows
-  std::unique_ptr<Forward> whole_;  // every batch that is not run as lanes
+  std::size_t min_rows_;             // lane_rows
+  std::unique_ptr<FastPath> whole_;  // every batch that is not run as lanes, and their LM head
   std::vector<Lane> lanes_;
   std::vector<const SequenceKv*> seqs_;  // one_row_each's scratch
   std::vector<double> prefix_;           // split's: cost of the rows before each
+  std::vector<float> hidden_;            // the lanes' final-normed rows, [wanted][hidden_size]
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Decode batches as lanes: on a pool of T threads, a batch whose rows are each the one new token
 // of its own sequence runs as T lanes, each thread taking a share of the sequences through every
-// layer and the LM head on its own. Every other batch splits each matmul across the threads.
+// layer on its own; the LM head then runs once over all of them, split across the threads. Every
+// other batch splits each matmul across the threads.
 #pragma once
 
 #include <cstddef>
