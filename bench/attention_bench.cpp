@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernel_table.hpp"
+#include "kv_fill.hpp"
 #include "ops/attention.hpp"
 #include "qlm/detail/half.hpp"
 #include "qlm/thread_pool.hpp"
@@ -24,6 +25,7 @@
 namespace {
 
 using qlm::KvType;
+using qlm::bench::fill_normal;
 using namespace qlm::kernels;
 
 /// A model's attention shape.
@@ -32,21 +34,6 @@ struct Shape {
   std::uint32_t layers, kv_heads, group, hd;
 };
 constexpr Shape kShapes[] = {{"smollm2", 30, 3, 3, 64}, {"tinyllama", 22, 4, 8, 64}};
-
-// Standard normal keys or values, stored as `type`.
-void fill_normal(std::vector<std::byte>& kv, KvType type, std::mt19937& rng) {
-  std::normal_distribution<float> nd;
-  const std::size_t esize = type == KvType::F16 ? 2 : 4;
-  for (std::size_t i = 0; i < kv.size() / esize; ++i) {
-    const float x = nd(rng);
-    if (type == KvType::F16) {
-      const std::uint16_t h = qlm::detail::f32_to_f16(x);
-      std::memcpy(kv.data() + 2 * i, &h, 2);
-    } else {
-      std::memcpy(kv.data() + 4 * i, &x, 4);
-    }
-  }
-}
 
 void bm_attention_batch(benchmark::State& state, Isa isa, KvType type, Shape shape,
                         std::uint32_t seqs, std::uint32_t depth, int threads) {

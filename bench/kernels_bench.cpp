@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernel_table.hpp"
+#include "kv_fill.hpp"
 #include "qlm/detail/half.hpp"
 #include "qlm/format/dtype.hpp"
 #include "qlm/quant/layout.hpp"
@@ -204,15 +205,8 @@ void bm_attention(benchmark::State& state, Isa isa, KvType elem, std::size_t con
   const Bytes kv = alloc64(kLayers * layer_bytes);
   std::mt19937 rng(3);
   std::normal_distribution<float> nd;
-  for (std::size_t i = 0; i < kLayers * layer_bytes / esize; ++i) {
-    const float x = nd(rng);
-    if (elem == KvType::F16) {
-      const std::uint16_t h = qlm::detail::f32_to_f16(x);
-      std::memcpy(kv.get() + 2 * i, &h, 2);
-    } else {
-      std::memcpy(kv.get() + 4 * i, &x, 4);
-    }
-  }
+  qlm::bench::fill_normal({reinterpret_cast<std::byte*>(kv.get()), kLayers * layer_bytes}, elem,
+                          rng);
   std::vector<float> q(kKvHeads * kGroup * kHd), out(q.size());
   for (float& x : q) x = nd(rng);
   const float scale = 0.125f;
