@@ -300,11 +300,24 @@ int main(int argc, char** argv) {
     std::vector<double> v;
     std::size_t kv_bytes = 0;
   };
+  // With --parallel a tg test decodes after each prompt test, as llama-batched-bench's S_TG does
+  // (its sequences hold the npp prompt): `-p 512 -n 128` gives pp512 and tg128 @ d512. Without,
+  // tests are independent as in llama-bench, and tg starts from -d alone.
+  std::vector<int> tg_after;
+  for (auto [prompt, n] : tests)
+    if (prompt && !parallel.empty()) tg_after.push_back(n);
+  if (tg_after.empty()) tg_after.push_back(0);
   std::vector<Case> cases;
   for (int t : *thread_list) {
     for (int depth : *depth_list) {
       for (int seqs : *seq_list) {
-        for (auto [prompt, n] : tests) cases.push_back({t, depth, seqs, prompt, n, {}, 0});
+        for (auto [prompt, n] : tests) {
+          if (prompt) {
+            cases.push_back({t, depth, seqs, prompt, n, {}, 0});
+            continue;
+          }
+          for (int p : tg_after) cases.push_back({t, depth + p, seqs, prompt, n, {}, 0});
+        }
       }
     }
   }
