@@ -355,14 +355,17 @@ int main(int argc, char** argv) {
       }
       if (isa == Isa::Scalar) continue;  // seconds per call: not worth timing
       // Batched decode: 8 or 16 sequences' rows (32: 16 sequences of int8x2 activations) against
-      // weights streamed from DRAM; 576x1536 is SmolLM2-135M's MLP, two L2 chunks per thread (4
-      // rows: one core's lane of 8 sequences), 576x49152 its LM head.
+      // weights streamed from DRAM; 576x1536 is SmolLM2-135M's MLP, two L2 chunks per thread (1
+      // or 2 rows: the GEMV of 1 or 2 sequences; 4 rows: one core's lane of 8 sequences),
+      // 576x49152 its LM head.
       struct Batch {
         std::size_t m, k, n;
       };
       for (Batch b : {Batch{8, 2048, 5632},
                       {16, 2048, 5632},
                       {32, 2048, 5632},
+                      {1, 576, 1536},
+                      {2, 576, 1536},
                       {4, 576, 1536},
                       {8, 576, 1536},
                       {16, 576, 1536},
