@@ -10,7 +10,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -19,7 +18,6 @@
 #include "kernel_table.hpp"
 #include "kv_fill.hpp"
 #include "ops/attention.hpp"
-#include "qlm/detail/half.hpp"
 #include "qlm/thread_pool.hpp"
 
 namespace {
