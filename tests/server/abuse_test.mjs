@@ -135,12 +135,21 @@ test('a burst of 200 against --parallel 4 --queue 64: the excess gets 503, the r
   }
 });
 
-test('afterwards: the same answers, nothing held, nothing waiting', async () => {
+test('afterwards: the same answers, nothing held, nothing waiting', async (t) => {
   const m = await settled();
   assert.equal(m.qlm_requests_running, 0);
   assert.equal(m.qlm_requests_waiting, 0);
   assert.equal(m.qlm_kv_pages_used, 0);
-  const again = await post(`${srv.url}/v1/completions`, greedy);
+  // A connection that fails before any answer is tried once more, with its cause kept: it was
+  // seen once in CI ("fetch failed" on a fresh connection, the server up and exiting 0 after it)
+  // and never in 25 runs under load here. The property checked is the answer, not that socket.
+  let again;
+  try {
+    again = await post(`${srv.url}/v1/completions`, greedy);
+  } catch (e) {
+    t.diagnostic(`retried after: ${e.message}`);
+    again = await post(`${srv.url}/v1/completions`, greedy);
+  }
   assert.equal(again.status, 200);
   assert.equal(again.body.choices[0].text, reference.body.choices[0].text);
 });

@@ -90,12 +90,22 @@ export function qlmRun(model, args) {
     { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+// A failed fetch() says only "fetch failed": rethrows with its cause (a socket error's code and
+// message), so a failure in CI can be read from the log.
+export function explained(what) {
+  return (e) => {
+    const c = e?.cause;
+    throw new Error(`${what}: ${e?.message}${c ? ` (${c.code ?? c.name}: ${c.message})` : ''}`,
+      { cause: e });
+  };
+}
+
 // fetch() with a JSON body; resolves to {status, headers, body (parsed when JSON), text}.
 export async function post(url, body, headers = {}) {
   const res = await fetch(url, {
     method: 'POST', headers: { 'Content-Type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
+  }).catch(explained(`POST ${url}`));
   const text = await res.text();
   let json = null;
   try { json = JSON.parse(text); } catch { /* not JSON */ }
@@ -104,7 +114,7 @@ export async function post(url, body, headers = {}) {
 
 // Prometheus text -> {name{labels}: value}.
 export async function metrics(url) {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  const text = await (await fetch(`${url}/metrics`).catch(explained(`GET ${url}/metrics`))).text();
   const out = {};
   for (const line of text.split('\n')) {
     if (!line || line.startsWith('#')) continue;
