@@ -92,7 +92,7 @@ export function qlmRun(model, args) {
 
 // A failed fetch() says only "fetch failed": rethrows with its cause (a socket error's code and
 // message), so a failure in CI can be read from the log.
-export function explained(what) {
+function explained(what) {
   return (e) => {
     const c = e?.cause;
     throw new Error(`${what}: ${e?.message}${c ? ` (${c.code ?? c.name}: ${c.message})` : ''}`,
