@@ -293,11 +293,12 @@ void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, fl
     const std::uint8_t* st = w + geo.scales + g * geo.blocks * kTileScaleBytes;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (std::size_t b = 0; b < geo.blocks; ++b) {
-      // Every line of the tile 4 KiB ahead, into L2, as the AVX-512 GEMV: one line per tile 1 KiB
-      // ahead decoded q4 14-15% slower (the AVX2 kernels on a Zen 5 core, bench/RESULTS.md,
-      // session 31). The address is only prefetched, so past the matrix it may point anywhere.
+      // Every line of the tile, as the AVX-512 GEMV: one line per tile 1 KiB ahead decoded q4
+      // 14-15% slower (the AVX2 kernels on a Zen 5 core, bench/RESULTS.md, session 31). The
+      // address is only prefetched, so past the matrix it may point anywhere.
       for (std::size_t line = 0; line < geo.tile; line += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(qt + 4096 + line), _MM_HINT_T2);
+        _mm_prefetch(reinterpret_cast<const char*>(qt + detail::kGemvPrefetchBytes + line),
+                     _MM_HINT_T2);
       }
       const std::int8_t* ab = a.q + b * kActBlock;
       const __m256 da = _mm256_set1_ps(a.d[b]);

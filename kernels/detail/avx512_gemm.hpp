@@ -243,13 +243,13 @@ inline void store_rows(float* y, __m512 v, std::size_t row0, std::size_t n) {
 template <DType F, bool Vnni, int R>
 void gemv(const std::uint8_t* w, const Geometry& geo, const QuantizedRows& a, float* y,
           std::size_t ldy, std::size_t g0, std::size_t g1) {
-  // Every line of the quant stream is prefetched 4 KiB ahead: the hardware prefetcher stops at
-  // each 4 KiB page boundary and has to ramp up again, which capped one core at ~80% of the read
-  // probe with a sparse 1 KiB prefetch (all lines 2 KiB ahead: +10-15% in qlm_bench_kernels), and
-  // 2 KiB kept too few lines in flight on a Zen 5 core (4 KiB: decode +10-15%, session 31).
+  // Every line of the quant stream is prefetched kGemvPrefetchBytes ahead: the hardware prefetcher
+  // stops at each 4 KiB page boundary and has to ramp up again, which capped one core at ~80% of
+  // the read probe with a sparse 1 KiB prefetch (all lines 2 KiB ahead: +10-15% in
+  // qlm_bench_kernels; 4 KiB: one-sequence decode +5-24% on a Zen 5 core, session 31).
   // Into L2 (prefetcht2), not L1: requests for L1 wait on its few miss buffers, and the q8 GEMV
   // streamed 1.1-1.4x faster on two threads without them (bench/RESULTS.md, session 20).
-  constexpr std::size_t kPrefetch = 4096;
+  constexpr std::size_t kPrefetch = detail::kGemvPrefetchBytes;
   const std::size_t stride = geo.blocks * kActBlock;
   for (std::size_t g = g0; g < g1; ++g) {
     const std::uint8_t* qt = w + g * geo.blocks * geo.tile;

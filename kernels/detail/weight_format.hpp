@@ -46,6 +46,9 @@ constexpr std::size_t l2_chunk_groups(std::size_t blocks, std::size_t tile) noex
   const std::size_t group_bytes = std::max<std::size_t>(1, blocks * (tile + kTileScaleBytes));
   return std::max<std::size_t>(1, (std::size_t{256} << 10) / group_bytes);
 }
+/// How far ahead of the GEMV's reads its quant lines are asked for, into L2 (AVX-512, AVX2): 2 KiB
+/// kept too few lines in flight on a Zen 5 core (bench/RESULTS.md, session 31).
+inline constexpr std::size_t kGemvPrefetchBytes = 4096;
 /// Zero point of the unsigned weight byte u (the weight code is u - zp): Q8, Q4NL and Q5 store or
 /// decode to u = code + 128, Q4 nibbles are code + 8.
 constexpr std::int32_t zero_point(DType t) noexcept {

@@ -175,10 +175,10 @@ TEST_CASE("qlm-run --chat talks on a terminal, reusing the cache between turns",
   } cleanup{tmux};
   // The exit status is written aside and renamed into place: `echo $? > rc` creates rc before it
   // writes, and the wait below once read it empty (CI, session 31).
+  const std::string rc = (tmp / "rc").string();
   const std::string command = fmt::format(
       "{} -m {} --chat --system 'Tell stories.' {} 2>{}; echo $? > {}.part; mv {}.part {}",
-      tool_path("qlm-run"), model.string(), common, (tmp / "chat.err").string(),
-      (tmp / "rc").string(), (tmp / "rc").string(), (tmp / "rc").string());
+      tool_path("qlm-run"), model.string(), common, (tmp / "chat.err").string(), rc, rc, rc);
   REQUIRE(run_command(fmt::format("{} new-session -d -s chat -x 200 -y 60 \"{}\"", tmux, command),
                       out) == 0);
   const auto screen = [&] {
